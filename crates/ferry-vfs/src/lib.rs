@@ -1,0 +1,162 @@
+//! Storage for Ferry: one async [`Storage`] trait that the FTP and SFTP servers speak to, with
+//! errors that map once onto protocol replies.
+//!
+//! # Layout
+//! - [`Storage`], [`Metadata`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
+//!   calls run off the async workers.
+//! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
+//!
+//! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
+//! again (the jail), so a bug above cannot reach outside the root.
+
+pub mod local;
+pub mod memory;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use ferry_proto::VPath;
+use ferry_proto::listing::{Entry, EntryKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use local::LocalFs;
+pub use memory::MemoryFs;
+
+/// What went wrong, in terms every protocol can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such file or directory (FTP 550).
+    NotFound,
+    /// The backend (or the jail) refused (FTP 550).
+    PermissionDenied,
+    /// Target exists (FTP 550/553).
+    AlreadyExists,
+    /// A directory was expected (FTP 550).
+    NotADirectory,
+    /// A file was expected (FTP 550).
+    IsADirectory,
+    /// `RMD` of a non-empty directory (FTP 550).
+    DirectoryNotEmpty,
+    /// Out of space or quota (FTP 552).
+    InsufficientStorage,
+    /// A name the backend can't store (FTP 553).
+    InvalidName,
+    /// Anything else, a local I/O failure (FTP 451).
+    Other,
+}
+
+/// A storage error: its kind plus a message safe to show to the client (no host paths).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    /// A new error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+
+    /// From an OS error; the message never includes the host path.
+    pub fn from_io(err: &std::io::Error) -> Self {
+        let _ = err;
+        todo!()
+    }
+}
+
+/// `Result` with a storage [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Metadata of one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Unix seconds UTC.
+    pub mtime: i64,
+    /// Permission bits.
+    pub mode: u32,
+    pub nlink: u64,
+    /// Stable identity (for MLSx `unique`), if the backend has one.
+    pub unique: Option<String>,
+}
+
+impl Metadata {
+    /// A listing [`Entry`] with this metadata and `name`.
+    pub fn into_entry(self, name: String) -> Entry {
+        Entry {
+            name,
+            kind: self.kind,
+            size: self.size,
+            mtime: self.mtime,
+            mode: self.mode,
+            nlink: self.nlink,
+            unique: self.unique,
+        }
+    }
+}
+
+/// An open file for reading, positioned at the requested offset.
+pub struct ReadHandle {
+    /// The byte stream.
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    /// For the local backend: the underlying file (same position), a fast path for `sendfile`.
+    pub file: Option<std::fs::File>,
+    /// Total size of the file when opened.
+    pub size: u64,
+}
+
+/// How an upload treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Replace: write to a temporary file beside the target, rename into place on [`Upload::commit`].
+    /// Dropping the upload without commit removes the temporary file and leaves the old file intact.
+    Replace,
+    /// Append to the end (created if missing). Written in place.
+    Append,
+    /// Write in place starting at this offset (REST + STOR), truncating what follows.
+    At(u64),
+    /// Create a new file; fail with `AlreadyExists` if the name is taken (STOU).
+    CreateNew,
+}
+
+/// An upload in progress.
+#[async_trait]
+pub trait Upload: AsyncWrite + Send + Unpin {
+    /// Flush and make the upload visible (rename into place for [`WriteMode::Replace`]).
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A storage backend. Implementations must be safe against any `VPath` a hostile client can form.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Metadata of `path` (following symlinks only within the jail).
+    async fn metadata(&self, path: &VPath) -> Result<Metadata>;
+
+    /// Entries of directory `path`, without `.` and `..`, in backend order.
+    async fn list(&self, path: &VPath) -> Result<Vec<Entry>>;
+
+    /// Open a file for reading at `offset`.
+    async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle>;
+
+    /// Open a file for writing.
+    async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>>;
+
+    /// Create one directory (parent must exist).
+    async fn mkdir(&self, path: &VPath) -> Result<()>;
+
+    /// Remove an empty directory.
+    async fn rmdir(&self, path: &VPath) -> Result<()>;
+
+    /// Remove a file.
+    async fn remove_file(&self, path: &VPath) -> Result<()>;
+
+    /// Rename a file or directory (replacing a file target).
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<()>;
+
+    /// Set the modification time (MFMT).
+    async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()>;
+}
