@@ -8,10 +8,19 @@
 //!   comparable time whether or not the user exists, so user names can't be probed.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
+use tokio::sync::Semaphore;
 
 /// What a user may do. Parsed from a list such as `["list", "read"]` or `["all"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,16 +35,56 @@ pub struct Permissions {
 
 impl Permissions {
     /// Everything allowed.
-    pub const ALL: Permissions =
-        Permissions { list: true, read: true, write: true, delete: true, rename: true, mkdir: true };
+    pub const ALL: Permissions = Permissions {
+        list: true,
+        read: true,
+        write: true,
+        delete: true,
+        rename: true,
+        mkdir: true,
+    };
     /// List and read only.
-    pub const READ_ONLY: Permissions =
-        Permissions { list: true, read: true, write: false, delete: false, rename: false, mkdir: false };
+    pub const READ_ONLY: Permissions = Permissions {
+        list: true,
+        read: true,
+        write: false,
+        delete: false,
+        rename: false,
+        mkdir: false,
+    };
 
     /// Parse names (`list`, `read`, `write`, `delete`, `rename`, `mkdir`, `all`, `read-only`).
+    /// Names are case-insensitive and combine (`["read-only", "write"]`); an empty list allows
+    /// nothing.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, AuthError> {
-        let _ = names;
-        todo!()
+        let mut p = Permissions::default();
+        for name in names {
+            let name = name.as_ref();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "list" => p.list = true,
+                "read" => p.read = true,
+                "write" => p.write = true,
+                "delete" => p.delete = true,
+                "rename" => p.rename = true,
+                "mkdir" => p.mkdir = true,
+                "all" => p = p.union(Permissions::ALL),
+                "read-only" => p = p.union(Permissions::READ_ONLY),
+                _ => return Err(AuthError::UnknownPermission(name.to_string())),
+            }
+        }
+        Ok(p)
+    }
+
+    /// Everything allowed by `self` or `other`.
+    pub const fn union(self, other: Permissions) -> Permissions {
+        Permissions {
+            list: self.list || other.list,
+            read: self.read || other.read,
+            write: self.write || other.write,
+            delete: self.delete || other.delete,
+            rename: self.rename || other.rename,
+            mkdir: self.mkdir || other.mkdir,
+        }
     }
 }
 
@@ -78,7 +127,9 @@ pub struct Account {
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("unknown permission '{0}' (expected list, read, write, delete, rename, mkdir, all or read-only)")]
+    #[error(
+        "unknown permission '{0}' (expected list, read, write, delete, rename, mkdir, all or read-only)"
+    )]
     UnknownPermission(String),
     #[error("user '{user}': password_hash is not a valid argon2 PHC string: {reason}")]
     BadHash { user: String, reason: String },
@@ -90,36 +141,538 @@ pub enum AuthError {
     InvalidName(String),
 }
 
+/// How long a verified login stays in the [`Authenticator`]'s cache.
+pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How many verified logins the [`Authenticator`]'s cache holds at most.
+pub const LOGIN_CACHE_CAPACITY: usize = 10_000;
+
+/// Names that always mean anonymous access (compared ignoring ASCII case).
+const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// One configured user.
+struct User {
+    /// The validated PHC string.
+    hash: Arc<str>,
+    account: Arc<Account>,
+}
+
+/// A recently verified login: a keyed digest of name and password, never the password.
+struct CachedLogin {
+    tag: [u8; 32],
+    expires: Instant,
+}
+
 /// Verifies logins.
-#[derive(Debug)]
+///
+/// # Security
+/// - Passwords are checked against argon2 PHC strings on the blocking pool, at most a few at
+///   once (a semaphore sized to the CPUs), so a login flood queues instead of exhausting memory.
+/// - An unknown user name is verified against a dummy hash made with the first configured
+///   user's parameters, so the time taken does not reveal whether a name exists (as long as all
+///   users share parameters, which `ferry hash-password` ensures).
+/// - **Login cache (a deliberate trade-off).** After a successful argon2 check, an
+///   HMAC-SHA256 of the name and password, keyed with 64 random bytes drawn at start and held
+///   only in memory, is kept for [`LOGIN_CACHE_TTL`] (at most [`LOGIN_CACHE_CAPACITY`] entries).
+///   A later login of the same user with the same password matches that digest (compared in
+///   constant time) and skips argon2, so clients that open many sessions don't pay ~20 ms of
+///   CPU and 19 MiB each. The cost: for those minutes, someone able to read this process's
+///   memory could test guesses against the digest at SHA-256 speed rather than argon2 speed.
+///   Only the right password can hit the cache; wrong passwords and unknown users always pay
+///   full argon2, and failed logins are never cached.
 pub struct Authenticator {
-    // implementation-defined fields
+    users: HashMap<String, User>,
+    anonymous: Option<Arc<Account>>,
+    /// Parameters for the dummy hash (those of the first user, or argon2's defaults).
+    dummy_params: Params,
+    /// PHC string verified for unknown users; made at start when users exist, else on first use.
+    dummy: Arc<OnceLock<String>>,
+    /// One HMAC-SHA256 block of key.
+    cache_key: [u8; 64],
+    cache: Mutex<HashMap<String, CachedLogin>>,
+    verifiers: Semaphore,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print hashes, the cache or its key.
+        let mut names: Vec<&str> = self.users.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Authenticator")
+            .field("users", &names)
+            .field("anonymous", &self.anonymous.as_ref().map(|a| &a.root))
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad_hash(user: &str, reason: impl fmt::Display) -> AuthError {
+    AuthError::BadHash {
+        user: user.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Check that `phc` is a complete argon2 PHC string we can verify against; its parameters.
+fn validate_hash(user: &str, phc: &str) -> Result<Params, AuthError> {
+    let hash = PasswordHash::new(phc).map_err(|e| bad_hash(user, e))?;
+    Algorithm::try_from(hash.algorithm).map_err(|e| bad_hash(user, e))?;
+    if let Some(version) = hash.version {
+        Version::try_from(version).map_err(|e| bad_hash(user, e))?;
+    }
+    let params = Params::try_from(&hash).map_err(|e| bad_hash(user, e))?;
+    if hash.salt.is_none() {
+        return Err(bad_hash(user, "no salt"));
+    }
+    if hash.hash.is_none() {
+        return Err(bad_hash(user, "no hash output"));
+    }
+    Ok(params)
+}
+
+fn validate_name(name: &str) -> Result<(), AuthError> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AuthError::InvalidName(name.to_string()));
+    }
+    if ANONYMOUS_NAMES.iter().any(|a| name.eq_ignore_ascii_case(a)) {
+        return Err(AuthError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
+/// A PHC string for a random password with `params`: what unknown users are checked against.
+fn make_dummy(params: &Params) -> String {
+    let password: [u8; 16] = rand::random();
+    hash_with(&password, params.clone())
+}
+
+fn hash_with(password: &[u8], params: Params) -> String {
+    let salt_bytes: [u8; 16] = rand::random();
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    // 16 bytes always encode to a valid salt, and argon2 accepts any password length we pass
+    // with parameters it built itself; a failure here is a bug, not input.
+    let phc = SaltString::encode_b64(&salt_bytes)
+        .and_then(|salt| hasher.hash_password(password, &salt).map(|h| h.to_string()));
+    match phc {
+        Ok(phc) => phc,
+        Err(e) => panic!("argon2 hashing with valid parameters failed: {e}"),
+    }
+}
+
+/// `true` if `password` matches the PHC string `phc` (which was validated at start).
+fn verify(phc: &str, password: &[u8]) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default().verify_password(password, &hash).is_ok(),
+        Err(_) => false,
+    }
 }
 
 impl Authenticator {
     /// Build from configuration. Hashes are validated here so a bad file fails at start.
+    ///
+    /// User names must be non-empty without whitespace or control characters
+    /// ([`AuthError::InvalidName`]), unique ([`AuthError::Duplicate`], compared exactly) and not
+    /// `anonymous`/`ftp` in any case ([`AuthError::Reserved`]).
     pub fn new(users: Vec<UserSpec>, anonymous: Option<AnonymousSpec>) -> Result<Self, AuthError> {
-        let _ = (users, anonymous);
-        todo!()
+        let mut map = HashMap::with_capacity(users.len());
+        let mut dummy_params = None;
+        for spec in users {
+            validate_name(&spec.name)?;
+            let params = validate_hash(&spec.name, &spec.password_hash)?;
+            dummy_params.get_or_insert(params);
+            let permissions = Permissions::from_names(&spec.permissions)?;
+            if map.contains_key(&spec.name) {
+                return Err(AuthError::Duplicate(spec.name));
+            }
+            let account = Arc::new(Account {
+                name: spec.name.clone(),
+                root: spec.root,
+                permissions,
+                anonymous: false,
+            });
+            map.insert(
+                spec.name,
+                User {
+                    hash: Arc::from(spec.password_hash),
+                    account,
+                },
+            );
+        }
+        let have_users = dummy_params.is_some();
+        let dummy_params = dummy_params.unwrap_or_default();
+        let dummy = Arc::new(OnceLock::new());
+        if have_users {
+            dummy.get_or_init(|| make_dummy(&dummy_params));
+        }
+        let anonymous = anonymous.map(|spec| {
+            Arc::new(Account {
+                name: "anonymous".to_string(),
+                root: spec.root,
+                permissions: Permissions::READ_ONLY,
+                anonymous: true,
+            })
+        });
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Authenticator {
+            users: map,
+            anonymous,
+            dummy_params,
+            dummy,
+            cache_key: rand::random(),
+            cache: Mutex::new(HashMap::new()),
+            verifiers: Semaphore::new(parallelism),
+        })
     }
 
     /// `true` if `name` is an anonymous login name (`anonymous` or `ftp`, any case) and
     /// anonymous access is enabled.
     pub fn is_anonymous(&self, name: &str) -> bool {
-        let _ = name;
-        todo!()
+        self.anonymous.is_some() && ANONYMOUS_NAMES.iter().any(|a| name.eq_ignore_ascii_case(a))
     }
 
     /// Check a login. Hashing runs on the blocking pool. Unknown users cost the same as
     /// known ones (verified against a dummy hash). Anonymous accepts any password.
+    ///
+    /// A successful login is remembered for [`LOGIN_CACHE_TTL`]; see the type's security notes.
     pub async fn authenticate(&self, name: &str, password: &str) -> Option<Arc<Account>> {
-        let _ = (name, password);
-        todo!()
+        if let Some(anonymous) = &self.anonymous {
+            if self.is_anonymous(name) {
+                return Some(Arc::clone(anonymous));
+            }
+        }
+        let user = self.users.get(name);
+        let tag = self.tag(name, password);
+        if let Some(user) = user {
+            if self.cache_hit(name, &tag) {
+                return Some(Arc::clone(&user.account));
+            }
+        }
+
+        let phc = match user {
+            Some(user) => Arc::clone(&user.hash),
+            None => Arc::from(self.dummy_phc()),
+        };
+        let password = password.as_bytes().to_vec();
+        let dummy = Arc::clone(&self.dummy);
+        let dummy_params = self.dummy_params.clone();
+        let verified = {
+            // The semaphore is never closed; if it were, verify without a permit.
+            let _permit = self.verifiers.acquire().await.ok();
+            tokio::task::spawn_blocking(move || {
+                let phc: &str = if phc.is_empty() {
+                    dummy.get_or_init(|| make_dummy(&dummy_params))
+                } else {
+                    &phc
+                };
+                verify(phc, &password)
+            })
+            .await
+            .unwrap_or(false)
+        };
+
+        let user = user?;
+        if !verified {
+            return None;
+        }
+        self.remember(name, tag);
+        Some(Arc::clone(&user.account))
+    }
+
+    /// The dummy PHC string if made already; `""` means "make it on the blocking pool".
+    fn dummy_phc(&self) -> &str {
+        self.dummy.get().map_or("", String::as_str)
+    }
+
+    fn tag(&self, name: &str, password: &str) -> HmacSha256 {
+        let mut mac = <HmacSha256 as KeyInit>::new(&self.cache_key.into());
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name.as_bytes());
+        mac.update(password.as_bytes());
+        mac
+    }
+
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<String, CachedLogin>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cache_hit(&self, name: &str, tag: &HmacSha256) -> bool {
+        let stored = match self.lock_cache().get(name) {
+            Some(entry) if Instant::now() < entry.expires => entry.tag,
+            _ => return false,
+        };
+        // Constant-time comparison.
+        tag.clone().verify_slice(&stored).is_ok()
+    }
+
+    fn remember(&self, name: &str, tag: HmacSha256) {
+        let tag: [u8; 32] = tag.finalize().into_bytes().into();
+        let mut cache = self.lock_cache();
+        if cache.len() >= LOGIN_CACHE_CAPACITY && !cache.contains_key(name) {
+            let now = Instant::now();
+            cache.retain(|_, entry| now < entry.expires);
+            if cache.len() >= LOGIN_CACHE_CAPACITY {
+                if let Some(victim) = cache.keys().next().cloned() {
+                    cache.remove(&victim);
+                }
+            }
+        }
+        cache.insert(
+            name.to_string(),
+            CachedLogin {
+                tag,
+                expires: Instant::now() + LOGIN_CACHE_TTL,
+            },
+        );
     }
 }
 
 /// Hash a password as an argon2id PHC string with a random salt.
+///
+/// Uses argon2id v19 with argon2's default parameters (19 MiB, 2 passes, 1 lane) and a 16-byte
+/// salt from the thread-local CSPRNG.
 pub fn hash_password(password: &str) -> String {
-    let _ = password;
-    todo!()
+    hash_with(password.as_bytes(), Params::default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A PHC string with tiny parameters so tests stay fast in debug builds.
+    fn cheap_hash(password: &str) -> String {
+        hash_with(password.as_bytes(), Params::new(8, 1, 1, None).unwrap())
+    }
+
+    fn user(name: &str, password: &str) -> UserSpec {
+        UserSpec {
+            name: name.to_string(),
+            password_hash: cheap_hash(password),
+            root: PathBuf::from(format!("/srv/{name}")),
+            permissions: default_permissions(),
+        }
+    }
+
+    fn anon() -> Option<AnonymousSpec> {
+        Some(AnonymousSpec {
+            root: PathBuf::from("/srv/pub"),
+        })
+    }
+
+    #[test]
+    fn permission_names() {
+        assert_eq!(Permissions::from_names(&["all"]).unwrap(), Permissions::ALL);
+        assert_eq!(
+            Permissions::from_names(&["read-only"]).unwrap(),
+            Permissions::READ_ONLY
+        );
+        assert_eq!(
+            Permissions::from_names(&["list", "READ"]).unwrap(),
+            Permissions::READ_ONLY
+        );
+        let p = Permissions::from_names(&["read-only", "mkdir"]).unwrap();
+        assert!(p.list && p.read && p.mkdir && !p.write && !p.delete && !p.rename);
+        assert_eq!(
+            Permissions::from_names::<&str>(&[]).unwrap(),
+            Permissions::default()
+        );
+        assert!(matches!(
+            Permissions::from_names(&["read", "exec"]),
+            Err(AuthError::UnknownPermission(p)) if p == "exec"
+        ));
+    }
+
+    #[test]
+    fn hash_password_makes_verifiable_argon2id() {
+        let phc = hash_password("s3cret pass");
+        assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+        validate_hash("x", &phc).unwrap();
+        assert!(verify(&phc, b"s3cret pass"));
+        assert!(!verify(&phc, b"s3cret pas"));
+        assert_ne!(phc, hash_password("s3cret pass"), "salt is random");
+    }
+
+    #[tokio::test]
+    async fn login_round_trip() {
+        let auth =
+            Authenticator::new(vec![user("alice", "pw1"), user("bob", "pw2")], None).unwrap();
+        let a = auth.authenticate("alice", "pw1").await.unwrap();
+        assert_eq!(a.name, "alice");
+        assert_eq!(a.root, PathBuf::from("/srv/alice"));
+        assert_eq!(a.permissions, Permissions::ALL);
+        assert!(!a.anonymous);
+        assert!(auth.authenticate("alice", "pw2").await.is_none());
+        assert!(auth.authenticate("alice", "").await.is_none());
+        assert!(
+            auth.authenticate("Alice", "pw1").await.is_none(),
+            "names are case-sensitive"
+        );
+        assert!(auth.authenticate("carol", "pw1").await.is_none());
+        assert_eq!(auth.authenticate("bob", "pw2").await.unwrap().name, "bob");
+    }
+
+    #[tokio::test]
+    async fn unknown_users_without_any_configured_user() {
+        let auth = Authenticator::new(vec![], None).unwrap();
+        assert!(auth.authenticate("nobody", "x").await.is_none());
+        assert!(
+            auth.authenticate("anonymous", "x").await.is_none(),
+            "anonymous disabled"
+        );
+        assert!(!auth.is_anonymous("anonymous"));
+    }
+
+    #[tokio::test]
+    async fn anonymous_logins() {
+        let auth = Authenticator::new(vec![user("alice", "pw")], anon()).unwrap();
+        for name in ["anonymous", "ANONYMOUS", "ftp", "Ftp"] {
+            assert!(auth.is_anonymous(name));
+            let a = auth.authenticate(name, "guest@example.com").await.unwrap();
+            assert!(a.anonymous);
+            assert_eq!(a.name, "anonymous");
+            assert_eq!(a.permissions, Permissions::READ_ONLY);
+            assert_eq!(a.root, PathBuf::from("/srv/pub"));
+        }
+        assert!(!auth.is_anonymous("alice"));
+        assert!(auth.authenticate("alice", "pw").await.is_some());
+    }
+
+    #[test]
+    fn config_errors() {
+        let err = |users: Vec<UserSpec>| Authenticator::new(users, None).unwrap_err();
+        assert!(
+            matches!(err(vec![user("a", "x"), user("a", "y")]), AuthError::Duplicate(n) if n == "a")
+        );
+        assert!(matches!(
+            err(vec![user("FTP", "x")]),
+            AuthError::Reserved(_)
+        ));
+        assert!(matches!(
+            err(vec![user("anonymous", "x")]),
+            AuthError::Reserved(_)
+        ));
+        for bad in ["", "a b", "tab\tname", "nl\n", "bell\u{7}"] {
+            assert!(
+                matches!(err(vec![user(bad, "x")]), AuthError::InvalidName(_)),
+                "{bad:?}"
+            );
+        }
+        let mut u = user("a", "x");
+        u.permissions = vec!["fly".into()];
+        assert!(matches!(err(vec![u]), AuthError::UnknownPermission(_)));
+
+        for phc in [
+            "not a hash",
+            "",
+            "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=7$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            let mut u = user("alice", "x");
+            u.password_hash = phc.to_string();
+            let e = err(vec![u]);
+            assert!(
+                matches!(&e, AuthError::BadHash { user, .. } if user == "alice"),
+                "{phc}: {e}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with("user 'alice': password_hash is not a valid")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn config_from_toml() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            users: Vec<UserSpec>,
+            anonymous: Option<AnonymousSpec>,
+        }
+        let text = format!(
+            r#"
+            [[users]]
+            name = "alice"
+            password_hash = "{}"
+            root = "/srv/alice"
+
+            [[users]]
+            name = "reader"
+            password_hash = "{}"
+            root = "/srv/reader"
+            permissions = ["read-only"]
+
+            [anonymous]
+            root = "/srv/pub"
+            "#,
+            cheap_hash("alice-pw"),
+            cheap_hash("reader-pw"),
+        );
+        let file: File = toml::from_str(&text).unwrap();
+        assert_eq!(file.users[0].permissions, vec!["all".to_string()]);
+        let auth = Authenticator::new(file.users, file.anonymous).unwrap();
+        let r = auth.authenticate("reader", "reader-pw").await.unwrap();
+        assert_eq!(r.permissions, Permissions::READ_ONLY);
+        assert_eq!(r.root, PathBuf::from("/srv/reader"));
+        assert!(auth.authenticate("alice", "alice-pw").await.is_some());
+        assert!(auth.is_anonymous("ftp"));
+
+        let typo = "[[users]]\nname = \"a\"\npasword_hash = \"x\"\nroot = \"/\"\n";
+        assert!(
+            toml::from_str::<File>(typo).is_err(),
+            "unknown keys are errors"
+        );
+    }
+
+    #[tokio::test]
+    async fn cache_skips_argon2_only_for_the_right_password() {
+        let mut auth = Authenticator::new(vec![user("alice", "pw")], None).unwrap();
+        let first = auth.authenticate("alice", "pw").await.unwrap();
+        assert!(auth.authenticate("alice", "wrong").await.is_none());
+        assert_eq!(auth.lock_cache().len(), 1, "failures are not cached");
+
+        // Make argon2 fail for alice: only a cache hit can now let her in.
+        auth.users.get_mut("alice").unwrap().hash = Arc::from("$argon2id$broken");
+        let second = auth.authenticate("alice", "pw").await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(auth.authenticate("alice", "wrong").await.is_none());
+        assert!(auth.authenticate("alice", "pw ").await.is_none());
+
+        // Expired entries are not used.
+        auth.lock_cache().get_mut("alice").unwrap().expires = Instant::now();
+        assert!(auth.authenticate("alice", "pw").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn cache_is_bounded() {
+        let auth = Authenticator::new(vec![user("alice", "pw")], None).unwrap();
+        for i in 0..LOGIN_CACHE_CAPACITY + 5 {
+            auth.remember(&format!("u{i}"), auth.tag("u", "p"));
+        }
+        assert_eq!(auth.lock_cache().len(), LOGIN_CACHE_CAPACITY);
+        assert!(auth.authenticate("alice", "pw").await.is_some());
+        assert_eq!(auth.lock_cache().len(), LOGIN_CACHE_CAPACITY);
+        assert!(auth.lock_cache().contains_key("alice"));
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: T) {}
+        let auth = Authenticator::new(vec![], None).unwrap();
+        assert_send_sync(&auth);
+        assert_send(auth.authenticate("a", "b"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let auth = Authenticator::new(vec![user("alice", "pw")], anon()).unwrap();
+        let shown = format!("{auth:?}");
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("argon2"), "{shown}");
+    }
 }

@@ -57,13 +57,65 @@ pub struct Error {
 impl Error {
     /// A new error.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// From an OS error; the message never includes the host path.
+    ///
+    /// The jail's refusals (cap-std's "path led outside" and the kernel's `EXDEV` from
+    /// `openat2(RESOLVE_BENEATH)`) and symlink loops map to [`ErrorKind::PermissionDenied`].
     pub fn from_io(err: &std::io::Error) -> Self {
-        let _ = err;
-        todo!()
+        use std::io::ErrorKind as K;
+
+        // Kinds not (yet) stable at the workspace's MSRV are recognised by their Linux errno.
+        #[cfg(target_os = "linux")]
+        if let Some(code) = err.raw_os_error() {
+            let known = match code {
+                18 => Some((ErrorKind::PermissionDenied, "Permission denied")), // EXDEV
+                22 => Some((ErrorKind::PermissionDenied, "Invalid argument")),  // EINVAL
+                27 => Some((ErrorKind::InsufficientStorage, "File too large")), // EFBIG
+                30 => Some((ErrorKind::PermissionDenied, "Read-only file system")), // EROFS
+                36 => Some((ErrorKind::InvalidName, "File name too long")),     // ENAMETOOLONG
+                39 => Some((ErrorKind::DirectoryNotEmpty, "Directory not empty")), // ENOTEMPTY
+                40 => Some((
+                    ErrorKind::PermissionDenied,
+                    "Too many levels of symbolic links",
+                )), // ELOOP
+                84 => Some((ErrorKind::InvalidName, "Invalid file name")),      // EILSEQ
+                122 => Some((ErrorKind::InsufficientStorage, "Disk quota exceeded")), // EDQUOT
+                _ => None,
+            };
+            if let Some((kind, message)) = known {
+                return Error::new(kind, message);
+            }
+        }
+
+        let (kind, message) = match err.kind() {
+            K::NotFound => (ErrorKind::NotFound, "No such file or directory"),
+            K::PermissionDenied => (ErrorKind::PermissionDenied, "Permission denied"),
+            K::AlreadyExists => (ErrorKind::AlreadyExists, "File exists"),
+            K::NotADirectory => (ErrorKind::NotADirectory, "Not a directory"),
+            K::IsADirectory => (ErrorKind::IsADirectory, "Is a directory"),
+            K::DirectoryNotEmpty => (ErrorKind::DirectoryNotEmpty, "Directory not empty"),
+            K::StorageFull => (ErrorKind::InsufficientStorage, "No space left on device"),
+            K::FileTooLarge => (ErrorKind::InsufficientStorage, "File too large"),
+            K::ReadOnlyFilesystem => (ErrorKind::PermissionDenied, "Read-only file system"),
+            K::InvalidInput => (ErrorKind::PermissionDenied, "Invalid argument"),
+            K::Unsupported => (ErrorKind::PermissionDenied, "Operation not supported"),
+            K::OutOfMemory => (ErrorKind::InsufficientStorage, "Out of memory"),
+            other => return Error::new(ErrorKind::Other, format!("Local error: {other}")),
+        };
+        Error::new(kind, message)
+    }
+}
+
+/// Any I/O error converts through [`Error::from_io`], so backends can use `?`.
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::from_io(&err)
     }
 }
 

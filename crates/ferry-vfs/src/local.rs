@@ -1,18 +1,410 @@
 //! [`LocalFs`]: a local directory served as `/`, jailed with cap-std (openat2/`RESOLVE_BENEATH`
 //! where available): neither `..` nor a symlink can reach outside the root.
+//!
+//! Every operation runs its blocking cap-std calls on tokio's blocking pool. Paths are handed to
+//! cap-std relative to the root directory handle; cap-std (and the kernel, through `openat2`)
+//! refuses any resolution that would leave it, which surfaces as
+//! [`ErrorKind::PermissionDenied`]. Symlinks that stay inside the root are followed.
+//!
+//! Only regular files are opened for reading or writing: a FIFO or device node under the root is
+//! refused ([`ErrorKind::PermissionDenied`]) rather than opened, so it can't block a worker.
 
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use cap_std::fs::{Dir, MetadataExt, OpenOptions};
+use ferry_proto::VPath;
+use ferry_proto::listing::{Entry, EntryKind};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::{Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode};
+
+/// Prefix of the temporary file a [`WriteMode::Replace`] upload is written to, beside its target.
+pub const TEMP_PREFIX: &str = ".ferry-upload.";
 
 /// A local directory served as `/`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalFs {
-    // implementation-defined fields (a cap_std::fs::Dir in an Arc)
+    dir: Arc<Dir>,
 }
 
 impl LocalFs {
     /// Open `root` (which must exist and be a directory) as a jail.
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        let _ = root;
-        todo!()
+        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        Ok(LocalFs { dir: Arc::new(dir) })
+    }
+
+    /// Run `f` with the root directory on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir) -> Result<T> + Send + 'static,
+    {
+        let dir = Arc::clone(&self.dir);
+        match tokio::task::spawn_blocking(move || f(&dir)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Other,
+                "Local error: storage task failed",
+            )),
+        }
+    }
+}
+
+/// The path cap-std resolves beneath the root: `.` for the root itself.
+fn rel(path: &VPath) -> String {
+    if path.is_root() {
+        ".".to_string()
+    } else {
+        path.relative().to_string()
+    }
+}
+
+/// `(parent, name)` relative to the root (`parent` is `""` for a top-level name); `None` for `/`.
+fn split(path: &VPath) -> Option<(String, String)> {
+    let comps: Vec<&str> = path.components().collect();
+    let (name, parents) = comps.split_last()?;
+    Some((parents.join("/"), (*name).to_string()))
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn root_refused() -> Error {
+    Error::new(ErrorKind::PermissionDenied, "Permission denied")
+}
+
+fn not_regular() -> Error {
+    Error::new(ErrorKind::PermissionDenied, "Not a regular file")
+}
+
+fn convert(md: &cap_std::fs::Metadata) -> Metadata {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    Metadata {
+        kind,
+        size: md.len(),
+        mtime: md.mtime(),
+        mode: md.mode() & 0o7777,
+        nlink: md.nlink(),
+        unique: Some(format!("{:x}g{:x}", md.dev(), md.ino())),
+    }
+}
+
+/// Metadata of `rel` following symlinks (inside the jail), `None` if it doesn't exist.
+fn existing(dir: &Dir, rel: &str) -> Result<Option<cap_std::fs::Metadata>> {
+    match dir.metadata(rel) {
+        Ok(md) => Ok(Some(md)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn to_system_time(unix_secs: i64) -> Option<SystemTime> {
+    let magnitude = Duration::from_secs(unix_secs.unsigned_abs());
+    if unix_secs >= 0 {
+        UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        UNIX_EPOCH.checked_sub(magnitude)
+    }
+}
+
+/// Removes a [`WriteMode::Replace`] temporary file unless the upload was committed.
+struct TempFile {
+    dir: Arc<Dir>,
+    temp: String,
+    target: String,
+    armed: bool,
+}
+
+impl TempFile {
+    /// Keep the file: it has been renamed onto the target.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // A single unlink: cheap enough to do inline, and Drop can't await.
+            let _ = self.dir.remove_file(&self.temp);
+        }
+    }
+}
+
+/// An upload to a local file.
+struct LocalUpload {
+    file: tokio::fs::File,
+    /// `Some` for [`WriteMode::Replace`]: the temporary file to rename on commit.
+    temp: Option<TempFile>,
+}
+
+impl AsyncWrite for LocalUpload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    /// Waits for every buffered write to reach the kernel, then (for `Replace`) renames the
+    /// temporary file onto the target. No `fsync`: the rename is atomic for readers, but a
+    /// power loss right after commit may lose the new content.
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.file.flush().await?;
+        let Some(mut temp) = self.temp.take() else {
+            return Ok(());
+        };
+        let dir = Arc::clone(&temp.dir);
+        let joined = tokio::task::spawn_blocking(move || {
+            let renamed = dir.rename(&temp.temp, &dir, &temp.target);
+            if renamed.is_ok() {
+                temp.disarm();
+            }
+            // On failure `temp` drops here and removes the temporary file.
+            renamed
+        })
+        .await;
+        match joined {
+            Ok(renamed) => Ok(renamed?),
+            Err(_) => Err(Error::new(
+                ErrorKind::Other,
+                "Local error: storage task failed",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for LocalFs {
+    async fn metadata(&self, path: &VPath) -> Result<Metadata> {
+        let rel = rel(path);
+        self.run(move |dir| Ok(convert(&dir.metadata(&rel)?))).await
+    }
+
+    async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
+        let rel = rel(path);
+        self.run(move |dir| {
+            let sub = dir.open_dir(&rel)?;
+            let mut entries = Vec::new();
+            for entry in sub.entries()? {
+                let entry = entry?;
+                let name = entry.file_name();
+                // Names that aren't UTF-8 or that hold CR/LF can't be shown safely on a
+                // line-based control or data channel.
+                let Some(name) = name.to_str() else { continue };
+                if name.contains(['\r', '\n']) {
+                    continue;
+                }
+                // The entry's own metadata: a symlink is reported as one, never followed.
+                let md = match entry.metadata() {
+                    Ok(md) => md,
+                    // Removed between readdir and stat.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                entries.push(convert(&md).into_entry(name.to_string()));
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {
+        let rel = rel(path);
+        let (std_file, clone, size) = self
+            .run(move |dir| {
+                // Check before opening: opening a FIFO would block this worker.
+                match dir.metadata(&rel)? {
+                    md if md.is_dir() => {
+                        return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
+                    }
+                    md if !md.is_file() => return Err(not_regular()),
+                    _ => {}
+                }
+                let file = dir.open(&rel)?;
+                let md = file.metadata()?;
+                if !md.is_file() {
+                    return Err(not_regular());
+                }
+                let mut std_file = file.into_std();
+                std_file.seek(SeekFrom::Start(offset))?;
+                let clone = std_file.try_clone()?;
+                Ok((std_file, clone, md.len()))
+            })
+            .await?;
+        Ok(ReadHandle {
+            reader: Box::pin(tokio::fs::File::from_std(clone)),
+            file: Some(std_file),
+            size,
+        })
+    }
+
+    async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
+        let Some((parent, name)) = split(path) else {
+            return Err(match mode {
+                WriteMode::CreateNew => Error::new(ErrorKind::AlreadyExists, "File exists"),
+                _ => Error::new(ErrorKind::IsADirectory, "Is a directory"),
+            });
+        };
+        let target = join(&parent, &name);
+        let root = Arc::clone(&self.dir);
+        let (file, temp) = self
+            .run(move |dir| {
+                let current = existing(dir, &target)?;
+                if mode == WriteMode::CreateNew {
+                    if current.is_some() {
+                        return Err(Error::new(ErrorKind::AlreadyExists, "File exists"));
+                    }
+                } else if let Some(md) = &current {
+                    if md.is_dir() {
+                        return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
+                    }
+                    if !md.is_file() {
+                        return Err(not_regular());
+                    }
+                }
+                match mode {
+                    WriteMode::Replace => {
+                        let temp_name = format!("{TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>());
+                        let temp_rel = join(&parent, &temp_name);
+                        let file = dir.open_with(
+                            &temp_rel,
+                            OpenOptions::new().write(true).create_new(true),
+                        )?;
+                        let guard = TempFile {
+                            dir: root,
+                            temp: temp_rel,
+                            target,
+                            armed: true,
+                        };
+                        if let Some(md) = current {
+                            // Keep the replaced file's permission bits (best effort).
+                            let _ = file.set_permissions(md.permissions());
+                        }
+                        Ok((file.into_std(), Some(guard)))
+                    }
+                    WriteMode::Append => {
+                        let file =
+                            dir.open_with(&target, OpenOptions::new().append(true).create(true))?;
+                        Ok((file.into_std(), None))
+                    }
+                    WriteMode::At(offset) => {
+                        let len = current.map_or(0, |md| md.len());
+                        if offset > len {
+                            return Err(Error::new(
+                                ErrorKind::Other,
+                                "restart offset beyond end of file",
+                            ));
+                        }
+                        let file =
+                            dir.open_with(&target, OpenOptions::new().write(true).create(true))?;
+                        let md = file.metadata()?;
+                        if !md.is_file() {
+                            return Err(not_regular());
+                        }
+                        if offset > md.len() {
+                            return Err(Error::new(
+                                ErrorKind::Other,
+                                "restart offset beyond end of file",
+                            ));
+                        }
+                        file.set_len(offset)?;
+                        let mut file = file.into_std();
+                        file.seek(SeekFrom::Start(offset))?;
+                        Ok((file, None))
+                    }
+                    WriteMode::CreateNew => {
+                        let file = dir
+                            .open_with(&target, OpenOptions::new().write(true).create_new(true))?;
+                        Ok((file.into_std(), None))
+                    }
+                }
+            })
+            .await?;
+        Ok(Box::new(LocalUpload {
+            file: tokio::fs::File::from_std(file),
+            temp,
+        }))
+    }
+
+    async fn mkdir(&self, path: &VPath) -> Result<()> {
+        let rel = rel(path);
+        self.run(move |dir| Ok(dir.create_dir(&rel)?)).await
+    }
+
+    async fn rmdir(&self, path: &VPath) -> Result<()> {
+        if path.is_root() {
+            return Err(root_refused());
+        }
+        let rel = rel(path);
+        self.run(move |dir| Ok(dir.remove_dir(&rel)?)).await
+    }
+
+    async fn remove_file(&self, path: &VPath) -> Result<()> {
+        if path.is_root() {
+            return Err(root_refused());
+        }
+        let rel = rel(path);
+        self.run(move |dir| Ok(dir.remove_file(&rel)?)).await
+    }
+
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+        if from.is_root() || to.is_root() {
+            return Err(root_refused());
+        }
+        let (from, to) = (rel(from), rel(to));
+        self.run(move |dir| Ok(dir.rename(&from, dir, &to)?)).await
+    }
+
+    async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()> {
+        let Some(time) = to_system_time(unix_secs) else {
+            return Err(Error::new(ErrorKind::Other, "Time out of range"));
+        };
+        let rel = rel(path);
+        self.run(move |dir| {
+            // Check first: opening a FIFO would block. Directories open read-only too (a
+            // `Dir` handle is `O_PATH`, which can't set times).
+            let md = dir.metadata(&rel)?;
+            if !md.is_dir() && !md.is_file() {
+                return Err(not_regular());
+            }
+            let file = dir.open(&rel)?.into_std();
+            file.set_modified(time)?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -1,0 +1,710 @@
+//! One behavioural suite run against both backends, plus local-only jail tests.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use ferry_proto::VPath;
+use ferry_proto::listing::EntryKind;
+use ferry_vfs::{ErrorKind, LocalFs, MemoryFs, Storage, WriteMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Fs = Arc<dyn Storage>;
+
+fn p(s: &str) -> VPath {
+    VPath::root().resolve(s).unwrap()
+}
+
+async fn put(fs: &Fs, path: &str, mode: WriteMode, data: &[u8]) {
+    let mut up = fs.open_write(&p(path), mode).await.unwrap();
+    up.write_all(data).await.unwrap();
+    up.commit().await.unwrap();
+}
+
+async fn get_at(fs: &Fs, path: &str, offset: u64) -> Vec<u8> {
+    let mut h = fs.open_read(&p(path), offset).await.unwrap();
+    let mut out = Vec::new();
+    h.reader.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+async fn get(fs: &Fs, path: &str) -> Vec<u8> {
+    get_at(fs, path, 0).await
+}
+
+async fn names(fs: &Fs, path: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs
+        .list(&p(path))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}
+
+macro_rules! kind {
+    ($e:expr) => {
+        match $e {
+            Ok(_) => panic!("expected an error from {}", stringify!($e)),
+            Err(e) => e.kind,
+        }
+    };
+}
+
+async fn metadata_basics(fs: Fs) {
+    let root = fs.metadata(&VPath::root()).await.unwrap();
+    assert_eq!(root.kind, EntryKind::Dir);
+    assert_eq!(kind!(fs.metadata(&p("/nope")).await), ErrorKind::NotFound);
+    assert_eq!(kind!(fs.metadata(&p("/a/b/c")).await), ErrorKind::NotFound);
+    put(&fs, "/f", WriteMode::Replace, b"hello").await;
+    put(&fs, "/g", WriteMode::Replace, b"").await;
+    let f = fs.metadata(&p("/f")).await.unwrap();
+    assert_eq!(f.kind, EntryKind::File);
+    assert_eq!(f.size, 5);
+    assert!(f.nlink >= 1);
+    assert_ne!(f.mode & 0o777, 0);
+    let g = fs.metadata(&p("/g")).await.unwrap();
+    assert!(f.unique.is_some());
+    assert_ne!(f.unique, g.unique);
+    assert_eq!(
+        kind!(fs.metadata(&p("/f/x")).await),
+        ErrorKind::NotADirectory
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert!((f.mtime - now.as_secs() as i64).abs() < 60);
+}
+
+async fn read_offsets(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"0123456789").await;
+    assert_eq!(get(&fs, "/f").await, b"0123456789");
+    assert_eq!(get_at(&fs, "/f", 4).await, b"456789");
+    assert_eq!(get_at(&fs, "/f", 10).await, b"");
+    assert_eq!(get_at(&fs, "/f", 1000).await, b"");
+    assert_eq!(fs.open_read(&p("/f"), 3).await.unwrap().size, 10);
+    assert_eq!(
+        kind!(fs.open_read(&p("/missing"), 0).await),
+        ErrorKind::NotFound
+    );
+    fs.mkdir(&p("/d")).await.unwrap();
+    assert_eq!(
+        kind!(fs.open_read(&p("/d"), 0).await),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        kind!(fs.open_read(&VPath::root(), 0).await),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        kind!(fs.open_read(&p("/f/x"), 0).await),
+        ErrorKind::NotADirectory
+    );
+}
+
+async fn replace_is_atomic(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"old").await;
+
+    // Interrupted: dropped without commit.
+    let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+    up.write_all(b"new content").await.unwrap();
+    up.flush().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"old");
+    drop(up);
+    assert_eq!(get(&fs, "/f").await, b"old");
+    assert_eq!(names(&fs, "/").await, ["f"]);
+
+    // Committed.
+    let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+    up.write_all(b"new content").await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"old");
+    up.commit().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"new content");
+    assert_eq!(names(&fs, "/").await, ["f"]);
+
+    // Shorter content replaces fully.
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    assert_eq!(get(&fs, "/f").await, b"x");
+
+    // Into a missing directory.
+    assert_eq!(
+        kind!(fs.open_write(&p("/no/f"), WriteMode::Replace).await),
+        ErrorKind::NotFound
+    );
+    // Through a file.
+    assert_eq!(
+        kind!(fs.open_write(&p("/f/g"), WriteMode::Replace).await),
+        ErrorKind::NotADirectory
+    );
+}
+
+async fn large_upload(fs: Fs) {
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    let mut up = fs.open_write(&p("/big"), WriteMode::Replace).await.unwrap();
+    for chunk in data.chunks(64 * 1024 + 3) {
+        up.write_all(chunk).await.unwrap();
+    }
+    up.commit().await.unwrap();
+    assert_eq!(
+        fs.metadata(&p("/big")).await.unwrap().size,
+        data.len() as u64
+    );
+    assert!(get(&fs, "/big").await == data);
+    assert!(get_at(&fs, "/big", 1_000_000).await == data[1_000_000..]);
+}
+
+async fn append(fs: Fs) {
+    put(&fs, "/log", WriteMode::Append, b"one").await;
+    put(&fs, "/log", WriteMode::Append, b"two").await;
+    assert_eq!(get(&fs, "/log").await, b"onetwo");
+    // Appended data is written in place: visible without commit.
+    let mut up = fs.open_write(&p("/log"), WriteMode::Append).await.unwrap();
+    up.write_all(b"three").await.unwrap();
+    up.flush().await.unwrap();
+    drop(up);
+    assert_eq!(get(&fs, "/log").await, b"onetwothree");
+}
+
+async fn write_at_offset(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"0123456789").await;
+    put(&fs, "/f", WriteMode::At(4), b"ab").await;
+    assert_eq!(
+        get(&fs, "/f").await,
+        b"0123ab",
+        "what followed the offset is truncated"
+    );
+    put(&fs, "/f", WriteMode::At(6), b"XY").await;
+    assert_eq!(get(&fs, "/f").await, b"0123abXY");
+    // Opening truncates even if nothing is written.
+    let up = fs.open_write(&p("/f"), WriteMode::At(2)).await.unwrap();
+    up.commit().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"01");
+    assert_eq!(
+        kind!(fs.open_write(&p("/f"), WriteMode::At(3)).await),
+        ErrorKind::Other
+    );
+    assert_eq!(get(&fs, "/f").await, b"01");
+    put(&fs, "/new", WriteMode::At(0), b"fresh").await;
+    assert_eq!(get(&fs, "/new").await, b"fresh");
+    assert_eq!(
+        kind!(fs.open_write(&p("/new2"), WriteMode::At(5)).await),
+        ErrorKind::Other
+    );
+    assert_eq!(kind!(fs.metadata(&p("/new2")).await), ErrorKind::NotFound);
+}
+
+async fn create_new(fs: Fs) {
+    put(&fs, "/u", WriteMode::CreateNew, b"unique").await;
+    assert_eq!(get(&fs, "/u").await, b"unique");
+    assert_eq!(
+        kind!(fs.open_write(&p("/u"), WriteMode::CreateNew).await),
+        ErrorKind::AlreadyExists
+    );
+    fs.mkdir(&p("/d")).await.unwrap();
+    assert_eq!(
+        kind!(fs.open_write(&p("/d"), WriteMode::CreateNew).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind!(fs.open_write(&VPath::root(), WriteMode::CreateNew).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(get(&fs, "/u").await, b"unique");
+}
+
+async fn write_to_directory(fs: Fs) {
+    fs.mkdir(&p("/d")).await.unwrap();
+    for mode in [WriteMode::Replace, WriteMode::Append, WriteMode::At(0)] {
+        assert_eq!(
+            kind!(fs.open_write(&p("/d"), mode).await),
+            ErrorKind::IsADirectory,
+            "{mode:?}"
+        );
+        assert_eq!(
+            kind!(fs.open_write(&VPath::root(), mode).await),
+            ErrorKind::IsADirectory
+        );
+    }
+    assert_eq!(fs.metadata(&p("/d")).await.unwrap().kind, EntryKind::Dir);
+}
+
+async fn directories(fs: Fs) {
+    fs.mkdir(&p("/d")).await.unwrap();
+    fs.mkdir(&p("/d/e")).await.unwrap();
+    assert_eq!(kind!(fs.mkdir(&p("/d")).await), ErrorKind::AlreadyExists);
+    assert_eq!(
+        kind!(fs.mkdir(&VPath::root()).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(kind!(fs.mkdir(&p("/x/y")).await), ErrorKind::NotFound);
+    put(&fs, "/d/f", WriteMode::Replace, b"").await;
+    assert_eq!(kind!(fs.mkdir(&p("/d/f")).await), ErrorKind::AlreadyExists);
+    assert_eq!(
+        kind!(fs.mkdir(&p("/d/f/g")).await),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind!(fs.rmdir(&p("/d")).await),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(kind!(fs.rmdir(&p("/d/f")).await), ErrorKind::NotADirectory);
+    assert_eq!(kind!(fs.rmdir(&p("/d/zz")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind!(fs.rmdir(&VPath::root()).await),
+        ErrorKind::PermissionDenied
+    );
+    fs.rmdir(&p("/d/e")).await.unwrap();
+    fs.remove_file(&p("/d/f")).await.unwrap();
+    fs.rmdir(&p("/d")).await.unwrap();
+    assert!(names(&fs, "/").await.is_empty());
+}
+
+async fn remove_files(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    fs.mkdir(&p("/d")).await.unwrap();
+    assert_eq!(
+        kind!(fs.remove_file(&p("/d")).await),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        kind!(fs.remove_file(&VPath::root()).await),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        kind!(fs.remove_file(&p("/nope")).await),
+        ErrorKind::NotFound
+    );
+    fs.remove_file(&p("/f")).await.unwrap();
+    assert_eq!(kind!(fs.metadata(&p("/f")).await), ErrorKind::NotFound);
+    assert_eq!(names(&fs, "/").await, ["d"]);
+}
+
+async fn renames(fs: Fs) {
+    put(&fs, "/a", WriteMode::Replace, b"A").await;
+    put(&fs, "/b", WriteMode::Replace, b"B").await;
+    fs.mkdir(&p("/d")).await.unwrap();
+    put(&fs, "/d/inner", WriteMode::Replace, b"I").await;
+    fs.mkdir(&p("/empty")).await.unwrap();
+
+    fs.rename(&p("/a"), &p("/a2")).await.unwrap();
+    assert_eq!(get(&fs, "/a2").await, b"A");
+    fs.rename(&p("/a2"), &p("/b")).await.unwrap();
+    assert_eq!(get(&fs, "/b").await, b"A", "a file target is replaced");
+    assert_eq!(kind!(fs.metadata(&p("/a2")).await), ErrorKind::NotFound);
+    fs.rename(&p("/b"), &p("/b")).await.unwrap();
+    assert_eq!(get(&fs, "/b").await, b"A");
+
+    assert_eq!(
+        kind!(fs.rename(&p("/b"), &p("/d")).await),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/d"), &p("/b")).await),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/empty"), &p("/d")).await),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/d"), &p("/d/sub")).await),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/nope"), &p("/x")).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/b"), &p("/nodir/x")).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind!(fs.rename(&VPath::root(), &p("/x")).await),
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        kind!(fs.rename(&p("/b"), &VPath::root()).await),
+        ErrorKind::PermissionDenied
+    );
+
+    fs.rename(&p("/d"), &p("/empty/moved")).await.unwrap();
+    assert_eq!(get(&fs, "/empty/moved/inner").await, b"I");
+    fs.mkdir(&p("/e2")).await.unwrap();
+    fs.rename(&p("/empty/moved"), &p("/e2")).await.unwrap();
+    assert_eq!(
+        get(&fs, "/e2/inner").await,
+        b"I",
+        "an empty directory target is replaced"
+    );
+    assert_eq!(names(&fs, "/").await, ["b", "e2", "empty"]);
+}
+
+async fn mtimes(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    fs.mkdir(&p("/d")).await.unwrap();
+    fs.set_mtime(&p("/f"), 1_000_000_000).await.unwrap();
+    fs.set_mtime(&p("/d"), 1_234_567_890).await.unwrap();
+    assert_eq!(fs.metadata(&p("/f")).await.unwrap().mtime, 1_000_000_000);
+    assert_eq!(fs.metadata(&p("/d")).await.unwrap().mtime, 1_234_567_890);
+    let listed = fs.list(&VPath::root()).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.name == "f" && e.mtime == 1_000_000_000)
+    );
+    assert_eq!(
+        kind!(fs.set_mtime(&p("/nope"), 0).await),
+        ErrorKind::NotFound
+    );
+}
+
+async fn listing(fs: Fs) {
+    let odd = [
+        "with space.txt",
+        "été 日本.txt",
+        "quote\"d",
+        "-dash",
+        "x;y=z",
+    ];
+    for name in odd {
+        put(
+            &fs,
+            &format!("/{name}"),
+            WriteMode::Replace,
+            name.as_bytes(),
+        )
+        .await;
+    }
+    fs.mkdir(&p("/dir one")).await.unwrap();
+    let entries = fs.list(&VPath::root()).await.unwrap();
+    assert_eq!(entries.len(), odd.len() + 1);
+    for name in odd {
+        let e = entries.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(e.kind, EntryKind::File);
+        assert_eq!(e.size, name.len() as u64);
+        assert_eq!(get(&fs, &format!("/{name}")).await, name.as_bytes());
+    }
+    let d = entries.iter().find(|e| e.name == "dir one").unwrap();
+    assert_eq!(d.kind, EntryKind::Dir);
+    assert!(fs.list(&p("/dir one")).await.unwrap().is_empty());
+    assert_eq!(
+        kind!(fs.list(&p("/with space.txt")).await),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(kind!(fs.list(&p("/nope")).await), ErrorKind::NotFound);
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod local_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let fs: super::Fs = std::sync::Arc::new(super::LocalFs::new(dir.path()).unwrap());
+                    super::$name(fs).await;
+                }
+            )*
+        }
+        mod memory_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryFs::new())).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    metadata_basics,
+    read_offsets,
+    replace_is_atomic,
+    large_upload,
+    append,
+    write_at_offset,
+    create_new,
+    write_to_directory,
+    directories,
+    remove_files,
+    renames,
+    mtimes,
+    listing,
+);
+
+mod local_only {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, std::path::PathBuf, Fs) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let fs: Fs = Arc::new(LocalFs::new(&root).unwrap());
+        (tmp, root, fs)
+    }
+
+    fn host_names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn new_requires_a_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(LocalFs::new(&tmp.path().join("missing")).is_err());
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        assert!(LocalFs::new(&tmp.path().join("file")).is_err());
+    }
+
+    #[tokio::test]
+    async fn symlinks_cannot_escape() {
+        let (tmp, root, fs) = setup();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        symlink("/etc", root.join("etc")).unwrap();
+        symlink(&outside, root.join("out")).unwrap();
+        symlink(outside.join("secret"), root.join("secret")).unwrap();
+        symlink("../outside/secret", root.join("relsecret")).unwrap();
+        symlink("../outside/newfile", root.join("dangling")).unwrap();
+
+        let refused = |k: ErrorKind| matches!(k, ErrorKind::PermissionDenied | ErrorKind::NotFound);
+        for path in [
+            "/secret",
+            "/relsecret",
+            "/out/secret",
+            "/etc/passwd",
+            "/etc/hostname",
+        ] {
+            assert!(refused(kind!(fs.open_read(&p(path), 0).await)), "{path}");
+            assert!(refused(kind!(fs.metadata(&p(path)).await)), "{path}");
+        }
+        assert!(refused(kind!(fs.list(&p("/etc")).await)));
+        assert!(refused(kind!(fs.list(&p("/out")).await)));
+        for mode in [
+            WriteMode::Replace,
+            WriteMode::Append,
+            WriteMode::At(0),
+            WriteMode::CreateNew,
+        ] {
+            for path in ["/secret", "/out/secret", "/out/new", "/dangling"] {
+                let res = fs.open_write(&p(path), mode).await;
+                assert!(res.is_err(), "{path} {mode:?}");
+            }
+        }
+        assert!(fs.mkdir(&p("/out/newdir")).await.is_err());
+        assert!(fs.set_mtime(&p("/secret"), 0).await.is_err());
+        put(&fs, "/mine", WriteMode::Replace, b"m").await;
+        assert!(fs.rename(&p("/mine"), &p("/out/stolen")).await.is_err());
+        assert!(fs.remove_file(&p("/out/secret")).await.is_err());
+
+        // Nothing outside changed.
+        assert_eq!(host_names(&outside), ["secret"]);
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+
+        // The root still lists, showing the links as links.
+        let entries = fs.list(&VPath::root()).await.unwrap();
+        for name in ["etc", "out", "secret", "relsecret", "dangling"] {
+            let e = entries.iter().find(|e| e.name == name).unwrap();
+            assert_eq!(e.kind, EntryKind::Symlink, "{name}");
+        }
+        // Removing the link itself is fine: it lives inside the root.
+        fs.remove_file(&p("/secret")).await.unwrap();
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+    }
+
+    #[tokio::test]
+    async fn symlinks_inside_are_followed() {
+        let (_tmp, root, fs) = setup();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/file"), b"inside").unwrap();
+        symlink("sub/file", root.join("link")).unwrap();
+        symlink("sub", root.join("sublink")).unwrap();
+        assert_eq!(get(&fs, "/link").await, b"inside");
+        assert_eq!(get(&fs, "/sublink/file").await, b"inside");
+        assert_eq!(
+            fs.metadata(&p("/link")).await.unwrap().kind,
+            EntryKind::File
+        );
+        assert_eq!(names(&fs, "/sublink").await, ["file"]);
+        put(&fs, "/link", WriteMode::Append, b"+").await;
+        assert_eq!(get(&fs, "/sub/file").await, b"inside+");
+    }
+
+    #[tokio::test]
+    async fn unshowable_names_are_skipped() {
+        let (_tmp, root, fs) = setup();
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xff")), b"x").unwrap();
+        std::fs::write(root.join("cr\rlf\n"), b"x").unwrap();
+        std::fs::write(root.join("ok"), b"x").unwrap();
+        assert_eq!(names(&fs, "/").await, ["ok"]);
+    }
+
+    #[tokio::test]
+    async fn replace_uses_a_temp_file_beside_the_target() {
+        let (_tmp, root, fs) = setup();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/f"), b"old").unwrap();
+        std::fs::set_permissions(root.join("d/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let mut up = fs.open_write(&p("/d/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(b"partial").await.unwrap();
+        up.flush().await.unwrap();
+        let during = host_names(&root.join("d"));
+        assert_eq!(during.len(), 2);
+        assert!(
+            during
+                .iter()
+                .any(|n| n.starts_with(ferry_vfs::local::TEMP_PREFIX)),
+            "{during:?}"
+        );
+        drop(up);
+        assert_eq!(host_names(&root.join("d")), ["f"], "temp file removed");
+        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"old");
+
+        put(&fs, "/d/f", WriteMode::Replace, b"new").await;
+        assert_eq!(host_names(&root.join("d")), ["f"]);
+        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"new");
+        let mode = std::fs::metadata(root.join("d/f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "permission bits kept");
+        assert_eq!(fs.metadata(&p("/d/f")).await.unwrap().mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn failed_commit_removes_the_temp_file() {
+        let (_tmp, root, fs) = setup();
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(b"data").await.unwrap();
+        // The target becomes a non-empty directory before commit: rename must fail.
+        std::fs::create_dir(root.join("f")).unwrap();
+        std::fs::write(root.join("f/x"), b"").unwrap();
+        let err = up.commit().await.unwrap_err();
+        assert!(matches!(
+            err.kind,
+            ErrorKind::IsADirectory | ErrorKind::DirectoryNotEmpty
+        ));
+        assert_eq!(host_names(&root), ["f"]);
+    }
+
+    #[tokio::test]
+    async fn read_handle_offers_the_file() {
+        use std::io::Read;
+        let (_tmp, root, fs) = setup();
+        std::fs::write(root.join("f"), b"0123456789").unwrap();
+        let h = fs.open_read(&p("/f"), 6).await.unwrap();
+        assert_eq!(h.size, 10);
+        let mut rest = String::new();
+        h.file.unwrap().read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "6789");
+    }
+
+    #[tokio::test]
+    async fn unique_is_dev_and_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let (_tmp, root, fs) = setup();
+        std::fs::write(root.join("f"), b"").unwrap();
+        let host = std::fs::metadata(root.join("f")).unwrap();
+        let md = fs.metadata(&p("/f")).await.unwrap();
+        assert_eq!(
+            md.unique,
+            Some(format!("{:x}g{:x}", host.dev(), host.ino()))
+        );
+        assert_eq!(md.mode, host.mode() & 0o7777);
+    }
+
+    #[tokio::test]
+    async fn fifos_are_refused_without_blocking() {
+        let (_tmp, root, fs) = setup();
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status();
+        if !matches!(made, Ok(s) if s.success()) {
+            eprintln!("mkfifo unavailable; skipped");
+            return;
+        }
+        let limit = std::time::Duration::from_secs(5);
+        let read = tokio::time::timeout(limit, fs.open_read(&p("/pipe"), 0))
+            .await
+            .unwrap();
+        assert_eq!(kind!(read), ErrorKind::PermissionDenied);
+        for mode in [WriteMode::Replace, WriteMode::Append, WriteMode::At(0)] {
+            let write = tokio::time::timeout(limit, fs.open_write(&p("/pipe"), mode))
+                .await
+                .unwrap();
+            assert_eq!(kind!(write), ErrorKind::PermissionDenied);
+        }
+        let entries = fs.list(&VPath::root()).await.unwrap();
+        assert_eq!(entries[0].kind, EntryKind::Other);
+    }
+
+    #[test]
+    fn io_errors_map_without_paths() {
+        use std::io;
+        let cases = [
+            (
+                io::Error::from(io::ErrorKind::NotFound),
+                ErrorKind::NotFound,
+            ),
+            (
+                io::Error::from(io::ErrorKind::PermissionDenied),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                io::Error::from(io::ErrorKind::AlreadyExists),
+                ErrorKind::AlreadyExists,
+            ),
+            (
+                io::Error::from_raw_os_error(39),
+                ErrorKind::DirectoryNotEmpty,
+            ),
+            (io::Error::from_raw_os_error(20), ErrorKind::NotADirectory),
+            (io::Error::from_raw_os_error(21), ErrorKind::IsADirectory),
+            (
+                io::Error::from_raw_os_error(28),
+                ErrorKind::InsufficientStorage,
+            ),
+            (
+                io::Error::from_raw_os_error(122),
+                ErrorKind::InsufficientStorage,
+            ),
+            (
+                io::Error::from_raw_os_error(40),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                io::Error::from_raw_os_error(18),
+                ErrorKind::PermissionDenied,
+            ),
+            (io::Error::from_raw_os_error(36), ErrorKind::InvalidName),
+            (io::Error::from_raw_os_error(5), ErrorKind::Other),
+            (
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "a path led outside of the filesystem",
+                ),
+                ErrorKind::PermissionDenied,
+            ),
+            (io::Error::other("/home/secret/path"), ErrorKind::Other),
+        ];
+        for (err, want) in cases {
+            let mapped = ferry_vfs::Error::from_io(&err);
+            assert_eq!(mapped.kind, want, "{err}");
+            assert!(!mapped.message.contains('/'), "{}", mapped.message);
+        }
+    }
+}
