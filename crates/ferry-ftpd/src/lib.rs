@@ -1,1 +1,20 @@
-//! FTP server.
+//! Ferry's FTP server on tokio, around the sans-IO `ferry-proto`.
+//!
+//! # Layout
+//! - [`config`]: [`ServerConfig`], validated settings (the binary maps `ferry.toml` onto it).
+//! - [`server`]: [`Server`], the listeners, connection limits and graceful shutdown.
+//! - `session`: one task per control connection; typed login states; the command dispatch.
+//! - [`data`]: the data-connection methods (active, passive, extended passive), the passive
+//!   port pool and peer checks.
+//! - `transfer`: byte pumps with `TYPE A` conversion.
+//! - `replies`: the one table from storage errors to FTP replies.
+
+pub mod config;
+pub mod data;
+mod replies;
+pub mod server;
+mod session;
+mod transfer;
+
+pub use config::{Masquerade, ServerConfig};
+pub use server::{Server, StorageFactory, local_storage};

@@ -1,1 +1,89 @@
-fn main() {}
+//! `ferry`: the command-line entry point.
+//!
+//! # Layout
+//! - `config`: `ferry.toml` parsing and validation.
+//! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
+
+mod config;
+mod serve;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ferry: a secure, fast FTP server and client.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the FTP server. With no arguments: 127.0.0.1:2121, serving ./ferry-data with a
+    /// generated password that is printed.
+    Serve(serve::ServeArgs),
+    /// Check a configuration file and report every problem with its line.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print an argon2id hash of a password for `password_hash` in ferry.toml. The password is
+    /// read from FERRY_PASSWORD or standard input.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Serve(args) => serve::run(args),
+        Commands::CheckConfig { file } => check_config(&file),
+        Commands::HashPassword => hash_password(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::FileConfig::load(file)?;
+    cfg.server_config()?;
+    ferry_auth::Authenticator::new(cfg.users.clone(), cfg.anonymous.clone())?;
+    for u in &cfg.users {
+        if !u.root.is_dir() {
+            eprintln!(
+                "ferry: warning: user '{}': root {} is not a directory yet",
+                u.name,
+                u.root.display()
+            );
+        }
+    }
+    println!("{}: ok", file.display());
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = match std::env::var("FERRY_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            if std::io::stdin().is_terminal() {
+                eprint!("Password (input is shown; prefer FERRY_PASSWORD or a pipe): ");
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    println!("{}", ferry_auth::hash_password(&password));
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Server settings, already validated. The binary maps `ferry.toml` and CLI flags onto this.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// How the server answers `PASV` when it sits behind NAT.
+#[derive(Debug, Clone, Default)]
+pub struct Masquerade {
+    /// Address announced in `227` replies instead of the control connection's local address.
+    pub address: Option<Ipv4Addr>,
+    /// Per-client-network overrides, checked in order: clients in `network` get `address`.
+    pub overrides: Vec<(IpNet, Ipv4Addr)>,
+}
+
+impl Masquerade {
+    /// The address to announce to a client at `peer`, or `None` to use the local address.
+    pub fn address_for(&self, peer: IpAddr) -> Option<Ipv4Addr> {
+        let peer = peer.to_canonical();
+        self.overrides
+            .iter()
+            .find(|(net, _)| net.contains(&peer))
+            .map(|(_, a)| *a)
+            .or(self.address)
+    }
+}
+
+/// Everything the FTP server needs to know besides users and files.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on (`[::]` is dual-stack where the OS allows).
+    pub listen: Vec<SocketAddr>,
+    /// Text of the `220` greeting.
+    pub greeting: String,
+    /// Passive ports to use, inclusive; `None` lets the OS pick an ephemeral port.
+    pub passive_ports: Option<(u16, u16)>,
+    /// NAT settings for `PASV`.
+    pub masquerade: Masquerade,
+    /// Allow active mode (`PORT`/`EPRT`).
+    pub active_enabled: bool,
+    /// Allow passive mode (`PASV`/`EPSV`).
+    pub passive_enabled: bool,
+    /// Connect active data connections from control port − 1 (port 20 when serving on 21).
+    pub active_source_port_minus_one: bool,
+    /// Accept passive data connections from any IP, not only the control connection's.
+    pub allow_foreign_passive_peer: bool,
+    /// Allow `PORT`/`EPRT` to an IP other than the client's (FTP bounce, RFC 2577).
+    pub allow_active_foreign_address: bool,
+    /// Allow `PORT`/`EPRT` to ports below 1024.
+    pub allow_active_privileged_port: bool,
+    /// Time to wait for a data connection.
+    pub data_connect_timeout: Duration,
+    /// Time allowed between connecting and a successful login.
+    pub login_timeout: Duration,
+    /// Time a logged-in session may stay silent (no command, no transfer).
+    pub idle_timeout: Duration,
+    /// Longest accepted control line, in bytes.
+    pub max_line: usize,
+    /// Most concurrent control connections (0 = unlimited).
+    pub max_sessions: usize,
+    /// Most concurrent control connections from one IP (0 = unlimited).
+    pub max_sessions_per_ip: usize,
+    /// Failed `PASS` attempts before the connection is closed.
+    pub max_login_attempts: u32,
+    /// Pause before answering a failed login (slows guessing).
+    pub login_failure_delay: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2121))],
+            greeting: "Ferry FTP server ready.".to_string(),
+            passive_ports: None,
+            masquerade: Masquerade::default(),
+            active_enabled: true,
+            passive_enabled: true,
+            active_source_port_minus_one: false,
+            allow_foreign_passive_peer: false,
+            allow_active_foreign_address: false,
+            allow_active_privileged_port: false,
+            data_connect_timeout: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(600),
+            max_line: 8192,
+            max_sessions: 20_000,
+            max_sessions_per_ip: 0,
+            max_login_attempts: 3,
+            login_failure_delay: Duration::from_secs(1),
+        }
+    }
+}

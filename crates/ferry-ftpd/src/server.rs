@@ -1,0 +1,296 @@
+//! The accept loop: listeners (IPv4, IPv6, dual-stack), connection limits, graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use ferry_auth::{Account, Authenticator};
+use ferry_vfs::{LocalFs, Storage};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::ServerConfig;
+use crate::data::PortPool;
+use crate::session::Session;
+
+/// Makes the storage a logged-in account sees. The default serves `account.root` with [`LocalFs`].
+pub type StorageFactory =
+    Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
+
+/// The default [`StorageFactory`]: the account's root directory, jailed.
+pub fn local_storage() -> StorageFactory {
+    Arc::new(|account: &Account| Ok(Arc::new(LocalFs::new(&account.root)?) as Arc<dyn Storage>))
+}
+
+/// What every session shares.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) storage: StorageFactory,
+    pub(crate) ports: Option<Arc<PortPool>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// A bound FTP server, ready to [`run`](Server::run).
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+    shutdown_tx: watch::Sender<bool>,
+    limits: Arc<Limits>,
+}
+
+impl Server {
+    /// Bind every `config.listen` address. Fails with a clear message if one can't be bound or
+    /// if `active_source_port_minus_one` needs a privilege the process lacks.
+    pub fn bind(
+        config: ServerConfig,
+        auth: Arc<Authenticator>,
+        storage: StorageFactory,
+    ) -> io::Result<Server> {
+        if config.listen.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listen address given",
+            ));
+        }
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let l = bind_control(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            listeners.push(l);
+        }
+        if config.active_source_port_minus_one {
+            for l in &listeners {
+                check_source_port(l.local_addr()?)?;
+            }
+        }
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let ports = PortPool::new(config.passive_ports);
+        let limits = Arc::new(Limits {
+            max_total: config.max_sessions,
+            max_per_ip: config.max_sessions_per_ip,
+            counts: Mutex::new(Counts::default()),
+        });
+        let shared = Arc::new(Shared {
+            config,
+            auth,
+            storage,
+            ports,
+            shutdown,
+        });
+        Ok(Server {
+            shared,
+            listeners,
+            shutdown_tx,
+            limits,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serve until `shutdown` completes, then tell every session (`421`), let running transfers
+    /// finish, and return when all sessions have ended.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Server {
+            shared,
+            listeners,
+            shutdown_tx,
+            limits,
+        } = self;
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let mut accepters = JoinSet::new();
+        for listener in listeners {
+            let tx = conn_tx.clone();
+            accepters.spawn(accept_loop(listener, tx));
+        }
+        drop(conn_tx);
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                conn = conn_rx.recv() => {
+                    let Some((stream, peer)) = conn else { break };
+                    start_session(&shared, &limits, &mut sessions, stream, peer);
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        info!(sessions = sessions.len(), "shutting down");
+        accepters.abort_all();
+        let _ = shutdown_tx.send(true);
+        while sessions.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tx: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr)>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => {
+                if tx.send(conn).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn start_session(
+    shared: &Arc<Shared>,
+    limits: &Arc<Limits>,
+    sessions: &mut JoinSet<()>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let permit = match Limits::admit(limits, peer.ip()) {
+        Ok(p) => p,
+        Err(why) => {
+            debug!(%peer, why, "connection refused");
+            sessions.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let line = format!("421 {why}, try again later.\r\n");
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    stream.write_all(line.as_bytes()),
+                )
+                .await;
+            });
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    // Telnet "Synch" sends its marker as TCP urgent data; keep it in the stream so an ABOR
+    // sent with MSG_OOB (as Python's ftplib does) arrives whole.
+    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+    let shared = Arc::clone(shared);
+    let span = info_span!("session", %peer, user = tracing::field::Empty);
+    sessions.spawn(
+        async move {
+            let _permit = permit;
+            match Session::new(shared, stream, peer) {
+                Ok(session) => session.run().await,
+                Err(e) => debug!(error = %e, "session setup failed"),
+            }
+        }
+        .instrument(span),
+    );
+}
+
+fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if let SocketAddr::V6(v6) = addr {
+        // `[::]` serves IPv4 too (dual-stack); a specific IPv6 address only itself.
+        socket.set_only_v6(!v6.ip().is_unspecified())?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn check_source_port(control: SocketAddr) -> io::Result<()> {
+    let port = control
+        .port()
+        .checked_sub(1)
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "active_source_port_minus_one needs a control port above 1",
+            )
+        })?;
+    let probe = SocketAddr::new(control.ip(), port);
+    let socket = Socket::new(
+        Domain::for_address(probe),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&probe.into()).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " (binding a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+        } else {
+            ""
+        };
+        io::Error::new(
+            e.kind(),
+            format!(
+                "active_source_port_minus_one: cannot bind data source port {probe}: {e}{hint}"
+            ),
+        )
+    })
+}
+
+struct Limits {
+    max_total: usize,
+    max_per_ip: usize,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Holds one session's place in the limits; released on drop.
+struct Permit {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Limits {
+    fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Result<Permit, &'static str> {
+        let ip = ip.to_canonical();
+        let mut counts = limits.counts.lock().map_err(|_| "internal error")?;
+        if limits.max_total != 0 && counts.total >= limits.max_total {
+            return Err("Too many connections");
+        }
+        let mine = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if limits.max_per_ip != 0 && mine >= limits.max_per_ip {
+            return Err("Too many connections from your address");
+        }
+        counts.total += 1;
+        counts.per_ip.insert(ip, mine + 1);
+        Ok(Permit {
+            limits: Arc::clone(limits),
+            ip,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.limits.counts.lock() {
+            counts.total = counts.total.saturating_sub(1);
+            if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
+}

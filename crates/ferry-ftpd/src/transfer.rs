@@ -1,0 +1,203 @@
+//! Byte pumps between storage and data connections, with `TYPE A` line-ending conversion.
+//!
+//! Buffers are allocated per transfer and freed when it ends, so idle sessions hold none.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Size of the copy buffer of one transfer.
+pub(crate) const BUFFER_SIZE: usize = 256 * 1024;
+
+/// Which side of a transfer failed: it decides the reply (451 local, 426 network).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PumpError {
+    #[error("local error: {0}")]
+    Local(io::Error),
+    #[error("data connection: {0}")]
+    Network(io::Error),
+}
+
+/// Converts bare LF to CRLF (server → client in `TYPE A`).
+#[derive(Debug, Default)]
+pub(crate) struct ToNetworkAscii {
+    prev_cr: bool,
+}
+
+impl ToNetworkAscii {
+    pub(crate) fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(input.len() + input.len() / 8);
+        for &b in input {
+            if b == b'\n' && !self.prev_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.prev_cr = b == b'\r';
+        }
+    }
+}
+
+/// Converts CRLF to LF (client → server in `TYPE A`); a CR not followed by LF is kept.
+#[derive(Debug, Default)]
+pub(crate) struct FromNetworkAscii {
+    pending_cr: bool,
+}
+
+impl FromNetworkAscii {
+    pub(crate) fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(input.len() + 1);
+        for &b in input {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b != b'\n' {
+                    out.push(b'\r');
+                }
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+    }
+
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        if std::mem::take(&mut self.pending_cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
+/// Copy `reader` (storage) to `writer` (data connection). Returns the bytes read from storage.
+pub(crate) async fn send<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    ascii: bool,
+    progress: &Arc<AtomicU64>,
+) -> Result<u64, PumpError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = ToNetworkAscii::default();
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.map_err(PumpError::Local)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if ascii {
+            conv.convert(chunk, &mut converted);
+            writer
+                .write_all(&converted)
+                .await
+                .map_err(PumpError::Network)?;
+        } else {
+            writer.write_all(chunk).await.map_err(PumpError::Network)?;
+        }
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+    }
+    writer.flush().await.map_err(PumpError::Network)?;
+    writer.shutdown().await.map_err(PumpError::Network)?;
+    Ok(total)
+}
+
+/// Copy `reader` (data connection) into `writer` (storage) until EOF. Returns bytes received.
+pub(crate) async fn receive<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    ascii: bool,
+    progress: &Arc<AtomicU64>,
+) -> Result<u64, PumpError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = FromNetworkAscii::default();
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.map_err(PumpError::Network)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        if ascii {
+            conv.convert(chunk, &mut converted);
+            writer
+                .write_all(&converted)
+                .await
+                .map_err(PumpError::Local)?;
+        } else {
+            writer.write_all(chunk).await.map_err(PumpError::Local)?;
+        }
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+    }
+    if ascii {
+        conv.finish(&mut converted);
+        writer
+            .write_all(&converted)
+            .await
+            .map_err(PumpError::Local)?;
+    }
+    writer.flush().await.map_err(PumpError::Local)?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_net(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut c = ToNetworkAscii::default();
+        let mut all = Vec::new();
+        let mut out = Vec::new();
+        for ch in chunks {
+            c.convert(ch, &mut out);
+            all.extend_from_slice(&out);
+        }
+        all
+    }
+
+    fn from_net(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut c = FromNetworkAscii::default();
+        let mut all = Vec::new();
+        let mut out = Vec::new();
+        for ch in chunks {
+            c.convert(ch, &mut out);
+            all.extend_from_slice(&out);
+        }
+        c.finish(&mut out);
+        all.extend_from_slice(&out);
+        all
+    }
+
+    #[test]
+    fn lf_becomes_crlf_once() {
+        assert_eq!(to_net(&[b"a\nb\r\nc\n"]), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_net(&[b"a\r", b"\nb\n"]), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunks() {
+        assert_eq!(from_net(&[b"a\r\nb\r", b"\nc\rd\r"]), b"a\nb\nc\rd\r");
+        assert_eq!(from_net(&[b"\r", b"\r", b"\n"]), b"\r\n");
+    }
+
+    #[test]
+    fn round_trip_of_unix_text() {
+        let text = b"line one\nline two\n\nend";
+        assert_eq!(from_net(&[&to_net(&[text])]), text);
+    }
+}

@@ -1,0 +1,258 @@
+//! Transfers: binary and ASCII, REST, APPE, STOU, ABOR, interrupted uploads, large offsets,
+//! and many sessions at once.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn binary_round_trip_and_empty_file() {
+    let s = TestServer::start().await;
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let body = content(3 * 1024 * 1024 + 17, 1);
+    assert_eq!(c.stor_passive("STOR big.bin", &body).await.code, 226);
+    let (got, done) = c.retr_passive("RETR big.bin").await;
+    assert_eq!(done.code, 226);
+    assert_eq!(sha256(&got), sha256(&body));
+    assert_eq!(c.stor_passive("STOR empty", b"").await.code, 226);
+    assert_eq!(std::fs::metadata(s.path("empty")).unwrap().len(), 0);
+    let (got, done) = c.retr_passive("RETR empty").await;
+    assert!(got.is_empty());
+    assert_eq!(done.code, 226);
+    c.expect("EPSV", 229).await;
+    c.expect("RETR missing", 550).await;
+    c.expect("RETR /", 550).await;
+}
+
+#[tokio::test]
+async fn ascii_mode_converts_line_endings_both_ways() {
+    let s = TestServer::start().await;
+    std::fs::write(s.path("unix.txt"), b"one\ntwo\n\nthree").unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE A", 200).await;
+    let (got, _) = c.retr_passive("RETR unix.txt").await;
+    assert_eq!(got, b"one\r\ntwo\r\n\r\nthree");
+    assert_eq!(
+        c.stor_passive("STOR up.txt", b"a\r\nb\r\nc\rd\r\n")
+            .await
+            .code,
+        226
+    );
+    assert_eq!(std::fs::read(s.path("up.txt")).unwrap(), b"a\nb\nc\rd\n");
+    // Binary leaves bytes alone.
+    c.expect("TYPE I", 200).await;
+    let (got, _) = c.retr_passive("RETR unix.txt").await;
+    assert_eq!(got, b"one\ntwo\n\nthree");
+}
+
+#[tokio::test]
+async fn rest_resumes_downloads_and_uploads() {
+    let s = TestServer::start().await;
+    let body = content(100_000, 2);
+    std::fs::write(s.path("f"), &body).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    c.expect("REST 40000", 350).await;
+    let (got, done) = c.retr_passive("RETR f").await;
+    assert_eq!(done.code, 226);
+    assert_eq!(got, &body[40000..]);
+    // REST applies once.
+    let (got, _) = c.retr_passive("RETR f").await;
+    assert_eq!(got.len(), body.len());
+    // Upload resume: the server keeps the first 60000 bytes and takes the rest.
+    std::fs::write(s.path("u"), &body[..60000]).unwrap();
+    c.expect("REST 60000", 350).await;
+    assert_eq!(c.stor_passive("STOR u", &body[60000..]).await.code, 226);
+    assert_eq!(sha256(&std::fs::read(s.path("u")).unwrap()), sha256(&body));
+}
+
+#[tokio::test]
+async fn append_and_unique_names() {
+    let s = TestServer::start().await;
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    assert_eq!(c.stor_passive("APPE log", b"first,").await.code, 226);
+    assert_eq!(c.stor_passive("APPE log", b"second").await.code, 226);
+    assert_eq!(std::fs::read(s.path("log")).unwrap(), b"first,second");
+    // STOU never overwrites.
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    let r = c.expect("STOU log", 150).await;
+    let name = r.text().trim_start_matches("FILE: ").to_string();
+    assert_ne!(name, "log");
+    data.write_all(b"unique").await.unwrap();
+    drop(data);
+    let done = c.read_reply().await;
+    assert_eq!(done.code, 226);
+    assert!(done.text().contains(&name), "{done:?}");
+    assert_eq!(std::fs::read(s.path(&name)).unwrap(), b"unique");
+    assert_eq!(std::fs::read(s.path("log")).unwrap(), b"first,second");
+    let addr = c.epsv().await;
+    let data = TcpStream::connect(addr).await.unwrap();
+    let r = c.expect("STOU", 150).await;
+    drop(data);
+    assert_eq!(c.read_reply().await.code, 226);
+    let name = r.text().trim_start_matches("FILE: ").to_string();
+    assert!(s.path(&name).exists(), "{name}");
+}
+
+#[tokio::test]
+async fn abor_during_download_keeps_session_usable() {
+    let s = TestServer::start().await;
+    let body = content(64 * 1024 * 1024, 3);
+    std::fs::write(s.path("huge"), &body).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR huge", 150).await;
+    // Read a little, then abort with Telnet IP + Synch in front, as curl and lftp do.
+    let mut buf = vec![0u8; 65536];
+    let _ = data.read(&mut buf).await.unwrap();
+    c.send_raw(b"\xff\xf4\xff\xf2ABOR\r\n").await;
+    let first = c.read_reply().await;
+    let second = c.read_reply().await;
+    assert_eq!(
+        (first.code, second.code),
+        (426, 226),
+        "{first:?} {second:?}"
+    );
+    drop(data);
+    c.expect("NOOP", 200).await;
+    c.expect("ABOR", 225).await;
+    let (got, done) = c.retr_passive("RETR huge").await;
+    assert_eq!(done.code, 226);
+    assert_eq!(got.len(), body.len());
+}
+
+#[tokio::test]
+async fn stat_and_noop_are_answered_during_a_transfer() {
+    let s = TestServer::start().await;
+    std::fs::write(s.path("huge"), content(32 * 1024 * 1024, 4)).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR huge", 150).await;
+    let mut buf = vec![0u8; 65536];
+    let _ = data.read(&mut buf).await.unwrap();
+    let stat = c.expect("STAT", 211).await;
+    assert!(stat.text().contains("/huge"), "{stat:?}");
+    c.expect("NOOP", 200).await;
+    // A queued command runs after the transfer ends.
+    c.send_raw(b"PWD\r\n").await;
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(c.read_reply().await.code, 226);
+    assert_eq!(c.read_reply().await.code, 257);
+}
+
+#[tokio::test]
+async fn interrupted_upload_keeps_the_old_file() {
+    let s = TestServer::start().await;
+    std::fs::write(s.path("precious"), b"old content").unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let addr = c.epsv().await;
+    let data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR precious", 150).await;
+    let mut data = data;
+    data.write_all(&content(200_000, 5)).await.unwrap();
+    c.send_raw(b"ABOR\r\n").await;
+    let first = c.read_reply().await;
+    assert!(first.code == 426 || first.code == 226, "{first:?}");
+    if first.code == 426 {
+        assert_eq!(c.read_reply().await.code, 226);
+    }
+    drop(data);
+    c.expect("NOOP", 200).await;
+    assert_eq!(std::fs::read(s.path("precious")).unwrap(), b"old content");
+    let leftovers: Vec<_> = std::fs::read_dir(s.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "precious")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A connection reset mid-upload (client dies) also keeps the old file.
+    let addr = c.epsv().await;
+    let data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR precious", 150).await;
+    let mut data = data;
+    data.write_all(b"partial new").await.unwrap();
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(data); // RST
+    let done = c.read_reply().await;
+    if done.code == 226 {
+        // The reset raced the EOF; the upload then is complete by the protocol's rules.
+        assert_eq!(std::fs::read(s.path("precious")).unwrap(), b"partial new");
+    } else {
+        assert_eq!(done.code, 426, "{done:?}");
+        assert_eq!(std::fs::read(s.path("precious")).unwrap(), b"old content");
+    }
+}
+
+#[tokio::test]
+async fn offsets_beyond_four_gib() {
+    let s = TestServer::start().await;
+    let f = std::fs::File::create(s.path("sparse")).unwrap();
+    let size: u64 = 5 * 1024 * 1024 * 1024 + 10;
+    f.set_len(size).unwrap();
+    drop(f);
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let r = c.expect("SIZE sparse", 213).await;
+    assert_eq!(r.text(), size.to_string());
+    c.expect(&format!("REST {}", size - 10), 350).await;
+    let (got, done) = c.retr_passive("RETR sparse").await;
+    assert_eq!(done.code, 226);
+    assert_eq!(got, vec![0u8; 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sessions_with_checksums() {
+    let s = TestServer::start().await;
+    let addr = s.addr();
+    let mut tasks = Vec::new();
+    for i in 0..50u64 {
+        tasks.push(tokio::spawn(async move {
+            let mut c = Ctrl::connect(addr).await;
+            c.login(USER, PASSWORD).await;
+            c.expect("TYPE I", 200).await;
+            let body = content(200_000 + i as usize * 997, i);
+            let name = format!("file-{i}");
+            assert_eq!(
+                c.stor_passive(&format!("STOR {name}"), &body).await.code,
+                226
+            );
+            let (got, done) = c.retr_passive(&format!("RETR {name}")).await;
+            assert_eq!(done.code, 226);
+            assert_eq!(sha256(&got), sha256(&body), "session {i}");
+            c.expect("QUIT", 221).await;
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_tells_sessions() {
+    let s = TestServer::start().await;
+    let mut c = s.login().await;
+    let shutdown = tokio::spawn(s.shutdown());
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 421);
+    tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
+}

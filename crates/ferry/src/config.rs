@@ -1,0 +1,265 @@
+//! `ferry.toml`: the server's configuration file, mapped onto `ServerConfig` and the users.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), so a typo never silently does nothing, and
+//! every error names its line and column.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ferry_auth::{AnonymousSpec, UserSpec};
+use ferry_ftpd::{Masquerade, ServerConfig};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole file. Every key is optional; the defaults are the ones documented in
+/// `docs/configuration.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) listen: Option<Vec<SocketAddr>>,
+    pub(crate) greeting: Option<String>,
+    pub(crate) passive_ports: Option<PortRange>,
+    pub(crate) masquerade_address: Option<String>,
+    #[serde(default)]
+    pub(crate) masquerade_overrides: Vec<MasqueradeOverride>,
+    pub(crate) active: Option<bool>,
+    pub(crate) passive: Option<bool>,
+    pub(crate) active_source_port_minus_one: Option<bool>,
+    pub(crate) allow_foreign_passive_peer: Option<bool>,
+    pub(crate) allow_active_foreign_address: Option<bool>,
+    pub(crate) allow_active_privileged_port: Option<bool>,
+    pub(crate) data_connect_timeout: Option<u64>,
+    pub(crate) login_timeout: Option<u64>,
+    pub(crate) idle_timeout: Option<u64>,
+    pub(crate) max_line: Option<usize>,
+    pub(crate) max_sessions: Option<usize>,
+    pub(crate) max_sessions_per_ip: Option<usize>,
+    pub(crate) max_login_attempts: Option<u32>,
+    pub(crate) login_failure_delay_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) users: Vec<UserSpec>,
+    pub(crate) anonymous: Option<AnonymousSpec>,
+}
+
+/// `[[masquerade_overrides]]`: clients in `network` are told `address` in `227` replies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MasqueradeOverride {
+    pub(crate) network: IpNet,
+    pub(crate) address: Ipv4Addr,
+}
+
+/// An inclusive port range written `"LOW-HIGH"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortRange(pub(crate) u16, pub(crate) u16);
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| format!("'{s}': expected LOW-HIGH, e.g. 30000-30099"))?;
+        let lo: u16 = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{lo}' is not a port number"))?;
+        let hi: u16 = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{hi}' is not a port number"))?;
+        if lo == 0 || lo > hi {
+            return Err(format!("'{s}': need 1 <= LOW <= HIGH"));
+        }
+        Ok(PortRange(lo, hi))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FileConfig {
+    /// Read and parse a file; errors carry the file name, line and column.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parse the text of a configuration file.
+    pub(crate) fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        let cfg: FileConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe(text, &e)))?;
+        Ok(cfg)
+    }
+
+    /// Apply the file onto the server defaults.
+    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let mut c = ServerConfig::default();
+        if let Some(l) = &self.listen {
+            c.listen = l.clone();
+        }
+        if let Some(g) = &self.greeting {
+            if g.contains(['\r', '\n']) {
+                bail!("greeting: must be one line");
+            }
+            c.greeting = g.clone();
+        }
+        c.passive_ports = self.passive_ports.map(|r| (r.0, r.1));
+        c.masquerade = Masquerade {
+            address: match &self.masquerade_address {
+                Some(a) => Some(resolve_v4(a).with_context(|| "masquerade_address")?),
+                None => None,
+            },
+            overrides: self
+                .masquerade_overrides
+                .iter()
+                .map(|o| (o.network, o.address))
+                .collect(),
+        };
+        macro_rules! set {
+            ($field:ident, $key:ident) => {
+                if let Some(v) = self.$key {
+                    c.$field = v;
+                }
+            };
+        }
+        set!(active_enabled, active);
+        set!(passive_enabled, passive);
+        set!(active_source_port_minus_one, active_source_port_minus_one);
+        set!(allow_foreign_passive_peer, allow_foreign_passive_peer);
+        set!(allow_active_foreign_address, allow_active_foreign_address);
+        set!(allow_active_privileged_port, allow_active_privileged_port);
+        set!(max_line, max_line);
+        set!(max_sessions, max_sessions);
+        set!(max_sessions_per_ip, max_sessions_per_ip);
+        set!(max_login_attempts, max_login_attempts);
+        let secs = |v: Option<u64>, key: &str, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(0) => bail!("{key}: must be at least 1 second"),
+                Some(s) => Ok(Duration::from_secs(s)),
+            }
+        };
+        c.data_connect_timeout = secs(
+            self.data_connect_timeout,
+            "data_connect_timeout",
+            c.data_connect_timeout,
+        )?;
+        c.login_timeout = secs(self.login_timeout, "login_timeout", c.login_timeout)?;
+        c.idle_timeout = secs(self.idle_timeout, "idle_timeout", c.idle_timeout)?;
+        if let Some(ms) = self.login_failure_delay_ms {
+            c.login_failure_delay = Duration::from_millis(ms);
+        }
+        if c.max_line < 512 {
+            bail!("max_line: must be at least 512 (RFC 959 commands can be that long)");
+        }
+        if c.max_login_attempts == 0 {
+            bail!("max_login_attempts: must be at least 1");
+        }
+        Ok(c)
+    }
+}
+
+/// An IPv4 literal or a DNS name resolved once now (the answer is announced in `227` replies).
+fn resolve_v4(name: &str) -> anyhow::Result<Ipv4Addr> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(_) => {
+                bail!("'{name}' is IPv6; PASV can only announce IPv4 (IPv6 clients use EPSV)")
+            }
+        };
+    }
+    let addrs = (name, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve '{name}'"))?;
+    addrs
+        .filter_map(|a| match a.ip() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .next()
+        .with_context(|| format!("'{name}' has no IPv4 address"))
+}
+
+/// A TOML error as `line L, column C: message`.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
+            format!("line {line}, column {col}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
+/// Where the default server keeps its files when no `--root` is given.
+pub(crate) fn default_root() -> PathBuf {
+    PathBuf::from("ferry-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let err = FileConfig::parse("listen = [\"127.0.0.1:21\"]\npasive = true\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("pasive"), "{msg}");
+    }
+
+    #[test]
+    fn full_file_maps_onto_server_config() {
+        let text = r#"
+listen = ["127.0.0.1:2121", "[::1]:2121"]
+passive_ports = "30000-30009"
+masquerade_address = "203.0.113.7"
+active = false
+data_connect_timeout = 5
+[[masquerade_overrides]]
+network = "192.168.0.0/16"
+address = "192.168.1.2"
+"#;
+        let f = FileConfig::parse(text).unwrap();
+        let c = f.server_config().unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.passive_ports, Some((30000, 30009)));
+        assert!(!c.active_enabled);
+        assert_eq!(c.data_connect_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.masquerade.address_for("192.168.4.4".parse().unwrap()),
+            Some(Ipv4Addr::new(192, 168, 1, 2))
+        );
+        assert_eq!(
+            c.masquerade.address_for("10.0.0.1".parse().unwrap()),
+            Some(Ipv4Addr::new(203, 0, 113, 7))
+        );
+    }
+
+    #[test]
+    fn bad_port_range_names_its_line() {
+        let err = FileConfig::parse("\n\npassive_ports = \"9-3\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 3"), "{err:#}");
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let f = FileConfig::parse("idle_timeout = 0").unwrap();
+        assert!(f.server_config().is_err());
+    }
+}

@@ -1,0 +1,737 @@
+//! Interoperability: the real `ferry serve` binary driven by real clients (curl, Python's
+//! ftplib, lftp) over loopback only (127.0.0.1 and ::1).
+//!
+//! Each test starts its own server on port 0 with a fresh root, so tests run in parallel. Every
+//! external command runs under coreutils `timeout`, and every wait here is bounded. A missing
+//! client skips its test with a note, unless `FERRY_REQUIRE_INTEROP=1` (as in CI), which turns a
+//! missing client into a failure. IPv6 tests skip when `[::1]` cannot be bound.
+//!
+//! Every transferred file is compared by sha256; a failing command's output and the tail of the
+//! server's debug log are printed with the failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const USER: &str = "tester";
+const PASSWORD: &str = "interop-Pass-42";
+/// Upper bound for one external command, enforced by `timeout`.
+const COMMAND_SECS: &str = "120";
+const STARTUP: Duration = Duration::from_secs(30);
+const MIB: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// A running `ferry serve`, killed (by PID, through `Child::kill`) when dropped.
+struct Server {
+    child: Child,
+    v4: SocketAddr,
+    v6: Option<SocketAddr>,
+    root: PathBuf,
+    log: PathBuf,
+    /// Holds the root, the server log and the tests' local files.
+    dir: TempDir,
+}
+
+impl Server {
+    /// A server on 127.0.0.1:0, and on [::1]:0 too when `ipv6`.
+    fn start(ipv6: bool) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let log = dir.path().join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if ipv6 {
+            cmd.args(["--listen", "[::1]:0"]);
+        }
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["--user", USER, "--log", "debug"])
+            .env("FERRY_PASSWORD", PASSWORD)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().expect("cannot start the ferry binary");
+
+        // Read the banner on a thread so the wait for it is bounded; the thread keeps draining
+        // stdout until the server exits.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // After the banner nobody listens; keep draining anyway.
+                let _ = tx.send(line);
+            }
+        });
+        let wanted = if ipv6 { 2 } else { 1 };
+        let mut addrs = Vec::new();
+        let deadline = std::time::Instant::now() + STARTUP;
+        let mut server = Server {
+            child,
+            v4: "127.0.0.1:0".parse().unwrap(),
+            v6: None,
+            root,
+            log,
+            dir,
+        };
+        while addrs.len() < wanted {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("ferry: listening on ftp://") {
+                        let addr: SocketAddr = rest
+                            .trim_end_matches('/')
+                            .parse()
+                            .unwrap_or_else(|e| panic!("bad banner line {line:?}: {e}"));
+                        addrs.push(addr);
+                    }
+                }
+                Err(e) => panic!(
+                    "server did not print {wanted} listening line(s) within {STARTUP:?} ({e}); got {addrs:?}\n{}",
+                    server.log_tail()
+                ),
+            }
+        }
+        for addr in addrs {
+            match addr {
+                SocketAddr::V4(_) => server.v4 = addr,
+                SocketAddr::V6(_) => server.v6 = Some(addr),
+            }
+        }
+        assert!(server.v4.port() != 0 && server.v4.ip().is_loopback());
+        assert_eq!(server.v6.is_some(), ipv6, "expected IPv6 listener");
+        server
+    }
+
+    fn v6(&self) -> SocketAddr {
+        self.v6.expect("server started without IPv6")
+    }
+
+    /// A fresh local directory (outside the server root) for a test's files.
+    fn local(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The last lines of the server's debug log, for failure messages.
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(60);
+        format!(
+            "--- server log (last {} lines) ---\n{}",
+            lines.len() - start,
+            lines[start..].join("\n")
+        )
+    }
+
+    /// Run `program args` under `timeout`; panic with its output and the server log unless it
+    /// exits 0.
+    fn run<I, S>(&self, program: &str, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", COMMAND_SECS, program]).args(args);
+        self.run_command(cmd)
+    }
+
+    fn run_command(&self, mut cmd: Command) -> Output {
+        let shown = format!("{cmd:?}");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+        if !out.status.success() {
+            let why = if out.status.code() == Some(124) {
+                " (timed out)"
+            } else {
+                ""
+            };
+            panic!(
+                "command failed with {}{why}: {shown}\n--- stdout ---\n{}\n--- stderr ---\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                tail(&String::from_utf8_lossy(&out.stderr), 80),
+                self.log_tail()
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether every tool is on PATH. If not: a note and `false` (skip), or a panic when
+/// `FERRY_REQUIRE_INTEROP=1`.
+fn have_tools(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("FERRY_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{test}: {missing:?} not installed and FERRY_REQUIRE_INTEROP=1");
+    }
+    eprintln!(
+        "note: skipping {test}: {missing:?} not installed (FERRY_REQUIRE_INTEROP=1 makes this a failure)"
+    );
+    false
+}
+
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Whether this machine can use `[::1]`; if not, a note (IPv6 is never required).
+fn have_ipv6(test: &str) -> bool {
+    if TcpListener::bind("[::1]:0").is_ok() {
+        return true;
+    }
+    eprintln!("note: skipping {test}: cannot bind [::1] on this machine");
+    false
+}
+
+/// Deterministic, incompressible-looking bytes (xorshift64*).
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    sha256_hex(&fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())))
+}
+
+fn assert_same_file(expected: &Path, actual: &Path, srv: &Server) {
+    let (e, a) = (sha256_file(expected), sha256_file(actual));
+    assert!(
+        e == a,
+        "{} ({} bytes, sha256 {a}) differs from {} ({} bytes, sha256 {e})\n{}",
+        actual.display(),
+        fs::metadata(actual).map(|m| m.len()).unwrap_or(0),
+        expected.display(),
+        fs::metadata(expected).map(|m| m.len()).unwrap_or(0),
+        srv.log_tail()
+    );
+}
+
+/// The test payload: a few MiB, an odd size, and an empty file. Returns the file paths.
+fn write_payload(dir: &Path) -> Vec<PathBuf> {
+    let files = [
+        ("big.bin", 3 * MIB + 5, 1),
+        ("odd.bin", 123_457, 2),
+        ("empty.bin", 0, 3),
+    ];
+    files
+        .iter()
+        .map(|(name, len, seed)| {
+            let p = dir.join(name);
+            fs::write(&p, pseudo_random(*len, *seed)).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Relative path -> sha256 (files) or "dir" (directories), for comparing whole trees.
+fn tree_digest(root: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                out.insert(rel, "dir".to_string());
+                walk(base, &path, out);
+            } else {
+                out.insert(rel, sha256_file(&path));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn assert_same_tree(expected: &Path, actual: &Path, srv: &Server) {
+    let (e, a) = (tree_digest(expected), tree_digest(actual));
+    assert!(
+        e == a,
+        "tree {} differs from {}\nexpected: {e:#?}\nactual: {a:#?}\n{}",
+        actual.display(),
+        expected.display(),
+        srv.log_tail()
+    );
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn url_host(addr: SocketAddr) -> String {
+    // SocketAddr's Display already brackets IPv6: "[::1]:2121".
+    format!("ftp://{addr}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// curl
+
+/// Upload, download, list and resume both ways with curl using `mode` for data connections;
+/// `verb` is the data-connection command curl must be seen sending (from `-v`).
+fn curl_round_trip(test: &str, ipv6: bool, mode: &[&str], verb: &str, forbidden: &[&str]) {
+    if !have_tools(test, &["curl"]) || (ipv6 && !have_ipv6(test)) {
+        return;
+    }
+    let srv = Server::start(ipv6);
+    let base = url_host(if ipv6 { srv.v6() } else { srv.v4 });
+    let up = srv.local("up");
+    let down = srv.local("down");
+    let payload = write_payload(&up);
+    let userpw = format!("{USER}:{PASSWORD}");
+    let curl = |extra: &[&str]| -> Output {
+        let mut args: Vec<&str> = vec![
+            "-sS",
+            "-v",
+            "--connect-timeout",
+            "10",
+            "--max-time",
+            "90",
+            "-u",
+            &userpw,
+        ];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(extra);
+        let out = srv.run("curl", &args);
+        let log = text(&out.stderr);
+        assert!(
+            log.lines().any(|l| l.starts_with(&format!("> {verb}"))),
+            "curl did not send {verb} with {mode:?}:\n{}",
+            tail(&log, 60)
+        );
+        for f in forbidden {
+            assert!(
+                !log.lines().any(|l| l.starts_with(&format!("> {f}"))),
+                "curl sent {f} with {mode:?}:\n{}",
+                tail(&log, 60)
+            );
+        }
+        out
+    };
+
+    // Uploads (creating the directory), checked on the server's disk.
+    for file in &payload {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let url = format!("{base}/dir/{name}");
+        curl(&["--ftp-create-dirs", "-T", file.to_str().unwrap(), &url]);
+        assert_same_file(file, &srv.root.join("dir").join(name), &srv);
+    }
+
+    // Downloads.
+    for file in &payload {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let out = down.join(name);
+        curl(&["-o", out.to_str().unwrap(), &format!("{base}/dir/{name}")]);
+        assert_same_file(file, &out, &srv);
+    }
+
+    // Listings: LIST (a URL ending in '/') and NLST (--list-only).
+    let long = text(&curl(&[&format!("{base}/dir/")]).stdout);
+    for name in ["big.bin", "odd.bin", "empty.bin"] {
+        assert!(
+            long.lines().any(|l| l.ends_with(&format!(" {name}"))),
+            "LIST lacks {name}:\n{long}"
+        );
+    }
+    let short = text(&curl(&["--list-only", &format!("{base}/dir/")]).stdout);
+    let mut names: Vec<&str> = short.lines().map(|l| l.trim_end_matches('\r')).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["big.bin", "empty.bin", "odd.bin"], "NLST:\n{short}");
+
+    // Resumed download: a partial local file, completed with REST.
+    let big = &payload[0];
+    let partial = down.join("resumed.bin");
+    let head = 1_000_003;
+    fs::write(&partial, &fs::read(big).unwrap()[..head]).unwrap();
+    let out = curl(&[
+        "-C",
+        "-",
+        "-o",
+        partial.to_str().unwrap(),
+        &format!("{base}/dir/big.bin"),
+    ]);
+    assert!(
+        text(&out.stderr).contains(&format!("> REST {head}")),
+        "curl -C - did not send REST {head}:\n{}",
+        tail(&text(&out.stderr), 60)
+    );
+    assert_same_file(big, &partial, &srv);
+
+    // Resumed upload: a partial remote file, completed with SIZE + APPE.
+    let remote_partial = srv.root.join("dir").join("resumed-up.bin");
+    fs::write(&remote_partial, &fs::read(big).unwrap()[..777_777]).unwrap();
+    let out = curl(&[
+        "-C",
+        "-",
+        "-T",
+        big.to_str().unwrap(),
+        &format!("{base}/dir/resumed-up.bin"),
+    ]);
+    assert!(
+        text(&out.stderr).contains("> APPE "),
+        "curl -C - -T did not send APPE:\n{}",
+        tail(&text(&out.stderr), 60)
+    );
+    assert_same_file(big, &remote_partial, &srv);
+
+    // Nothing left behind by uploads (temporary names are renamed into place).
+    let mut on_disk: Vec<String> = fs::read_dir(srv.root.join("dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort_unstable();
+    assert_eq!(
+        on_disk,
+        ["big.bin", "empty.bin", "odd.bin", "resumed-up.bin"]
+    );
+}
+
+#[test]
+fn curl_passive_default_epsv() {
+    curl_round_trip(
+        "curl_passive_default_epsv",
+        false,
+        &[],
+        "EPSV",
+        &["PASV", "PORT", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_passive_explicit() {
+    curl_round_trip(
+        "curl_passive_explicit",
+        false,
+        &["--ftp-pasv"],
+        "EPSV",
+        &["PORT", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_passive_pasv_without_epsv() {
+    curl_round_trip(
+        "curl_passive_pasv_without_epsv",
+        false,
+        &["--disable-epsv"],
+        "PASV",
+        &["EPSV", "PORT", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_active_eprt() {
+    curl_round_trip(
+        "curl_active_eprt",
+        false,
+        &["--ftp-port", "-"],
+        "EPRT",
+        &["PASV", "EPSV", "PORT"],
+    );
+}
+
+#[test]
+fn curl_active_port() {
+    curl_round_trip(
+        "curl_active_port",
+        false,
+        &["--ftp-port", "-", "--disable-eprt"],
+        "PORT",
+        &["PASV", "EPSV", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_ipv6_passive_epsv() {
+    curl_round_trip(
+        "curl_ipv6_passive_epsv",
+        true,
+        &[],
+        "EPSV",
+        &["PASV", "PORT", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_ipv6_active_eprt() {
+    curl_round_trip(
+        "curl_ipv6_active_eprt",
+        true,
+        &["--ftp-port", "-"],
+        "EPRT",
+        &["PASV", "EPSV", "PORT"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python ftplib (tests/interop/ftplib_check.py does the talking)
+
+fn ftplib_suite(test: &str, ipv6: bool, mode: &str) {
+    if !have_tools(test, &["python3"]) || (ipv6 && !have_ipv6(test)) {
+        return;
+    }
+    let srv = Server::start(ipv6);
+    let addr = if ipv6 { srv.v6() } else { srv.v4 };
+    let local = srv.local("py-local");
+    let payload = write_payload(&local);
+    // Large enough that the download cannot sit whole in loopback socket buffers before ABOR.
+    let block = pseudo_random(MIB, 7);
+    let abort_data: Vec<u8> = block.iter().copied().cycle().take(32 * MIB).collect();
+    fs::write(srv.root.join("abort.bin"), &abort_data).unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/ftplib_check.py");
+    let out = srv.run(
+        "python3",
+        [
+            script.to_str().unwrap(),
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            USER,
+            PASSWORD,
+            mode,
+            local.to_str().unwrap(),
+            "/abort.bin",
+            &sha256_hex(&abort_data),
+        ],
+    );
+    assert!(
+        text(&out.stdout).starts_with("OK"),
+        "script output: {}",
+        text(&out.stdout)
+    );
+
+    // The script leaves /py holding big.bin only (the empty file deleted, odd.bin moved and
+    // deleted); nothing else, such as a temporary upload name, may remain.
+    let left: Vec<String> = fs::read_dir(srv.root.join("py"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["big.bin"], "left in /py");
+    assert_same_file(&payload[0], &srv.root.join("py/big.bin"), &srv);
+    assert_eq!(
+        sha256_file(&srv.root.join("abort.bin")),
+        sha256_hex(&abort_data)
+    );
+}
+
+#[test]
+fn ftplib_pasv() {
+    ftplib_suite("ftplib_pasv", false, "pasv");
+}
+
+#[test]
+fn ftplib_epsv_ipv4() {
+    ftplib_suite("ftplib_epsv_ipv4", false, "epsv");
+}
+
+#[test]
+fn ftplib_port() {
+    ftplib_suite("ftplib_port", false, "port");
+}
+
+#[test]
+fn ftplib_eprt_ipv4() {
+    ftplib_suite("ftplib_eprt_ipv4", false, "eprt");
+}
+
+#[test]
+fn ftplib_ipv6_epsv() {
+    ftplib_suite("ftplib_ipv6_epsv", true, "pasv");
+}
+
+#[test]
+fn ftplib_ipv6_eprt() {
+    ftplib_suite("ftplib_ipv6_eprt", true, "port");
+}
+
+// ---------------------------------------------------------------------------------------------
+// lftp
+
+/// A small tree with nested and empty directories, spaces and UTF-8 in names, an empty file.
+fn write_tree(dir: &Path) {
+    let files: [(&str, usize); 6] = [
+        ("a.txt", 6),
+        ("empty.bin", 0),
+        ("nested/n.bin", 100_003),
+        ("nested/deeper/deepest/big.bin", 2 * MIB + 1),
+        ("with space/file with spaces.txt", 10_000),
+        ("ünïcødé dir/名前 файл.bin", 50_000),
+    ];
+    for (i, (rel, len)) in files.iter().enumerate() {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, pseudo_random(*len, 100 + i as u64)).unwrap();
+    }
+    fs::create_dir_all(dir.join("empty dir")).unwrap();
+}
+
+/// Run lftp non-interactively against `addr` with `commands` after login.
+fn lftp(srv: &Server, addr: SocketAddr, settings: &str, commands: &str) -> Output {
+    let script = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; \
+         set net:reconnect-interval-base 1; set ftp:ssl-allow no; \
+         set file:charset UTF-8; set ftp:charset UTF-8; {settings} \
+         open -u {USER},{PASSWORD} {}; {commands}",
+        url_host(addr)
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", COMMAND_SECS, "lftp", "-d", "-c", &script])
+        // lftp converts names through the locale's charset; make it UTF-8 whatever CI sets.
+        .env("LC_ALL", "C.UTF-8");
+    srv.run_command(cmd)
+}
+
+#[test]
+fn lftp_mirror_upload() {
+    if !have_tools("lftp_mirror_upload", &["lftp"]) {
+        return;
+    }
+    let srv = Server::start(false);
+    let local = srv.local("tree");
+    write_tree(&local);
+    lftp(
+        &srv,
+        srv.v4,
+        "",
+        &format!("mirror -R --verbose \"{}\" up", local.display()),
+    );
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+}
+
+#[test]
+fn lftp_mirror_download() {
+    if !have_tools("lftp_mirror_download", &["lftp"]) {
+        return;
+    }
+    let srv = Server::start(false);
+    let remote = srv.root.join("down");
+    write_tree(&remote);
+    let local = srv.local("mirrored");
+    lftp(
+        &srv,
+        srv.v4,
+        "",
+        &format!("mirror --verbose down \"{}\"", local.display()),
+    );
+    assert_same_tree(&remote, &local, &srv);
+}
+
+#[test]
+fn lftp_active_get_put() {
+    if !have_tools("lftp_active_get_put", &["lftp"]) {
+        return;
+    }
+    let srv = Server::start(false);
+    let local = srv.local("lftp-active");
+    let payload = write_payload(&local);
+    fs::copy(&payload[0], srv.root.join("remote.bin")).unwrap();
+    let got = local.join("got.bin");
+    let out = lftp(
+        &srv,
+        srv.v4,
+        "set ftp:passive-mode off;",
+        &format!(
+            "get /remote.bin -o \"{}\"; put \"{}\" -o /put.bin; put \"{}\" -o /put-empty.bin",
+            got.display(),
+            payload[1].display(),
+            payload[2].display()
+        ),
+    );
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("---> PORT "),
+        "lftp did not use PORT:\n{}",
+        tail(&log, 60)
+    );
+    assert!(
+        !log.contains("---> PASV") && !log.contains("---> EPSV"),
+        "lftp went passive:\n{}",
+        tail(&log, 60)
+    );
+    assert_same_file(&payload[0], &got, &srv);
+    assert_same_file(&payload[1], &srv.root.join("put.bin"), &srv);
+    assert_same_file(&payload[2], &srv.root.join("put-empty.bin"), &srv);
+}
+
+#[test]
+fn lftp_ipv6_mirror_round_trip() {
+    if !have_tools("lftp_ipv6_mirror_round_trip", &["lftp"])
+        || !have_ipv6("lftp_ipv6_mirror_round_trip")
+    {
+        return;
+    }
+    let srv = Server::start(true);
+    let local = srv.local("tree6");
+    write_tree(&local);
+    let back = srv.local("back6");
+    lftp(
+        &srv,
+        srv.v6(),
+        "",
+        &format!(
+            "mirror -R \"{}\" up6; mirror up6 \"{}\"",
+            local.display(),
+            back.display()
+        ),
+    );
+    assert_same_tree(&local, &srv.root.join("up6"), &srv);
+    assert_same_tree(&local, &back, &srv);
+}
