@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - [`command`]: the [`Command`] enum and [`parse`](command::parse) for one control line.
-//! - [`line`]: [`LineBuffer`], bounded splitting of the control stream into lines.
+//! - [`line`](mod@line): [`LineBuffer`], bounded splitting of the control stream into lines.
 //! - [`reply`]: [`Reply`] encoding (single and multi-line) and a streaming [`ReplyDecoder`].
 //! - [`hostport`]: `PORT`/`PASV` `h1,h2,h3,h4,p1,p2` and `EPRT`/`EPSV` `|af|addr|port|` codecs.
 //! - [`listing`]: `LIST` (`ls -l`), `NLST`, `MLSD`/`MLST` facts, `MDTM` times; listing parsers for clients.
