@@ -257,6 +257,22 @@ address = "192.168.1.2"
         assert!(format!("{err:#}").contains("line 3"), "{err:#}");
     }
 
+    /// Every TOML example in docs/configuration.md parses and validates, so the reference can't
+    /// drift from the code.
+    #[test]
+    fn documented_examples_are_valid() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let mut blocks = 0;
+        for block in doc.split("```toml").skip(1) {
+            let text = block.split("```").next().unwrap();
+            let f = FileConfig::parse(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+            f.server_config().unwrap();
+            ferry_auth::Authenticator::new(f.users.clone(), f.anonymous.clone()).unwrap();
+            blocks += 1;
+        }
+        assert!(blocks >= 2);
+    }
+
     #[test]
     fn zero_timeout_is_refused() {
         let f = FileConfig::parse("idle_timeout = 0").unwrap();
