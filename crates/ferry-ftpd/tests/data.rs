@@ -255,3 +255,51 @@ async fn passive_ports_come_from_the_range_and_are_released() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     c3.expect("EPSV", 229).await;
 }
+
+#[tokio::test]
+async fn active_from_control_port_minus_one() {
+    let s = TestServer::start_with(|c| c.active_source_port_minus_one = true).await;
+    std::fs::write(s.path("f"), b"classic").unwrap();
+    let mut c = s.login().await;
+    let l = c.active(LOCAL4, false).await;
+    c.expect("RETR f", 150).await;
+    let (mut data, from) = tokio::time::timeout(WAIT, l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        from.port(),
+        s.addr().port() - 1,
+        "data must come from control port - 1"
+    );
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"classic");
+    assert_eq!(c.read_reply().await.code, 226);
+}
+
+#[test]
+fn source_port_minus_one_needs_a_usable_port() {
+    // Control port 1 has no port below it: a clear startup error, not a runtime surprise.
+    let config = ferry_ftpd::ServerConfig {
+        listen: vec!["127.0.0.1:1".parse().unwrap()],
+        active_source_port_minus_one: true,
+        ..Default::default()
+    };
+    let auth = std::sync::Arc::new(ferry_auth::Authenticator::new(vec![], None).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    match ferry_ftpd::Server::bind(config, auth, ferry_ftpd::local_storage()) {
+        Ok(_) => panic!("bind should fail"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("active_source_port_minus_one") || msg.contains("cannot listen"),
+                "{msg}"
+            );
+        }
+    }
+}

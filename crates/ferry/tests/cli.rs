@@ -1,0 +1,248 @@
+//! The `ferry` binary's server-side commands: `serve` defaults and flags, graceful shutdown,
+//! `check-config` and `hash-password`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// A `ferry serve` child, killed on drop.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str], dir: &std::path::Path, password: Option<&str>) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        match password {
+            Some(p) => cmd.env("FERRY_PASSWORD", p),
+            None => cmd.env_remove("FERRY_PASSWORD"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Serve { child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("ferry serve printed nothing in time")
+    }
+
+    fn listening(&self) -> std::net::SocketAddr {
+        let line = self.line();
+        let addr = line
+            .strip_prefix("ferry: listening on ftp://")
+            .unwrap_or_else(|| panic!("{line}"));
+        addr.trim_end_matches('/').parse().unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Ctrl(BufReader<TcpStream>);
+
+impl Ctrl {
+    fn connect(addr: std::net::SocketAddr) -> Ctrl {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Ctrl(BufReader::new(s));
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        line
+    }
+    fn cmd(&mut self, cmd: &str) -> String {
+        self.0
+            .get_mut()
+            .write_all(format!("{cmd}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+}
+
+#[test]
+fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
+    if std::net::TcpListener::bind("127.0.0.1:2121").is_err() {
+        eprintln!("skipping: 127.0.0.1:2121 is busy");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[], dir.path(), None);
+    let addr = serve.listening();
+    assert_eq!(addr, "127.0.0.1:2121".parse().unwrap());
+    let creds = serve.line();
+    let password = creds
+        .split('\'')
+        .nth(3)
+        .unwrap_or_else(|| panic!("{creds}"))
+        .to_string();
+    assert!(creds.contains("user 'ferry'"), "{creds}");
+    assert!(password.len() >= 16, "weak generated password: {password}");
+    assert!(dir.path().join("ferry-data").is_dir());
+    let mut c = Ctrl::connect(addr);
+    assert!(c.cmd("USER ferry").starts_with("331"));
+    assert!(c.cmd(&format!("PASS {password}")).starts_with("230"));
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+            "--root",
+            "files",
+        ],
+        dir.path(),
+        Some("pw-for-bob"),
+    );
+    let addr = serve.listening();
+    let mut c = Ctrl::connect(addr);
+    assert!(c.cmd("USER bob").starts_with("331"));
+    assert!(c.cmd("PASS pw-for-bob").starts_with("230"));
+    let status = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        c.reply().starts_with("421"),
+        "sessions are told before the server stops"
+    );
+    let mut rest = Vec::new();
+    let _ = c.0.read_to_end(&mut rest);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn user_flag_requires_the_password_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--user", "bob"])
+        .env_remove("FERRY_PASSWORD")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FERRY_PASSWORD"));
+}
+
+#[test]
+fn check_config_reports_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.toml");
+    std::fs::write(
+        &file,
+        "listen = [\"127.0.0.1:2121\"]\n\nidle_timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+
+    let hash = Command::new(BIN)
+        .arg("hash-password")
+        .env("FERRY_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(hash.status.success());
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    std::fs::write(
+        &file,
+        format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{}\"\nroot = \"{}\"\n",
+            hash.trim(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(
+        &file,
+        "[[users]]\nname = \"a\"\npassword_hash = \"plain\"\nroot = \"/tmp\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password_hash"));
+}
+
+#[test]
+fn hash_password_reads_stdin() {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .env_remove("FERRY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
+}
