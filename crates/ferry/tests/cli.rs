@@ -1,5 +1,6 @@
 //! The `ferry` binary's server-side commands: `serve` defaults and flags, graceful shutdown,
 //! `check-config` and `hash-password`.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
