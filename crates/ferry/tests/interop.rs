@@ -61,6 +61,7 @@ impl Server {
             .args(["--user", USER, "--log", "debug"])
             .env("FERRY_PASSWORD", PASSWORD)
             .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&log).unwrap());
@@ -524,38 +525,41 @@ fn curl_ipv6_active_eprt() {
 // ---------------------------------------------------------------------------------------------
 // Python ftplib (tests/interop/ftplib_check.py does the talking)
 
-fn ftplib_suite(test: &str, ipv6: bool, mode: &str) {
-    if !have_tools(test, &["python3"]) || (ipv6 && !have_ipv6(test)) {
-        return;
-    }
-    let srv = Server::start(ipv6);
-    let addr = if ipv6 { srv.v6() } else { srv.v4 };
-    let local = srv.local("py-local");
-    let payload = write_payload(&local);
-    // Large enough that the download cannot sit whole in loopback socket buffers before ABOR.
-    let block = pseudo_random(MIB, 7);
-    let abort_data: Vec<u8> = block.iter().copied().cycle().take(32 * MIB).collect();
-    fs::write(srv.root.join("abort.bin"), &abort_data).unwrap();
-
+fn ftplib_script(srv: &Server, addr: SocketAddr, mode: &str, local: &str, extra: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/ftplib_check.py");
-    let out = srv.run(
-        "python3",
-        [
-            script.to_str().unwrap(),
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            USER,
-            PASSWORD,
-            mode,
-            local.to_str().unwrap(),
-            "/abort.bin",
-            &sha256_hex(&abort_data),
-        ],
-    );
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let mut args = vec![
+        script.to_str().unwrap(),
+        &host,
+        &port,
+        USER,
+        PASSWORD,
+        mode,
+        local,
+    ];
+    args.extend_from_slice(extra);
+    let out = srv.run("python3", &args);
     assert!(
         text(&out.stdout).starts_with("OK"),
         "script output: {}",
         text(&out.stdout)
+    );
+}
+
+/// Uploads, SIZE, NLST, MLSD, downloads, rename, delete, MKD/RMD with ftplib in `mode`.
+fn ftplib_files(test: &str, ipv6: bool, mode: &str) {
+    if !have_tools(test, &["python3"]) || (ipv6 && !have_ipv6(test)) {
+        return;
+    }
+    let srv = Server::start(ipv6);
+    let local = srv.local("py-local");
+    let payload = write_payload(&local);
+    ftplib_script(
+        &srv,
+        if ipv6 { srv.v6() } else { srv.v4 },
+        mode,
+        local.to_str().unwrap(),
+        &[],
     );
 
     // The script leaves /py holding big.bin only (the empty file deleted, odd.bin moved and
@@ -566,40 +570,65 @@ fn ftplib_suite(test: &str, ipv6: bool, mode: &str) {
         .collect();
     assert_eq!(left, ["big.bin"], "left in /py");
     assert_same_file(&payload[0], &srv.root.join("py/big.bin"), &srv);
+}
+
+/// `ftplib.FTP.abort()` (ABOR as TCP urgent data) during a large download in `mode`; then NOOP
+/// and a full download must work on the same control connection.
+fn ftplib_abort(test: &str, mode: &str) {
+    if !have_tools(test, &["python3"]) {
+        return;
+    }
+    let srv = Server::start(false);
+    // Large enough that the download cannot sit whole in loopback socket buffers before ABOR.
+    let block = pseudo_random(MIB, 7);
+    let data: Vec<u8> = block.iter().copied().cycle().take(32 * MIB).collect();
+    fs::write(srv.root.join("abort.bin"), &data).unwrap();
+    ftplib_script(&srv, srv.v4, mode, "-", &["/abort.bin", &sha256_hex(&data)]);
     assert_eq!(
         sha256_file(&srv.root.join("abort.bin")),
-        sha256_hex(&abort_data)
+        sha256_hex(&data),
+        "abort.bin changed"
     );
 }
 
 #[test]
 fn ftplib_pasv() {
-    ftplib_suite("ftplib_pasv", false, "pasv");
+    ftplib_files("ftplib_pasv", false, "pasv");
 }
 
 #[test]
 fn ftplib_epsv_ipv4() {
-    ftplib_suite("ftplib_epsv_ipv4", false, "epsv");
+    ftplib_files("ftplib_epsv_ipv4", false, "epsv");
 }
 
 #[test]
 fn ftplib_port() {
-    ftplib_suite("ftplib_port", false, "port");
+    ftplib_files("ftplib_port", false, "port");
 }
 
 #[test]
 fn ftplib_eprt_ipv4() {
-    ftplib_suite("ftplib_eprt_ipv4", false, "eprt");
+    ftplib_files("ftplib_eprt_ipv4", false, "eprt");
 }
 
 #[test]
 fn ftplib_ipv6_epsv() {
-    ftplib_suite("ftplib_ipv6_epsv", true, "pasv");
+    ftplib_files("ftplib_ipv6_epsv", true, "pasv");
 }
 
 #[test]
 fn ftplib_ipv6_eprt() {
-    ftplib_suite("ftplib_ipv6_eprt", true, "port");
+    ftplib_files("ftplib_ipv6_eprt", true, "port");
+}
+
+#[test]
+fn ftplib_abort_passive_download() {
+    ftplib_abort("ftplib_abort_passive_download", "pasv");
+}
+
+#[test]
+fn ftplib_abort_active_download() {
+    ftplib_abort("ftplib_abort_active_download", "port");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,7 +680,7 @@ fn lftp_mirror_upload() {
         &srv,
         srv.v4,
         "",
-        &format!("mirror -R --verbose \"{}\" up", local.display()),
+        &format!("mirror -R --no-perms --verbose \"{}\" up", local.display()),
     );
     assert_same_tree(&local, &srv.root.join("up"), &srv);
 }
@@ -727,7 +756,7 @@ fn lftp_ipv6_mirror_round_trip() {
         srv.v6(),
         "",
         &format!(
-            "mirror -R \"{}\" up6; mirror up6 \"{}\"",
+            "mirror -R --no-perms \"{}\" up6; mirror up6 \"{}\"",
             local.display(),
             back.display()
         ),
