@@ -101,6 +101,22 @@ pub struct UserSpec {
     /// Permission names; default `["all"]`.
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
+    /// TLS policy for this user; `None` follows the server's `tls` setting.
+    #[serde(default)]
+    pub tls: Option<TlsPolicy>,
+}
+
+/// Whether FTP over TLS is refused, allowed or demanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// No TLS: `AUTH TLS` is refused.
+    Off,
+    /// TLS allowed, plain FTP too.
+    #[default]
+    Optional,
+    /// Logins and data connections only over TLS.
+    Required,
 }
 
 fn default_permissions() -> Vec<String> {
@@ -122,6 +138,8 @@ pub struct Account {
     pub root: PathBuf,
     pub permissions: Permissions,
     pub anonymous: bool,
+    /// Per-user TLS policy (`None`: the server's).
+    pub tls: Option<TlsPolicy>,
 }
 
 /// Configuration errors.
@@ -289,6 +307,7 @@ impl Authenticator {
                 root: spec.root,
                 permissions,
                 anonymous: false,
+                tls: spec.tls,
             });
             map.insert(
                 spec.name,
@@ -310,6 +329,7 @@ impl Authenticator {
                 root: spec.root,
                 permissions: Permissions::READ_ONLY,
                 anonymous: true,
+                tls: None,
             })
         });
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -453,6 +473,7 @@ mod tests {
             password_hash: cheap_hash(password),
             root: PathBuf::from(format!("/srv/{name}")),
             permissions: default_permissions(),
+            tls: None,
         }
     }
 

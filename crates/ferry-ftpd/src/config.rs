@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::tls::TlsConfig;
+
 /// How the server answers `PASV` when it sits behind NAT.
 #[derive(Debug, Clone, Default)]
 pub struct Masquerade {
@@ -65,6 +67,10 @@ pub struct ServerConfig {
     pub max_login_attempts: u32,
     /// Pause before answering a failed login (slows guessing).
     pub login_failure_delay: Duration,
+    /// FTP over TLS; `None` means no TLS at all.
+    pub tls: Option<TlsConfig>,
+    /// Listeners for implicit FTPS (TLS from the first byte, classically port 990).
+    pub implicit_tls_listen: Vec<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +94,8 @@ impl Default for ServerConfig {
             max_sessions_per_ip: 0,
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
+            tls: None,
+            implicit_tls_listen: Vec::new(),
         }
     }
 }

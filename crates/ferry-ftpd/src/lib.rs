@@ -8,13 +8,17 @@
 //!   port pool and peer checks.
 //! - `transfer`: byte pumps with `TYPE A` conversion.
 //! - `replies`: the one table from storage errors to FTP replies.
+//! - [`tls`]: FTP over TLS: certificates, rustls configuration, data-channel session reuse.
 
 pub mod config;
 pub mod data;
 mod replies;
 pub mod server;
 mod session;
+pub mod tls;
 mod transfer;
 
 pub use config::{Masquerade, ServerConfig};
+pub use ferry_auth::TlsPolicy;
 pub use server::{Server, StorageFactory, local_storage};
+pub use tls::{CertStore, TlsConfig};

@@ -39,7 +39,8 @@ pub(crate) struct Shared {
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    /// Each listener, and whether it speaks implicit TLS.
+    listeners: Vec<(TcpListener, bool)>,
     shutdown_tx: watch::Sender<bool>,
     limits: Arc<Limits>,
 }
@@ -58,14 +59,22 @@ impl Server {
                 "no listen address given",
             ));
         }
+        if !config.implicit_tls_listen.is_empty() && config.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS listeners need TLS to be enabled",
+            ));
+        }
         let mut listeners = Vec::new();
-        for addr in &config.listen {
+        let all = config.listen.iter().map(|a| (a, false));
+        let implicit = config.implicit_tls_listen.iter().map(|a| (a, true));
+        for (addr, implicit) in all.chain(implicit) {
             let l = bind_control(*addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push(l);
+            listeners.push((l, implicit));
         }
         if config.active_source_port_minus_one {
-            for l in &listeners {
+            for (l, _) in &listeners {
                 check_source_port(l.local_addr()?)?;
             }
         }
@@ -91,11 +100,21 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The plain/explicit-TLS addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(false)
+    }
+
+    /// The implicit-TLS addresses actually bound.
+    pub fn implicit_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(true)
+    }
+
+    fn addrs(&self, implicit: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, i)| *i == implicit)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -108,11 +127,11 @@ impl Server {
             shutdown_tx,
             limits,
         } = self;
-        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
         let mut accepters = JoinSet::new();
-        for listener in listeners {
+        for (listener, implicit) in listeners {
             let tx = conn_tx.clone();
-            accepters.spawn(accept_loop(listener, tx));
+            accepters.spawn(accept_loop(listener, implicit, tx));
         }
         drop(conn_tx);
         let mut sessions = JoinSet::new();
@@ -121,8 +140,8 @@ impl Server {
             tokio::select! {
                 _ = &mut shutdown => break,
                 conn = conn_rx.recv() => {
-                    let Some((stream, peer)) = conn else { break };
-                    start_session(&shared, &limits, &mut sessions, stream, peer);
+                    let Some((stream, peer, implicit)) = conn else { break };
+                    start_session(&shared, &limits, &mut sessions, stream, peer, implicit);
                 }
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
@@ -135,14 +154,18 @@ impl Server {
     }
 }
 
+/// An accepted connection: stream, peer, implicit TLS.
+type Accepted = (TcpStream, SocketAddr, bool);
+
 async fn accept_loop(
     listener: TcpListener,
-    tx: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr)>,
+    implicit: bool,
+    tx: tokio::sync::mpsc::Sender<Accepted>,
 ) {
     loop {
         match listener.accept().await {
-            Ok(conn) => {
-                if tx.send(conn).await.is_err() {
+            Ok((stream, peer)) => {
+                if tx.send((stream, peer, implicit)).await.is_err() {
                     return;
                 }
             }
@@ -161,6 +184,7 @@ fn start_session(
     sessions: &mut JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
+    implicit: bool,
 ) {
     let permit = match Limits::admit(limits, peer.ip()) {
         Ok(p) => p,
@@ -188,7 +212,7 @@ fn start_session(
     sessions.spawn(
         async move {
             let _permit = permit;
-            match Session::new(shared, stream, peer) {
+            match Session::new(shared, stream, peer, implicit) {
                 Ok(session) => session.run().await,
                 Err(e) => debug!(error = %e, "session setup failed"),
             }

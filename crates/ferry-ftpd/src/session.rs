@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_auth::{Account, Permissions};
-use ferry_proto::command::{Command, EpsvArg, ListArgs, ParseError, TransferType};
+use ferry_auth::{Account, Permissions, TlsPolicy};
+use ferry_proto::command::{Command, EpsvArg, ListArgs, ParseError, ProtLevel, TransferType};
 use ferry_proto::hostport;
 use ferry_proto::line::Line;
 use ferry_proto::listing::{self, Entry, EntryKind, MlstFacts, MlsxRole};
 use ferry_proto::{LineBuffer, Reply, VPath};
 use ferry_vfs::{ErrorKind, Metadata, Storage, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -28,6 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::data::{DataError, PassivePlan, connect_active};
 use crate::replies::{path_error, permission_denied, storage_error};
 use crate::server::Shared;
+use crate::tls::{self, Stream, TOKEN_LEN};
 use crate::transfer::{self, PumpError};
 
 /// Lines a client may send ahead while a transfer runs; more is abuse.
@@ -74,7 +74,14 @@ enum Flow {
 
 pub(crate) struct Session {
     shared: Arc<Shared>,
-    control: TcpStream,
+    control: Stream,
+    /// Connected through an implicit-TLS listener.
+    implicit_tls: bool,
+    /// Random per-connection token carried in this session's TLS tickets (see `tls`).
+    tls_token: [u8; TOKEN_LEN],
+    pbsz_done: bool,
+    /// `PROT P`: data connections use TLS.
+    protect_data: bool,
     peer: SocketAddr,
     local: SocketAddr,
     lines: LineBuffer,
@@ -95,14 +102,19 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        control: TcpStream,
+        control: tokio::net::TcpStream,
         peer: SocketAddr,
+        implicit_tls: bool,
     ) -> io::Result<Self> {
         let local = control.local_addr()?;
         let max_line = shared.config.max_line;
         Ok(Session {
             shared,
-            control,
+            control: Stream::Plain(control),
+            implicit_tls,
+            tls_token: rand::random(),
+            pbsz_done: false,
+            protect_data: false,
             peer,
             local,
             lines: LineBuffer::new(max_line),
@@ -123,6 +135,24 @@ impl Session {
 
     pub(crate) async fn run(mut self) {
         debug!("connected");
+        if self.implicit_tls {
+            let timeout = self.shared.config.login_timeout;
+            match tokio::time::timeout(timeout, self.upgrade_control()).await {
+                Ok(Ok(())) => {
+                    // Implicit FTPS protects data connections from the start.
+                    self.pbsz_done = true;
+                    self.protect_data = true;
+                }
+                Ok(Err(e)) => {
+                    debug!(error = %e, "implicit TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!("implicit TLS handshake timed out");
+                    return;
+                }
+            }
+        }
         let greeting = Reply::new(220, self.shared.config.greeting.clone());
         if self.send(&greeting).await.is_err() {
             return;
@@ -182,6 +212,9 @@ impl Session {
                         return Ok(());
                     }
                     self.lines.extend(&read_buf[..n]);
+                    if read_buf[n - 1] != b'\n' {
+                        self.drain_after_urgent_mark(&mut read_buf);
+                    }
                 }
                 outcome = async {
                     match self.transfer.as_mut() {
@@ -215,6 +248,24 @@ impl Session {
             }
             if self.lines.pending() == 0 && self.transfer.is_none() {
                 self.lines.shrink();
+            }
+        }
+    }
+
+    /// The kernel ends a read at the TCP urgent mark (Telnet Synch, or Python's
+    /// `ftplib.abort()`, which sends `ABOR\r\n` with `MSG_OOB`), and tokio then waits for a new
+    /// readiness edge that never comes, leaving the rest of the line unread. Read on directly
+    /// until the socket is really empty.
+    fn drain_after_urgent_mark(&mut self, buf: &mut [u8]) {
+        use std::io::Read;
+        let Stream::Plain(tcp) = &self.control else {
+            return;
+        };
+        let sock = socket2::SockRef::from(tcp);
+        for _ in 0..4 {
+            match (&*sock).read(buf) {
+                Ok(n) if n > 0 => self.lines.extend(&buf[..n]),
+                _ => return,
             }
         }
     }
@@ -470,11 +521,10 @@ impl Session {
             Command::Eprt(addr) => self.cmd_active(addr, "EPRT"),
             Command::Pasv => self.cmd_pasv(),
             Command::Epsv(arg) => self.cmd_epsv(arg),
-            Command::Auth(_) => Reply::new(502, "TLS is not enabled on this server."),
-            Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => Reply::new(
-                503,
-                "Use AUTH TLS first (TLS is not enabled on this server).",
-            ),
+            Command::Auth(mechanism) => return self.cmd_auth(&mechanism).await,
+            Command::Pbsz(_) => self.cmd_pbsz(),
+            Command::Prot(level) => self.cmd_prot(level),
+            Command::Ccc => return self.cmd_ccc().await,
         };
         self.send(&reply).await?;
         Ok(Flow::Continue)
@@ -496,6 +546,15 @@ impl Session {
             return Reply::new(530, "Already logged in; use REIN to change user.");
         }
         let anonymous = self.shared.auth.is_anonymous(&name);
+        if !self.control.is_tls()
+            && self.global_tls() == TlsPolicy::Required
+            && !(anonymous && self.anonymous_exempt())
+        {
+            return Reply::new(
+                530,
+                "TLS required: send AUTH TLS before USER (this server does not accept clear-text logins).",
+            );
+        }
         self.state = State::NeedPass(name);
         if anonymous {
             Reply::new(
@@ -548,6 +607,15 @@ impl Session {
                 return Ok(Flow::Close);
             }
         };
+        if !self.control.is_tls() && self.account_tls(&account) == TlsPolicy::Required {
+            warn!(user = %account.name, "login refused: TLS required for this account");
+            self.send(&Reply::new(
+                530,
+                "TLS required for this account: reconnect and send AUTH TLS first.",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
         tracing::Span::current().record("user", account.name.as_str());
         info!(anonymous = account.anonymous, "logged in");
         let text = if account.anonymous {
@@ -563,6 +631,11 @@ impl Session {
 
     fn feat(&self) -> Reply {
         let mut lines = vec!["Features:".to_string()];
+        if self.tls_enabled() {
+            for f in ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"] {
+                lines.push(f.to_string());
+            }
+        }
         for f in ["EPRT", "EPSV", "MDTM", "MFMT"] {
             lines.push(f.to_string());
         }
@@ -900,7 +973,7 @@ impl Session {
         let perms = self.perms();
         let facts = self.facts;
         let what = format!("listing of {}", listing.path);
-        let job = move |mut stream: TcpStream, progress: Arc<AtomicU64>| async move {
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let now = unix_now();
             let mut buf = Vec::with_capacity(64 * 1024);
             if style == ListStyle::Mlsd {
@@ -962,6 +1035,14 @@ impl Session {
                 .await?;
             return Ok(false);
         }
+        if !self.protect_data && self.session_tls() == TlsPolicy::Required {
+            self.send(&Reply::new(
+                521,
+                "Data connections must be protected: send PBSZ 0 and PROT P first.",
+            ))
+            .await?;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -1000,7 +1081,7 @@ impl Session {
             size.saturating_sub(offset)
         );
         let what = path.to_string();
-        let job = move |mut stream: TcpStream, progress: Arc<AtomicU64>| async move {
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut reader = handle.reader;
             transfer::send(&mut reader, &mut stream, ascii, &progress).await
         };
@@ -1132,7 +1213,7 @@ impl Session {
             ),
             _ => "Transfer complete.".to_string(),
         };
-        let job = move |mut stream: TcpStream, progress: Arc<AtomicU64>| async move {
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
             let n = transfer::receive(&mut stream, &mut upload, ascii, &progress).await?;
             upload
@@ -1155,7 +1236,7 @@ impl Session {
         job: F,
     ) -> io::Result<()>
     where
-        F: FnOnce(TcpStream, Arc<AtomicU64>) -> Fut + Send + 'static,
+        F: FnOnce(Stream, Arc<AtomicU64>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<u64, PumpError>> + Send + 'static,
     {
         let plan = std::mem::replace(&mut self.data, DataPlan::None);
@@ -1166,6 +1247,10 @@ impl Session {
         let source_port = config
             .active_source_port_minus_one
             .then(|| self.local.port().saturating_sub(1));
+        let tls = match (&self.shared.config.tls, self.protect_data) {
+            (Some(t), true) => Some((t.acceptor(), t.require_session_reuse, self.tls_token)),
+            _ => None,
+        };
         self.send(&Reply::new(150, opening.to_string())).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let task_progress = Arc::clone(&progress);
@@ -1183,6 +1268,15 @@ impl Session {
                     Err(e) => {
                         warn!(error = %e, "data connection failed");
                         return Outcome { reply: Reply::new(425, format!("Can't open data connection: {e}.")) };
+                    }
+                };
+                let stream = match tls {
+                    None => Stream::Plain(stream),
+                    Some((acceptor, require_reuse, token)) => {
+                        match protect_data_connection(&acceptor, stream, &token, require_reuse, timeout).await {
+                            Ok(s) => s,
+                            Err(reply) => return Outcome { reply },
+                        }
                     }
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
@@ -1210,6 +1304,184 @@ impl Session {
             what,
         });
         Ok(())
+    }
+
+    // ---- TLS ------------------------------------------------------------------------------
+
+    fn tls_enabled(&self) -> bool {
+        self.shared
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.policy != TlsPolicy::Off)
+    }
+
+    fn global_tls(&self) -> TlsPolicy {
+        self.shared
+            .config
+            .tls
+            .as_ref()
+            .map_or(TlsPolicy::Off, |t| t.policy)
+    }
+
+    fn anonymous_exempt(&self) -> bool {
+        self.shared
+            .config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.exempt_anonymous)
+    }
+
+    /// The policy that applies to `account`: its own setting, else the server's.
+    fn account_tls(&self, account: &Account) -> TlsPolicy {
+        if !self.tls_enabled() {
+            return TlsPolicy::Off;
+        }
+        if account.anonymous && self.anonymous_exempt() {
+            return TlsPolicy::Optional;
+        }
+        account.tls.unwrap_or(self.global_tls())
+    }
+
+    /// The policy in force now (the logged-in user's, else the server's).
+    fn session_tls(&self) -> TlsPolicy {
+        match self.logged_in() {
+            Some(l) => self.account_tls(&l.account),
+            None => self.global_tls(),
+        }
+    }
+
+    async fn upgrade_control(&mut self) -> io::Result<()> {
+        let Some(tls) = self.shared.config.tls.clone() else {
+            return Err(io::Error::other("TLS is not configured"));
+        };
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Closed) else {
+            return Err(io::Error::other("control connection is not plain"));
+        };
+        let stream = tls::accept(&tls.acceptor(), tcp, &self.tls_token).await?;
+        self.control = Stream::Tls(Box::new(stream));
+        Ok(())
+    }
+
+    async fn cmd_auth(&mut self, mechanism: &str) -> io::Result<Flow> {
+        let reply = if !self.tls_enabled() {
+            Reply::new(502, "TLS is not enabled on this server.")
+        } else if !matches!(mechanism, "TLS" | "SSL" | "TLS-C" | "TLS-P") {
+            Reply::new(504, "Unsupported mechanism; use AUTH TLS.")
+        } else if self.control.is_tls() {
+            Reply::new(503, "Already using TLS.")
+        } else if self.logged_in().is_some() {
+            Reply::new(503, "AUTH must come before login; use REIN first.")
+        } else {
+            Reply::new(
+                234,
+                format!("AUTH {mechanism} ok; start the TLS handshake."),
+            )
+        };
+        self.send(&reply).await?;
+        if reply.code != 234 {
+            return Ok(Flow::Continue);
+        }
+        // Anything the client sent after AUTH in clear text must not be run as if protected
+        // (command injection, as in CVE-2011-0411).
+        if self.lines.pending() > 0 || !self.deferred.is_empty() {
+            warn!("discarding clear-text commands pipelined after AUTH");
+            self.lines = LineBuffer::new(self.shared.config.max_line);
+            self.deferred.clear();
+        }
+        let timeout = self.shared.config.login_timeout;
+        match tokio::time::timeout(timeout, self.upgrade_control()).await {
+            Ok(Ok(())) => {
+                debug!("control connection upgraded to TLS");
+                if mechanism == "SSL" || mechanism == "TLS-P" {
+                    // RFC 4217 §4: legacy AUTH SSL implies protected data.
+                    self.pbsz_done = true;
+                    self.protect_data = true;
+                }
+                self.state = State::Fresh;
+                Ok(Flow::Continue)
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "TLS handshake failed on the control connection");
+                Ok(Flow::Close)
+            }
+            Err(_) => {
+                warn!("TLS handshake timed out on the control connection");
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    fn cmd_pbsz(&mut self) -> Reply {
+        if !self.control.is_tls() {
+            return Reply::new(503, "PBSZ needs AUTH TLS first.");
+        }
+        self.pbsz_done = true;
+        Reply::new(200, "PBSZ=0")
+    }
+
+    fn cmd_prot(&mut self, level: ProtLevel) -> Reply {
+        if !self.control.is_tls() {
+            return Reply::new(503, "PROT needs AUTH TLS first.");
+        }
+        if !self.pbsz_done {
+            return Reply::new(503, "PROT needs PBSZ 0 first.");
+        }
+        match level {
+            ProtLevel::Private => {
+                self.protect_data = true;
+                Reply::new(200, "PROT now Private.")
+            }
+            ProtLevel::Clear if self.session_tls() == TlsPolicy::Required => Reply::new(
+                534,
+                "PROT C refused: this server requires protected data connections (use PROT P).",
+            ),
+            ProtLevel::Clear => {
+                self.protect_data = false;
+                Reply::new(200, "PROT now Clear.")
+            }
+            ProtLevel::Safe | ProtLevel::Confidential => Reply::new(
+                536,
+                "PROT level not supported by TLS; use PROT P or PROT C.",
+            ),
+        }
+    }
+
+    async fn cmd_ccc(&mut self) -> io::Result<Flow> {
+        let allowed = self.shared.config.tls.as_ref().is_some_and(|t| t.allow_ccc);
+        if !self.control.is_tls() {
+            self.send(&Reply::new(533, "CCC needs a TLS control connection."))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if !allowed || self.logged_in().is_none() {
+            self.send(&Reply::new(
+                534,
+                "CCC refused by policy (allow_ccc is off).",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        self.send(&Reply::new(200, "Control connection now in clear text."))
+            .await?;
+        let Stream::Tls(mut tls) = std::mem::replace(&mut self.control, Stream::Closed) else {
+            return Ok(Flow::Close);
+        };
+        tls.get_mut().1.send_close_notify();
+        tls.flush().await?;
+        // Wait for the client's close_notify, then carry on over the bare TCP connection.
+        let mut buf = [0u8; 512];
+        let wait = self.shared.config.data_connect_timeout;
+        loop {
+            match tokio::time::timeout(wait, tls.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => continue,
+                Ok(Err(_)) | Err(_) => return Ok(Flow::Close),
+            }
+        }
+        let (tcp, _) = tls.into_inner();
+        self.control = Stream::Plain(tcp);
+        Ok(Flow::Continue)
     }
 
     // ---- data connection setup --------------------------------------------------------------
@@ -1355,6 +1627,41 @@ struct Listing {
     /// Metadata of the listed directory, `None` when a single file was listed.
     dir: Option<Metadata>,
     entries: Vec<Entry>,
+}
+
+/// TLS handshake on a data connection, checking it resumed the control connection's session.
+async fn protect_data_connection(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    token: &[u8; TOKEN_LEN],
+    require_reuse: bool,
+    timeout: std::time::Duration,
+) -> Result<Stream, Reply> {
+    let tls = match tokio::time::timeout(timeout, tls::accept(acceptor, tcp, token)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            warn!(error = %e, "TLS handshake failed on the data connection");
+            return Err(Reply::new(
+                425,
+                format!("TLS handshake failed on the data connection: {e}."),
+            ));
+        }
+        Err(_) => {
+            warn!("TLS handshake timed out on the data connection");
+            return Err(Reply::new(
+                425,
+                "TLS handshake timed out on the data connection.",
+            ));
+        }
+    };
+    if require_reuse && !tls::resumed_with(&tls, token) {
+        warn!("data connection did not resume the control connection's TLS session; refused");
+        return Err(Reply::new(
+            522,
+            "TLS session reuse required: the data connection must resume the control connection's TLS session (server key tls_require_session_reuse).",
+        ));
+    }
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 fn not_logged_in() -> Reply {

@@ -127,7 +127,13 @@ where
     let mut conv = FromNetworkAscii::default();
     let mut total = 0u64;
     loop {
-        let n = reader.read(&mut buf).await.map_err(PumpError::Network)?;
+        let n = match reader.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS peer that closes TCP without close_notify: most FTPS clients do, so (like
+            // vsftpd's default) this counts as the end of the upload.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(PumpError::Network(e)),
+        };
         if n == 0 {
             break;
         }

@@ -117,6 +117,7 @@ fn quick_user(name: &str, password: &str, root: &std::path::Path) -> anyhow::Res
         password_hash: ferry_auth::hash_password(password),
         root: root.to_path_buf(),
         permissions: vec!["all".to_string()],
+        tls: None,
     })
 }
 

@@ -55,12 +55,14 @@ impl TestServer {
                 password_hash: hash().to_string(),
                 root: root.path().to_path_buf(),
                 permissions: vec!["all".into()],
+                tls: None,
             },
             UserSpec {
                 name: READER.into(),
                 password_hash: hash().to_string(),
                 root: reader_root,
                 permissions: vec!["list".into(), "read".into()],
+                tls: None,
             },
         ];
         let auth = Authenticator::new(

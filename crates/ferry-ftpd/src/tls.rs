@@ -1,0 +1,293 @@
+//! FTP over TLS (RFC 4217): certificates, the rustls configuration shared by control and data
+//! connections, the plain-or-TLS [`Stream`], and data-channel session reuse.
+//!
+//! Session reuse: each control connection gets a random token, embedded with
+//! `set_resumption_data` in every session ticket (and TLS 1.2 session-cache entry) it is issued.
+//! A TLS data connection must resume such a session, and rustls hands the token back
+//! (integrity-protected, from our own ticket key) through `received_resumption_data`: equal
+//! tokens prove the data connection was opened by the client holding the control connection.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use ferry_auth::TlsPolicy;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::Digest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// TLS 1.3 tickets sent after each handshake. Clients use a ticket once, and every data
+/// connection resumes, so more than rustls' default of 2.
+const TLS13_TICKETS: usize = 4;
+
+/// Bytes of the per-control-connection token carried in session tickets.
+pub(crate) const TOKEN_LEN: usize = 16;
+
+/// The server's certificate, replaceable at run time (SIGHUP) without dropping sessions.
+#[derive(Debug)]
+pub struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// A store holding `key`.
+    pub fn new(key: CertifiedKey) -> Arc<Self> {
+        Arc::new(CertStore {
+            current: RwLock::new(Arc::new(key)),
+        })
+    }
+
+    /// Serve `key` to new handshakes; established sessions keep theirs.
+    pub fn replace(&self, key: CertifiedKey) {
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(key);
+        }
+    }
+
+    /// SHA-256 fingerprint of the current leaf certificate, `AB:CD:...`.
+    pub fn fingerprint(&self) -> String {
+        match self.current.read() {
+            Ok(cur) => cur
+                .cert
+                .first()
+                .map(|c| fingerprint_sha256(c.as_ref()))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|k| Arc::clone(&k))
+    }
+}
+
+/// Load a PEM certificate chain and private key.
+pub fn load_pem_files(cert: &Path, key: &Path) -> io::Result<CertifiedKey> {
+    let cert_pem = std::fs::read(cert).map_err(|e| with_path(e, cert))?;
+    let key_pem = std::fs::read(key).map_err(|e| with_path(e, key))?;
+    certified_key_from_pem(&cert_pem, &key_pem)
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Build a [`CertifiedKey`] from PEM text (certificate chain, then any key type rustls supports).
+pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<CertifiedKey> {
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid("certificate PEM", &e))?;
+    if certs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no certificate found in the PEM file",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("private key PEM", &e))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| invalid("private key", &e))?;
+    let ck = CertifiedKey::new(certs, signer);
+    ck.keys_match()
+        .map_err(|e| invalid("certificate and key do not match", &e))?;
+    Ok(ck)
+}
+
+/// A freshly generated self-signed certificate.
+#[derive(Debug, Clone)]
+pub struct GeneratedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Generate a self-signed certificate for `names` (DNS names or IP literals).
+pub fn generate_self_signed(names: &[String]) -> io::Result<GeneratedCert> {
+    let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(io::Error::other)?;
+    Ok(GeneratedCert {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.signing_key.serialize_pem(),
+    })
+}
+
+/// `AB:CD:...` SHA-256 of DER bytes (what browsers and `openssl x509 -fingerprint -sha256` show).
+pub fn fingerprint_sha256(der: &[u8]) -> String {
+    let digest = sha2::Sha256::digest(der);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One rustls configuration for control and data connections (sharing it is what makes
+/// resumption across them possible): TLS 1.2 and 1.3, stateless tickets, a session cache for
+/// TLS 1.2 clients that resume by session ID.
+pub fn server_config(certs: Arc<CertStore>) -> io::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+    config.send_tls13_tickets = TLS13_TICKETS;
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    Ok(Arc::new(config))
+}
+
+/// TLS settings of a server.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// Server-wide policy (users may tighten it).
+    pub policy: TlsPolicy,
+    /// Data connections must resume the control connection's TLS session.
+    pub require_session_reuse: bool,
+    /// Anonymous logins may skip TLS even when it is required.
+    pub exempt_anonymous: bool,
+    /// Allow `CCC` (back to a clear control connection after login).
+    pub allow_ccc: bool,
+    /// The certificate in use (replaceable).
+    pub certs: Arc<CertStore>,
+    /// The shared rustls configuration.
+    pub rustls: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("policy", &self.policy)
+            .field("require_session_reuse", &self.require_session_reuse)
+            .field("exempt_anonymous", &self.exempt_anonymous)
+            .field("allow_ccc", &self.allow_ccc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Settings with a certificate store and strict defaults (`required`, reuse required).
+    pub fn new(certs: Arc<CertStore>) -> io::Result<Self> {
+        let rustls = server_config(Arc::clone(&certs))?;
+        Ok(TlsConfig {
+            policy: TlsPolicy::Required,
+            require_session_reuse: true,
+            exempt_anonymous: false,
+            allow_ccc: false,
+            certs,
+            rustls,
+        })
+    }
+
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.rustls))
+    }
+}
+
+/// Accept a TLS handshake on `tcp`, tagging issued tickets with `token`.
+pub(crate) async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    token: &[u8; TOKEN_LEN],
+) -> io::Result<TlsStream<TcpStream>> {
+    acceptor
+        .accept_with(tcp, |conn| conn.set_resumption_data(token))
+        .await
+}
+
+/// `true` if `tls` resumed a session that carries `token`.
+pub(crate) fn resumed_with(tls: &TlsStream<TcpStream>, token: &[u8; TOKEN_LEN]) -> bool {
+    tls.get_ref().1.received_resumption_data() == Some(&token[..])
+}
+
+/// A control or data connection, plain or TLS.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Transient state while upgrading; all I/O fails.
+    Closed,
+}
+
+impl Stream {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Closed => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
