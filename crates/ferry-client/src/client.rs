@@ -1,0 +1,848 @@
+//! The control connection and everything done over it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ferry_proto::hostport;
+use ferry_proto::listing::{self, ParsedEntry};
+use ferry_proto::{Reply, ReplyDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+use crate::data::{self, Pending};
+use crate::options::{ConnectOptions, Dialogue, Mode, masked};
+use crate::{Error, Features, MAX_LISTING, Result};
+
+/// How an upload treats an existing remote file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// `STOR`: replace it.
+    Replace,
+    /// `APPE`: append to it.
+    Append,
+    /// `REST n` + `STOR`: overwrite from byte `n` (resume an upload).
+    At(u64),
+}
+
+/// An FTP control connection.
+///
+/// Commands are sent one at a time; a transfer borrows the client mutably until its
+/// [`Download::finish`] or [`Upload::finish`] reads the final reply.
+#[derive(Debug)]
+pub struct Client {
+    ctrl: TcpStream,
+    decoder: ReplyDecoder,
+    peer: SocketAddr,
+    local: SocketAddr,
+    opts: ConnectOptions,
+    greeting: Reply,
+    features: Features,
+    /// `EPSV` was refused (auto mode then uses `PASV` for the rest of the session).
+    epsv_refused: bool,
+}
+
+impl Client {
+    /// Connect to `addr` (a resolved address or `host:port`), trying each resolved address in
+    /// turn within the connect timeout, and read the greeting.
+    pub async fn connect(
+        addr: impl tokio::net::ToSocketAddrs,
+        opts: ConnectOptions,
+    ) -> Result<Client> {
+        let deadline = Instant::now() + opts.connect_timeout;
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout_at(deadline, tokio::net::lookup_host(addr))
+                .await
+                .map_err(|_| Error::Timeout("resolving the server's name".into()))?
+                .map_err(Error::network("resolving the server's name"))?
+                .collect();
+        let mut last = None;
+        for a in &addrs {
+            match tokio::time::timeout_at(deadline, TcpStream::connect(a)).await {
+                Ok(Ok(stream)) => return Client::handshake(stream, opts).await,
+                Ok(Err(e)) => {
+                    last = Some(Error::Network {
+                        context: format!("connecting to {a}"),
+                        source: e,
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::Timeout(format!("connecting to {a}")));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Usage("the host name resolved to no address".into())))
+    }
+
+    /// Wrap an established control connection and read the greeting.
+    pub async fn handshake(stream: TcpStream, opts: ConnectOptions) -> Result<Client> {
+        let peer = stream
+            .peer_addr()
+            .map_err(Error::network("control connection"))?;
+        let local = stream
+            .local_addr()
+            .map_err(Error::network("control connection"))?;
+        let _ = stream.set_nodelay(true);
+        let mut client = Client {
+            ctrl: stream,
+            decoder: ReplyDecoder::new(opts.max_reply_line, opts.max_reply_lines),
+            peer,
+            local,
+            opts,
+            greeting: Reply::new(220, ""),
+            features: Features::default(),
+            epsv_refused: false,
+        };
+        let mut greeting = client.read_reply().await?;
+        // 120: "ready in nnn minutes"; the real greeting follows.
+        while greeting.code == 120 {
+            greeting = client.read_reply().await?;
+        }
+        if greeting.code != 220 {
+            return Err(Error::Refused {
+                command: "(greeting)".into(),
+                reply: greeting,
+            });
+        }
+        client.greeting = greeting;
+        Ok(client)
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Reply {
+        &self.greeting
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our end of the control connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// Change the data-connection mode for later transfers.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.opts.mode = mode;
+    }
+
+    /// Features from the last [`feat`](Self::feat) (empty before).
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    // ---- the dialogue ----------------------------------------------------------------------
+
+    fn observe(&self, step: Dialogue<'_>) {
+        if let Some(obs) = &self.opts.observer {
+            obs(step);
+        }
+    }
+
+    /// Read one reply within the reply timeout.
+    pub async fn read_reply(&mut self) -> Result<Reply> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.decoder.next_reply() {
+                Ok(Some(reply)) => {
+                    self.observe(Dialogue::Received(&reply));
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            }
+            let n = tokio::time::timeout(self.opts.reply_timeout, self.ctrl.read(&mut buf))
+                .await
+                .map_err(|_| Error::Timeout("waiting for a reply".into()))?
+                .map_err(Error::network("control connection"))?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            self.decoder.extend(&buf[..n]);
+        }
+    }
+
+    /// Send one command line (without CRLF). CR, LF and NUL are refused.
+    pub async fn send(&mut self, line: &str) -> Result<()> {
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(Error::Usage(
+                "a command or path may not contain CR, LF or NUL".into(),
+            ));
+        }
+        self.observe(Dialogue::Sent(&masked(line)));
+        let mut wire = Vec::with_capacity(line.len() + 2);
+        wire.extend_from_slice(line.as_bytes());
+        wire.extend_from_slice(b"\r\n");
+        tokio::time::timeout(self.opts.reply_timeout, self.ctrl.write_all(&wire))
+            .await
+            .map_err(|_| Error::Timeout("sending a command".into()))?
+            .map_err(Error::network("control connection"))
+    }
+
+    /// Send a command and read its reply, whatever the code.
+    pub async fn command(&mut self, line: &str) -> Result<Reply> {
+        self.send(line).await?;
+        self.read_reply().await
+    }
+
+    /// Send a command and require a reply code accepted by `ok`.
+    async fn expect(&mut self, line: &str, ok: impl Fn(u16) -> bool) -> Result<Reply> {
+        let reply = self.command(line).await?;
+        if ok(reply.code) {
+            Ok(reply)
+        } else {
+            Err(Error::Refused {
+                command: masked(line),
+                reply,
+            })
+        }
+    }
+
+    async fn expect_2xx(&mut self, line: &str) -> Result<Reply> {
+        self.expect(line, |c| (200..300).contains(&c)).await
+    }
+
+    /// Send a raw command line and return the final reply (preliminary `1yz` replies are
+    /// reported to the observer and skipped). Error replies are returned, not raised.
+    pub async fn quote(&mut self, raw: &str) -> Result<Reply> {
+        self.send(raw).await?;
+        loop {
+            let reply = self.read_reply().await?;
+            if !reply.is_preliminary() {
+                return Ok(reply);
+            }
+        }
+    }
+
+    // ---- session -------------------------------------------------------------------------
+
+    /// Log in, discover features and switch to binary (`TYPE I`).
+    pub async fn login(&mut self, user: &str, pass: &str) -> Result<()> {
+        let reply = self.command(&format!("USER {user}")).await?;
+        let reply = match reply.code {
+            230 => reply,
+            331 | 332 => self.command(&format!("PASS {pass}")).await?,
+            _ => return Err(Error::LoginRefused(reply)),
+        };
+        match reply.code {
+            230 | 202 => {}
+            332 => {
+                return Err(Error::LoginRefused(reply));
+            }
+            _ => return Err(Error::LoginRefused(reply)),
+        }
+        self.feat().await?;
+        if self.features.has("UTF8") {
+            // Best effort: some servers need it to send UTF-8 names.
+            let _ = self.command("OPTS UTF8 ON").await?;
+        }
+        self.expect_2xx("TYPE I").await?;
+        Ok(())
+    }
+
+    /// Ask `FEAT` and remember the answer (a server without FEAT gives no features).
+    pub async fn feat(&mut self) -> Result<&Features> {
+        let reply = self.command("FEAT").await?;
+        self.features = Features::parse(&reply);
+        Ok(&self.features)
+    }
+
+    /// Say `QUIT` and close, ignoring a server that doesn't answer.
+    pub async fn quit(mut self) -> Result<()> {
+        if self.send("QUIT").await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.read_reply()).await;
+        }
+        let _ = self.ctrl.shutdown().await;
+        Ok(())
+    }
+
+    /// `NOOP`, to keep a session alive or check it.
+    pub async fn noop(&mut self) -> Result<()> {
+        self.expect_2xx("NOOP").await.map(drop)
+    }
+
+    // ---- navigation and file commands -----------------------------------------------------
+
+    /// The current directory (`PWD`).
+    pub async fn pwd(&mut self) -> Result<String> {
+        let reply = self.expect("PWD", |c| c == 257).await?;
+        parse_257(&reply.text()).ok_or_else(|| {
+            Error::Protocol(format!("no quoted path in PWD reply: {}", reply.text()))
+        })
+    }
+
+    /// Change directory (`CWD`).
+    pub async fn cwd(&mut self, path: &str) -> Result<()> {
+        self.expect_2xx(&format!("CWD {path}")).await.map(drop)
+    }
+
+    /// Go to the parent directory (`CDUP`).
+    pub async fn cdup(&mut self) -> Result<()> {
+        self.expect_2xx("CDUP").await.map(drop)
+    }
+
+    /// Create a directory (`MKD`).
+    pub async fn mkdir(&mut self, path: &str) -> Result<()> {
+        self.expect_2xx(&format!("MKD {path}")).await.map(drop)
+    }
+
+    /// Remove an empty directory (`RMD`).
+    pub async fn rmdir(&mut self, path: &str) -> Result<()> {
+        self.expect_2xx(&format!("RMD {path}")).await.map(drop)
+    }
+
+    /// Delete a file (`DELE`).
+    pub async fn delete(&mut self, path: &str) -> Result<()> {
+        self.expect_2xx(&format!("DELE {path}")).await.map(drop)
+    }
+
+    /// Rename (`RNFR` + `RNTO`).
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        self.expect(&format!("RNFR {from}"), |c| c == 350).await?;
+        self.expect_2xx(&format!("RNTO {to}")).await.map(drop)
+    }
+
+    /// A file's size in bytes (`SIZE`, in binary type).
+    pub async fn size(&mut self, path: &str) -> Result<u64> {
+        let reply = self.expect(&format!("SIZE {path}"), |c| c == 213).await?;
+        let text = reply.text();
+        text.trim()
+            .parse()
+            .map_err(|_| Error::Protocol(format!("bad SIZE reply: {text}")))
+    }
+
+    /// A file's modification time, Unix seconds UTC (`MDTM`).
+    pub async fn mdtm(&mut self, path: &str) -> Result<i64> {
+        let reply = self.expect(&format!("MDTM {path}"), |c| c == 213).await?;
+        let text = reply.text();
+        listing::parse_mdtm(text.trim())
+            .ok_or_else(|| Error::Protocol(format!("bad MDTM reply: {text}")))
+    }
+
+    /// Set a file's modification time (`MFMT`, when the server offers it).
+    pub async fn mfmt(&mut self, path: &str, unix_secs: i64) -> Result<()> {
+        let when = listing::format_mdtm(unix_secs);
+        self.expect(&format!("MFMT {when} {path}"), |c| c == 213)
+            .await
+            .map(drop)
+    }
+
+    // ---- listings ------------------------------------------------------------------------
+
+    /// A directory's entries: `MLSD` when the server announced `MLST`, else `LIST` parsed as
+    /// Unix `ls -l` or DOS/IIS lines. `.`/`..` and unparsable lines are left out.
+    /// `now` (Unix seconds) places year-less `ls` dates.
+    pub async fn list(&mut self, path: Option<&str>) -> Result<Vec<ParsedEntry>> {
+        let now = unix_now();
+        if self.features.has("MLST") {
+            let raw = self.listing_raw("MLSD", path).await?;
+            Ok(parse_mlsd(&raw))
+        } else {
+            let raw = self.listing_raw("LIST", path).await?;
+            Ok(parse_list(&raw, now))
+        }
+    }
+
+    /// Names in a directory (`NLST`).
+    pub async fn nlst(&mut self, path: Option<&str>) -> Result<Vec<String>> {
+        let raw = self.listing_raw("NLST", path).await?;
+        Ok(String::from_utf8_lossy(&raw)
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The raw bytes of a listing command (`LIST`, `NLST`, `MLSD`), at most [`MAX_LISTING`].
+    pub async fn listing_raw(&mut self, verb: &str, path: Option<&str>) -> Result<Vec<u8>> {
+        let line = match path {
+            Some(p) if !p.is_empty() => format!("{verb} {p}"),
+            _ => verb.to_string(),
+        };
+        let mut download = self.start_transfer(&line).await?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = download
+                .read(&mut buf)
+                .await
+                .map_err(|e| transfer_error("reading the listing", e))?;
+            if n == 0 {
+                break;
+            }
+            if out.len() + n > MAX_LISTING {
+                download.abort().await?;
+                return Err(Error::Protocol(format!(
+                    "listing larger than {MAX_LISTING} bytes"
+                )));
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        download.finish().await?;
+        Ok(out)
+    }
+
+    // ---- transfers -----------------------------------------------------------------------
+
+    /// Start downloading `path` from byte `offset` (`REST` when nonzero). Read the returned
+    /// stream to its end, then call [`Download::finish`].
+    pub async fn retrieve(&mut self, path: &str, offset: u64) -> Result<Download<'_>> {
+        let pending = self.open_data().await?;
+        if offset > 0 {
+            self.expect(&format!("REST {offset}"), |c| c == 350).await?;
+        }
+        self.begin(&format!("RETR {path}"), pending).await
+    }
+
+    /// Start uploading to `path`. Write the data, then call [`Upload::finish`].
+    pub async fn store(&mut self, path: &str, mode: StoreMode) -> Result<Upload<'_>> {
+        let pending = self.open_data().await?;
+        let line = match mode {
+            StoreMode::Replace => format!("STOR {path}"),
+            StoreMode::Append => format!("APPE {path}"),
+            StoreMode::At(offset) => {
+                if offset > 0 {
+                    self.expect(&format!("REST {offset}"), |c| c == 350).await?;
+                }
+                format!("STOR {path}")
+            }
+        };
+        let Transfer {
+            stream,
+            final_reply,
+        } = self.begin_raw(&line, pending).await?;
+        let idle = self.opts.idle_timeout;
+        Ok(Upload {
+            client: self,
+            data: stream,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            sent: 0,
+            final_reply,
+        })
+    }
+
+    /// Open a data connection and send a download-like command on it.
+    async fn start_transfer(&mut self, line: &str) -> Result<Download<'_>> {
+        let pending = self.open_data().await?;
+        self.begin(line, pending).await
+    }
+
+    async fn begin(&mut self, line: &str, pending: Pending) -> Result<Download<'_>> {
+        let Transfer {
+            stream,
+            final_reply,
+        } = self.begin_raw(line, pending).await?;
+        let idle = self.opts.idle_timeout;
+        Ok(Download {
+            client: self,
+            data: stream,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            received: 0,
+            final_reply,
+        })
+    }
+
+    /// Send the transfer command, read its preliminary reply and establish the data stream.
+    async fn begin_raw(&mut self, line: &str, pending: Pending) -> Result<Transfer> {
+        let reply = self.command(line).await?;
+        let final_reply = match reply.code {
+            100..=199 => None,
+            // Some servers answer an empty transfer with 226 at once.
+            200..=299 => Some(reply),
+            _ => {
+                return Err(Error::Refused {
+                    command: line.to_string(),
+                    reply,
+                });
+            }
+        };
+        let stream = pending.establish(self.opts.data_timeout).await?;
+        Ok(Transfer {
+            stream,
+            final_reply,
+        })
+    }
+
+    /// Read the reply that ends a transfer; anything but 2xx means the transfer failed.
+    async fn end_transfer(&mut self, final_reply: Option<Reply>, what: &str) -> Result<Reply> {
+        let reply = match final_reply {
+            Some(r) => r,
+            None => self.read_reply().await?,
+        };
+        if reply.is_success() {
+            Ok(reply)
+        } else if reply.code == 426 || reply.code == 451 {
+            Err(Error::Partial(format!(
+                "{what}: {} {}",
+                reply.code,
+                reply.lines.join(" ").trim()
+            )))
+        } else {
+            Err(Error::Refused {
+                command: what.to_string(),
+                reply,
+            })
+        }
+    }
+
+    // ---- data connections ------------------------------------------------------------------
+
+    fn control_is_v6(&self) -> bool {
+        matches!(self.peer.ip().to_canonical(), std::net::IpAddr::V6(_))
+    }
+
+    /// Set up a data connection in the configured mode.
+    async fn open_data(&mut self) -> Result<Pending> {
+        let v6 = self.control_is_v6();
+        match self.opts.mode {
+            Mode::Active => self.open_active().await,
+            Mode::Epsv => self
+                .open_epsv()
+                .await?
+                .map_err(|(line, reply)| Error::Refused {
+                    command: line,
+                    reply,
+                }),
+            Mode::Passive if v6 => {
+                self.open_epsv()
+                    .await?
+                    .map_err(|(line, reply)| Error::Refused {
+                        command: line,
+                        reply,
+                    })
+            }
+            Mode::Passive => self.open_pasv().await,
+            Mode::Auto => {
+                if !self.epsv_refused || v6 {
+                    match self.open_epsv().await {
+                        Ok(Ok(p)) => return Ok(p),
+                        Ok(Err((line, reply))) => {
+                            if v6 || !(500..600).contains(&reply.code) {
+                                return Err(Error::Refused {
+                                    command: line,
+                                    reply,
+                                });
+                            }
+                            self.epsv_refused = true;
+                        }
+                        // The EPSV port was unreachable: try PASV, whose reply may name a
+                        // reachable address.
+                        Err(e) if !v6 && e.is_network() && !matches!(e, Error::Closed) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.open_pasv().await
+            }
+        }
+    }
+
+    /// `EPSV` and connect; `Ok(Err)` when the server refused the command.
+    async fn open_epsv(&mut self) -> Result<std::result::Result<Pending, (String, Reply)>> {
+        let reply = self.command("EPSV").await?;
+        if reply.code != 229 {
+            return Ok(Err(("EPSV".into(), reply)));
+        }
+        let port = hostport::parse_epsv_reply_text(&reply.text())
+            .map_err(|e| Error::Protocol(format!("EPSV reply: {e}")))?;
+        let addr = SocketAddr::new(self.peer.ip(), port);
+        Ok(Ok(Pending::Connected(
+            data::connect(addr, self.opts.data_timeout).await?,
+        )))
+    }
+
+    async fn open_pasv(&mut self) -> Result<Pending> {
+        let reply = self.expect("PASV", |c| c == 227).await?;
+        let offered = hostport::parse_pasv_reply_text(&reply.text())
+            .map_err(|e| Error::Protocol(format!("PASV reply: {e}")))?;
+        let addr = data::pasv_target(
+            SocketAddr::V4(offered),
+            self.peer.ip(),
+            self.opts.trust_pasv_address,
+        );
+        Ok(Pending::Connected(
+            data::connect(addr, self.opts.data_timeout).await?,
+        ))
+    }
+
+    async fn open_active(&mut self) -> Result<Pending> {
+        let ip = self.opts.active_addr.unwrap_or(self.local.ip());
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(Error::network(format!("listening on {ip} for active mode")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::network("active-mode listener"))?;
+        let line = match addr {
+            SocketAddr::V4(v4) => format!("PORT {}", hostport::format_port_arg(v4)),
+            SocketAddr::V6(_) => format!("EPRT {}", hostport::format_eprt_arg(addr)),
+        };
+        self.expect_2xx(&line).await?;
+        Ok(Pending::Listening {
+            listener,
+            peer_ip: self.peer.ip(),
+        })
+    }
+}
+
+struct Transfer {
+    stream: TcpStream,
+    final_reply: Option<Reply>,
+}
+
+fn transfer_error(what: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        Error::Timeout(format!("{what}: the data connection went idle"))
+    } else {
+        Error::Network {
+            context: what.to_string(),
+            source: e,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The path in a `257 "path" ...` reply (`""` inside stands for `"`).
+pub fn parse_257(text: &str) -> Option<String> {
+    let start = text.find('"')? + 1;
+    let mut out = String::new();
+    let mut chars = text[start..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+/// `true` for an MLSx line whose `type` fact is `cdir` or `pdir`.
+fn is_cdir_or_pdir(line: &str) -> bool {
+    let facts = line.trim_start().split(' ').next().unwrap_or("");
+    facts.split(';').any(|f| {
+        f.split_once('=').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("type")
+                && (v.eq_ignore_ascii_case("cdir") || v.eq_ignore_ascii_case("pdir"))
+        })
+    })
+}
+
+/// Entries of an `MLSD` body, without `cdir`/`pdir`, `.` and `..`.
+pub fn parse_mlsd(raw: &[u8]) -> Vec<ParsedEntry> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !is_cdir_or_pdir(l))
+        .filter_map(listing::parse_mlsx_line)
+        .filter(|e| e.name != "." && e.name != ".." && !e.name.contains('/'))
+        .collect()
+}
+
+/// Entries of a `LIST` body (Unix or DOS lines), without `total`, `.` and `..`.
+pub fn parse_list(raw: &[u8], now: i64) -> Vec<ParsedEntry> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .filter_map(|l| listing::parse_list_line(l, now))
+        .filter(|e| e.name != "." && e.name != "..")
+        .collect()
+}
+
+/// A download in progress: read the file's bytes, then [`finish`](Self::finish).
+///
+/// Reading fails with `TimedOut` when the data connection stays silent longer than the idle
+/// timeout.
+#[derive(Debug)]
+pub struct Download<'a> {
+    client: &'a mut Client,
+    data: TcpStream,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    received: u64,
+    final_reply: Option<Reply>,
+}
+
+impl Download<'_> {
+    /// Bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Close the data connection and read the server's final reply: the transfer succeeded
+    /// only if this returns `Ok`. Call after reading to the end.
+    pub async fn finish(self) -> Result<Reply> {
+        let Download {
+            client,
+            data,
+            final_reply,
+            ..
+        } = self;
+        drop(data);
+        client.end_transfer(final_reply, "download").await
+    }
+
+    /// Give up: `ABOR`, close the data connection, and read the replies that follow.
+    pub async fn abort(self) -> Result<()> {
+        let Download {
+            client,
+            data,
+            final_reply,
+            ..
+        } = self;
+        drop(data);
+        if final_reply.is_some() {
+            return Ok(());
+        }
+        client.send("ABOR").await?;
+        // 426 (transfer aborted) then 226 (ABOR ok), or just 226/225.
+        for _ in 0..2 {
+            let reply = client.read_reply().await?;
+            if reply.code == 226 || reply.code == 225 || reply.code >= 500 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for Download<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.data).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if result.is_ok() {
+                    this.received += (buf.filled().len() - before) as u64;
+                    this.timer.as_mut().reset(Instant::now() + this.idle);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => idle_check(&mut this.timer, cx),
+        }
+    }
+}
+
+fn idle_check<T>(timer: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+    match timer.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "data connection idle",
+        ))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+use std::future::Future;
+
+/// An upload in progress: write the bytes, then [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct Upload<'a> {
+    client: &'a mut Client,
+    data: TcpStream,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    sent: u64,
+    final_reply: Option<Reply>,
+}
+
+impl Upload<'_> {
+    /// Bytes written so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Close the data connection (end of file) and read the server's final reply: the
+    /// upload succeeded only if this returns `Ok`.
+    pub async fn finish(self) -> Result<Reply> {
+        let Upload {
+            client,
+            mut data,
+            final_reply,
+            idle,
+            ..
+        } = self;
+        tokio::time::timeout(idle, data.shutdown())
+            .await
+            .map_err(|_| Error::Timeout("closing the data connection".into()))?
+            .map_err(|e| transfer_error("closing the data connection", e))?;
+        drop(data);
+        client.end_transfer(final_reply, "upload").await
+    }
+}
+
+impl AsyncWrite for Upload<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.data).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                if let Ok(n) = result {
+                    this.sent += n as u64;
+                    this.timer.as_mut().reset(Instant::now() + this.idle);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => idle_check(&mut this.timer, cx),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.data).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.data).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_257() {
+        assert_eq!(parse_257(r#""/" is current"#), Some("/".into()));
+        assert_eq!(parse_257(r#""/a ""b""" created"#), Some(r#"/a "b""#.into()));
+        assert_eq!(parse_257("no quotes"), None);
+        assert_eq!(parse_257(r#""unterminated"#), None);
+    }
+
+    #[test]
+    fn mlsd_skips_cdir_pdir() {
+        let raw = b"type=cdir;modify=20260101000000; /pub\r\ntype=pdir;modify=20260101000000; /\r\ntype=file;size=3;modify=20260101000000; a b.txt\r\ntype=dir;modify=20260101000000; sub\r\n";
+        let e = parse_mlsd(raw);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].name, "a b.txt");
+        assert_eq!(e[0].size, Some(3));
+        assert_eq!(e[1].name, "sub");
+    }
+}
