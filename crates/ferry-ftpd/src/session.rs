@@ -1018,6 +1018,7 @@ impl Session {
         };
         self.start_transfer(
             what,
+            false,
             "Here comes the directory listing.",
             "Directory send OK.".to_string(),
             job,
@@ -1085,7 +1086,7 @@ impl Session {
             let mut reader = handle.reader;
             transfer::send(&mut reader, &mut stream, ascii, &progress).await
         };
-        self.start_transfer(what, &opening, "Transfer complete.".to_string(), job)
+        self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
             .await?;
         Ok(Flow::Continue)
     }
@@ -1222,7 +1223,7 @@ impl Session {
                 .map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
             Ok(n)
         };
-        self.start_transfer(what, &opening, done, job).await?;
+        self.start_transfer(what, true, &opening, done, job).await?;
         Ok(Flow::Continue)
     }
 
@@ -1231,6 +1232,7 @@ impl Session {
     async fn start_transfer<F, Fut>(
         &mut self,
         what: String,
+        upload: bool,
         opening: &str,
         done: String,
         job: F,
@@ -1248,7 +1250,7 @@ impl Session {
             .active_source_port_minus_one
             .then(|| self.local.port().saturating_sub(1));
         let tls = match (&self.shared.config.tls, self.protect_data) {
-            (Some(t), true) => Some((t.acceptor(), t.require_session_reuse, self.tls_token)),
+            (Some(t), true) => Some((t.acceptor(upload), t.require_session_reuse, self.tls_token)),
             _ => None,
         };
         self.send(&Reply::new(150, opening.to_string())).await?;
@@ -1358,7 +1360,7 @@ impl Session {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Closed) else {
             return Err(io::Error::other("control connection is not plain"));
         };
-        let stream = tls::accept(&tls.acceptor(), tcp, &self.tls_token).await?;
+        let stream = tls::accept(&tls.acceptor(false), tcp, &self.tls_token).await?;
         self.control = Stream::Tls(Box::new(stream));
         Ok(())
     }

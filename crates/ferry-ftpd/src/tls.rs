@@ -24,9 +24,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// TLS 1.3 tickets sent after each handshake. Clients use a ticket once, and every data
-/// connection resumes, so more than rustls' default of 2.
-const TLS13_TICKETS: usize = 4;
+/// TLS 1.3 tickets sent after each handshake (but see [`TlsConfig::acceptor`]). Some clients
+/// use a ticket once and every data connection resumes, so more than rustls' default of 2;
+/// rustls clients keep at most 8 per server.
+const TLS13_TICKETS: usize = 8;
 
 /// Bytes of the per-control-connection token carried in session tickets.
 pub(crate) const TOKEN_LEN: usize = 16;
@@ -160,8 +161,10 @@ pub struct TlsConfig {
     pub allow_ccc: bool,
     /// The certificate in use (replaceable).
     pub certs: Arc<CertStore>,
-    /// The shared rustls configuration.
+    /// The rustls configuration of control connections and downloads.
     pub rustls: Arc<rustls::ServerConfig>,
+    /// The same, issuing no TLS 1.3 tickets: for uploads (see [`TlsConfig::acceptor`]).
+    pub rustls_upload: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -179,7 +182,12 @@ impl TlsConfig {
     /// Settings with a certificate store and strict defaults (`required`, reuse required).
     pub fn new(certs: Arc<CertStore>) -> io::Result<Self> {
         let rustls = server_config(Arc::clone(&certs))?;
+        // Same ticket keys, certificate and session cache, so resumption works across both.
+        let mut upload = (*rustls).clone();
+        upload.send_tls13_tickets = 0;
+        let rustls_upload = Arc::new(upload);
         Ok(TlsConfig {
+            rustls_upload,
             policy: TlsPolicy::Required,
             require_session_reuse: true,
             exempt_anonymous: false,
@@ -189,8 +197,17 @@ impl TlsConfig {
         })
     }
 
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(&self.rustls))
+    /// The acceptor for a connection. An upload's data connection gets no session tickets:
+    /// the client never reads on it, and closing a socket with unread tickets makes the kernel
+    /// send a reset that can destroy the end of the upload. Downloads and listings (which the
+    /// client reads to the end) issue tickets, replenishing clients that use each ticket once.
+    pub(crate) fn acceptor(&self, upload: bool) -> TlsAcceptor {
+        let config = if upload {
+            &self.rustls_upload
+        } else {
+            &self.rustls
+        };
+        TlsAcceptor::from(Arc::clone(config))
     }
 }
 

@@ -27,6 +27,7 @@ fn hash() -> &'static str {
 
 pub struct TestServer {
     pub addrs: Vec<SocketAddr>,
+    pub implicit_addrs: Vec<SocketAddr>,
     pub root: tempfile::TempDir,
     pub anon_root: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -74,6 +75,7 @@ impl TestServer {
         .unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addrs = server.local_addrs();
+        let implicit_addrs = server.implicit_tls_addrs();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -85,6 +87,7 @@ impl TestServer {
         });
         TestServer {
             addrs,
+            implicit_addrs,
             root,
             anon_root,
             stop: Some(tx),

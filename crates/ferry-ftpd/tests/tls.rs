@@ -1,0 +1,501 @@
+//! FTP over TLS (RFC 4217): explicit and implicit, policy, data-channel session reuse, and a
+//! byte recorder proving that nothing secret crosses in the clear.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use common::*;
+use ferry_auth::TlsPolicy;
+use ferry_ftpd::tls::{CertStore, TlsConfig, certified_key_from_pem, generate_self_signed};
+use ferry_proto::{Reply, ReplyDecoder};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Every byte that crossed a socket, both directions.
+type Log = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP stream that records what it reads and writes.
+struct Recorded {
+    inner: TcpStream,
+    log: Log,
+}
+
+impl AsyncRead for Recorded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        me.log
+            .lock()
+            .unwrap()
+            .extend_from_slice(&buf.filled()[before..]);
+        r
+    }
+}
+
+impl AsyncWrite for Recorded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            me.log.lock().unwrap().extend_from_slice(&buf[..*n]);
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+enum Conn {
+    Plain(Recorded),
+    Tls(Box<TlsStream<Recorded>>),
+    Gone,
+}
+
+impl Conn {
+    async fn write_all(&mut self, b: &[u8]) {
+        match self {
+            Conn::Plain(s) => s.write_all(b).await.unwrap(),
+            Conn::Tls(s) => {
+                s.write_all(b).await.unwrap();
+                s.flush().await.unwrap();
+            }
+            Conn::Gone => panic!("gone"),
+        }
+    }
+    async fn read(&mut self, b: &mut [u8]) -> usize {
+        match self {
+            Conn::Plain(s) => s.read(b).await.unwrap(),
+            Conn::Tls(s) => s.read(b).await.unwrap(),
+            Conn::Gone => panic!("gone"),
+        }
+    }
+}
+
+struct Fixture {
+    server: TestServer,
+    cert_pem: String,
+    log: Log,
+}
+
+fn cert() -> (String, String) {
+    let g = generate_self_signed(&["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    (g.cert_pem, g.key_pem)
+}
+
+async fn start(tweak: impl FnOnce(&mut TlsConfig) + Send) -> Fixture {
+    let (cert_pem, key_pem) = cert();
+    let store =
+        CertStore::new(certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap());
+    let mut tls = TlsConfig::new(store).unwrap();
+    tweak(&mut tls);
+    let server = TestServer::start_with(move |c| {
+        c.tls = Some(tls);
+        c.implicit_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    })
+    .await;
+    Fixture {
+        server,
+        cert_pem,
+        log: Log::default(),
+    }
+}
+
+fn connector(cert_pem: &str, resume: bool) -> TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A control connection that can switch to TLS, recording all raw bytes.
+struct TlsCtrl {
+    conn: Conn,
+    decoder: ReplyDecoder,
+    connector: TlsConnector,
+    log: Log,
+    addr: SocketAddr,
+}
+
+impl TlsCtrl {
+    async fn connect(f: &Fixture, resume: bool) -> TlsCtrl {
+        Self::connect_to(f, f.server.addr(), resume, false).await
+    }
+
+    async fn connect_to(f: &Fixture, addr: SocketAddr, resume: bool, implicit: bool) -> TlsCtrl {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let rec = Recorded {
+            inner: tcp,
+            log: Arc::clone(&f.log),
+        };
+        let connector = connector(&f.cert_pem, resume);
+        let conn = if implicit {
+            let name = ServerName::try_from("localhost").unwrap();
+            Conn::Tls(Box::new(connector.connect(name, rec).await.unwrap()))
+        } else {
+            Conn::Plain(rec)
+        };
+        let mut c = TlsCtrl {
+            conn,
+            decoder: ReplyDecoder::default(),
+            connector,
+            log: Arc::clone(&f.log),
+            addr,
+        };
+        assert_eq!(c.read_reply().await.code, 220);
+        c
+    }
+
+    async fn read_reply(&mut self) -> Reply {
+        let fut = async {
+            loop {
+                if let Some(r) = self.decoder.next_reply().unwrap() {
+                    return r;
+                }
+                let mut buf = [0u8; 4096];
+                let n = self.conn.read(&mut buf).await;
+                assert!(n > 0, "control connection closed");
+                self.decoder.extend(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("no reply in time")
+    }
+
+    async fn cmd(&mut self, line: &str) -> Reply {
+        self.conn.write_all(format!("{line}\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
+
+    async fn expect(&mut self, line: &str, code: u16) -> Reply {
+        let r = self.cmd(line).await;
+        assert_eq!(r.code, code, "{line} -> {r:?}");
+        r
+    }
+
+    async fn auth_tls(&mut self) {
+        self.expect("AUTH TLS", 234).await;
+        self.upgrade().await;
+    }
+
+    async fn upgrade(&mut self) {
+        let Conn::Plain(rec) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+            panic!("already TLS")
+        };
+        let name = ServerName::try_from("localhost").unwrap();
+        self.conn = Conn::Tls(Box::new(self.connector.connect(name, rec).await.unwrap()));
+    }
+
+    async fn secure_login(&mut self) {
+        self.auth_tls().await;
+        self.expect("PBSZ 0", 200).await;
+        self.expect("PROT P", 200).await;
+        self.expect(&format!("USER {USER}"), 331).await;
+        self.expect(&format!("PASS {PASSWORD}"), 230).await;
+        self.expect("TYPE I", 200).await;
+    }
+
+    async fn tls_data(&self, tcp: TcpStream) -> std::io::Result<TlsStream<Recorded>> {
+        let rec = Recorded {
+            inner: tcp,
+            log: Arc::clone(&self.log),
+        };
+        self.connector
+            .connect(ServerName::try_from("localhost").unwrap(), rec)
+            .await
+    }
+
+    async fn epsv(&mut self) -> SocketAddr {
+        let r = self.expect("EPSV", 229).await;
+        SocketAddr::new(
+            self.addr.ip(),
+            ferry_proto::hostport::parse_epsv_reply_text(&r.text()).unwrap(),
+        )
+    }
+
+    /// Download over a protected passive connection.
+    async fn get(&mut self, path: &str) -> (Vec<u8>, Reply) {
+        let addr = self.epsv().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        self.expect(&format!("RETR {path}"), 150).await;
+        let mut data = self.tls_data(tcp).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        (got, self.read_reply().await)
+    }
+
+    /// Upload over a protected passive (or active, via PORT) connection.
+    async fn put(&mut self, path: &str, body: &[u8], active: bool) -> Reply {
+        let tcp = if active {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let SocketAddr::V4(a) = l.local_addr().unwrap() else {
+                unreachable!()
+            };
+            self.expect(
+                &format!("PORT {}", ferry_proto::hostport::format_port_arg(a)),
+                200,
+            )
+            .await;
+            self.expect(&format!("STOR {path}"), 150).await;
+            accept(&l).await
+        } else {
+            let addr = self.epsv().await;
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            self.expect(&format!("STOR {path}"), 150).await;
+            tcp
+        };
+        let mut data = self.tls_data(tcp).await.unwrap();
+        data.write_all(body).await.unwrap();
+        data.shutdown().await.unwrap();
+        drop(data);
+        self.read_reply().await
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn required_tls_protects_password_and_files() {
+    let f = start(|_| {}).await;
+    let secret = content(200_000, 42);
+    std::fs::write(f.server.path("secret.bin"), &secret).unwrap();
+
+    // Clear-text login attempts are refused with the reason.
+    let mut c = TlsCtrl::connect(&f, true).await;
+    let r = c.expect(&format!("USER {USER}"), 530).await;
+    assert!(r.text().contains("AUTH TLS"), "{r:?}");
+    c.expect("PBSZ 0", 503).await;
+    c.expect("PROT P", 503).await;
+    let feat = c.expect("FEAT", 211).await;
+    for f in ["AUTH TLS", "PBSZ", "PROT"] {
+        assert!(feat.lines.iter().any(|l| l.trim() == f), "FEAT lacks {f}");
+    }
+
+    c.auth_tls().await;
+    c.expect("AUTH TLS", 503).await;
+    c.expect("PROT P", 503).await; // PBSZ first
+    c.expect("PBSZ 0", 200).await;
+    c.expect("PROT S", 536).await;
+    c.expect("PROT E", 536).await;
+    c.expect("PROT C", 534).await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    c.expect("TYPE I", 200).await;
+    // No PROT P yet: data connections are refused before they open.
+    c.expect("EPSV", 229).await;
+    c.expect("RETR secret.bin", 521).await;
+    c.expect("PROT P", 200).await;
+
+    let (got, done) = c.get("secret.bin").await;
+    assert_eq!(done.code, 226, "{done:?}");
+    assert_eq!(sha256(&got), sha256(&secret));
+    let upload = content(150_000, 43);
+    let r = c.put("up-passive.bin", &upload, false).await;
+    assert_eq!(r.code, 226, "{r:?}");
+    assert_eq!(c.put("up-active.bin", &upload, true).await.code, 226);
+    assert_eq!(
+        sha256(&std::fs::read(f.server.path("up-active.bin")).unwrap()),
+        sha256(&upload)
+    );
+    let (list, done) = c.get("up-passive.bin").await;
+    assert_eq!((done.code, list.len()), (226, upload.len()));
+
+    let log = f.log.lock().unwrap().clone();
+    assert!(log.len() > 500_000, "the recorder saw the traffic");
+    assert!(
+        !contains(&log, PASSWORD.as_bytes()),
+        "password crossed in the clear"
+    );
+    assert!(
+        !contains(&log, &secret[1000..1064]),
+        "download crossed in the clear"
+    );
+    assert!(
+        !contains(&log, &upload[1000..1064]),
+        "upload crossed in the clear"
+    );
+}
+
+#[tokio::test]
+async fn many_transfers_keep_resuming_the_session() {
+    let f = start(|_| {}).await;
+    std::fs::write(f.server.path("f"), b"small").unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    for i in 0..25 {
+        let (got, done) = c.get("f").await;
+        assert_eq!(done.code, 226, "transfer {i}: {done:?}");
+        assert_eq!(got, b"small");
+    }
+    // Uploads get no fresh tickets (see `TlsConfig::acceptor`); a client that uses each ticket
+    // once still has the ones from the control handshake and the last download.
+    for i in 0..6 {
+        let body = content(70_000, i);
+        let r = c.put(&format!("u{i}"), &body, i % 2 == 0).await;
+        assert_eq!(r.code, 226, "upload {i}: {r:?}");
+        assert_eq!(
+            sha256(&std::fs::read(f.server.path(&format!("u{i}"))).unwrap()),
+            sha256(&body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
+    let f = start(|_| {}).await;
+    std::fs::write(f.server.path("f"), b"x").unwrap();
+    let mut c = TlsCtrl::connect(&f, false).await;
+    c.secure_login().await;
+    let addr = c.epsv().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR f", 150).await;
+    let data = c.tls_data(tcp).await;
+    if let Ok(mut d) = data {
+        let mut buf = Vec::new();
+        let _ = d.read_to_end(&mut buf).await;
+        assert!(buf.is_empty());
+    }
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 522, "{r:?}");
+    assert!(r.text().contains("reuse"), "{r:?}");
+    c.expect("NOOP", 200).await;
+
+    let f = start(|t| t.require_session_reuse = false).await;
+    std::fs::write(f.server.path("f"), b"x").unwrap();
+    let mut c = TlsCtrl::connect(&f, false).await;
+    c.secure_login().await;
+    let (got, done) = c.get("f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"x"[..], 226));
+}
+
+#[tokio::test]
+async fn implicit_tls_listener() {
+    let f = start(|_| {}).await;
+    std::fs::write(f.server.path("f"), b"implicit").unwrap();
+    let addr = f.server_implicit_addr();
+    let mut c = TlsCtrl::connect_to(&f, addr, true, true).await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    // Data is protected from the start.
+    let (got, done) = c.get("f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"implicit"[..], 226));
+    assert!(!contains(&f.log.lock().unwrap(), PASSWORD.as_bytes()));
+}
+
+impl Fixture {
+    fn server_implicit_addr(&self) -> SocketAddr {
+        self.server.implicit_addrs[0]
+    }
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_auth_are_discarded() {
+    let f = start(|_| {}).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    // A man in the middle could append a command to AUTH in clear text (CVE-2011-0411).
+    c.conn.write_all(b"AUTH TLS\r\nDELE important\r\n").await;
+    assert_eq!(c.read_reply().await.code, 234);
+    c.upgrade().await;
+    // The next reply answers our NOOP, not the injected DELE.
+    let r = c.cmd("NOOP").await;
+    assert_eq!(r.code, 200, "{r:?}");
+}
+
+#[tokio::test]
+async fn optional_policy_allows_both_and_per_user_can_require() {
+    let f = start(|t| t.policy = TlsPolicy::Optional).await;
+    std::fs::write(f.server.path("f"), b"plain").unwrap();
+    // Plain FTP still works under "optional".
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    // And TLS with PROT C is allowed too.
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.auth_tls().await;
+    c.expect("PBSZ 0", 200).await;
+    c.expect("PROT C", 200).await;
+}
+
+#[tokio::test]
+async fn tls_off_refuses_auth() {
+    let f = start(|t| t.policy = TlsPolicy::Off).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect("AUTH TLS", 502).await;
+    let feat = c.expect("FEAT", 211).await;
+    assert!(!feat.text().contains("AUTH TLS"));
+}
+
+#[tokio::test]
+async fn ccc_is_refused_by_default_and_works_when_allowed() {
+    let f = start(|_| {}).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    c.expect("CCC", 534).await;
+
+    let f = start(|t| t.allow_ccc = true).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    c.expect("CCC", 200).await;
+    // Close TLS (sends close_notify), keep TCP, continue in clear text.
+    let Conn::Tls(mut tls) = std::mem::replace(&mut c.conn, Conn::Gone) else {
+        panic!()
+    };
+    tls.get_mut().1.send_close_notify();
+    tls.flush().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
+    let (rec, _) = tls.into_inner();
+    c.conn = Conn::Plain(rec);
+    c.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
+async fn certificate_can_be_replaced_without_dropping_sessions() {
+    let (cert_a, key_a) = cert();
+    let store =
+        CertStore::new(certified_key_from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap());
+    let before = store.fingerprint();
+    let (cert_b, key_b) = cert();
+    store.replace(certified_key_from_pem(cert_b.as_bytes(), key_b.as_bytes()).unwrap());
+    assert_ne!(before, store.fingerprint());
+    assert_eq!(store.fingerprint().len(), 32 * 3 - 1);
+    // A mismatched key is refused.
+    assert!(certified_key_from_pem(cert_a.as_bytes(), key_b.as_bytes()).is_err());
+}
