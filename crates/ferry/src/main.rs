@@ -3,7 +3,9 @@
 //! # Layout
 //! - `config`: `ferry.toml` parsing and validation.
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
+//! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
 
+mod client;
 mod config;
 mod serve;
 
@@ -34,6 +36,8 @@ enum Commands {
     /// Print an argon2id hash of a password for `password_hash` in ferry.toml. The password is
     /// read from FERRY_PASSWORD or standard input.
     HashPassword,
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Commands::Serve(args) => serve::run(args),
         Commands::CheckConfig { file } => check_config(&file),
         Commands::HashPassword => hash_password(),
+        Commands::Client(cmd) => return client::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,646 @@
+//! The client verbs of `ferry`: `ls`, `get`, `put`, `cat`, `rm`, `mkdir`, `rmdir`, `mv`,
+//! `quote`, `mirror` and `shell`, on top of `ferry-client`.
+//!
+//! # Layout
+//! - `url`: `ftp://` URL parsing.
+//! - `netrc`: a `~/.netrc` reader.
+//! - `transfer`: get/put/cat with progress, size check, checksum and resume.
+//! - `mirror`: recursive copy in both directions over several connections.
+//! - `shell`: the interactive session.
+//!
+//! Exit codes come from [`ferry_client::Error::exit_code`] (see docs/client.md).
+
+mod mirror;
+mod netrc;
+mod shell;
+mod transfer;
+mod url;
+
+use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ferry_client::{Client, ConnectOptions, Dialogue, EntryKind, Error, Mode, ParsedEntry};
+
+pub(crate) use url::FtpUrl;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Flags shared by every client verb.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClientArgs {
+    /// Data connections: auto (EPSV, falling back to PASV), passive (PASV; EPSV on IPv6),
+    /// epsv, or active (PORT on IPv4, EPRT on IPv6).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    mode: Mode,
+    /// In active mode, the local IP the server connects to (default: the control
+    /// connection's local address).
+    #[arg(long, value_name = "IP")]
+    active_addr: Option<IpAddr>,
+    /// Connect to the address in a PASV (227) reply even when it is private or unspecified
+    /// and differs from the server's (default: use the server's address).
+    #[arg(long)]
+    trust_pasv_address: bool,
+    /// User name (overrides ~/.netrc; the URL's user wins over both).
+    #[arg(long, short = 'u', value_name = "NAME")]
+    user: Option<String>,
+    /// Read credentials from this file instead of ~/.netrc.
+    #[arg(long, value_name = "FILE")]
+    netrc_file: Option<PathBuf>,
+    /// Seconds to connect (control and data connections).
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    connect_timeout: u64,
+    /// Seconds to wait for a reply, or for data on a silent data connection.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+    /// Print the control dialogue to standard error (`> RETR x` / `< 150 ...`), the password
+    /// masked.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// No progress bars or notes; errors only.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// The client verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// List a remote directory (MLSD when offered, else LIST).
+    #[command(after_help = "Example: ferry ls -l ftp://alice@example.org/pub/")]
+    Ls {
+        /// ftp://[user[:pass]@]host[:port]/path
+        url: String,
+        /// Long form: type, size, modification time (UTC), name.
+        #[arg(short = 'l', long)]
+        long: bool,
+        /// JSON array of {name, type, size, mtime, modified, target}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Download a file.
+    #[command(after_help = "Example: ferry get -c ftp://example.org/pub/big.iso -o big.iso")]
+    Get {
+        /// ftp://[user[:pass]@]host[:port]/path/file
+        url: String,
+        /// Local file (default: the remote file's name in the current directory; - for stdout).
+        #[arg(short = 'o', long, value_name = "LOCAL")]
+        output: Option<PathBuf>,
+        /// Resume: continue a partial local file (REST), reconnecting if the connection drops.
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        /// Verify with the server's HASH/XSHA256/XSHA512/XMD5 when offered.
+        #[arg(long)]
+        checksum: bool,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Upload a file.
+    #[command(after_help = "Example: ferry put report.pdf ftp://alice@example.org/inbox/")]
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// ftp://... target; a URL ending in / names a directory and keeps the file's name.
+        url: String,
+        /// Resume: append the part the server does not have yet.
+        #[arg(short = 'c', long = "continue", conflicts_with = "append")]
+        resume: bool,
+        /// Append to the remote file (APPE).
+        #[arg(long)]
+        append: bool,
+        /// Verify with the server's HASH/XSHA256/XSHA512/XMD5 when offered.
+        #[arg(long)]
+        checksum: bool,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Print a remote file on standard output.
+    Cat {
+        /// ftp://... file
+        url: String,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Delete a remote file.
+    Rm {
+        /// ftp://... file
+        url: String,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Create a remote directory.
+    Mkdir {
+        /// ftp://... directory
+        url: String,
+        /// Create missing parents too; no error if it exists.
+        #[arg(short = 'p', long)]
+        parents: bool,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Remove an empty remote directory.
+    Rmdir {
+        /// ftp://... directory
+        url: String,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Rename or move a remote file or directory.
+    #[command(after_help = "NEWNAME without '/' stays in the same directory.")]
+    Mv {
+        /// ftp://... the file or directory
+        url: String,
+        /// The new name or path.
+        newname: String,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Send raw commands (after login and, if the URL has a path, CWD to it) and print the
+    /// replies.
+    #[command(after_help = "Example: ferry quote ftp://example.org/ 'SITE HELP' 'STAT'")]
+    Quote {
+        /// ftp://... server (and optional directory)
+        url: String,
+        /// Command lines, e.g. 'SITE CHMOD 644 f'.
+        #[arg(required = true)]
+        commands: Vec<String>,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Copy a directory tree: the contents of the source go into the target (created).
+    /// Only changed files (size, modification time) are transferred.
+    #[command(
+        after_help = "Examples:\n  ferry mirror ftp://example.org/pub/ ./pub\n  ferry mirror --reverse ./site ftp://alice@example.org/www/"
+    )]
+    Mirror {
+        /// Source: a URL, or with --reverse a local directory.
+        source: String,
+        /// Target: a local directory, or with --reverse a URL.
+        target: String,
+        /// Upload: LOCALDIR to URL.
+        #[arg(short = 'R', long)]
+        reverse: bool,
+        /// Delete target files and directories that are not in the source.
+        #[arg(long)]
+        delete: bool,
+        /// Transfer over N connections at once.
+        #[arg(long, short = 'P', value_name = "N", default_value_t = 1)]
+        parallel: usize,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// An interactive session like the classic ftp command (reads commands from standard
+    /// input when it is not a terminal).
+    Shell {
+        /// ftp://... server (and optional starting directory)
+        url: String,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+}
+
+/// How to open a logged-in session, again and again (reconnect, parallel mirror).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    authority: String,
+    user: String,
+    password: String,
+    opts: ConnectOptions,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("authority", &self.authority)
+            .field("user", &self.user)
+            .field("password", &"****")
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Connect and log in.
+    pub(crate) async fn open(&self) -> Result<Client> {
+        let mut c = Client::connect(self.authority.as_str(), self.opts.clone()).await?;
+        c.login(&self.user, &self.password).await?;
+        Ok(c)
+    }
+}
+
+/// What to print besides results.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ui {
+    pub(crate) quiet: bool,
+    pub(crate) progress: bool,
+}
+
+impl Ui {
+    /// A note on standard error, unless quiet.
+    pub(crate) fn note(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("ferry: {msg}");
+        }
+    }
+
+    /// A progress bar (bytes, rate, ETA) when standard error is a terminal.
+    pub(crate) fn bar(&self, total: Option<u64>, label: &str) -> Option<indicatif::ProgressBar> {
+        if !self.progress {
+            return None;
+        }
+        let bar = match total {
+            Some(t) => indicatif::ProgressBar::new(t),
+            None => indicatif::ProgressBar::no_length(),
+        };
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:20!} {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} eta {eta:>4} [{wide_bar}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_message(label.to_string());
+        Some(bar)
+    }
+}
+
+impl ClientArgs {
+    fn ui(&self) -> Ui {
+        Ui {
+            quiet: self.quiet,
+            progress: !self.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn options(&self) -> ConnectOptions {
+        let observer: Option<ferry_client::Observer> = self.verbose.then(|| {
+            Arc::new(|step: Dialogue<'_>| {
+                let mut err = std::io::stderr().lock();
+                match step {
+                    Dialogue::Sent(line) => {
+                        let _ = writeln!(err, "> {line}");
+                    }
+                    Dialogue::Received(reply) => {
+                        let wire = reply.to_bytes();
+                        for line in String::from_utf8_lossy(&wire).lines() {
+                            let _ = writeln!(err, "< {line}");
+                        }
+                    }
+                }
+            }) as ferry_client::Observer
+        });
+        ConnectOptions {
+            mode: self.mode,
+            active_addr: self.active_addr,
+            trust_pasv_address: self.trust_pasv_address,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            data_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            reply_timeout: Duration::from_secs(self.timeout.max(1)),
+            idle_timeout: Duration::from_secs(self.timeout.max(1)),
+            observer,
+            ..ConnectOptions::default()
+        }
+    }
+
+    /// Credentials, in order: the URL; `--user`; `FERRY_PASSWORD`; `~/.netrc`; anonymous;
+    /// a hidden prompt on a terminal.
+    fn connector(&self, url: &FtpUrl) -> Result<Connector> {
+        let netrc_text = self.netrc_text();
+        let explicit_user = url.user.clone().or_else(|| self.user.clone());
+        let entry = netrc_text
+            .as_deref()
+            .and_then(|t| netrc::lookup(t, &url.host, explicit_user.as_deref()));
+        let user = explicit_user
+            .or_else(|| entry.as_ref().and_then(|e| e.login.clone()))
+            .unwrap_or_else(|| "anonymous".to_string());
+        let anonymous = user == "anonymous" || user == "ftp";
+        let password = if let Some(p) = &url.password {
+            p.clone()
+        } else if let Some(p) = std::env::var("FERRY_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            p
+        } else if let Some(p) = entry.and_then(|e| e.password) {
+            p
+        } else if anonymous {
+            "ferry@".to_string()
+        } else if std::io::stdin().is_terminal() {
+            rpassword::prompt_password(format!("Password for {user}@{}: ", url.host))
+                .map_err(Error::local("reading the password"))?
+        } else {
+            return Err(Error::Usage(format!(
+                "no password for {user}@{}: put it in the URL, FERRY_PASSWORD or ~/.netrc",
+                url.host
+            )));
+        };
+        Ok(Connector {
+            authority: url.authority(),
+            user,
+            password,
+            opts: self.options(),
+        })
+    }
+
+    fn netrc_text(&self) -> Option<String> {
+        let path = match &self.netrc_file {
+            Some(p) => p.clone(),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".netrc"),
+        };
+        std::fs::read_to_string(path).ok()
+    }
+}
+
+fn parse_url(s: &str) -> Result<FtpUrl> {
+    FtpUrl::parse(s).map_err(Error::Usage)
+}
+
+/// Run a client verb; the exit code says how it went.
+pub(crate) fn run(cmd: ClientCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if let ClientCommand::Shell { url, common } = cmd {
+        shell::run(&runtime, &url, &common)
+    } else {
+        runtime.block_on(run_async(cmd))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run_async(cmd: ClientCommand) -> Result<()> {
+    match cmd {
+        ClientCommand::Ls {
+            url,
+            long,
+            json,
+            common,
+        } => {
+            let url = parse_url(&url)?;
+            let conn = common.connector(&url)?;
+            let mut c = conn.open().await?;
+            let entries = c.list(url.path_arg()).await?;
+            c.quit().await?;
+            print_listing(&entries, long, json);
+            Ok(())
+        }
+        ClientCommand::Get {
+            url,
+            output,
+            resume,
+            checksum,
+            common,
+        } => {
+            let url = parse_url(&url)?;
+            let conn = common.connector(&url)?;
+            transfer::get(&conn, &url, output, resume, checksum, common.ui()).await
+        }
+        ClientCommand::Put {
+            local,
+            url,
+            resume,
+            append,
+            checksum,
+            common,
+        } => {
+            let url = parse_url(&url)?;
+            let conn = common.connector(&url)?;
+            transfer::put(&conn, &local, &url, resume, append, checksum, common.ui()).await
+        }
+        ClientCommand::Cat { url, common } => {
+            let url = parse_url(&url)?;
+            let conn = common.connector(&url)?;
+            transfer::cat(&conn, &url).await
+        }
+        ClientCommand::Rm { url, common } => {
+            simple(&url, &common, |c, path| {
+                Box::pin(async move { c.delete(&path).await })
+            })
+            .await
+        }
+        ClientCommand::Rmdir { url, common } => {
+            simple(&url, &common, |c, path| {
+                Box::pin(async move { c.rmdir(&path).await })
+            })
+            .await
+        }
+        ClientCommand::Mkdir {
+            url,
+            parents,
+            common,
+        } => {
+            simple(&url, &common, move |c, path| {
+                Box::pin(async move {
+                    if parents {
+                        mkdir_parents(c, &path).await
+                    } else {
+                        c.mkdir(&path).await
+                    }
+                })
+            })
+            .await
+        }
+        ClientCommand::Mv {
+            url,
+            newname,
+            common,
+        } => {
+            simple(&url, &common, move |c, path| {
+                Box::pin(async move {
+                    let target = if newname.contains('/') {
+                        newname
+                    } else {
+                        let parent = path
+                            .trim_end_matches('/')
+                            .rsplit_once('/')
+                            .map_or("", |(p, _)| p);
+                        let parent = if parent.is_empty() && path.starts_with('/') {
+                            "/"
+                        } else {
+                            parent
+                        };
+                        url::join(parent, &newname)
+                    };
+                    c.rename(&path, &target).await
+                })
+            })
+            .await
+        }
+        ClientCommand::Quote {
+            url,
+            commands,
+            common,
+        } => {
+            let url = parse_url(&url)?;
+            let conn = common.connector(&url)?;
+            let mut c = conn.open().await?;
+            if let Some(dir) = url.path_arg() {
+                c.cwd(dir).await?;
+            }
+            let mut out = std::io::stdout().lock();
+            for line in commands {
+                let reply = c.quote(&line).await?;
+                let _ = out.write_all(&reply.to_bytes());
+                let _ = out.flush();
+                if reply.is_error() {
+                    return Err(Error::Refused {
+                        command: ferry_client::options::masked(&line),
+                        reply,
+                    });
+                }
+            }
+            drop(out);
+            c.quit().await
+        }
+        ClientCommand::Mirror {
+            source,
+            target,
+            reverse,
+            delete,
+            parallel,
+            common,
+        } => {
+            let opts = mirror::MirrorOpts {
+                delete,
+                parallel: parallel.clamp(1, 16),
+                ui: common.ui(),
+            };
+            if reverse {
+                let url = parse_url(&target)?;
+                let conn = common.connector(&url)?;
+                mirror::upload(&conn, PathBuf::from(source), &url.path, opts).await
+            } else {
+                let url = parse_url(&source)?;
+                let conn = common.connector(&url)?;
+                mirror::download(&conn, &url.path, PathBuf::from(target), opts).await
+            }
+        }
+        ClientCommand::Shell { .. } => Err(Error::Usage("shell runs on its own".into())),
+    }
+}
+
+type BoxFut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+
+/// Connect, run one file command on the URL's path, quit.
+async fn simple(
+    url: &str,
+    common: &ClientArgs,
+    op: impl for<'a> FnOnce(&'a mut Client, String) -> BoxFut<'a>,
+) -> Result<()> {
+    let url = parse_url(url)?;
+    if url.path.is_empty() {
+        return Err(Error::Usage("the URL needs a path".into()));
+    }
+    let conn = common.connector(&url)?;
+    let mut c = conn.open().await?;
+    op(&mut c, url.path.clone()).await?;
+    c.quit().await
+}
+
+/// `MKD` each missing component of `path`.
+pub(crate) async fn mkdir_parents(c: &mut Client, path: &str) -> Result<()> {
+    let mut so_far = if path.starts_with('/') {
+        "/".to_string()
+    } else {
+        String::new()
+    };
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        so_far = url::join(&so_far, part);
+        if let Err(e) = c.mkdir(&so_far).await {
+            // Exists already (or can't be made: the next step or the caller will say).
+            if e.reply_code().is_none() {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Other => "other",
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(crate) fn format_time(unix: i64) -> String {
+    let s = ferry_proto::listing::format_mdtm(unix);
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[8..10],
+        &s[10..12],
+        &s[12..14]
+    )
+}
+
+pub(crate) fn print_listing(entries: &[ParsedEntry], long: bool, json: bool) {
+    let mut entries: Vec<&ParsedEntry> = entries.iter().collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = std::io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.name,
+                    "type": kind_name(e.kind),
+                    "size": e.size,
+                    "mtime": e.mtime,
+                    "modified": e.mtime.map(|t| {
+                        let s = format_time(t);
+                        format!("{}T{}Z", &s[..10], &s[11..])
+                    }),
+                    "target": e.link_target,
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return;
+    }
+    for e in entries {
+        if long {
+            let kind = match e.kind {
+                EntryKind::File => '-',
+                EntryKind::Dir => 'd',
+                EntryKind::Symlink => 'l',
+                EntryKind::Other => '?',
+            };
+            let size = e.size.map_or_else(|| "-".to_string(), |s| s.to_string());
+            let when = e.mtime.map_or_else(|| "-".repeat(19), format_time);
+            let target = e
+                .link_target
+                .as_ref()
+                .map_or_else(String::new, |t| format!(" -> {t}"));
+            let _ = writeln!(out, "{kind} {size:>14} {when} {}{target}", e.name);
+        } else {
+            let _ = writeln!(out, "{}", e.name);
+        }
+    }
+}

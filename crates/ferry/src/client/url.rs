@@ -1,0 +1,186 @@
+//! `ftp://user[:pass]@host[:port]/path` URLs (RFC 1738), percent-decoded.
+
+use percent_encoding::percent_decode_str;
+
+/// A parsed `ftp://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FtpUrl {
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    /// Host name or IP literal, without brackets.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The path as sent to the server: relative to the login directory (RFC 1738), absolute
+    /// when the URL path starts with `%2F` (`ftp://h/%2Fetc`). Empty means the login
+    /// directory.
+    pub(crate) path: String,
+}
+
+fn decode(s: &str, what: &str) -> Result<String, String> {
+    let text = percent_decode_str(s)
+        .decode_utf8()
+        .map_err(|_| format!("the URL's {what} is not UTF-8 after percent-decoding"))?
+        .into_owned();
+    if text.contains(['\r', '\n', '\0']) {
+        return Err(format!("the URL's {what} contains CR, LF or NUL"));
+    }
+    Ok(text)
+}
+
+impl FtpUrl {
+    /// Parse an `ftp://` URL.
+    pub(crate) fn parse(s: &str) -> Result<FtpUrl, String> {
+        let rest = s
+            .get(..6)
+            .filter(|p| p.eq_ignore_ascii_case("ftp://"))
+            .map(|_| &s[6..])
+            .ok_or_else(|| format!("not an ftp:// URL: {s}"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => match ui.split_once(':') {
+                Some((u, p)) => (Some(decode(u, "user")?), Some(decode(p, "password")?)),
+                None => (Some(decode(ui, "user")?), None),
+            },
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("unclosed '[' in {s}"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("junk after ']' in {s}"))?,
+                ),
+            };
+            (h.to_string(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("no host in {s}"));
+        }
+        let port = match port {
+            None | Some("") => 21,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("bad port '{p}' in {s}"))?,
+        };
+        // A `;type=i` suffix (RFC 1738) is accepted and ignored: transfers are binary.
+        let path = path.split(";type=").next().unwrap_or("");
+        Ok(FtpUrl {
+            user: user.filter(|u| !u.is_empty()),
+            password,
+            host,
+            port,
+            path: decode(path, "path")?,
+        })
+    }
+
+    /// `host:port` for connecting (IPv6 in brackets).
+    pub(crate) fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The last path component (empty for a directory URL ending in `/`).
+    pub(crate) fn file_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or("")
+    }
+
+    /// The path as an optional argument: `None` for the login directory.
+    pub(crate) fn path_arg(&self) -> Option<&str> {
+        (!self.path.is_empty()).then_some(self.path.as_str())
+    }
+}
+
+/// `dir` joined with `name` by one `/` (an empty `dir` is the login directory).
+pub(crate) fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> FtpUrl {
+        FtpUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_urls() {
+        let u = p("ftp://alice:s%40cret%3A@example.org:2121/dir/a%20b.txt");
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_deref(), Some("s@cret:"));
+        assert_eq!(u.host, "example.org");
+        assert_eq!(u.port, 2121);
+        assert_eq!(u.path, "dir/a b.txt");
+        assert_eq!(u.file_name(), "a b.txt");
+        assert_eq!(u.authority(), "example.org:2121");
+
+        let u = p("FTP://[::1]:21/");
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.path, "");
+        assert_eq!(u.path_arg(), None);
+        assert_eq!(u.authority(), "[::1]:21");
+        assert_eq!(u.user, None);
+
+        let u = p("ftp://bob@[::1]/%2Fetc/x;type=i");
+        assert_eq!(u.user.as_deref(), Some("bob"));
+        assert_eq!(u.password, None);
+        assert_eq!(u.port, 21);
+        assert_eq!(u.path, "/etc/x");
+
+        let u = p("ftp://a%40b.c@host");
+        assert_eq!(u.user.as_deref(), Some("a@b.c"));
+        assert_eq!(u.path, "");
+        assert_eq!(u.file_name(), "");
+        assert_eq!(p("ftp://h/d/").file_name(), "");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "http://h/",
+            "ftp://",
+            "ftp://h:0/",
+            "ftp://h:x/",
+            "ftp://[::1/",
+            "ftp://[::1]x/",
+            "ftp://h/a%0d%0aDELE%20b",
+            "ftp://h/%ff",
+        ] {
+            assert!(FtpUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn joins() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("d", "a"), "d/a");
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("d/", "a"), "d/a");
+    }
+}
