@@ -34,9 +34,7 @@ fn check(entries: &[ParsedEntry], precise: bool, links: bool, source: &str) {
 
     let d = find(entries, "pub");
     assert_eq!(d.kind, EntryKind::Dir, "{source}");
-    let pub_time = if precise {
-        utc(2024, 3, 15, 10, 15, 0)
-    } else if source.starts_with("iis") {
+    let pub_time = if precise || source.starts_with("iis") {
         utc(2024, 3, 15, 10, 15, 0)
     } else {
         utc(2024, 3, 15, 0, 0, 0)
