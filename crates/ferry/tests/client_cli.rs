@@ -1,0 +1,507 @@
+//! The `ferry` client verbs, run as the built binary against Ferry's own server started
+//! in-process on loopback port 0 (IPv4, and IPv6 when ::1 can be bound).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ferry_auth::{Authenticator, UserSpec};
+use ferry_ftpd::{Server, ServerConfig, local_storage};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+const USER: &str = "alice";
+const PASSWORD: &str = "pa ss:w@rd";
+/// Upper bound for one command.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| ferry_auth::hash_password(PASSWORD))
+}
+
+/// A server on its own thread and runtime; stops when dropped.
+struct Srv {
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Srv {
+    fn start(listen: &str) -> Srv {
+        let root = tempfile::tempdir().unwrap();
+        let users = vec![UserSpec {
+            name: USER.into(),
+            password_hash: hash().to_string(),
+            root: root.path().to_path_buf(),
+            permissions: vec!["all".into()],
+            tls: None,
+        }];
+        let auth = Arc::new(Authenticator::new(users, None).unwrap());
+        let config = ServerConfig {
+            listen: vec![listen.parse().unwrap()],
+            login_failure_delay: Duration::from_millis(10),
+            data_connect_timeout: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = Server::bind(config, auth, local_storage()).unwrap();
+                addr_tx.send(server.local_addrs()[0]).unwrap();
+                let _ = server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let addr = addr_rx.recv_timeout(WAIT).unwrap();
+        Srv {
+            addr,
+            root,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ftp://{USER}@{}/{path}", self.addr)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+}
+
+impl Drop for Srv {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run `ferry ARGS` with a clean HOME, the password in FERRY_PASSWORD (unless `env` says
+/// otherwise), no stdin; killed after WAIT.
+fn ferry_in(dir: &Path, args: &[&str], env: &[(&str, Option<&str>)], stdin: &[u8]) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("FERRY_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("ferry {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    }
+}
+
+fn ferry(dir: &Path, args: &[&str]) -> Out {
+    ferry_in(dir, args, &[], b"")
+}
+
+fn ok(out: Out) -> Out {
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    out
+}
+
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// put, ls (short, long, JSON), get, cat, mkdir, mv, rm, rmdir, quote in one mode.
+fn verbs_round_trip(listen: &str, mode: &str) {
+    let srv = Srv::start(listen);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let body = content(700_001, 3);
+    std::fs::write(w.join("up.bin"), &body).unwrap();
+    let m = ["--mode", mode];
+
+    ok(ferry(w, &[&["mkdir"][..], &m, &[&srv.url("d")]].concat()));
+    ok(ferry(
+        w,
+        &[&["put"][..], &m, &["up.bin", &srv.url("d/")]].concat(),
+    ));
+    assert_eq!(
+        sha256(&std::fs::read(srv.path("d/up.bin")).unwrap()),
+        sha256(&body)
+    );
+
+    let ls = ok(ferry(w, &[&["ls"][..], &m, &[&srv.url("d/")]].concat()));
+    assert_eq!(ls.stdout, "up.bin\n");
+    let ls = ok(ferry(
+        w,
+        &[&["ls", "-l"][..], &m, &[&srv.url("d")]].concat(),
+    ));
+    assert!(ls.stdout.starts_with("-         700001 "), "{}", ls.stdout);
+    let js = ok(ferry(
+        w,
+        &[&["ls", "--json"][..], &m, &[&srv.url("d")]].concat(),
+    ));
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v[0]["name"], "up.bin");
+    assert_eq!(v[0]["type"], "file");
+    assert_eq!(v[0]["size"], 700_001);
+
+    ok(ferry(
+        w,
+        &[&["get"][..], &m, &[&srv.url("d/up.bin"), "-o", "down.bin"]].concat(),
+    ));
+    assert_eq!(
+        sha256(&std::fs::read(w.join("down.bin")).unwrap()),
+        sha256(&body)
+    );
+    let cat = Command::new(BIN)
+        .args([&["cat"][..], &m, &[&srv.url("d/up.bin")]].concat())
+        .env("FERRY_PASSWORD", PASSWORD)
+        .env("HOME", w)
+        .output()
+        .unwrap();
+    assert_eq!(sha256(&cat.stdout), sha256(&body));
+
+    ok(ferry(
+        w,
+        &[&["mv"][..], &m, &[&srv.url("d/up.bin"), "renamed.bin"]].concat(),
+    ));
+    assert!(srv.path("d/renamed.bin").exists());
+    let q = ok(ferry(
+        w,
+        &[&["quote"][..], &m, &[&srv.url("d"), "PWD", "NOOP"]].concat(),
+    ));
+    assert!(q.stdout.contains("257 \"/d\""), "{}", q.stdout);
+    ok(ferry(
+        w,
+        &[&["rm"][..], &m, &[&srv.url("d/renamed.bin")]].concat(),
+    ));
+    ok(ferry(w, &[&["rmdir"][..], &m, &[&srv.url("d")]].concat()));
+    assert!(!srv.path("d").exists());
+}
+
+#[test]
+fn verbs_ipv4_every_mode() {
+    for mode in ["auto", "passive", "epsv", "active"] {
+        verbs_round_trip("127.0.0.1:0", mode);
+    }
+}
+
+#[test]
+fn verbs_ipv6_every_mode() {
+    if !ipv6_available() {
+        eprintln!("skipped: ::1 cannot be bound");
+        return;
+    }
+    for mode in ["auto", "passive", "epsv", "active"] {
+        verbs_round_trip("[::1]:0", mode);
+    }
+}
+
+#[test]
+fn exit_codes() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // Login refused: 3.
+    let out = ferry_in(
+        w,
+        &["ls", &srv.url("")],
+        &[("FERRY_PASSWORD", Some("nope"))],
+        b"",
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    // Not found: 4.
+    let out = ferry(w, &["get", &srv.url("missing.txt")]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(!w.join("missing.txt").exists(), "no empty file left behind");
+    // Network: 5 (nobody listens on that port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = ferry(w, &["ls", &format!("ftp://a@127.0.0.1:{port}/")]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    // Usage: 2.
+    assert_eq!(ferry(w, &["ls", "http://x/"]).code, 2);
+    assert_eq!(
+        ferry(w, &["get", "--mode", "sideways", &srv.url("x")]).code,
+        2
+    );
+    // No password anywhere, no terminal: usage.
+    let out = ferry_in(w, &["ls", &srv.url("")], &[("FERRY_PASSWORD", None)], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // Protocol-level refusal of a raw command: 6.
+    let out = ferry(w, &["quote", &srv.url(""), "XYZZY"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+}
+
+#[test]
+fn verbose_masks_the_password() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let out = ok(ferry(work.path(), &["ls", "-v", &srv.url("")]));
+    assert!(out.stderr.contains("> PASS ****"), "{}", out.stderr);
+    assert!(out.stderr.contains("> USER alice"), "{}", out.stderr);
+    assert!(out.stderr.contains("< 230"), "{}", out.stderr);
+    assert!(out.stderr.contains("> MLSD"), "{}", out.stderr);
+    assert!(!out.stderr.contains("pa ss"), "{}", out.stderr);
+    // Password in the URL (percent-encoded) is masked too.
+    let url = format!("ftp://{USER}:pa%20ss%3Aw%40rd@{}/", srv.addr);
+    let out = ok(ferry_in(
+        work.path(),
+        &["ls", "-v", &url],
+        &[("FERRY_PASSWORD", None)],
+        b"",
+    ));
+    assert!(!out.stderr.contains("pa ss"), "{}", out.stderr);
+}
+
+#[test]
+fn netrc_credentials() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(
+        w.join(".netrc"),
+        format!("machine 127.0.0.1 login {USER} password \"{PASSWORD}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(srv.path("f.txt"), b"hi").unwrap();
+    let url = format!("ftp://{}/", srv.addr);
+    let out = ok(ferry_in(w, &["ls", &url], &[("FERRY_PASSWORD", None)], b""));
+    assert_eq!(out.stdout, "f.txt\n");
+}
+
+#[test]
+fn get_and_put_resume() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let body = content(300_000, 9);
+    std::fs::write(srv.path("r.bin"), &body).unwrap();
+    std::fs::write(w.join("r.bin"), &body[..123_456]).unwrap();
+    let out = ok(ferry(w, &["get", "-c", "-v", &srv.url("r.bin")]));
+    assert!(out.stderr.contains("> REST 123456"), "{}", out.stderr);
+    assert_eq!(
+        sha256(&std::fs::read(w.join("r.bin")).unwrap()),
+        sha256(&body)
+    );
+    // Complete already: nothing transferred.
+    let out = ok(ferry(w, &["get", "-c", "-v", &srv.url("r.bin")]));
+    assert!(!out.stderr.contains("RETR"), "{}", out.stderr);
+
+    std::fs::write(w.join("u.bin"), &body).unwrap();
+    std::fs::write(srv.path("u.bin"), &body[..50_000]).unwrap();
+    ok(ferry(w, &["put", "-c", "u.bin", &srv.url("u.bin")]));
+    assert_eq!(
+        sha256(&std::fs::read(srv.path("u.bin")).unwrap()),
+        sha256(&body)
+    );
+
+    // --append adds to the end.
+    std::fs::write(w.join("tail.txt"), b" world").unwrap();
+    std::fs::write(srv.path("hello.txt"), b"hello").unwrap();
+    ok(ferry(
+        w,
+        &["put", "--append", "tail.txt", &srv.url("hello.txt")],
+    ));
+    assert_eq!(
+        std::fs::read(srv.path("hello.txt")).unwrap(),
+        b"hello world"
+    );
+
+    // --checksum without server support says so and succeeds.
+    let out = ok(ferry(w, &["get", "--checksum", &srv.url("hello.txt")]));
+    assert!(out.stderr.contains("could not verify"), "{}", out.stderr);
+}
+
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.push((format!("{rel}/"), Vec::new()));
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mirror_both_ways() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    for (i, name) in ["a.txt", "sub/b.bin", "sub/deeper/c", "sub/deeper/d e"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(src.join(name), content(10_000 * i + 1, i as u64)).unwrap();
+    }
+    let target = srv.url("site/www/");
+    let up = ok(ferry(
+        w,
+        &["mirror", "--reverse", "-P", "3", "src", &target],
+    ));
+    assert!(up.stderr.contains("4 copied"), "{}", up.stderr);
+    assert_eq!(tree(&src), tree(&srv.path("site/www")));
+    // Nothing changed: nothing copied.
+    let again = ok(ferry(w, &["mirror", "--reverse", "src", &target]));
+    assert!(again.stderr.contains("0 copied"), "{}", again.stderr);
+
+    // Down into a new directory, in parallel; contents land inside it.
+    let down = ok(ferry(w, &["mirror", "--parallel", "2", &target, "copy"]));
+    assert!(down.stderr.contains("4 copied"), "{}", down.stderr);
+    assert_eq!(tree(&src), tree(&w.join("copy")));
+    let again = ok(ferry(w, &["mirror", &target, "copy"]));
+    assert!(again.stderr.contains("0 copied"), "{}", again.stderr);
+    // Times are kept (set from MLSD modify after download).
+    let mt = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    assert_eq!(mt(&srv.path("site/www/a.txt")), mt(&w.join("copy/a.txt")));
+
+    // A change and a deletion propagate with --delete.
+    std::fs::write(src.join("a.txt"), b"changed").unwrap();
+    std::fs::remove_file(src.join("sub/deeper/c")).unwrap();
+    ok(ferry(
+        w,
+        &["mirror", "--reverse", "--delete", "src", &target],
+    ));
+    assert_eq!(tree(&src), tree(&srv.path("site/www")));
+    ok(ferry(w, &["mirror", "--delete", &target, "copy"]));
+    assert_eq!(tree(&src), tree(&w.join("copy")));
+}
+
+#[test]
+fn shell_session_from_stdin() {
+    let srv = Srv::start("127.0.0.1:0");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir(srv.path("docs")).unwrap();
+    std::fs::write(srv.path("docs/one.txt"), b"1").unwrap();
+    std::fs::write(srv.path("docs/two.txt"), b"22").unwrap();
+    std::fs::write(srv.path("docs/skip.bin"), b"x").unwrap();
+    std::fs::write(w.join("local.txt"), b"local").unwrap();
+    let script = b"pwd\ncd docs\nls\nmget *.txt\nmode active\nput local.txt\nls -l\nmkdir sub\ncd sub\npwd\ncdup\nrm local.txt\nhelp get\nquit\n";
+    let out = ok(ferry_in(w, &["shell", &srv.url("")], &[], script));
+    assert!(out.stdout.starts_with("/\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("one.txt\nskip.bin\ntwo.txt\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("mode: active"), "{}", out.stdout);
+    assert!(out.stdout.contains("/docs/sub\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("get REMOTE [LOCAL]"), "{}", out.stdout);
+    assert_eq!(std::fs::read(w.join("one.txt")).unwrap(), b"1");
+    assert_eq!(std::fs::read(w.join("two.txt")).unwrap(), b"22");
+    assert!(!w.join("skip.bin").exists());
+    assert!(!srv.path("docs/local.txt").exists(), "put then rm");
+    assert!(srv.path("docs/sub").is_dir());
+
+    // A failing command makes the session's exit status say so.
+    let out = ferry_in(w, &["shell", &srv.url("")], &[], b"get nope\nquit\n");
+    assert_eq!(out.code, 4, "{}", out.stderr);
+}
+
+#[test]
+fn help_for_each_verb() {
+    let work = tempfile::tempdir().unwrap();
+    for verb in [
+        "ls", "get", "put", "cat", "rm", "mkdir", "rmdir", "mv", "quote", "mirror", "shell",
+    ] {
+        let out = ok(ferry(work.path(), &["help", verb]));
+        assert!(
+            out.stdout.contains("Usage: ferry"),
+            "{verb}: {}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("--mode"), "{verb}: {}", out.stdout);
+    }
+}
