@@ -1217,6 +1217,9 @@ impl Session {
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
             let n = transfer::receive(&mut stream, &mut upload, ascii, &progress).await?;
+            // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
+            // that already closed makes this fail, which changes nothing.
+            let _ = stream.shutdown().await;
             upload
                 .commit()
                 .await
@@ -1658,6 +1661,10 @@ async fn protect_data_connection(
     };
     if require_reuse && !tls::resumed_with(&tls, token) {
         warn!("data connection did not resume the control connection's TLS session; refused");
+        // Close cleanly (close_notify) so the client sees the refusal on the control
+        // connection rather than a reset.
+        let mut tls = tls;
+        let _ = tokio::time::timeout(timeout, tls.shutdown()).await;
         return Err(Reply::new(
             522,
             "TLS session reuse required: the data connection must resume the control connection's TLS session (server key tls_require_session_reuse).",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ferry_auth::{AnonymousSpec, UserSpec};
+use ferry_auth::{AnonymousSpec, TlsPolicy, UserSpec};
 use ferry_ftpd::{Masquerade, ServerConfig};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -38,6 +38,14 @@ pub(crate) struct FileConfig {
     pub(crate) max_sessions_per_ip: Option<usize>,
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
+    pub(crate) tls: Option<TlsPolicy>,
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
+    pub(crate) tls_require_session_reuse: Option<bool>,
+    pub(crate) tls_exempt_anonymous: Option<bool>,
+    pub(crate) allow_ccc: Option<bool>,
+    pub(crate) implicit_tls_listen: Option<Vec<SocketAddr>>,
+    pub(crate) state_dir: Option<PathBuf>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     pub(crate) anonymous: Option<AnonymousSpec>,
@@ -162,6 +170,30 @@ impl FileConfig {
         if c.max_login_attempts == 0 {
             bail!("max_login_attempts: must be at least 1");
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key: give both or neither");
+        }
+        let global_tls = self.tls.unwrap_or(TlsPolicy::Required);
+        for u in &self.users {
+            if global_tls == TlsPolicy::Required && u.tls.is_some_and(|t| t != TlsPolicy::Required)
+            {
+                bail!(
+                    "user '{}': tls = \"{}\" cannot relax the server's tls = \"required\" (clear-text USER is refused before the user is known)",
+                    u.name,
+                    if u.tls == Some(TlsPolicy::Off) {
+                        "off"
+                    } else {
+                        "optional"
+                    }
+                );
+            }
+            if global_tls == TlsPolicy::Off && u.tls == Some(TlsPolicy::Required) {
+                bail!(
+                    "user '{}': tls = \"required\" but the server's tls is \"off\"",
+                    u.name
+                );
+            }
+        }
         Ok(c)
     }
 }
@@ -204,6 +236,11 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
         }
         None => e.message().to_string(),
     }
+}
+
+/// Where generated state (the self-signed certificate) lives by default.
+pub(crate) fn default_state_dir() -> PathBuf {
+    PathBuf::from("ferry-state")
 }
 
 /// Where the default server keeps its files when no `--root` is given.

@@ -33,6 +33,18 @@ enum Commands {
         /// The file to check.
         file: PathBuf,
     },
+    /// Generate a self-signed TLS certificate and key (PEM) and print its SHA-256 fingerprint.
+    GenCert {
+        /// Where to write the certificate.
+        #[arg(long, value_name = "FILE", default_value = "cert.pem")]
+        cert: PathBuf,
+        /// Where to write the private key (mode 0600).
+        #[arg(long, value_name = "FILE", default_value = "key.pem")]
+        key: PathBuf,
+        /// DNS name or IP address the certificate is for; repeatable.
+        #[arg(long = "name", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        names: Vec<String>,
+    },
     /// Print an argon2id hash of a password for `password_hash` in ferry.toml. The password is
     /// read from FERRY_PASSWORD or standard input.
     HashPassword,
@@ -47,6 +59,7 @@ fn main() -> ExitCode {
         Commands::CheckConfig { file } => check_config(&file),
         Commands::HashPassword => hash_password(),
         Commands::Client(cmd) => return client::run(cmd),
+        Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +84,22 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     println!("{}: ok", file.display());
+    Ok(())
+}
+
+fn gen_cert(cert: &std::path::Path, key: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
+    let generated = ferry_ftpd::tls::generate_self_signed(names)?;
+    serve::write_private(key, generated.key_pem.as_bytes())?;
+    std::fs::write(cert, &generated.cert_pem)?;
+    let loaded = ferry_ftpd::tls::load_pem_files(cert, key)?;
+    let fp = loaded
+        .cert
+        .first()
+        .map(|c| ferry_ftpd::tls::fingerprint_sha256(c.as_ref()))
+        .unwrap_or_default();
+    println!("certificate: {}", cert.display());
+    println!("private key: {}", key.display());
+    println!("SHA-256 fingerprint: {fp}");
     Ok(())
 }
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_auth::{AnonymousSpec, Authenticator, UserSpec};
-use ferry_ftpd::{Server, local_storage};
+use ferry_auth::{AnonymousSpec, Authenticator, TlsPolicy, UserSpec};
+use ferry_ftpd::{CertStore, Server, TlsConfig, local_storage};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{FileConfig, PortRange, default_root};
+use crate::config::{FileConfig, PortRange, default_root, default_state_dir};
 
 /// Flags of `ferry serve`. Flags override the configuration file.
 #[derive(Debug, Args)]
@@ -33,6 +33,22 @@ pub(crate) struct ServeArgs {
     /// Also allow anonymous read-only logins, serving DIR.
     #[arg(long, value_name = "DIR")]
     anonymous_root: Option<PathBuf>,
+    /// FTP over TLS: off, optional, or required (default: required, with a self-signed
+    /// certificate generated into the state directory unless --cert/--key are given).
+    #[arg(long, value_name = "POLICY")]
+    tls: Option<TlsPolicyArg>,
+    /// PEM certificate chain for TLS (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --cert).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Listen for implicit FTPS (TLS from the first byte); repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    implicit_tls_listen: Vec<SocketAddr>,
+    /// Directory for generated state (self-signed certificate). Default ./ferry-state.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -40,8 +56,10 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 
@@ -55,6 +73,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = args.passive_ports {
         config.passive_ports = Some((r.0, r.1));
+    }
+    let tls = prepare_tls(&file, &args)?;
+    if let Some(t) = &tls {
+        config.tls = Some(t.config.clone());
+        config.implicit_tls_listen = if args.implicit_tls_listen.is_empty() {
+            file.implicit_tls_listen.clone().unwrap_or_default()
+        } else {
+            args.implicit_tls_listen.clone()
+        };
+    } else if !args.implicit_tls_listen.is_empty() || file.implicit_tls_listen.is_some() {
+        bail!("implicit TLS listeners need tls = optional or required");
     }
 
     let mut users = file.users.clone();
@@ -92,14 +121,31 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
         }
+        for addr in server.implicit_tls_addrs() {
+            println!("ferry: listening on ftps://{addr}/ (implicit TLS)");
+        }
+        if let Some(t) = &tls {
+            println!(
+                "ferry: TLS {} with certificate {} (SHA-256 {})",
+                policy_name(t.config.policy),
+                t.cert_path.display(),
+                t.config.certs.fingerprint()
+            );
+            tokio::spawn(reload_on_sighup(t.clone()));
+        }
         if let Some((user, password)) = &banner_credentials {
             let addr = server.local_addrs().first().copied();
             println!(
                 "ferry: serving {} as user '{user}' with password '{password}'",
                 quick_root.display()
             );
-            if let Some(addr) = addr {
-                println!("ferry: try: curl ftp://{user}:{password}@{addr}/");
+            match (addr, &tls) {
+                (Some(addr), Some(t)) => println!(
+                    "ferry: try: curl --ssl-reqd --cacert {} ftp://{user}:{password}@{addr}/",
+                    t.cert_path.display()
+                ),
+                (Some(addr), None) => println!("ferry: try: curl ftp://{user}:{password}@{addr}/"),
+                _ => {}
             }
         }
         use std::io::Write;
@@ -108,6 +154,133 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// `--tls` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum TlsPolicyArg {
+    Off,
+    Optional,
+    Required,
+}
+
+impl From<TlsPolicyArg> for TlsPolicy {
+    fn from(a: TlsPolicyArg) -> Self {
+        match a {
+            TlsPolicyArg::Off => TlsPolicy::Off,
+            TlsPolicyArg::Optional => TlsPolicy::Optional,
+            TlsPolicyArg::Required => TlsPolicy::Required,
+        }
+    }
+}
+
+fn policy_name(p: TlsPolicy) -> &'static str {
+    match p {
+        TlsPolicy::Off => "off",
+        TlsPolicy::Optional => "optional",
+        TlsPolicy::Required => "required",
+    }
+}
+
+/// The server's TLS settings and where its certificate comes from (for SIGHUP reloads).
+#[derive(Clone)]
+struct TlsSetup {
+    config: TlsConfig,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+/// Build the TLS settings: configured PEM files, or a self-signed certificate generated once
+/// into the state directory. `None` when TLS is off.
+fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<TlsSetup>> {
+    let policy: TlsPolicy = args
+        .tls
+        .map(Into::into)
+        .or(file.tls)
+        .unwrap_or(TlsPolicy::Required);
+    if policy == TlsPolicy::Off {
+        return Ok(None);
+    }
+    let (cert_path, key_path) = match (&args.cert, &args.key, &file.tls_cert, &file.tls_key) {
+        (Some(c), Some(k), _, _) | (None, None, Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let dir = args
+                .state_dir
+                .clone()
+                .or(file.state_dir.clone())
+                .unwrap_or_else(default_state_dir);
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if !c.exists() || !k.exists() {
+                write_self_signed(&dir, &c, &k)?;
+            }
+            (c, k)
+        }
+    };
+    let key = ferry_ftpd::tls::load_pem_files(&cert_path, &key_path)
+        .with_context(|| format!("loading the TLS certificate {}", cert_path.display()))?;
+    let mut config = TlsConfig::new(CertStore::new(key))?;
+    config.policy = policy;
+    config.require_session_reuse = file.tls_require_session_reuse.unwrap_or(true);
+    config.exempt_anonymous = file.tls_exempt_anonymous.unwrap_or(false);
+    config.allow_ccc = file.allow_ccc.unwrap_or(false);
+    Ok(Some(TlsSetup {
+        config,
+        cert_path,
+        key_path,
+    }))
+}
+
+/// Generate a self-signed certificate for this host's loopback names into `dir`.
+fn write_self_signed(
+    dir: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+    let generated = ferry_ftpd::tls::generate_self_signed(&names)?;
+    write_private(key, generated.key_pem.as_bytes())?;
+    std::fs::write(cert, generated.cert_pem)
+        .with_context(|| format!("cannot write {}", cert.display()))?;
+    eprintln!(
+        "ferry: generated a self-signed certificate in {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Write a file readable only by its owner.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+/// Reload the certificate files on SIGHUP; sessions keep the certificate they started with.
+async fn reload_on_sighup(tls: TlsSetup) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match ferry_ftpd::tls::load_pem_files(&tls.cert_path, &tls.key_path) {
+            Ok(key) => {
+                tls.config.certs.replace(key);
+                tracing::info!(fingerprint = %tls.config.certs.fingerprint(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+            }
+        }
+    }
 }
 
 fn quick_user(name: &str, password: &str, root: &std::path::Path) -> anyhow::Result<UserSpec> {

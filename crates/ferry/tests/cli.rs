@@ -97,6 +97,11 @@ fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
     let serve = Serve::start(&[], dir.path(), None);
     let addr = serve.listening();
     assert_eq!(addr, "127.0.0.1:2121".parse().unwrap());
+    let tls = serve.line();
+    assert!(
+        tls.starts_with("ferry: TLS required with certificate") && tls.contains("SHA-256"),
+        "{tls}"
+    );
     let creds = serve.line();
     let password = creds
         .split('\'')
@@ -105,10 +110,68 @@ fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
         .to_string();
     assert!(creds.contains("user 'ferry'"), "{creds}");
     assert!(password.len() >= 16, "weak generated password: {password}");
+    let hint = serve.line();
+    assert!(hint.contains("--ssl-reqd"), "{hint}");
     assert!(dir.path().join("ferry-data").is_dir());
+    assert!(dir.path().join("ferry-state/cert.pem").is_file());
+    let key = dir.path().join("ferry-state/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o077,
+        0,
+        "key readable by others"
+    );
+    // Strict by default: a clear-text login is refused with the reason.
     let mut c = Ctrl::connect(addr);
-    assert!(c.cmd("USER ferry").starts_with("331"));
-    assert!(c.cmd(&format!("PASS {password}")).starts_with("230"));
+    let r = c.cmd("USER ferry");
+    assert!(r.starts_with("530") && r.contains("AUTH TLS"), "{r}");
+    assert!(c.cmd("AUTH TLS").starts_with("234"));
+}
+
+#[test]
+fn gen_cert_writes_a_usable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "gen-cert",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--name",
+            "ftp.example.test",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SHA-256 fingerprint: "));
+    // The pair serves: start with it and see its fingerprint in the banner.
+    let serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "u",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ],
+        dir.path(),
+        Some("pw"),
+    );
+    serve.listening();
+    let tls = serve.line();
+    assert!(tls.contains("c.pem"), "{tls}");
+    assert!(
+        !dir.path().join("ferry-state").exists(),
+        "no self-signed certificate when one is given"
+    );
 }
 
 #[test]
@@ -122,6 +185,8 @@ fn sigterm_shuts_down_gracefully() {
             "bob",
             "--root",
             "files",
+            "--tls",
+            "off",
         ],
         dir.path(),
         Some("pw-for-bob"),
@@ -246,4 +311,93 @@ fn hash_password_reads_stdin() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
+}
+
+/// SIGHUP reloads the certificate files: new sessions get the new certificate, an existing
+/// TLS session keeps working.
+#[test]
+fn sighup_reloads_the_certificate() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "python3 missing"
+        );
+        eprintln!("skipping: python3 not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gen_cert = || {
+        let out = Command::new(BIN)
+            .args(["gen-cert", "--cert", "c.pem", "--key", "k.pem"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("SHA-256 fingerprint: "))
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase()
+    };
+    let first = gen_cert();
+    let serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "u",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ],
+        dir.path(),
+        Some("pw"),
+    );
+    let addr = serve.listening();
+    // A helper that keeps one TLS session open, prints the served fingerprint, then waits for a
+    // line on stdin, checks that session still answers, and opens a new one.
+    let script = r#"
+import ftplib, hashlib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def fp(f):
+    return hashlib.sha256(f.sock.getpeercert(binary_form=True)).hexdigest()
+a = ftplib.FTP_TLS(context=ctx, timeout=10); a.connect("127.0.0.1", int(sys.argv[1])); a.auth()
+print(fp(a), flush=True)
+sys.stdin.readline()
+print(a.voidcmd("NOOP"), flush=True)
+b = ftplib.FTP_TLS(context=ctx, timeout=10); b.connect("127.0.0.1", int(sys.argv[1])); b.auth()
+print(fp(b), flush=True)
+"#;
+    let mut py = Command::new("timeout")
+        .args(["30", "python3", "-c", script, &addr.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), first);
+    let second = gen_cert();
+    assert_ne!(first, second);
+    let status = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    py.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("200"), "old session broken: {line}");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        second,
+        "new sessions must see the reloaded certificate"
+    );
+    assert!(py.wait().unwrap().success());
 }

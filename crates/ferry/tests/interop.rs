@@ -38,6 +38,8 @@ struct Server {
     child: Child,
     v4: SocketAddr,
     v6: Option<SocketAddr>,
+    /// The implicit-TLS listener, when started with `--implicit-tls-listen`.
+    implicit: Option<SocketAddr>,
     root: PathBuf,
     log: PathBuf,
     /// Holds the root, the server log and the tests' local files.
@@ -45,8 +47,14 @@ struct Server {
 }
 
 impl Server {
-    /// A server on 127.0.0.1:0, and on [::1]:0 too when `ipv6`.
+    /// A server on 127.0.0.1:0, and on [::1]:0 too when `ipv6`, with TLS optional (plain
+    /// clients work; TLS tests use `start_with`).
     fn start(ipv6: bool) -> Server {
+        Self::start_with(ipv6, &["--tls", "optional"])
+    }
+
+    /// Like `start`, with extra `ferry serve` arguments.
+    fn start_with(ipv6: bool, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
@@ -59,6 +67,9 @@ impl Server {
         cmd.arg("--root")
             .arg(&root)
             .args(["--user", USER, "--log", "debug"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(extra)
             .env("FERRY_PASSWORD", PASSWORD)
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
@@ -79,21 +90,26 @@ impl Server {
             }
         });
         let wanted = if ipv6 { 2 } else { 1 };
+        let want_implicit = extra.contains(&"--implicit-tls-listen");
         let mut addrs = Vec::new();
         let deadline = std::time::Instant::now() + STARTUP;
         let mut server = Server {
             child,
             v4: "127.0.0.1:0".parse().unwrap(),
             v6: None,
+            implicit: None,
             root,
             log,
             dir,
         };
-        while addrs.len() < wanted {
+        while addrs.len() < wanted || (want_implicit && server.implicit.is_none()) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("ferry: listening on ftp://") {
+                    if let Some(rest) = line.strip_prefix("ferry: listening on ftps://") {
+                        let rest = rest.split('/').next().unwrap_or_default();
+                        server.implicit = Some(rest.parse().unwrap());
+                    } else if let Some(rest) = line.strip_prefix("ferry: listening on ftp://") {
                         let addr: SocketAddr = rest
                             .trim_end_matches('/')
                             .parse()
@@ -116,6 +132,11 @@ impl Server {
         assert!(server.v4.port() != 0 && server.v4.ip().is_loopback());
         assert_eq!(server.v6.is_some(), ipv6, "expected IPv6 listener");
         server
+    }
+
+    /// The server's generated self-signed certificate (for curl --cacert and friends).
+    fn cacert(&self) -> PathBuf {
+        self.dir.path().join("state").join("cert.pem")
     }
 
     fn v6(&self) -> SocketAddr {
@@ -329,10 +350,32 @@ fn url_host(addr: SocketAddr) -> String {
 /// Upload, download, list and resume both ways with curl using `mode` for data connections;
 /// `verb` is the data-connection command curl must be seen sending (from `-v`).
 fn curl_round_trip(test: &str, ipv6: bool, mode: &[&str], verb: &str, forbidden: &[&str]) {
+    curl_round_trip_on(test, ipv6, false, mode, verb, forbidden)
+}
+
+/// `curl_round_trip`, optionally against a server that requires TLS (curl `--ssl-reqd`).
+fn curl_round_trip_on(
+    test: &str,
+    ipv6: bool,
+    tls: bool,
+    mode: &[&str],
+    verb: &str,
+    forbidden: &[&str],
+) {
     if !have_tools(test, &["curl"]) || (ipv6 && !have_ipv6(test)) {
         return;
     }
-    let srv = Server::start(ipv6);
+    let srv = if tls {
+        Server::start_with(ipv6, &["--tls", "required"])
+    } else {
+        Server::start(ipv6)
+    };
+    let cacert = srv.cacert().to_string_lossy().into_owned();
+    let tls_args: Vec<&str> = if tls {
+        vec!["--ssl-reqd", "--cacert", &cacert]
+    } else {
+        vec![]
+    };
     let base = url_host(if ipv6 { srv.v6() } else { srv.v4 });
     let up = srv.local("up");
     let down = srv.local("down");
@@ -349,6 +392,7 @@ fn curl_round_trip(test: &str, ipv6: bool, mode: &[&str], verb: &str, forbidden:
             "-u",
             &userpw,
         ];
+        args.extend_from_slice(&tls_args);
         args.extend_from_slice(mode);
         args.extend_from_slice(extra);
         let out = srv.run("curl", &args);
@@ -763,4 +807,263 @@ fn lftp_ipv6_mirror_round_trip() {
     );
     assert_same_tree(&local, &srv.root.join("up6"), &srv);
     assert_same_tree(&local, &back, &srv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FTP over TLS
+
+#[test]
+fn curl_tls_explicit_epsv() {
+    curl_round_trip_on(
+        "curl_tls_explicit_epsv",
+        false,
+        true,
+        &[],
+        "EPSV",
+        &["PASV", "PORT", "EPRT"],
+    );
+}
+
+#[test]
+fn curl_tls_explicit_pasv() {
+    curl_round_trip_on(
+        "curl_tls_explicit_pasv",
+        false,
+        true,
+        &["--disable-epsv"],
+        "PASV",
+        &["EPSV"],
+    );
+}
+
+// Not covered with curl: curl 7.88 (Debian 12) sends active-mode FTPS data without a TLS
+// handshake, whatever the server. Active mode with TLS is covered by lftp and ftplib below.
+
+#[test]
+fn curl_tls_ipv6() {
+    curl_round_trip_on("curl_tls_ipv6", true, true, &[], "EPSV", &["PASV"]);
+}
+
+#[test]
+fn curl_tls_implicit_ftps_url() {
+    if !have_tools("curl_tls_implicit_ftps_url", &["curl"]) {
+        return;
+    }
+    let srv = Server::start_with(
+        false,
+        &["--tls", "required", "--implicit-tls-listen", "127.0.0.1:0"],
+    );
+    let addr = srv.implicit.expect("no implicit listener banner");
+    let local = srv.local("imp");
+    let body = pseudo_random(2 * MIB + 5, 77);
+    let src = local.join("src.bin");
+    fs::write(&src, &body).unwrap();
+    let cacert = srv.cacert();
+    let userpw = format!("{USER}:{PASSWORD}");
+    let url = format!("ftps://{addr}/implicit.bin");
+    srv.run(
+        "curl",
+        [
+            "-sS",
+            "--max-time",
+            "60",
+            "--cacert",
+            cacert.to_str().unwrap(),
+            "-u",
+            &userpw,
+            "-T",
+            src.to_str().unwrap(),
+            &url,
+        ],
+    );
+    assert_same_file(&src, &srv.root.join("implicit.bin"), &srv);
+    let back = local.join("back.bin");
+    srv.run(
+        "curl",
+        [
+            "-sS",
+            "--max-time",
+            "60",
+            "--cacert",
+            cacert.to_str().unwrap(),
+            "-u",
+            &userpw,
+            "-o",
+            back.to_str().unwrap(),
+            &url,
+        ],
+    );
+    assert_same_file(&src, &back, &srv);
+}
+
+#[test]
+fn curl_plain_login_is_refused_when_tls_is_required() {
+    if !have_tools(
+        "curl_plain_login_is_refused_when_tls_is_required",
+        &["curl"],
+    ) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "30",
+            "curl",
+            "-sS",
+            "-v",
+            "--max-time",
+            "20",
+            "-u",
+        ])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!("{}/", url_host(srv.v4)))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "plain login must fail");
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("< 530") && log.contains("AUTH TLS"),
+        "{}",
+        tail(&log, 30)
+    );
+    assert!(
+        !log.contains("> PASS"),
+        "the password must not be sent: {}",
+        tail(&log, 30)
+    );
+}
+
+#[test]
+fn lftp_tls_mirror_round_trip() {
+    if !have_tools("lftp_tls_mirror_round_trip", &["lftp"]) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let local = srv.local("tree");
+    write_tree(&local);
+    let settings = format!(
+        "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:ca-file \"{}\"; set ssl:check-hostname no;",
+        srv.cacert().display()
+    );
+    lftp(
+        &srv,
+        srv.v4,
+        &settings,
+        &format!("mirror -R --no-perms \"{}\" up", local.display()),
+    );
+    let back = srv.local("back");
+    lftp(
+        &srv,
+        srv.v4,
+        &settings,
+        &format!("mirror up \"{}\"", back.display()),
+    );
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    assert_same_tree(&local, &back, &srv);
+    // Active mode (PORT) with TLS on the data connections.
+    let active = srv.local("active");
+    lftp(
+        &srv,
+        srv.v4,
+        &format!("{settings} set ftp:passive-mode off;"),
+        &format!("mirror up \"{}\"", active.display()),
+    );
+    assert_same_tree(&local, &active, &srv);
+}
+
+/// Python's ftplib cannot resume TLS sessions on data connections: refused clearly under the
+/// default, accepted when `tls_require_session_reuse = false`.
+fn ftplib_tls(relax: bool) {
+    // Lives until the end of the test; the server reads it at start.
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    let srv = if relax {
+        fs::write(cfg.path(), "tls_require_session_reuse = false\n").unwrap();
+        Server::start_with(
+            false,
+            &[
+                "--tls",
+                "required",
+                "--config",
+                cfg.path().to_str().unwrap(),
+            ],
+        )
+    } else {
+        Server::start_with(false, &["--tls", "required"])
+    };
+    let script = r#"
+import ftplib, ssl, sys
+host, port, user, pw, cafile, expect_ok = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
+ctx = ssl.create_default_context(cafile=cafile)
+ftp = ftplib.FTP_TLS(context=ctx, timeout=20)
+ftp.connect(host, port)
+ftp.login(user, pw)
+ftp.prot_p()
+data = bytes(range(256)) * 4000
+import io
+try:
+    ftp.storbinary("STOR t.bin", io.BytesIO(data))
+    out = io.BytesIO()
+    ftp.retrbinary("RETR t.bin", out.write)
+    assert out.getvalue() == data
+    print("transfer ok")
+    ok = True
+except ftplib.error_perm as e:
+    print("refused:", e)
+    ok = False
+    assert "reuse" in str(e), e
+except OSError as e:
+    # The data connection ended before ftplib read the reply: the refusal is still waiting
+    # on the control connection.
+    print("data connection closed:", e)
+    ok = False
+    try:
+        ftp.getresp()
+        raise SystemExit("no refusal reply")
+    except ftplib.error_perm as e2:
+        print("refused:", e2)
+        assert str(e2).startswith("522") and "reuse" in str(e2), e2
+if ok:
+    ftp.set_pasv(False)
+    out = io.BytesIO()
+    ftp.retrbinary("RETR t.bin", out.write)
+    assert out.getvalue() == data
+    ftp.storbinary("STOR t2.bin", io.BytesIO(data))
+    print("active transfers ok")
+print(ftp.voidcmd("NOOP"))
+ftp.quit()
+sys.exit(0 if ok == expect_ok else 1)
+"#;
+    srv.run(
+        "python3",
+        [
+            "-c",
+            script,
+            "127.0.0.1",
+            &srv.v4.port().to_string(),
+            USER,
+            PASSWORD,
+            srv.cacert().to_str().unwrap(),
+            if relax { "1" } else { "0" },
+        ],
+    );
+}
+
+#[test]
+fn ftplib_tls_without_session_reuse_is_refused_clearly() {
+    if have_tools(
+        "ftplib_tls_without_session_reuse_is_refused_clearly",
+        &["python3"],
+    ) {
+        ftplib_tls(false);
+    }
+}
+
+#[test]
+fn ftplib_tls_works_when_reuse_is_relaxed() {
+    if have_tools("ftplib_tls_works_when_reuse_is_relaxed", &["python3"]) {
+        ftplib_tls(true);
+    }
 }
