@@ -20,5 +20,14 @@ mod transfer;
 
 pub use config::{Masquerade, ServerConfig};
 pub use ferry_auth::TlsPolicy;
+
+/// Process-wide counters.
+pub mod stats {
+    /// Bytes moved by zero-copy transfers (`sendfile` downloads, `splice` uploads) since the
+    /// process started.
+    pub fn zero_copy_bytes() -> u64 {
+        crate::transfer::ZERO_COPY_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 pub use server::{Server, StorageFactory, local_storage};
 pub use tls::{CertStore, TlsConfig};

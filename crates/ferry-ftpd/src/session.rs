@@ -630,19 +630,16 @@ impl Session {
     }
 
     fn feat(&self) -> Reply {
-        let mut lines = vec!["Features:".to_string()];
+        let mut features: Vec<String> = Vec::new();
         if self.tls_enabled() {
-            for f in ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"] {
-                lines.push(f.to_string());
-            }
+            features.extend(["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"].map(String::from));
         }
-        for f in ["EPRT", "EPSV", "MDTM", "MFMT"] {
-            lines.push(f.to_string());
-        }
-        lines.push(self.facts.feat_line());
-        for f in ["PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"] {
-            lines.push(f.to_string());
-        }
+        features.extend(["EPRT", "EPSV", "MDTM", "MFMT"].map(String::from));
+        features.push(self.facts.feat_line());
+        features.extend(["PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"].map(String::from));
+        // RFC 2389 §3.2: each feature line starts with a space.
+        let mut lines = vec!["Features:".to_string()];
+        lines.extend(features.into_iter().map(|f| format!(" {f}")));
         lines.push("End".to_string());
         Reply::multi(211, lines)
     }
@@ -1083,8 +1080,18 @@ impl Session {
         );
         let what = path.to_string();
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
-            let mut reader = handle.reader;
-            transfer::send(&mut reader, &mut stream, ascii, &progress).await
+            match (&stream, handle.file, ascii) {
+                // Plain binary download from a local file: the kernel copies (sendfile).
+                (Stream::Plain(tcp), Some(file), false) => {
+                    let n = transfer::send_file(tcp, &file, &progress).await?;
+                    stream.shutdown().await.map_err(PumpError::Network)?;
+                    Ok(n)
+                }
+                _ => {
+                    let mut reader = handle.reader;
+                    transfer::send(&mut reader, &mut stream, ascii, &progress).await
+                }
+            }
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
             .await?;
@@ -1216,7 +1223,13 @@ impl Session {
         };
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
-            let n = transfer::receive(&mut stream, &mut upload, ascii, &progress).await?;
+            let n = match (&stream, upload.local_file(), ascii) {
+                // Plain binary upload to a local file: the kernel moves the bytes (splice).
+                (Stream::Plain(tcp), Some(file), false) => {
+                    transfer::receive_file(tcp, file, &progress).await?
+                }
+                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await?,
+            };
             // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
             // that already closed makes this fail, which changes nothing.
             let _ = stream.shutdown().await;

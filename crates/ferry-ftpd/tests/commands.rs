@@ -74,6 +74,12 @@ async fn informational_commands() {
         );
     }
     assert!(feat.lines.len() > 3, "FEAT must be multi-line");
+    for line in &feat.lines[1..feat.lines.len() - 1] {
+        assert!(
+            line.starts_with(' '),
+            "RFC 2389: feature lines start with a space: {line:?}"
+        );
+    }
     let help = c.expect("HELP", 214).await;
     assert!(help.lines.len() > 2);
     c.expect("HELP RETR", 214).await;

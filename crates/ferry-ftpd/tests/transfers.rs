@@ -256,3 +256,30 @@ async fn graceful_shutdown_tells_sessions() {
     assert_eq!(r.code, 421);
     tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap();
 }
+
+/// Plain binary transfers with the local backend are zero-copy (`sendfile`, `splice`).
+#[tokio::test]
+async fn binary_downloads_are_zero_copy() {
+    let s = TestServer::start().await;
+    let body = content(1_000_000, 9);
+    std::fs::write(s.path("z"), &body).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let before = ferry_ftpd::stats::zero_copy_bytes();
+    let (got, done) = c.retr_passive("RETR z").await;
+    assert_eq!(done.code, 226);
+    assert_eq!(sha256(&got), sha256(&body));
+    // Other tests run in parallel and add their own bytes: at least ours were counted.
+    assert!(ferry_ftpd::stats::zero_copy_bytes() - before >= body.len() as u64);
+    c.expect("REST 999000", 350).await;
+    let (got, _) = c.retr_passive("RETR z").await;
+    assert_eq!(got, &body[999_000..]);
+    // Uploads too (splice), including a restart in the middle of the file.
+    let before = ferry_ftpd::stats::zero_copy_bytes();
+    assert_eq!(c.stor_passive("STOR up", &body).await.code, 226);
+    assert!(ferry_ftpd::stats::zero_copy_bytes() - before >= body.len() as u64);
+    assert_eq!(sha256(&std::fs::read(s.path("up")).unwrap()), sha256(&body));
+    c.expect("REST 500000", 350).await;
+    assert_eq!(c.stor_passive("STOR up", &body[500_000..]).await.code, 226);
+    assert_eq!(sha256(&std::fs::read(s.path("up")).unwrap()), sha256(&body));
+}

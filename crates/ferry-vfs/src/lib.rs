@@ -180,6 +180,14 @@ pub enum WriteMode {
 pub trait Upload: AsyncWrite + Send + Unpin {
     /// Flush and make the upload visible (rename into place for [`WriteMode::Replace`]).
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Fast path: the local file this upload writes to, positioned where the next byte goes,
+    /// for writing it directly (e.g. `splice` from the socket). Use either this or the
+    /// `AsyncWrite` side, never both. `None` (the default) when there is no such file, or when
+    /// direct writes would not be equivalent (append mode).
+    fn local_file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
 
 /// A storage backend. Implementations must be safe against any `VPath` a hostile client can form.

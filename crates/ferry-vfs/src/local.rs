@@ -155,6 +155,9 @@ impl Drop for TempFile {
 /// An upload to a local file.
 struct LocalUpload {
     file: tokio::fs::File,
+    /// The same open file (shared position) for the direct-write fast path; `None` in append
+    /// mode, where `splice` is not allowed (`O_APPEND`).
+    direct: Option<std::fs::File>,
     /// `Some` for [`WriteMode::Replace`]: the temporary file to rename on commit.
     temp: Option<TempFile>,
 }
@@ -182,6 +185,10 @@ impl Upload for LocalUpload {
     /// Waits for every buffered write to reach the kernel, then (for `Replace`) renames the
     /// temporary file onto the target. No `fsync`: the rename is atomic for readers, but a
     /// power loss right after commit may lose the new content.
+    fn local_file(&self) -> Option<&std::fs::File> {
+        self.direct.as_ref()
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.file.flush().await?;
         let Some(mut temp) = self.temp.take() else {
@@ -354,8 +361,13 @@ impl Storage for LocalFs {
                 }
             })
             .await?;
+        let direct = match mode {
+            WriteMode::Append => None,
+            _ => file.try_clone().ok(),
+        };
         Ok(Box::new(LocalUpload {
             file: tokio::fs::File::from_std(file),
+            direct,
             temp,
         }))
     }

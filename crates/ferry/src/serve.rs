@@ -113,6 +113,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let auth = Arc::new(Authenticator::new(users, anonymous)?);
 
+    // Each session holds a descriptor or two; lift the soft limit to the hard one.
+    match ferry_sys::raise_nofile_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
