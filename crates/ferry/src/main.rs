@@ -4,7 +4,9 @@
 //! - `config`: `ferry.toml` parsing and validation.
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
+//! - `bench`: `ferry bench`, a load generator for FTP servers on loopback.
 
+mod bench;
 mod client;
 mod config;
 mod serve;
@@ -48,6 +50,9 @@ enum Commands {
     /// Print an argon2id hash of a password for `password_hash` in ferry.toml. The password is
     /// read from FERRY_PASSWORD or standard input.
     HashPassword,
+    /// Measure an FTP server on this machine (loopback only): throughput, logins/s,
+    /// small transfers/s, large listings, idle-session memory, server and bench CPU.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Commands::Serve(args) => serve::run(args),
         Commands::CheckConfig { file } => check_config(&file),
         Commands::HashPassword => hash_password(),
+        Commands::Bench(args) => bench::run(args),
         Commands::Client(cmd) => return client::run(cmd),
         Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
     };

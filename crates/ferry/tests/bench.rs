@@ -1,0 +1,229 @@
+//! `ferry bench` against a spawned `ferry serve` on loopback, with tiny sizes: every scenario
+//! runs and the JSON report is sane. Nothing here is timed; the figures are only checked to
+//! be present and positive.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// A `ferry serve --tls off` child on 127.0.0.1:0, killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(root: &std::path::Path) -> Serve {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--tls",
+                "off",
+                "--listen",
+                "127.0.0.1:0",
+                "--user",
+                "bench",
+            ])
+            .arg("--root")
+            .arg(root)
+            .args(["--log", "warn"])
+            .env("FERRY_PASSWORD", "bench-pw")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("ferry: listening on ftp://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .trim_end_matches('/')
+            .to_string();
+        Serve {
+            child,
+            url: format!("ftp://bench:bench-pw@{addr}/"),
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .env_remove("FERRY_PASSWORD")
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn result<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scenario"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}: {report:#}"))
+}
+
+fn check_all(report: &Value, names: &[&str]) {
+    for name in names {
+        let r = result(report, name);
+        assert_eq!(r["ok"], true, "{name}: {r:#}");
+        assert!(r["figure"].as_f64().unwrap() > 0.0, "{name}: {r:#}");
+        assert!(r["elapsed_s"].as_f64().unwrap() >= 0.0, "{name}: {r:#}");
+        assert!(r["bench_cpu_s"].as_f64().unwrap() >= 0.0, "{name}: {r:#}");
+    }
+}
+
+#[test]
+fn every_scenario_runs_and_reports_json() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = Serve::start(root.path());
+    let pid = serve.child.id().to_string();
+    let (status, stdout, stderr) = bench(&[
+        &serve.url,
+        "--json",
+        "--scenario",
+        "idle,stor,retr,login,small,list,ceiling",
+        "--size",
+        "3MiB",
+        "--runs",
+        "2",
+        "--count",
+        "20",
+        "--concurrency",
+        "4",
+        "--small-files",
+        "5",
+        "--small-size",
+        "1000",
+        "--list-entries",
+        "50",
+        "--sessions",
+        "10",
+        "--settle",
+        "0",
+        "--duration",
+        "60",
+        "--server-pid",
+        &pid,
+    ]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(
+        report["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("ftp://bench@127.0.0.1:")
+    );
+    assert!(
+        !stdout.contains("bench-pw"),
+        "password leaked into the report"
+    );
+    check_all(
+        &report,
+        &[
+            "stor",
+            "retr",
+            "login",
+            "small",
+            "list",
+            "mlsd",
+            "ceiling-down",
+            "ceiling-up",
+        ],
+    );
+    for name in ["stor", "retr"] {
+        let r = result(&report, name);
+        assert_eq!(r["details"]["bytes"], 2 * 3 * 1024 * 1024, "{r:#}");
+        assert!(r["server_cpu_s"].as_f64().is_some(), "{r:#}");
+    }
+    assert_eq!(result(&report, "login")["details"]["logins"], 20);
+    assert_eq!(result(&report, "small")["details"]["transfers"], 20);
+    assert_eq!(result(&report, "list")["details"]["lines"], 50);
+    let idle = result(&report, "idle");
+    assert_eq!(idle["ok"], true, "{idle:#}");
+    assert_eq!(idle["details"]["alive"], 10, "{idle:#}");
+    assert!(
+        idle["details"]["pss_kib_after"].as_u64().unwrap() > 0,
+        "{idle:#}"
+    );
+    // The large file is removed afterwards (no --keep).
+    assert!(!root.path().join("ferry-bench/large.bin").exists());
+    assert!(
+        root.path()
+            .join("ferry-bench/list/entry-000049.dat")
+            .exists()
+    );
+}
+
+#[test]
+fn prepare_dir_writes_files_locally_and_the_table_prints() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = Serve::start(root.path());
+    let (status, stdout, stderr) = bench(&[
+        &serve.url,
+        "--scenario",
+        "retr,list,small",
+        "--size",
+        "100KiB",
+        "--count",
+        "10",
+        "--concurrency",
+        "2",
+        "--small-files",
+        "3",
+        "--list-entries",
+        "30",
+        "--keep",
+        "--prepare-dir",
+        root.path().to_str().unwrap(),
+    ]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("uploading"), "{stderr}");
+    for name in ["retr", "list", "mlsd", "small"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name) && !l.contains("error:")),
+            "{name} row missing or failed:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(root.path().join("ferry-bench/large.bin"))
+            .unwrap()
+            .len(),
+        100 * 1024
+    );
+}
+
+#[test]
+fn refuses_hosts_off_this_machine() {
+    for url in [
+        "ftp://u:p@192.0.2.1:21/",
+        "ftp://u:p@example.com/",
+        "ftp://u:p@[2001:db8::1]/",
+    ] {
+        let (status, _, stderr) = bench(&[url, "--scenario", "login"]);
+        assert_eq!(status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("refusing"), "{url}: {stderr}");
+    }
+}
