@@ -210,6 +210,59 @@ pub struct Authenticator {
     cache_key: [u8; 64],
     cache: Mutex<HashMap<String, CachedLogin>>,
     verifiers: Semaphore,
+    /// Dedicated hashing threads (see [`HashPool`]).
+    pool: HashPool,
+}
+
+/// A few long-lived threads for password hashing. Each argon2 verification allocates its memory
+/// cost (19 MiB by default); on tokio's blocking pool that memory would be retained by the
+/// allocator of every thread that ever hashed (hundreds of them under a login flood). Here at
+/// most `threads` keep it.
+struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> Self {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(1024);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("ferry-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                break;
+            }
+        }
+        HashPool { jobs }
+    }
+
+    /// Run `f` on a hashing thread; `None` if the pool is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let jobs = self.jobs.clone();
+        // The channel is bounded; a full queue waits on the blocking pool, not on a worker.
+        tokio::task::spawn_blocking(move || jobs.send(job))
+            .await
+            .ok()?
+            .ok()?;
+        rx.await.ok()
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -341,6 +394,7 @@ impl Authenticator {
             cache_key: rand::random(),
             cache: Mutex::new(HashMap::new()),
             verifiers: Semaphore::new(parallelism),
+            pool: HashPool::new(parallelism),
         })
     }
 
@@ -378,16 +432,24 @@ impl Authenticator {
         let verified = {
             // The semaphore is never closed; if it were, verify without a permit.
             let _permit = self.verifiers.acquire().await.ok();
-            tokio::task::spawn_blocking(move || {
-                let phc: &str = if phc.is_empty() {
-                    dummy.get_or_init(|| make_dummy(&dummy_params))
-                } else {
-                    &phc
-                };
-                verify(phc, &password)
-            })
-            .await
-            .unwrap_or(false)
+            // A flood of identical logins (a client pool reconnecting) hashes once: whoever
+            // waited for a permit finds the result of the first.
+            if let Some(user) = user {
+                if self.cache_hit(name, &tag) {
+                    return Some(Arc::clone(&user.account));
+                }
+            }
+            self.pool
+                .run(move || {
+                    let phc: &str = if phc.is_empty() {
+                        dummy.get_or_init(|| make_dummy(&dummy_params))
+                    } else {
+                        &phc
+                    };
+                    verify(phc, &password)
+                })
+                .await
+                .unwrap_or(false)
         };
 
         let user = user?;
