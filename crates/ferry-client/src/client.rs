@@ -1,20 +1,30 @@
 //! The control connection and everything done over it.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferry_proto::hostport;
 use ferry_proto::listing::{self, ParsedEntry};
 use ferry_proto::{Reply, ReplyDecoder};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsConnector;
 
 use crate::data::{self, Pending};
-use crate::options::{ConnectOptions, Dialogue, Mode, masked};
+use crate::options::{ConnectOptions, Dialogue, Mode, Observer, masked};
+use crate::tls::{self, Stream, TicketStore, TlsClientConfig, TlsMode, Trust};
 use crate::{Error, Features, MAX_LISTING, Result};
+
+/// Longest wait for the reply that explains a failed data connection.
+const EXPLAIN_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait, after an upload's close_notify, for the server to close its side.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// How an upload treats an existing remote file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +43,7 @@ pub enum StoreMode {
 /// [`Download::finish`] or [`Upload::finish`] reads the final reply.
 #[derive(Debug)]
 pub struct Client {
-    ctrl: TcpStream,
+    ctrl: Stream,
     decoder: ReplyDecoder,
     peer: SocketAddr,
     local: SocketAddr,
@@ -42,6 +52,64 @@ pub struct Client {
     features: Features,
     /// `EPSV` was refused (auto mode then uses `PASV` for the rest of the session).
     epsv_refused: bool,
+    /// TLS state when the control connection is secured.
+    tls: Option<TlsSession>,
+    /// What [`Client::login`] was given, to renew the session (see [`Client::open_data`]).
+    credentials: Option<Credentials>,
+}
+
+/// The TLS side of a control connection.
+#[derive(Debug)]
+struct TlsSession {
+    /// This session's configuration: data connections resume with its tickets.
+    config: Arc<rustls::ClientConfig>,
+    store: Arc<TicketStore>,
+    name: ServerName<'static>,
+    trust: TlsClientConfig,
+    /// `PROT P` is in force: data connections use TLS too.
+    protect_data: bool,
+    /// Version, cipher suite and certificate fingerprint, for `-v` and callers.
+    summary: String,
+}
+
+#[derive(Clone)]
+struct Credentials {
+    user: String,
+    pass: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("pass", &"****")
+            .finish()
+    }
+}
+
+/// What a data connection needs to become TLS.
+struct DataTls {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    trust: TlsClientConfig,
+    observer: Option<Observer>,
+}
+
+impl DataTls {
+    async fn secure(self, tcp: TcpStream, timeout: Duration) -> Result<Stream> {
+        let connector = TlsConnector::from(self.config);
+        let tls = tokio::time::timeout(timeout, connector.connect(self.name, tcp))
+            .await
+            .map_err(|_| Error::Timeout("in the TLS handshake of the data connection".into()))?
+            .map_err(|e| self.trust.handshake_error("data connection", e))?;
+        if let Some(obs) = &self.observer {
+            obs(Dialogue::Note(&format!(
+                "data connection: {}",
+                tls::summary(tls.get_ref().1)
+            )));
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
 }
 
 impl Client {
@@ -86,7 +154,7 @@ impl Client {
             .map_err(Error::network("control connection"))?;
         let _ = stream.set_nodelay(true);
         let mut client = Client {
-            ctrl: stream,
+            ctrl: Stream::Tcp(stream),
             decoder: ReplyDecoder::new(opts.max_reply_line, opts.max_reply_lines),
             peer,
             local,
@@ -94,7 +162,12 @@ impl Client {
             greeting: Reply::new(220, ""),
             features: Features::default(),
             epsv_refused: false,
+            tls: None,
+            credentials: None,
         };
+        if client.opts.tls == TlsMode::Implicit {
+            client.start_tls().await?;
+        }
         let mut greeting = client.read_reply().await?;
         // 120: "ready in nnn minutes"; the real greeting follows.
         while greeting.code == 120 {
@@ -107,7 +180,115 @@ impl Client {
             });
         }
         client.greeting = greeting;
+        match client.opts.tls {
+            TlsMode::Explicit => client.auth_tls(true).await?,
+            TlsMode::Auto => {
+                let feat = client.command("FEAT").await?;
+                if offers_auth_tls(&feat) {
+                    client.auth_tls(false).await?;
+                } else {
+                    client.observe(Dialogue::Note(
+                        "the server does not offer AUTH TLS: continuing without TLS",
+                    ));
+                }
+            }
+            TlsMode::Off | TlsMode::Implicit => {}
+        }
         Ok(client)
+    }
+
+    /// `AUTH TLS` and the handshake. When `required`, a refusal is an error; otherwise the
+    /// session goes on in clear text.
+    async fn auth_tls(&mut self, required: bool) -> Result<()> {
+        let reply = self.command("AUTH TLS").await?;
+        if reply.code == 234 {
+            // Bytes that arrived behind the 234 in clear text were not protected: a man in the
+            // middle could have appended a forged reply (the client side of CVE-2011-0411).
+            self.decoder = ReplyDecoder::new(self.opts.max_reply_line, self.opts.max_reply_lines);
+            return self.start_tls().await;
+        }
+        if required {
+            return Err(Error::Tls(format!(
+                "the server refused AUTH TLS ({} {}): it offers no explicit FTPS on this port \
+                 (try ftps:// for implicit TLS)",
+                reply.code,
+                reply.lines.join(" ").trim()
+            )));
+        }
+        self.observe(Dialogue::Note(
+            "the server refused AUTH TLS: continuing without TLS",
+        ));
+        Ok(())
+    }
+
+    /// The TLS handshake on the control connection (after `AUTH TLS`, or at once for
+    /// implicit TLS).
+    async fn start_tls(&mut self) -> Result<()> {
+        let trust = match &self.opts.tls_config {
+            Some(t) => t.clone(),
+            None => {
+                let t = TlsClientConfig::new(Trust::System)?;
+                // Kept for the data connections and for renewals of this session.
+                self.opts.tls_config = Some(t.clone());
+                t
+            }
+        };
+        let name = match &self.opts.server_name {
+            Some(host) => tls::server_name(host)?,
+            None => ServerName::IpAddress(self.peer.ip().into()),
+        };
+        let Stream::Tcp(tcp) = std::mem::replace(&mut self.ctrl, Stream::Empty) else {
+            return Err(Error::Protocol(
+                "the control connection is already TLS".into(),
+            ));
+        };
+        let (config, store) = trust.for_session();
+        let connector = TlsConnector::from(Arc::clone(&config));
+        let stream = tokio::time::timeout(
+            self.opts.connect_timeout,
+            connector.connect(name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| Error::Timeout("in the TLS handshake of the control connection".into()))?
+        .map_err(|e| trust.handshake_error("control connection", e))?;
+        let conn = stream.get_ref().1;
+        let cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| tls::fingerprint(c.as_ref()))
+            .unwrap_or_default();
+        let summary = format!("{}; certificate SHA-256 {cert}", tls::summary(conn));
+        self.observe(Dialogue::Note(&format!("control connection: {summary}")));
+        self.ctrl = Stream::Tls(Box::new(stream));
+        self.tls = Some(TlsSession {
+            config,
+            store,
+            name,
+            trust,
+            protect_data: false,
+            summary,
+        });
+        Ok(())
+    }
+
+    /// `true` when the control connection uses TLS.
+    pub fn is_tls(&self) -> bool {
+        self.ctrl.is_tls()
+    }
+
+    /// `true` when data connections use TLS (`PROT P` accepted).
+    pub fn data_protected(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.protect_data)
+    }
+
+    /// The control connection's TLS version, cipher suite and certificate fingerprint.
+    pub fn tls_summary(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.summary.as_str())
+    }
+
+    /// TLS 1.3 session tickets left for data connections to resume with.
+    pub fn tls_tickets(&self) -> Option<usize> {
+        self.tls.as_ref().map(|t| t.store.tickets())
     }
 
     /// The server's greeting.
@@ -240,6 +421,13 @@ impl Client {
             }
             _ => return Err(Error::LoginRefused(reply)),
         }
+        self.credentials = Some(Credentials {
+            user: user.to_string(),
+            pass: pass.to_string(),
+        });
+        if self.tls.is_some() {
+            self.protect_data().await?;
+        }
         self.feat().await?;
         if self.features.has("UTF8") {
             // Best effort: some servers need it to send UTF-8 names.
@@ -247,6 +435,27 @@ impl Client {
         }
         self.expect_2xx("TYPE I").await?;
         Ok(())
+    }
+
+    /// `PBSZ 0` and `PROT P`: data connections use TLS from now on.
+    async fn protect_data(&mut self) -> Result<()> {
+        // PBSZ must precede PROT (RFC 4217); some servers don't know it and don't need it.
+        let _ = self.command("PBSZ 0").await?;
+        let reply = self.command("PROT P").await?;
+        let implicit = self.opts.tls == TlsMode::Implicit;
+        if reply.is_success() || (implicit && matches!(reply.code, 500 | 502)) {
+            // An implicit-TLS server that doesn't know PROT protects data anyway.
+            if let Some(t) = &mut self.tls {
+                t.protect_data = true;
+            }
+            Ok(())
+        } else {
+            Err(Error::Tls(format!(
+                "the server refused PROT P ({} {}): data connections would not be protected",
+                reply.code,
+                reply.lines.join(" ").trim()
+            )))
+        }
     }
 
     /// Ask `FEAT` and remember the answer (a server without FEAT gives no features).
@@ -373,10 +582,10 @@ impl Client {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = download
-                .read(&mut buf)
-                .await
-                .map_err(|e| transfer_error("reading the listing", e))?;
+            let n = match download.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => return Err(download.fail(e).await),
+            };
             if n == 0 {
                 break;
             }
@@ -454,25 +663,89 @@ impl Client {
         })
     }
 
+    /// What a data connection needs for TLS, when data is protected.
+    fn data_tls(&self) -> Option<DataTls> {
+        let t = self.tls.as_ref().filter(|t| t.protect_data)?;
+        Some(DataTls {
+            config: Arc::clone(&t.config),
+            name: t.name.clone(),
+            trust: t.trust.clone(),
+            observer: self.opts.observer.clone(),
+        })
+    }
+
     /// Send the transfer command, read its preliminary reply and establish the data stream.
+    ///
+    /// The data connection (accepting it in active mode, then the TLS handshake) proceeds
+    /// while the reply is awaited: servers differ in whether they send `150` before or after
+    /// the data connection's TLS handshake.
     async fn begin_raw(&mut self, line: &str, pending: Pending) -> Result<Transfer> {
-        let reply = self.command(line).await?;
-        let final_reply = match reply.code {
-            100..=199 => None,
-            // Some servers answer an empty transfer with 226 at once.
-            200..=299 => Some(reply),
-            _ => {
-                return Err(Error::Refused {
-                    command: line.to_string(),
-                    reply,
-                });
+        let timeout = self.opts.data_timeout;
+        let secure = self.data_tls();
+        let data = async move {
+            let tcp = pending.establish(timeout).await?;
+            match secure {
+                Some(s) => s.secure(tcp, timeout).await,
+                None => Ok(Stream::Tcp(tcp)),
             }
         };
-        let stream = pending.establish(self.opts.data_timeout).await?;
-        Ok(Transfer {
-            stream,
-            final_reply,
-        })
+        tokio::pin!(data);
+        self.send(line).await?;
+        let mut ready = None;
+        let reply = loop {
+            tokio::select! {
+                biased;
+                reply = self.read_reply() => break reply?,
+                d = &mut data, if ready.is_none() => ready = Some(d),
+            }
+        };
+        match reply.code {
+            100..=199 => {
+                let stream = match ready {
+                    Some(r) => r,
+                    None => data.await,
+                };
+                match stream {
+                    Ok(stream) => Ok(Transfer {
+                        stream,
+                        final_reply: None,
+                    }),
+                    Err(e) => Err(self.explain(e, line).await),
+                }
+            }
+            // Some servers answer an empty transfer with 226 at once.
+            200..=299 => {
+                let stream = match ready {
+                    Some(Ok(s)) => s,
+                    Some(Err(_)) => Stream::Empty,
+                    None => match tokio::time::timeout(Duration::ZERO, data).await {
+                        Ok(Ok(s)) => s,
+                        _ => Stream::Empty,
+                    },
+                };
+                Ok(Transfer {
+                    stream,
+                    final_reply: Some(reply),
+                })
+            }
+            _ => Err(Error::Refused {
+                command: line.to_string(),
+                reply,
+            }),
+        }
+    }
+
+    /// The error for a data connection that failed: the server's error reply when it sends
+    /// one soon (`522 session reuse required`, `425`, `426`), else `err`.
+    async fn explain(&mut self, err: Error, what: &str) -> Error {
+        if matches!(err, Error::Closed) {
+            return err;
+        }
+        let wait = self.opts.reply_timeout.min(EXPLAIN_WAIT);
+        match tokio::time::timeout(wait, self.read_reply()).await {
+            Ok(Ok(reply)) if reply.is_error() => transfer_reply_error(reply, what),
+            _ => err,
+        }
     }
 
     /// Read the reply that ends a transfer; anything but 2xx means the transfer failed.
@@ -483,17 +756,8 @@ impl Client {
         };
         if reply.is_success() {
             Ok(reply)
-        } else if reply.code == 426 || reply.code == 451 {
-            Err(Error::Partial(format!(
-                "{what}: {} {}",
-                reply.code,
-                reply.lines.join(" ").trim()
-            )))
         } else {
-            Err(Error::Refused {
-                command: what.to_string(),
-                reply,
-            })
+            Err(transfer_reply_error(reply, what))
         }
     }
 
@@ -504,7 +768,22 @@ impl Client {
     }
 
     /// Set up a data connection in the configured mode.
+    ///
+    /// With TLS 1.3 a data connection resumes the control session with a single-use ticket.
+    /// Servers issue tickets on the control connection and usually on downloads, but not all
+    /// do on uploads (Ferry doesn't), so a long run of uploads can use them all up; a server
+    /// that requires session reuse would then refuse the next data connection (`522`). Before
+    /// that happens, the control connection is renewed: log in again on a fresh connection
+    /// (fresh tickets) and return to the current directory.
     async fn open_data(&mut self) -> Result<Pending> {
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.protect_data && t.store.exhausted())
+            && self.credentials.is_some()
+        {
+            self.renew().await?;
+        }
         let v6 = self.control_is_v6();
         match self.opts.mode {
             Mode::Active => self.open_active().await,
@@ -546,6 +825,29 @@ impl Client {
                 self.open_pasv().await
             }
         }
+    }
+
+    /// Replace the control connection with a fresh, logged-in one in the same directory.
+    async fn renew(&mut self) -> Result<()> {
+        let Some(creds) = self.credentials.clone() else {
+            return Ok(());
+        };
+        self.observe(Dialogue::Note(
+            "no TLS session ticket left for a data connection: renewing the control connection",
+        ));
+        let dir = self.pwd().await.ok();
+        if self.send("QUIT").await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.read_reply()).await;
+        }
+        let _ = self.ctrl.shutdown().await;
+        let mut fresh = Client::connect(self.peer, self.opts.clone()).await?;
+        fresh.login(&creds.user, &creds.pass).await?;
+        if let Some(dir) = dir {
+            fresh.cwd(&dir).await?;
+        }
+        fresh.epsv_refused = self.epsv_refused;
+        *self = fresh;
+        Ok(())
     }
 
     /// `EPSV` and connect; `Ok(Err)` when the server refused the command.
@@ -597,8 +899,35 @@ impl Client {
 }
 
 struct Transfer {
-    stream: TcpStream,
+    stream: Stream,
     final_reply: Option<Reply>,
+}
+
+/// The error for a reply that ends a transfer badly.
+fn transfer_reply_error(reply: Reply, what: &str) -> Error {
+    if reply.code == 426 || reply.code == 451 {
+        Error::Partial(format!(
+            "{what}: {} {}",
+            reply.code,
+            reply.lines.join(" ").trim()
+        ))
+    } else {
+        Error::Refused {
+            command: what.to_string(),
+            reply,
+        }
+    }
+}
+
+/// `true` when a `FEAT` reply lists `AUTH` with `TLS` among its mechanisms (`AUTH TLS`,
+/// `AUTH TLS;SSL`, `AUTH SSL TLS`, one line per mechanism, ...).
+fn offers_auth_tls(feat: &Reply) -> bool {
+    feat.is_success()
+        && feat.lines.iter().any(|l| {
+            let mut words = l.split([' ', ';', ',']).filter(|w| !w.is_empty());
+            words.next().is_some_and(|w| w.eq_ignore_ascii_case("AUTH"))
+                && words.any(|w| w.eq_ignore_ascii_case("TLS") || w.eq_ignore_ascii_case("TLS-C"))
+        })
 }
 
 fn transfer_error(what: &str, e: std::io::Error) -> Error {
@@ -675,7 +1004,7 @@ pub fn parse_list(raw: &[u8], now: i64) -> Vec<ParsedEntry> {
 #[derive(Debug)]
 pub struct Download<'a> {
     client: &'a mut Client,
-    data: TcpStream,
+    data: Stream,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     received: u64,
@@ -693,10 +1022,14 @@ impl Download<'_> {
     pub async fn finish(self) -> Result<Reply> {
         let Download {
             client,
-            data,
+            mut data,
             final_reply,
             ..
         } = self;
+        if data.is_tls() {
+            // Our close_notify in answer to the server's; best effort.
+            let _ = tokio::time::timeout(Duration::from_secs(2), data.shutdown()).await;
+        }
         drop(data);
         client.end_transfer(final_reply, "download").await
     }
@@ -723,6 +1056,24 @@ impl Download<'_> {
         }
         Ok(())
     }
+
+    /// The error for a failed read: closes the data connection and, when the server explains
+    /// the failure on the control connection soon (`426`, `522`, ...), that reply.
+    pub async fn fail(self, e: std::io::Error) -> Error {
+        let Download {
+            client,
+            data,
+            final_reply,
+            ..
+        } = self;
+        drop(data);
+        let err = transfer_error("download", e);
+        match final_reply {
+            Some(r) if r.is_error() => transfer_reply_error(r, "download"),
+            Some(_) => err,
+            None => client.explain(err, "download").await,
+        }
+    }
 }
 
 impl AsyncRead for Download<'_> {
@@ -735,6 +1086,18 @@ impl AsyncRead for Download<'_> {
         let before = buf.filled().len();
         match Pin::new(&mut this.data).poll_read(cx, buf) {
             Poll::Ready(result) => {
+                let result = match result {
+                    // A server that closes a TLS data connection without close_notify (many
+                    // do) ends the file too: the final reply on the authenticated control
+                    // connection says whether the transfer was complete, and callers compare
+                    // sizes.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::UnexpectedEof && this.data.is_tls() =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                };
                 if result.is_ok() {
                     this.received += (buf.filled().len() - before) as u64;
                     this.timer.as_mut().reset(Instant::now() + this.idle);
@@ -762,7 +1125,7 @@ use std::future::Future;
 #[derive(Debug)]
 pub struct Upload<'a> {
     client: &'a mut Client,
-    data: TcpStream,
+    data: Stream,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     sent: u64,
@@ -777,6 +1140,11 @@ impl Upload<'_> {
 
     /// Close the data connection (end of file) and read the server's final reply: the
     /// upload succeeded only if this returns `Ok`.
+    ///
+    /// Over TLS the end of file is a close_notify; then the data connection is read until
+    /// the server closes it (it answers with its own close_notify, and may send session
+    /// tickets), so that no unread bytes make our close a TCP reset that could cut the end
+    /// of the upload on the server's side.
     pub async fn finish(self) -> Result<Reply> {
         let Upload {
             client,
@@ -785,12 +1153,46 @@ impl Upload<'_> {
             idle,
             ..
         } = self;
-        tokio::time::timeout(idle, data.shutdown())
-            .await
-            .map_err(|_| Error::Timeout("closing the data connection".into()))?
-            .map_err(|e| transfer_error("closing the data connection", e))?;
+        let closed = match tokio::time::timeout(idle, data.shutdown()).await {
+            Err(_) => Err(Error::Timeout("closing the data connection".into())),
+            Ok(Err(e)) => Err(transfer_error("closing the data connection", e)),
+            Ok(Ok(())) => Ok(()),
+        };
+        if closed.is_ok() && data.is_tls() {
+            let drain = async {
+                let mut sink = [0u8; 4096];
+                // Errors end it too: the server may close without close_notify.
+                while matches!(data.read(&mut sink).await, Ok(n) if n > 0) {}
+            };
+            let _ = tokio::time::timeout(idle.min(DRAIN_WAIT), drain).await;
+        }
         drop(data);
+        if let Err(e) = closed {
+            return Err(match final_reply {
+                Some(r) if r.is_error() => transfer_reply_error(r, "upload"),
+                Some(_) => e,
+                None => client.explain(e, "upload").await,
+            });
+        }
         client.end_transfer(final_reply, "upload").await
+    }
+
+    /// The error for a failed write: closes the data connection and, when the server explains
+    /// the failure on the control connection soon (`426`, `522`, `552`, ...), that reply.
+    pub async fn fail(self, e: std::io::Error) -> Error {
+        let Upload {
+            client,
+            data,
+            final_reply,
+            ..
+        } = self;
+        drop(data);
+        let err = transfer_error("upload", e);
+        match final_reply {
+            Some(r) if r.is_error() => transfer_reply_error(r, "upload"),
+            Some(_) => err,
+            None => client.explain(err, "upload").await,
+        }
     }
 }
 

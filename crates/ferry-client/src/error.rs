@@ -9,6 +9,7 @@
 //! | 5 | network (connect failure, timeout, closed connection, `421`, `425`) |
 //! | 6 | protocol (malformed or unexpected reply, any other refusal) |
 //! | 7 | partial transfer (size mismatch, `426`/`451` at the end of a transfer, checksum mismatch) |
+//! | 8 | TLS: the server's certificate is not trusted (unknown CA, wrong name, expired, no match for a pinned fingerprint), the handshake failed, or TLS is required and the server does not offer it |
 
 use std::io;
 
@@ -52,6 +53,10 @@ pub enum Error {
     /// A transfer ended early or its result does not match.
     #[error("partial transfer: {0}")]
     Partial(String),
+    /// The connection could not be secured: certificate not trusted, TLS handshake failed,
+    /// or TLS required and not offered.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Local {
@@ -84,6 +89,7 @@ impl Error {
             Error::Network { .. } | Error::Timeout(_) | Error::Closed => 5,
             Error::Protocol(_) => 6,
             Error::Partial(_) => 7,
+            Error::Tls(_) => 8,
         }
     }
 
@@ -137,6 +143,7 @@ mod tests {
         assert_eq!(Error::Closed.exit_code(), 5);
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::Partial("x".into()).exit_code(), 7);
+        assert_eq!(Error::Tls("x".into()).exit_code(), 8);
         assert_eq!(Error::Protocol("x".into()).exit_code(), 6);
         assert!(refused(550).is_not_found());
         assert_eq!(

@@ -7,6 +7,8 @@
 //! - [`features`]: [`Features`], the parsed `FEAT` reply.
 //! - [`client`]: [`Client`], the control connection: login, navigation, file commands,
 //!   listings, and streaming transfers ([`Download`], [`Upload`]).
+//! - [`tls`]: FTPS: [`TlsMode`], [`Trust`] (system roots, CA file, pinned fingerprints,
+//!   insecure), the per-session ticket store behind data-channel session reuse.
 //! - `data`: opening data connections in each mode and choosing the address of a `227`.
 //! - [`checksum`]: server-side checksums (`HASH`, `XSHA256`, `XSHA512`, `XMD5`) and their local
 //!   counterparts.
@@ -23,6 +25,7 @@ mod data;
 pub mod error;
 pub mod features;
 pub mod options;
+pub mod tls;
 
 pub use client::{Client, Download, StoreMode, Upload};
 pub use error::Error;
@@ -30,6 +33,7 @@ pub use features::Features;
 pub use ferry_proto::Reply;
 pub use ferry_proto::listing::{EntryKind, ParsedEntry};
 pub use options::{ConnectOptions, Dialogue, Mode, Observer};
+pub use tls::{TlsClientConfig, TlsMode, Trust};
 
 /// Largest listing (`LIST`, `MLSD`, `NLST`) the client accepts, in bytes.
 pub const MAX_LISTING: usize = 64 * 1024 * 1024;

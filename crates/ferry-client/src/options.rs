@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use ferry_proto::Reply;
 
+use crate::tls::{TlsClientConfig, TlsMode};
+
 /// How data connections are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -63,6 +65,8 @@ pub enum Dialogue<'a> {
     Sent(&'a str),
     /// A reply received from the server.
     Received(&'a Reply),
+    /// Something the client did besides commands: a TLS handshake, a reconnect.
+    Note(&'a str),
 }
 
 /// Callback receiving every [`Dialogue`] step.
@@ -93,6 +97,14 @@ pub struct ConnectOptions {
     pub max_reply_lines: usize,
     /// Receives every command and reply.
     pub observer: Option<Observer>,
+    /// When the control connection uses TLS; data connections are protected (`PROT P`)
+    /// whenever it does.
+    pub tls: TlsMode,
+    /// Whom to trust; `None`: the system's root certificates (built on first use).
+    pub tls_config: Option<TlsClientConfig>,
+    /// The name the server's certificate must be valid for (a DNS name or IP address);
+    /// `None`: the IP address connected to.
+    pub server_name: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -108,6 +120,9 @@ impl Default for ConnectOptions {
             max_reply_line: 16 * 1024,
             max_reply_lines: 10_000,
             observer: None,
+            tls: TlsMode::Off,
+            tls_config: None,
+            server_name: None,
         }
     }
 }
@@ -125,6 +140,9 @@ impl fmt::Debug for ConnectOptions {
             .field("max_reply_line", &self.max_reply_line)
             .field("max_reply_lines", &self.max_reply_lines)
             .field("observer", &self.observer.as_ref().map(|_| "Fn"))
+            .field("tls", &self.tls)
+            .field("tls_config", &self.tls_config)
+            .field("server_name", &self.server_name)
             .finish()
     }
 }

@@ -147,6 +147,7 @@ async fn login_refused_and_masked_dialogue() {
             let line = match d {
                 Dialogue::Sent(s) => format!("> {s}"),
                 Dialogue::Received(r) => format!("< {} {}", r.code, r.text()),
+                Dialogue::Note(n) => format!("* {n}"),
             };
             sink.lock().unwrap().push(line);
         })),

@@ -382,7 +382,16 @@ async fn run_jobs(
             loop {
                 let job = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some(job) = job else { break };
-                match run_job(&mut client, &job, bar.as_ref()).await {
+                let mut result = run_job(&mut client, &job, bar.as_ref()).await;
+                if matches!(&result, Err(e) if e.reply_code() == Some(522)) {
+                    // The data connection did not resume the TLS session: once, on a fresh
+                    // session.
+                    if let Ok(c) = conn.open().await {
+                        client = c;
+                        result = run_job(&mut client, &job, bar.as_ref()).await;
+                    }
+                }
+                match result {
                     Ok(bytes) => {
                         if let Ok(mut d) = done.lock() {
                             d.0 += 1;
@@ -457,7 +466,7 @@ async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>
                 Ok(n) => n,
                 Err(CopyError::Read(e)) => {
                     let _ = std::fs::remove_file(&part);
-                    return Err(Error::network("download")(e));
+                    return Err(down.fail(e).await);
                 }
                 Err(CopyError::Write(e)) => {
                     let _ = down.abort().await;
@@ -513,7 +522,7 @@ async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>
                 Err(CopyError::Read(e)) => {
                     return Err(Error::local(format!("reading {}", local.display()))(e));
                 }
-                Err(CopyError::Write(e)) => return Err(Error::network("upload")(e)),
+                Err(CopyError::Write(e)) => return Err(up.fail(e).await),
             };
             up.finish().await?;
             if sent != *size {

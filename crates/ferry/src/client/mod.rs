@@ -2,7 +2,7 @@
 //! `quote`, `mirror` and `shell`, on top of `ferry-client`.
 //!
 //! # Layout
-//! - `url`: `ftp://` URL parsing.
+//! - `url`: `ftp://`, `ftpes://` and `ftps://` URL parsing.
 //! - `netrc`: a `~/.netrc` reader.
 //! - `transfer`: get/put/cat with progress, size check, checksum and resume.
 //! - `mirror`: recursive copy in both directions over several connections.
@@ -21,12 +21,26 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use ferry_client::tls::{TlsClientConfig, TlsMode, Trust};
 use ferry_client::{Client, ConnectOptions, Dialogue, EntryKind, Error, Mode, ParsedEntry};
 
 pub(crate) use url::FtpUrl;
+use url::Scheme;
+
+/// `--tls`: whether an `ftp://` URL's connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TlsFlag {
+    /// AUTH TLS, or fail (as ftpes://).
+    Required,
+    /// AUTH TLS when the server lists it in FEAT, else clear text.
+    Auto,
+    /// Clear text.
+    Off,
+}
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -51,6 +65,26 @@ pub(crate) struct ClientArgs {
     /// Read credentials from this file instead of ~/.netrc.
     #[arg(long, value_name = "FILE")]
     netrc_file: Option<PathBuf>,
+    /// For ftp:// URLs: required (AUTH TLS or fail), auto (AUTH TLS when FEAT offers it) or
+    /// off (clear text, the default). ftpes:// and ftps:// always require TLS.
+    #[arg(long, value_name = "WHEN")]
+    tls: Option<TlsFlag>,
+    /// Trust the CA certificates in this PEM file (instead of the system's) for the
+    /// server's certificate.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pin_sha256", "insecure"])]
+    cacert: Option<PathBuf>,
+    /// Accept exactly the server certificate with this SHA-256 fingerprint (AB:CD:... or
+    /// hex), whoever signed it; repeatable.
+    #[arg(
+        long = "pin-sha256",
+        value_name = "FINGERPRINT",
+        conflicts_with = "insecure"
+    )]
+    pin_sha256: Vec<String>,
+    /// Don't verify the server's certificate at all (TLS still encrypts, but anyone on the
+    /// path can pose as the server).
+    #[arg(long, short = 'k')]
+    insecure: bool,
     /// Seconds to connect (control and data connections).
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     connect_timeout: u64,
@@ -211,6 +245,9 @@ pub(crate) struct Connector {
     user: String,
     password: String,
     opts: ConnectOptions,
+    quiet: bool,
+    /// The "no TLS" note of `--tls auto` was printed (once per run).
+    noted_plain: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -227,6 +264,15 @@ impl Connector {
     /// Connect and log in.
     pub(crate) async fn open(&self) -> Result<Client> {
         let mut c = Client::connect(self.authority.as_str(), self.opts.clone()).await?;
+        if self.opts.tls == TlsMode::Auto
+            && !c.is_tls()
+            && !self.quiet
+            && !self.noted_plain.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "ferry: note: the server does not offer TLS: the password and files cross in clear text"
+            );
+        }
         c.login(&self.user, &self.password).await?;
         Ok(c)
     }
@@ -275,7 +321,70 @@ impl ClientArgs {
         }
     }
 
-    fn options(&self) -> ConnectOptions {
+    /// The TLS mode for `url`: its scheme, and `--tls` for `ftp://`.
+    fn tls_mode(&self, url: &FtpUrl) -> Result<TlsMode> {
+        let mode = match (url.scheme, self.tls) {
+            (Scheme::Ftp, None | Some(TlsFlag::Off)) => TlsMode::Off,
+            (Scheme::Ftp, Some(TlsFlag::Auto)) => TlsMode::Auto,
+            (Scheme::Ftp, Some(TlsFlag::Required)) => TlsMode::Explicit,
+            (Scheme::Ftpes, None | Some(TlsFlag::Required)) => TlsMode::Explicit,
+            (Scheme::Ftps, None | Some(TlsFlag::Required)) => TlsMode::Implicit,
+            (_, Some(flag)) => {
+                return Err(Error::Usage(format!(
+                    "--tls {} contradicts the URL: ftpes:// and ftps:// always use TLS",
+                    flag.to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_string())
+                )));
+            }
+        };
+        if mode == TlsMode::Off
+            && (self.cacert.is_some() || !self.pin_sha256.is_empty() || self.insecure)
+        {
+            return Err(Error::Usage(
+                "--cacert, --pin-sha256 and --insecure need TLS: use an ftpes:// or ftps:// URL, or --tls required"
+                    .into(),
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// Whom to trust, from `--cacert`, `--pin-sha256`, `--insecure` (default: the system's
+    /// root certificates).
+    fn trust(&self) -> Result<Trust> {
+        if self.insecure {
+            // Said even with -q: the user should not forget it is on.
+            eprintln!(
+                "ferry: WARNING: --insecure: the server's certificate is not verified; anyone on the \
+                 network path can pose as the server and read the password and files"
+            );
+            return Ok(Trust::Insecure);
+        }
+        if !self.pin_sha256.is_empty() {
+            let pins = self
+                .pin_sha256
+                .iter()
+                .map(|p| ferry_client::tls::parse_fingerprint(p))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::Usage)?;
+            return Ok(Trust::Pins(pins));
+        }
+        if let Some(file) = &self.cacert {
+            return Ok(Trust::Roots(ferry_client::tls::load_pem_certs(file)?));
+        }
+        Ok(Trust::System)
+    }
+
+    fn options(&self, url: &FtpUrl) -> Result<ConnectOptions> {
+        let tls = self.tls_mode(url)?;
+        let tls_config = match tls {
+            TlsMode::Off => None,
+            _ => match self.trust()? {
+                // Loaded by the client when it starts TLS: `--tls auto` against a server
+                // without TLS needs no roots.
+                Trust::System => None,
+                trust => Some(TlsClientConfig::new(trust)?),
+            },
+        };
         let observer: Option<ferry_client::Observer> = self.verbose.then(|| {
             Arc::new(|step: Dialogue<'_>| {
                 let mut err = std::io::stderr().lock();
@@ -289,10 +398,13 @@ impl ClientArgs {
                             let _ = writeln!(err, "< {line}");
                         }
                     }
+                    Dialogue::Note(note) => {
+                        let _ = writeln!(err, "* {note}");
+                    }
                 }
             }) as ferry_client::Observer
         });
-        ConnectOptions {
+        Ok(ConnectOptions {
             mode: self.mode,
             active_addr: self.active_addr,
             trust_pasv_address: self.trust_pasv_address,
@@ -301,13 +413,17 @@ impl ClientArgs {
             reply_timeout: Duration::from_secs(self.timeout.max(1)),
             idle_timeout: Duration::from_secs(self.timeout.max(1)),
             observer,
+            tls,
+            tls_config,
+            server_name: Some(url.host.clone()),
             ..ConnectOptions::default()
-        }
+        })
     }
 
     /// Credentials, in order: the URL; `--user`; `FERRY_PASSWORD`; `~/.netrc`; anonymous;
     /// a hidden prompt on a terminal.
     fn connector(&self, url: &FtpUrl) -> Result<Connector> {
+        let opts = self.options(url)?;
         let netrc_text = self.netrc_text();
         let explicit_user = url.user.clone().or_else(|| self.user.clone());
         let entry = netrc_text
@@ -341,7 +457,9 @@ impl ClientArgs {
             authority: url.authority(),
             user,
             password,
-            opts: self.options(),
+            opts,
+            quiet: self.quiet,
+            noted_plain: Arc::default(),
         })
     }
 
@@ -380,9 +498,26 @@ pub(crate) fn run(cmd: ClientCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry: error: {e}");
+            if wants_tls(&e) {
+                eprintln!(
+                    "ferry: hint: the server requires TLS: use an ftpes:// URL (explicit FTPS), \
+                     ftps:// (implicit), or --tls required"
+                );
+            }
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `true` for a login refused because the connection is not TLS (`530 ... AUTH TLS ...`).
+fn wants_tls(e: &Error) -> bool {
+    let reply = match e {
+        Error::LoginRefused(r) => r,
+        Error::Refused { reply, .. } if reply.code == 530 || reply.code == 534 => reply,
+        _ => return false,
+    };
+    let text = reply.text().to_ascii_uppercase();
+    ["TLS", "SSL", "AUTH"].iter().any(|w| text.contains(w))
 }
 
 async fn run_async(cmd: ClientCommand) -> Result<()> {

@@ -565,7 +565,7 @@ async fn get_file(c: &mut Client, remote: &str, local: &Path, ui: Ui) -> Result<
     }
     let n = match copied {
         Ok(n) => n,
-        Err(CopyError::Read(e)) => return Err(Error::network("download")(e)),
+        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
         Err(CopyError::Write(e)) => {
             let _ = down.abort().await;
             return Err(Error::local(format!("writing {}", local.display()))(e));
@@ -600,7 +600,7 @@ async fn put_file(c: &mut Client, local: &Path, remote: &str, ui: Ui) -> Result<
         Err(CopyError::Read(e)) => {
             return Err(Error::local(format!("reading {}", local.display()))(e));
         }
-        Err(CopyError::Write(e)) => return Err(Error::network("upload")(e)),
+        Err(CopyError::Write(e)) => return Err(up.fail(e).await),
     };
     up.finish().await?;
     if let Ok(s) = c.size(remote).await {

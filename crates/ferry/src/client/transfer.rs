@@ -47,23 +47,14 @@ where
     Ok(total)
 }
 
-fn net_error(what: &str, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::TimedOut {
-        Error::Timeout(format!("{what}: the data connection went idle"))
-    } else {
-        Error::Network {
-            context: what.to_string(),
-            source: e,
-        }
-    }
-}
-
-/// Repeat `once` while it fails on the network and `resume` is set, reconnecting each time.
+/// Repeat `once` while it fails on the network and `resume` is set, reconnecting each time;
+/// and once after a `522` (data connection refused for not reusing the TLS session).
 async fn with_resume<F>(conn: &Connector, resume: bool, ui: Ui, mut once: F) -> Result<()>
 where
     F: for<'a> FnMut(&'a mut Client) -> super::BoxFut<'a>,
 {
     let mut attempt = 0;
+    let mut retried_reuse = false;
     loop {
         let result = match conn.open().await {
             Ok(mut c) => {
@@ -76,6 +67,14 @@ where
             Err(e) => Err(e),
         };
         match result {
+            // The server refused a data connection that did not resume the control
+            // connection's TLS session: once, try again on a fresh session.
+            Err(e) if e.reply_code() == Some(522) && !retried_reuse => {
+                retried_reuse = true;
+                ui.note(&format!(
+                    "{e}; reconnecting to retry on a fresh TLS session"
+                ));
+            }
             Err(e) if resume && (e.is_network() || matches!(e, Error::Partial(_))) => {
                 attempt += 1;
                 if attempt > RESUME_ATTEMPTS {
@@ -161,7 +160,7 @@ async fn get_once(
     }
     match copied {
         Ok(_) => {}
-        Err(CopyError::Read(e)) => return Err(net_error("download", e)),
+        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
         Err(CopyError::Write(e)) => {
             let _ = down.abort().await;
             return Err(Error::local(format!("writing {}", local.display()))(e));
@@ -237,7 +236,7 @@ pub(crate) async fn cat(conn: &Connector, url: &FtpUrl) -> Result<()> {
     let mut out = tokio::io::stdout();
     match copy(&mut down, &mut out, None).await {
         Ok(_) => {}
-        Err(CopyError::Read(e)) => return Err(net_error("download", e)),
+        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
         // A closed pipe (`ferry cat ... | head`) is the reader's choice, not an error.
         Err(CopyError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             let _ = down.abort().await;
@@ -358,7 +357,7 @@ async fn put_once(
         Err(CopyError::Read(e)) => {
             return Err(Error::local(format!("reading {}", local.display()))(e));
         }
-        Err(CopyError::Write(e)) => return Err(net_error("upload", e)),
+        Err(CopyError::Write(e)) => return Err(up.fail(e).await),
     }
     up.finish().await?;
     let expected = if append { before + len } else { len };

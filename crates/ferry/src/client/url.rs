@@ -1,10 +1,32 @@
-//! `ftp://user[:pass]@host[:port]/path` URLs (RFC 1738), percent-decoded.
+//! `ftp://user[:pass]@host[:port]/path` URLs (RFC 1738), percent-decoded, and their FTPS
+//! forms `ftpes://` (explicit TLS) and `ftps://` (implicit TLS).
 
 use percent_encoding::percent_decode_str;
 
-/// A parsed `ftp://` URL.
+/// The URL's scheme: how the control connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `ftp://`: as `--tls` says (default: plain).
+    Ftp,
+    /// `ftpes://`: `AUTH TLS` on the normal port (21), required.
+    Ftpes,
+    /// `ftps://`: TLS from the first byte, port 990.
+    Ftps,
+}
+
+impl Scheme {
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Ftp | Scheme::Ftpes => 21,
+            Scheme::Ftps => 990,
+        }
+    }
+}
+
+/// A parsed `ftp://`, `ftpes://` or `ftps://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FtpUrl {
+    pub(crate) scheme: Scheme,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     /// Host name or IP literal, without brackets.
@@ -28,13 +50,20 @@ fn decode(s: &str, what: &str) -> Result<String, String> {
 }
 
 impl FtpUrl {
-    /// Parse an `ftp://` URL.
+    /// Parse an `ftp://`, `ftpes://` or `ftps://` URL.
     pub(crate) fn parse(s: &str) -> Result<FtpUrl, String> {
-        let rest = s
-            .get(..6)
-            .filter(|p| p.eq_ignore_ascii_case("ftp://"))
-            .map(|_| &s[6..])
-            .ok_or_else(|| format!("not an ftp:// URL: {s}"))?;
+        let (scheme, rest) = [
+            ("ftp://", Scheme::Ftp),
+            ("ftpes://", Scheme::Ftpes),
+            ("ftps://", Scheme::Ftps),
+        ]
+        .into_iter()
+        .find_map(|(prefix, scheme)| {
+            s.get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+                .map(|_| (scheme, &s[prefix.len()..]))
+        })
+        .ok_or_else(|| format!("not an ftp://, ftpes:// or ftps:// URL: {s}"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
@@ -72,7 +101,7 @@ impl FtpUrl {
             return Err(format!("no host in {s}"));
         }
         let port = match port {
-            None | Some("") => 21,
+            None | Some("") => scheme.default_port(),
             Some(p) => p
                 .parse::<u16>()
                 .ok()
@@ -82,6 +111,7 @@ impl FtpUrl {
         // A `;type=i` suffix (RFC 1738) is accepted and ignored: transfers are binary.
         let path = path.split(";type=").next().unwrap_or("");
         Ok(FtpUrl {
+            scheme,
             user: user.filter(|u| !u.is_empty()),
             password,
             host,
@@ -158,6 +188,19 @@ mod tests {
         assert_eq!(u.path, "");
         assert_eq!(u.file_name(), "");
         assert_eq!(p("ftp://h/d/").file_name(), "");
+        assert_eq!(p("ftp://h/").scheme, Scheme::Ftp);
+    }
+
+    #[test]
+    fn ftps_schemes() {
+        let u = p("ftpes://alice@example.org/x");
+        assert_eq!((u.scheme, u.port), (Scheme::Ftpes, 21));
+        let u = p("FTPS://[::1]/");
+        assert_eq!((u.scheme, u.port), (Scheme::Ftps, 990));
+        let u = p("ftps://h:2990/");
+        assert_eq!((u.scheme, u.port), (Scheme::Ftps, 2990));
+        assert!(FtpUrl::parse("sftp://h/").is_err());
+        assert!(FtpUrl::parse("ftpx://h/").is_err());
     }
 
     #[test]
