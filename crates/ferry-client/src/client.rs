@@ -1153,7 +1153,7 @@ impl Upload<'_> {
             idle,
             ..
         } = self;
-        let closed = match tokio::time::timeout(idle, data.shutdown()).await {
+        let closed = match tokio::time::timeout(idle, data.finish_writing()).await {
             Err(_) => Err(Error::Timeout("closing the data connection".into())),
             Ok(Err(e)) => Err(transfer_error("closing the data connection", e)),
             Ok(Ok(())) => Ok(()),

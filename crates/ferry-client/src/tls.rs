@@ -474,6 +474,20 @@ impl Stream {
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
+
+    /// End our direction: close_notify over TLS (the TCP connection stays open in both
+    /// directions, so the server can answer and flush what it still has to send, such as
+    /// session tickets), a TCP FIN otherwise.
+    pub(crate) async fn finish_writing(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Stream::Tls(s) => {
+                s.get_mut().1.send_close_notify();
+                s.flush().await
+            }
+            other => other.shutdown().await,
+        }
+    }
 }
 
 impl AsyncRead for Stream {

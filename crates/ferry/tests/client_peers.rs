@@ -1,6 +1,8 @@
 //! The client against real servers (vsftpd, Pure-FTPd, ProFTPD, pyftpdlib) started by
 //! `../shared/peers/<name>.sh` on loopback: put/ls/get/rm in each mode on IPv4 and IPv6, and
-//! mirror both ways; every file verified by sha256.
+//! mirror both ways; every file verified by sha256. Then the same servers with `--tls`
+//! (TLS required, session reuse required by vsftpd and ProFTPD): `ftpes://` put/ls/get in
+//! each mode on IPv4 and IPv6, and long runs of uploads on one control connection.
 //!
 //! Needs root and the peer scripts; runs only with `FERRY_PEER_TESTS=1`
 //! (`FERRY_PEERS_DIR` overrides where the scripts are).
@@ -32,12 +34,22 @@ fn peers_dir() -> PathBuf {
 
 /// Run a command to completion within WAIT; (exit code, stdout, stderr).
 fn run(cmd: &mut Command) -> (i32, String, String) {
+    run_input(cmd, b"")
+}
+
+/// Run a command with `input` on its standard input, within WAIT.
+fn run_input(cmd: &mut Command, input: &[u8]) -> (i32, String, String) {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+    }
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
     let t1 = std::thread::spawn(move || {
@@ -78,13 +90,19 @@ struct Peer {
 
 impl Peer {
     fn start(name: &str, port: u16) -> Peer {
+        Self::start_with(name, port, false)
+    }
+
+    fn start_with(name: &str, port: u16, tls: bool) -> Peer {
         let script = peers_dir().join(format!("{name}.sh"));
         // A leftover from an interrupted run would make `start` refuse.
         let _ = run(Command::new("bash").arg(&script).arg("stop"));
-        let (code, out, err) =
-            run(Command::new("bash")
-                .arg(&script)
-                .args(["start", "--port", &port.to_string()]));
+        let port_arg = port.to_string();
+        let mut args = vec!["start", "--port", &port_arg];
+        if tls {
+            args.push("--tls");
+        }
+        let (code, out, err) = run(Command::new("bash").arg(&script).args(&args));
         assert_eq!(code, 0, "{name} start failed:\n{out}\n{err}");
         let field = |key: &str| {
             out.split_whitespace()
@@ -102,6 +120,29 @@ impl Peer {
     fn url(&self, host: &str, path: &str) -> String {
         format!("ftp://{USER}@{host}:{}/{path}", self.port)
     }
+
+    fn ftpes(&self, host: &str, path: &str) -> String {
+        format!("ftpes://{USER}@{host}:{}/{path}", self.port)
+    }
+}
+
+/// The SHA-256 fingerprint of a peer's self-signed certificate (`openssl x509`). Pinned, as
+/// these certificates (CN only, no subjectAltName, CA:TRUE) can't be verified by name.
+fn fingerprint(name: &str) -> String {
+    let cert = format!("/tmp/ftp-peer-{name}/cert.pem");
+    let (code, out, err) = run(Command::new("openssl").args([
+        "x509",
+        "-in",
+        &cert,
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]));
+    assert_eq!(code, 0, "openssl x509 {cert}: {err}");
+    out.trim()
+        .split_once('=')
+        .map(|(_, fp)| fp.to_string())
+        .unwrap_or_else(|| panic!("no fingerprint in {out}"))
 }
 
 impl Drop for Peer {
@@ -228,6 +269,96 @@ fn exercise(name: &str, port: u16) {
     );
 }
 
+/// `requires_reuse`: the peer refuses data connections that don't resume the session (then
+/// every one must have resumed).
+fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let peer = Peer::start_with(name, port, true);
+    let pin = fingerprint(name);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("up.bin"), content(1_234_567, port.into())).unwrap();
+    let want = sha256(&w.join("up.bin"));
+
+    for host in ["127.0.0.1", "[::1]"] {
+        for mode in ["auto", "passive", "epsv", "active"] {
+            let t = ["--mode", mode, "--pin-sha256", &pin];
+            let remote = format!("tls-{mode}.bin");
+            let ctx = format!("{name} TLS {host} {mode}");
+            ok(
+                w,
+                &[&["put"][..], &t, &["up.bin", &peer.ftpes(host, &remote)]].concat(),
+            );
+            assert_eq!(sha256(&peer.home.join(&remote)), want, "{ctx}: upload");
+            let (code, listing, err) =
+                ferry(w, &[&["ls"][..], &t, &[&peer.ftpes(host, "")]].concat());
+            assert_eq!(code, 0, "{ctx}: ls: {err}");
+            assert!(listing.lines().any(|l| l == remote), "{ctx}: ls: {listing}");
+            let local = format!("down-{mode}.bin");
+            ok(
+                w,
+                &[
+                    &["get"][..],
+                    &t,
+                    &[&peer.ftpes(host, &remote), "-o", &local],
+                ]
+                .concat(),
+            );
+            assert_eq!(sha256(&w.join(&local)), want, "{ctx}: download");
+        }
+    }
+
+    // A run of uploads, then downloads, on one control connection (passive, then active):
+    // the client must keep resuming the session (renewing it when tickets run out).
+    let mut script = String::new();
+    for i in 0..12 {
+        if i == 6 {
+            script.push_str("mode active\n");
+        }
+        script.push_str(&format!("put up.bin run-{i}.bin\n"));
+    }
+    for i in 0..12 {
+        script.push_str(&format!("get run-{i}.bin back-{i}.bin\n"));
+    }
+    let (code, _, err) = run_input(
+        Command::new(BIN)
+            .args([
+                "shell",
+                "-v",
+                "--pin-sha256",
+                &pin,
+                &peer.ftpes("127.0.0.1", ""),
+            ])
+            .current_dir(w)
+            .env("HOME", w)
+            .env("FERRY_PASSWORD", PASSWORD),
+        script.as_bytes(),
+    );
+    assert_eq!(code, 0, "{name}: shell run:\n{err}");
+    assert!(
+        !err.contains("< 522"),
+        "{name}: session reuse refused:\n{err}"
+    );
+    if requires_reuse {
+        assert!(
+            !err.contains("full handshake\n"),
+            "{name}: a data connection did not resume:\n{err}"
+        );
+    }
+    for i in 0..12 {
+        assert_eq!(
+            sha256(&peer.home.join(format!("run-{i}.bin"))),
+            want,
+            "{name}: run {i}"
+        );
+        assert_eq!(
+            sha256(&w.join(format!("back-{i}.bin"))),
+            want,
+            "{name}: back {i}"
+        );
+    }
+}
+
 macro_rules! peer_test {
     ($test:ident, $name:literal, $port:literal) => {
         #[test]
@@ -245,3 +376,23 @@ peer_test!(vsftpd, "vsftpd", 2131);
 peer_test!(pure_ftpd, "pure-ftpd", 2132);
 peer_test!(proftpd, "proftpd", 2133);
 peer_test!(pyftpdlib, "pyftpdlib", 2134);
+
+macro_rules! peer_tls_test {
+    ($test:ident, $name:literal, $port:literal, $reuse:literal) => {
+        #[test]
+        fn $test() {
+            if !enabled() {
+                eprintln!("skipped: set FERRY_PEER_TESTS=1 (needs root and ../shared/peers)");
+                return;
+            }
+            exercise_tls($name, $port, $reuse);
+        }
+    };
+}
+
+// vsftpd (`require_ssl_reuse`) and ProFTPD refuse data connections that don't resume the
+// session; Pure-FTPd issues no TLS 1.3 tickets and pyftpdlib doesn't check.
+peer_tls_test!(vsftpd_tls, "vsftpd", 2141, true);
+peer_tls_test!(pure_ftpd_tls, "pure-ftpd", 2142, false);
+peer_tls_test!(proftpd_tls, "proftpd", 2143, true);
+peer_tls_test!(pyftpdlib_tls, "pyftpdlib", 2144, false);
