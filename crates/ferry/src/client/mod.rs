@@ -106,7 +106,7 @@ pub(crate) enum ClientCommand {
     /// List a remote directory (MLSD when offered, else LIST).
     #[command(after_help = "Example: ferry ls -l ftp://alice@example.org/pub/")]
     Ls {
-        /// ftp://[user[:pass]@]host[:port]/path
+        /// ftp://[user[:pass]@]host[:port]/path (ftpes:// or ftps:// for TLS)
         url: String,
         /// Long form: type, size, modification time (UTC), name.
         #[arg(short = 'l', long)]
@@ -120,7 +120,7 @@ pub(crate) enum ClientCommand {
     /// Download a file.
     #[command(after_help = "Example: ferry get -c ftp://example.org/pub/big.iso -o big.iso")]
     Get {
-        /// ftp://[user[:pass]@]host[:port]/path/file
+        /// ftp://[user[:pass]@]host[:port]/path/file (ftpes:// or ftps:// for TLS)
         url: String,
         /// Local file (default: the remote file's name in the current directory; - for stdout).
         #[arg(short = 'o', long, value_name = "LOCAL")]
