@@ -1,9 +1,10 @@
 //! A lean FTP client for load generation: tokio sockets and `ferry-proto`'s reply decoder,
-//! nothing else. Every socket operation is bounded by [`IO_TIMEOUT`], so a stalled server
-//! ends a scenario with an error instead of hanging the bench.
+//! nothing else. Every socket operation is bounded by [`io_timeout`] (`--timeout`), so a
+//! stalled server ends an operation with an error instead of hanging the bench.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,17 +13,27 @@ use ferry_proto::{Reply, ReplyDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Longest wait for any single socket operation (connect, one read, one write).
-pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(60);
+static IO_TIMEOUT: OnceLock<Duration> = OnceLock::new();
 
-/// Await `fut`, failing with `what` if it takes longer than [`IO_TIMEOUT`].
+/// Set the longest wait for any single socket operation (once, at start).
+pub(super) fn set_io_timeout(t: Duration) {
+    let _ = IO_TIMEOUT.set(t);
+}
+
+/// The longest wait for any single socket operation (connect, one read, one write).
+pub(super) fn io_timeout() -> Duration {
+    IO_TIMEOUT.get().copied().unwrap_or(Duration::from_secs(30))
+}
+
+/// Await `fut`, failing with `what` if it takes longer than [`io_timeout`].
 pub(super) async fn bounded<T>(
     what: &str,
     fut: impl Future<Output = std::io::Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(IO_TIMEOUT, fut).await {
+    let limit = io_timeout();
+    match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.with_context(|| what.to_string()),
-        Err(_) => bail!("{what}: no progress in {}s", IO_TIMEOUT.as_secs()),
+        Err(_) => bail!("{what}: no progress in {}s", limit.as_secs_f64()),
     }
 }
 

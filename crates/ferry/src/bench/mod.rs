@@ -56,7 +56,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     runs: u32,
     /// Concurrent connections for `login` and `small`, and concurrent openings for `idle`.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
     /// Total logins (`login`) and total transfers (`small`).
     #[arg(long, value_name = "N", default_value_t = 2000)]
@@ -80,6 +80,10 @@ pub(crate) struct BenchArgs {
     /// early and reports what it did (marked "capped").
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     duration: u64,
+    /// Seconds any single socket operation (connect, a reply, one read or write) may take
+    /// before it counts as an error.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
     /// The server's process ID (repeatable or comma-separated), for its CPU seconds per
     /// scenario and its memory per idle session; its descendants are included, so forking
     /// servers are measured whole.
@@ -271,6 +275,10 @@ pub(crate) struct Outcome {
     server_cpu_s: Option<f64>,
     /// The bench's own CPU seconds during the measured part.
     bench_cpu_s: f64,
+    /// Share of all CPUs of the machine that was busy (anything but idle and iowait) during
+    /// the measured part: near 100 means the machine, not latency, was the limit; CPU used
+    /// beyond server + bench is other load or kernel work charged to no process.
+    machine_busy_pct: Option<f64>,
     /// Stopped by `--duration` before finishing its count.
     capped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,6 +296,7 @@ impl Outcome {
             elapsed_s: 0.0,
             server_cpu_s: None,
             bench_cpu_s: 0.0,
+            machine_busy_pct: None,
             capped: false,
             error: None,
             details: Map::new(),
@@ -311,6 +320,7 @@ pub(crate) struct Meter {
     started: Instant,
     server: Option<f64>,
     bench: f64,
+    machine: (u64, u64),
 }
 
 impl Meter {
@@ -319,6 +329,7 @@ impl Meter {
             pids: pids.to_vec(),
             server: (!pids.is_empty()).then(|| procfs::tree_cpu_seconds(pids)),
             bench: procfs::self_cpu_seconds(),
+            machine: procfs::machine_ticks(),
             started: Instant::now(),
         }
     }
@@ -330,6 +341,12 @@ impl Meter {
         o.server_cpu_s = self
             .server
             .map(|before| procfs::tree_cpu_seconds(&self.pids) - before);
+        let (busy, total) = procfs::machine_ticks();
+        let total = total.saturating_sub(self.machine.1);
+        if total > 0 {
+            o.machine_busy_pct =
+                Some(100.0 * busy.saturating_sub(self.machine.0) as f64 / total as f64);
+        }
     }
 }
 
@@ -367,6 +384,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if args.concurrency == 0 || args.runs == 0 {
         bail!("--concurrency and --runs must be at least 1");
     }
+    ftp::set_io_timeout(Duration::from_secs(args.timeout.max(1)));
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -433,8 +451,8 @@ fn pattern(len: usize) -> Vec<u8> {
 fn print_table(r: &Report) {
     println!("ferry bench {}  (threads {})", r.target, r.threads);
     println!(
-        "{:<12} {:>10} {:<13} {:>9} {:>11} {:>10}  details",
-        "scenario", "figure", "unit", "elapsed s", "server CPU", "bench CPU"
+        "{:<12} {:>10} {:<13} {:>9} {:>11} {:>10} {:>5}  details",
+        "scenario", "figure", "unit", "elapsed s", "server CPU", "bench CPU", "busy"
     );
     for o in &r.results {
         let figure = match (o.ok, o.figure) {
@@ -462,14 +480,18 @@ fn print_table(r: &Report) {
         if let Some(e) = &o.error {
             details.insert(0, format!("error: {e}"));
         }
+        let busy = o
+            .machine_busy_pct
+            .map_or_else(|| "-".to_string(), |b| format!("{b:.0}%"));
         println!(
-            "{:<12} {:>10} {:<13} {:>9.2} {:>11} {:>10.2}  {}",
+            "{:<12} {:>10} {:<13} {:>9.2} {:>11} {:>10.2} {:>5}  {}",
             o.scenario,
             figure,
             o.unit,
             o.elapsed_s,
             server,
             o.bench_cpu_s,
+            busy,
             details.join(" ")
         );
     }

@@ -111,6 +111,26 @@ pub(super) fn tree_memory(roots: &[u32]) -> Memory {
     m
 }
 
+/// Machine-wide CPU ticks from the first line of `/proc/stat`: (busy, total), where busy is
+/// everything but idle and iowait (so softirq time spent on loopback traffic counts).
+pub(super) fn machine_ticks() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let Some(cpu) = text.lines().next() else {
+        return (0, 0);
+    };
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest times are inside user).
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
 /// Whether `pid` names a live process.
 pub(super) fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Turn a bench/compare.sh result directory into the Markdown tables of docs/BENCHMARKS.md.
+
+    python3 bench/summarize.py bench/results/<run>
+
+Each table has one column per server, Ferry's ratio to the best peer, and whether the issue-5
+target is met. "Best" is the highest figure, or the lowest for times and memory.
+"""
+import json
+import os
+import sys
+
+PEERS = ["vsftpd", "pure-ftpd", "proftpd", "pyftpdlib"]
+SERVERS = ["ferry"] + PEERS
+
+
+def load(d, name):
+    p = os.path.join(d, name + ".json")
+    if not os.path.exists(p):
+        return None
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except json.JSONDecodeError:
+        return None
+
+
+def result(report, scenario):
+    if not report:
+        return None
+    for r in report["results"]:
+        if r["scenario"] == scenario:
+            return r
+    return None
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "–"
+    if digits is None:
+        digits = 0 if abs(v) >= 100 else (1 if abs(v) >= 10 else 2)
+    return f"{v:,.{digits}f}"
+
+
+def metric(r, key):
+    """A figure of result r: 'figure', a details key, or a derived per-CPU figure."""
+    if not r or not r.get("ok"):
+        return None
+    if key == "figure":
+        return r.get("figure")
+    if key in ("server_cpu_s", "bench_cpu_s", "elapsed_s"):
+        return r.get(key)
+    return r["details"].get(key)
+
+
+def why(r):
+    if r is None:
+        return "not run"
+    if r.get("ok"):
+        return None
+    e = r.get("error") or "failed"
+    return e if len(e) < 90 else e[:87] + "..."
+
+
+def table(d, reports, title, scenario, rows, higher_better, target=None):
+    """rows: [(label, key, higher_better_for_ratio)]"""
+    out = [f"### {title}", ""]
+    out.append("| | " + " | ".join(SERVERS) + " | Ferry ÷ best peer |")
+    out.append("|---|" + "---:|" * len(SERVERS) + "---:|")
+    for label, key, hb in rows:
+        vals = {s: metric(result(reports[s], scenario), key) for s in SERVERS}
+        cells = [fmt(vals[s]) for s in SERVERS]
+        peer_vals = [vals[p] for p in PEERS if vals[p] is not None]
+        ratio = "–"
+        if vals["ferry"] is not None and peer_vals and hb is not None:
+            best = max(peer_vals) if hb else min(peer_vals)
+            if best:
+                ratio = f"{vals['ferry'] / best:.2f}×"
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    notes = []
+    for s in SERVERS:
+        w = why(result(reports[s], scenario))
+        if w:
+            notes.append(f"{s}: {w}")
+    for s in SERVERS:
+        r = result(reports[s], scenario)
+        if r and r.get("ok") and r.get("capped"):
+            notes.append(f"{s}: capped by --duration")
+        if r and r.get("ok") and "note" in r.get("details", {}):
+            notes.append(f"{s}: {r['details']['note']}")
+    out.append("")
+    if notes:
+        out.append("Not measured / notes: " + "; ".join(notes) + ".")
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    d = sys.argv[1]
+    reports = {s: load(d, s) for s in SERVERS}
+    parts = []
+    with open(os.path.join(d, "env.txt")) as f:
+        parts.append("```\n" + f.read().strip() + "\n```\n")
+    if os.path.exists(os.path.join(d, "load.txt")):
+        with open(os.path.join(d, "load.txt")) as f:
+            parts.append("Load average (1, 5, 15 min) when each part started:\n\n```\n" + f.read().strip() + "\n```\n")
+
+    ip = os.path.join(d, "iperf3.json")
+    if os.path.exists(ip):
+        with open(ip) as f:
+            j = json.load(f)
+        end = j.get("end", {})
+        bps = end.get("sum_received", {}).get("bits_per_second")
+        cpu = end.get("cpu_utilization_percent", {})
+        if bps:
+            parts.append(
+                f"**Loopback ceiling** (iperf3, one TCP stream, 127.0.0.1): "
+                f"{bps / 8e6:,.0f} MB/s (sender CPU {cpu.get('host_total', 0):.0f}%, "
+                f"receiver CPU {cpu.get('remote_total', 0):.0f}%).\n"
+            )
+    c = load(d, "ceiling")
+    if c:
+        down, up = result(c, "ceiling-down"), result(c, "ceiling-up")
+        parts.append(
+            "**Bench client ceiling** (`ferry bench --scenario ceiling`: the same receive and send "
+            "loops against an in-process source/sink, no FTP): "
+            f"receive {fmt(metric(down, 'figure'))} MB/s, send {fmt(metric(up, 'figure'))} MB/s "
+            "(its CPU seconds include the in-process peer).\n"
+        )
+
+    parts.append(table(d, reports, "Single-stream download (RETR)", "retr", [
+        ("MB/s (median)", "figure", True),
+        ("MB per server CPU-second", "mb_per_server_cpu_s", True),
+        ("server CPU-s", "server_cpu_s", False),
+        ("bench CPU-s", "bench_cpu_s", False),
+    ], True))
+    parts.append(table(d, reports, "Single-stream upload (STOR)", "stor", [
+        ("MB/s (median)", "figure", True),
+        ("MB per server CPU-second", "mb_per_server_cpu_s", True),
+        ("server CPU-s", "server_cpu_s", False),
+        ("bench CPU-s", "bench_cpu_s", False),
+    ], True))
+    parts.append(table(d, reports, "Connect + login + QUIT", "login", [
+        ("logins/s", "figure", True),
+        ("logins per server CPU-second", "logins_per_server_cpu_s", True),
+        ("server CPU-s", "server_cpu_s", False),
+        ("bench CPU-s", "bench_cpu_s", False),
+        ("errors", "errors", None),
+    ], True))
+    parts.append(table(d, reports, "Small-file downloads (RETR)", "small", [
+        ("transfers/s", "figure", True),
+        ("transfers per server CPU-second", "transfers_per_server_cpu_s", True),
+        ("server CPU-s", "server_cpu_s", False),
+        ("bench CPU-s", "bench_cpu_s", False),
+        ("errors", "errors", None),
+    ], True))
+    parts.append(table(d, reports, "LIST of the large directory", "list", [
+        ("ms (median)", "figure", False),
+        ("lines", "lines", None),
+        ("bytes", "bytes", None),
+        ("server CPU-s (all runs)", "server_cpu_s", False),
+    ], False))
+    parts.append(table(d, reports, "MLSD of the large directory", "mlsd", [
+        ("ms (median)", "figure", False),
+        ("lines", "lines", None),
+        ("bytes", "bytes", None),
+        ("server CPU-s (all runs)", "server_cpu_s", False),
+    ], False))
+    parts.append(table(d, reports, "Idle logged-in sessions", "idle", [
+        ("PSS KiB per session", "figure", False),
+        ("RSS KiB per session", "rss_kib_per_session", False),
+        ("sessions held", "sessions", None),
+        ("sessions answering NOOP", "alive", None),
+        ("server processes", "processes_after", None),
+        ("server CPU-s to open them", "server_cpu_s", False),
+    ], False))
+    fi = load(d, "ferry-idle")
+    r = result(fi, "idle")
+    if r:
+        det = r.get("details", {})
+        parts.append(
+            f"**Ferry at scale** (fresh server, `--sessions {fi['sessions']}`): "
+            f"{det.get('sessions', 0):,} sessions opened, {det.get('alive', 0):,} answered NOOP, "
+            f"{fmt(r.get('figure'), 2)} KiB PSS and {fmt(det.get('rss_kib_per_session'), 2)} KiB RSS per "
+            f"session (server PSS {det.get('pss_kib_before', 0):,} → {det.get('pss_kib_after', 0):,} KiB); "
+            f"opening them took {fmt(r.get('elapsed_s'), 2)} s and {fmt(r.get('server_cpu_s'), 2)} server "
+            f"CPU-seconds" + ("" if r.get("ok") else f"; error: {r.get('error')}") + ".\n"
+        )
+    print("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
