@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 
 use ferry_auth::{Account, Authenticator};
 use ferry_vfs::{LocalFs, Storage};
@@ -22,9 +23,23 @@ use crate::session::Session;
 pub type StorageFactory =
     Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
 
-/// The default [`StorageFactory`]: the account's root directory, jailed.
+/// The default [`StorageFactory`]: the account's root directory, jailed. Sessions of the same
+/// root share one open directory (one descriptor, not one per session); it is closed when the
+/// last of them ends, so a root replaced on disk is picked up by the next login after that.
 pub fn local_storage() -> StorageFactory {
-    Arc::new(|account: &Account| Ok(Arc::new(LocalFs::new(&account.root)?) as Arc<dyn Storage>))
+    let open: Mutex<HashMap<PathBuf, Weak<LocalFs>>> = Mutex::new(HashMap::new());
+    Arc::new(move |account: &Account| {
+        let mut open = open
+            .lock()
+            .map_err(|_| io::Error::other("storage cache poisoned"))?;
+        if let Some(fs) = open.get(&account.root).and_then(Weak::upgrade) {
+            return Ok(fs as Arc<dyn Storage>);
+        }
+        let fs = Arc::new(LocalFs::new(&account.root)?);
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(account.root.clone(), Arc::downgrade(&fs));
+        Ok(fs as Arc<dyn Storage>)
+    })
 }
 
 /// What every session shares.

@@ -137,7 +137,7 @@ impl Session {
         debug!("connected");
         if self.implicit_tls {
             let timeout = self.shared.config.login_timeout;
-            match tokio::time::timeout(timeout, self.upgrade_control()).await {
+            match tokio::time::timeout(timeout, Box::pin(self.upgrade_control())).await {
                 Ok(Ok(())) => {
                     // Implicit FTPS protects data connections from the start.
                     self.pbsz_done = true;
@@ -170,13 +170,12 @@ impl Session {
         let connected_at = Instant::now();
         let mut last_activity = Instant::now();
         let mut shutdown = self.shared.shutdown.clone();
-        let mut read_buf = [0u8; 1024];
         loop {
             // Answer whatever is complete first.
             if self.transfer.is_none() {
                 while let Some(line) = self.next_pending_line() {
                     last_activity = Instant::now();
-                    if let Flow::Close = self.handle_line(line).await? {
+                    if let Flow::Close = Box::pin(self.handle_line(line)).await? {
                         return Ok(());
                     }
                     if self.transfer.is_some() {
@@ -185,7 +184,7 @@ impl Session {
                 }
             } else {
                 while let Some(line) = self.lines.next_line() {
-                    if let Flow::Close = self.handle_line_during_transfer(line).await? {
+                    if let Flow::Close = Box::pin(self.handle_line_during_transfer(line)).await? {
                         return Ok(());
                     }
                     if self.transfer.is_none() {
@@ -206,14 +205,9 @@ impl Session {
             };
             let in_transfer = self.transfer.is_some();
             tokio::select! {
-                read = self.control.read(&mut read_buf) => {
-                    let n = read?;
-                    if n == 0 {
+                read = read_control(&mut self.control, &mut self.lines) => {
+                    if read? == 0 {
                         return Ok(());
-                    }
-                    self.lines.extend(&read_buf[..n]);
-                    if read_buf[n - 1] != b'\n' {
-                        self.drain_after_urgent_mark(&mut read_buf);
                     }
                 }
                 outcome = async {
@@ -248,24 +242,6 @@ impl Session {
             }
             if self.lines.pending() == 0 && self.transfer.is_none() {
                 self.lines.shrink();
-            }
-        }
-    }
-
-    /// The kernel ends a read at the TCP urgent mark (Telnet Synch, or Python's
-    /// `ftplib.abort()`, which sends `ABOR\r\n` with `MSG_OOB`), and tokio then waits for a new
-    /// readiness edge that never comes, leaving the rest of the line unread. Read on directly
-    /// until the socket is really empty.
-    fn drain_after_urgent_mark(&mut self, buf: &mut [u8]) {
-        use std::io::Read;
-        let Stream::Plain(tcp) = &self.control else {
-            return;
-        };
-        let sock = socket2::SockRef::from(tcp);
-        for _ in 0..4 {
-            match (&*sock).read(buf) {
-                Ok(n) if n > 0 => self.lines.extend(&buf[..n]),
-                _ => return,
             }
         }
     }
@@ -1645,6 +1621,53 @@ struct Listing {
     /// Metadata of the listed directory, `None` when a single file was listed.
     dir: Option<Metadata>,
     entries: Vec<Entry>,
+}
+
+/// Read what the control connection has into `lines`; 0 at end of stream.
+///
+/// An idle plain session waits for readability holding no buffer (its future stays small, see
+/// the `Box::pin`s in `serve`); the bytes are read into a stack buffer only once they are there.
+/// TLS sessions read through rustls, which buffers anyway.
+async fn read_control(control: &mut Stream, lines: &mut LineBuffer) -> io::Result<usize> {
+    match control {
+        Stream::Plain(tcp) => loop {
+            tcp.readable().await?;
+            let mut buf = [0u8; 2048];
+            match tcp.try_read(&mut buf) {
+                Ok(0) => return Ok(0),
+                Ok(n) => {
+                    lines.extend(&buf[..n]);
+                    if buf[n - 1] != b'\n' {
+                        drain_after_urgent_mark(tcp, lines, &mut buf);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        },
+        other => {
+            let mut buf = vec![0u8; 4096];
+            let n = other.read(&mut buf).await?;
+            lines.extend(&buf[..n]);
+            Ok(n)
+        }
+    }
+}
+
+/// The kernel ends a read at the TCP urgent mark (Telnet Synch, or Python's `ftplib.abort()`,
+/// which sends `ABOR\r\n` with `MSG_OOB`), and tokio then waits for a new readiness edge that
+/// never comes, leaving the rest of the line unread. Read on directly until the socket is
+/// really empty.
+fn drain_after_urgent_mark(tcp: &tokio::net::TcpStream, lines: &mut LineBuffer, buf: &mut [u8]) {
+    use std::io::Read;
+    let sock = socket2::SockRef::from(tcp);
+    for _ in 0..4 {
+        match (&*sock).read(buf) {
+            Ok(n) if n > 0 => lines.extend(&buf[..n]),
+            _ => return,
+        }
+    }
 }
 
 /// TLS handshake on a data connection, checking it resumed the control connection's session.

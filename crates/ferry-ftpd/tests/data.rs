@@ -230,7 +230,7 @@ async fn missing_data_connection_times_out_with_425() {
 
 #[tokio::test]
 async fn passive_ports_come_from_the_range_and_are_released() {
-    let base = 40000 + (std::process::id() % 2000) as u16 * 10;
+    let base = quiet_ports(10);
     let s = TestServer::start_with(|c| c.passive_ports = Some((base, base + 1))).await;
     std::fs::write(s.path("f"), b"x").unwrap();
     let mut c = s.login().await;
@@ -258,7 +258,13 @@ async fn passive_ports_come_from_the_range_and_are_released() {
 
 #[tokio::test]
 async fn active_from_control_port_minus_one() {
-    let s = TestServer::start_with(|c| c.active_source_port_minus_one = true).await;
+    // Control port and port - 1 above the ephemeral range, so no other connection holds them.
+    let control = quiet_ports(10) + 5;
+    let s = TestServer::start_with(|c| {
+        c.active_source_port_minus_one = true;
+        c.listen = vec![SocketAddr::new(LOCAL4, control)];
+    })
+    .await;
     std::fs::write(s.path("f"), b"classic").unwrap();
     let mut c = s.login().await;
     let l = c.active(LOCAL4, false).await;

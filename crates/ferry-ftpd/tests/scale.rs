@@ -23,7 +23,12 @@ async fn two_thousand_concurrent_sessions_are_all_served() {
     }
     let mut sessions = Vec::with_capacity(N);
     for t in tasks {
-        sessions.push(tokio::time::timeout(Duration::from_secs(120), t).await.unwrap().unwrap());
+        sessions.push(
+            tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     assert_eq!(sessions.len(), N);
     // Every one of them still answers.
@@ -36,6 +41,9 @@ async fn two_thousand_concurrent_sessions_are_all_served() {
         }));
     }
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(120), t).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -291,3 +291,15 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 pub fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
+
+/// A base port for `span` consecutive ports above the kernel's ephemeral range, so no
+/// outgoing connection of a busy machine holds them; spread by process id for parallel runs.
+pub fn quiet_ports(span: u16) -> u16 {
+    let high: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|h| h.parse().ok()))
+        .unwrap_or(60999);
+    let first = high.saturating_add(1).max(1024);
+    let slots = ((65535 - first) / span).max(1);
+    first + (std::process::id() as u16 % slots) * span
+}
