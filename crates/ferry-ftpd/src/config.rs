@@ -67,6 +67,11 @@ pub struct ServerConfig {
     pub max_login_attempts: u32,
     /// Pause before answering a failed login (slows guessing).
     pub login_failure_delay: Duration,
+    /// Failed logins from one address, within `failed_login_window`, after which that address
+    /// may not try again until the window has passed (0 = no limit).
+    pub max_failed_logins_per_ip: u32,
+    /// See `max_failed_logins_per_ip`.
+    pub failed_login_window: Duration,
     /// FTP over TLS; `None` means no TLS at all.
     pub tls: Option<TlsConfig>,
     /// Listeners for implicit FTPS (TLS from the first byte, classically port 990).
@@ -94,6 +99,8 @@ impl Default for ServerConfig {
             max_sessions_per_ip: 0,
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
+            max_failed_logins_per_ip: 20,
+            failed_login_window: Duration::from_secs(300),
             tls: None,
             implicit_tls_listen: Vec::new(),
         }

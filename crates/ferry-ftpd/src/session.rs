@@ -557,9 +557,20 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
+        let ip = self.peer.ip();
+        if self.shared.throttle.is_blocked(ip) {
+            warn!(user = %sanitize(&name), "login refused: too many failed logins from this address");
+            self.send(&Reply::new(
+                421,
+                "Too many failed logins from your address; try again later.",
+            ))
+            .await?;
+            return Ok(Flow::Close);
+        }
         let account = self.shared.auth.authenticate(&name, &password).await;
         drop(password);
         let Some(account) = account else {
+            self.shared.throttle.record_failure(ip);
             self.failed_logins += 1;
             warn!(user = %sanitize(&name), attempt = self.failed_logins, "login failed");
             tokio::time::sleep(self.shared.config.login_failure_delay).await;

@@ -135,3 +135,25 @@ async fn pipelined_commands_are_answered_in_order() {
     ];
     assert_eq!(codes, [200, 257, 215, 200]);
 }
+
+#[tokio::test]
+async fn password_guessing_from_one_address_is_cut_off() {
+    let s = TestServer::start_with(|c| c.max_failed_logins_per_ip = 5).await;
+    for _ in 0..2 {
+        let mut c = s.connect().await;
+        for _ in 0..3 {
+            c.expect(&format!("USER {USER}"), 331).await;
+            let r = c.cmd("PASS guess").await;
+            if r.code == 421 {
+                break;
+            }
+            assert_eq!(r.code, 530);
+        }
+    }
+    // Even the right password is refused now, before any hashing, with the reason.
+    let mut c = s.connect().await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    let r = c.expect(&format!("PASS {PASSWORD}"), 421).await;
+    assert!(r.text().contains("failed logins"), "{r:?}");
+    assert!(c.closed().await);
+}

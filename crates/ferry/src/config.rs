@@ -38,6 +38,8 @@ pub(crate) struct FileConfig {
     pub(crate) max_sessions_per_ip: Option<usize>,
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
+    pub(crate) max_failed_logins_per_ip: Option<u32>,
+    pub(crate) failed_login_window: Option<u64>,
     pub(crate) tls: Option<TlsPolicy>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
@@ -147,6 +149,7 @@ impl FileConfig {
         set!(max_sessions, max_sessions);
         set!(max_sessions_per_ip, max_sessions_per_ip);
         set!(max_login_attempts, max_login_attempts);
+        set!(max_failed_logins_per_ip, max_failed_logins_per_ip);
         let secs = |v: Option<u64>, key: &str, default: Duration| -> anyhow::Result<Duration> {
             match v {
                 None => Ok(default),
@@ -161,6 +164,11 @@ impl FileConfig {
         )?;
         c.login_timeout = secs(self.login_timeout, "login_timeout", c.login_timeout)?;
         c.idle_timeout = secs(self.idle_timeout, "idle_timeout", c.idle_timeout)?;
+        c.failed_login_window = secs(
+            self.failed_login_window,
+            "failed_login_window",
+            c.failed_login_window,
+        )?;
         if let Some(ms) = self.login_failure_delay_ms {
             c.login_failure_delay = Duration::from_millis(ms);
         }
