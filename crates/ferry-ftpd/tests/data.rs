@@ -309,3 +309,30 @@ fn source_port_minus_one_needs_a_usable_port() {
         }
     }
 }
+
+/// `[::]` is dual-stack: IPv4 clients (seen as ::ffff:a.b.c.d) and IPv6 clients both work,
+/// including PASV for the IPv4 one.
+#[tokio::test]
+async fn unspecified_ipv6_listener_is_dual_stack() {
+    if !ipv6_available() {
+        eprintln!("skipping: ::1 not available");
+        return;
+    }
+    let s = TestServer::start_with(|c| c.listen = vec!["[::]:0".parse().unwrap()]).await;
+    std::fs::write(s.path("f"), b"both").unwrap();
+    let port = s.addr().port();
+    let mut v4 = Ctrl::connect(SocketAddr::new(LOCAL4, port)).await;
+    v4.login(USER, PASSWORD).await;
+    let addr = v4.pasv().await;
+    assert_eq!(addr.ip(), LOCAL4, "PASV announces the IPv4 address");
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    v4.expect("RETR f", 150).await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"both");
+    assert_eq!(v4.read_reply().await.code, 226);
+    let mut v6 = Ctrl::connect(SocketAddr::new(LOCAL6, port)).await;
+    v6.login(USER, PASSWORD).await;
+    let (got, done) = v6.retr_passive("RETR f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"both"[..], 226));
+}
