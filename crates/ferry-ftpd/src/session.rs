@@ -432,7 +432,7 @@ impl Session {
             Command::Help(arg) => help(arg.as_deref()),
             Command::Feat => self.feat(),
             Command::Opts { command, args } => self.cmd_opts(&command, args.as_deref()),
-            Command::Cwd(arg) => self.cmd_cwd(&arg).await,
+            Command::Cwd(arg) => self.cmd_cwd(&arg).await.unwrap_or_else(|r| r),
             Command::Cdup => {
                 let parent = self.cwd.parent();
                 self.cwd = parent;
@@ -442,11 +442,14 @@ impl Session {
                 257,
                 format!("{} is the current directory.", self.cwd.quoted()),
             ),
-            Command::Mkd(arg) => self.cmd_mkd(&arg).await,
-            Command::Rmd(arg) => self.cmd_rmd(&arg).await,
-            Command::Dele(arg) => self.cmd_dele(&arg).await,
-            Command::Rnfr(arg) => self.cmd_rnfr(&arg).await,
-            Command::Rnto(arg) => self.cmd_rnto(&arg, was_rnfr_pending).await,
+            Command::Mkd(arg) => self.cmd_mkd(&arg).await.unwrap_or_else(|r| r),
+            Command::Rmd(arg) => self.cmd_rmd(&arg).await.unwrap_or_else(|r| r),
+            Command::Dele(arg) => self.cmd_dele(&arg).await.unwrap_or_else(|r| r),
+            Command::Rnfr(arg) => self.cmd_rnfr(&arg).await.unwrap_or_else(|r| r),
+            Command::Rnto(arg) => self
+                .cmd_rnto(&arg, was_rnfr_pending)
+                .await
+                .unwrap_or_else(|r| r),
             Command::Type(t) => {
                 self.ttype = t;
                 match t {
@@ -492,7 +495,9 @@ impl Session {
             Command::Mlst(arg) => self.cmd_mlst(arg.as_deref()).await,
             Command::Size(arg) => self.cmd_size(&arg).await,
             Command::Mdtm(arg) => self.cmd_mdtm(&arg).await,
-            Command::Mfmt { unix_secs, path } => self.cmd_mfmt(unix_secs, &path).await,
+            Command::Mfmt { unix_secs, path } => {
+                self.cmd_mfmt(unix_secs, &path).await.unwrap_or_else(|r| r)
+            }
             Command::Port(addr) => self.cmd_active(SocketAddr::V4(addr), "PORT"),
             Command::Eprt(addr) => self.cmd_active(addr, "EPRT"),
             Command::Pasv => self.cmd_pasv(),
@@ -656,128 +661,83 @@ impl Session {
         self.cwd.resolve(arg).map_err(|e| path_error(&e))
     }
 
-    async fn cmd_cwd(&mut self, arg: &str) -> Reply {
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.metadata(&path).await {
-            Ok(m) if m.kind == EntryKind::Dir => {
-                self.cwd = path;
-                Reply::new(250, format!("Directory changed to {}.", self.cwd))
-            }
-            Ok(_) => Reply::new(550, "Not a directory."),
-            Err(e) => storage_error(&e),
+    /// The prologue of file commands: the permission `allowed`, `arg` resolved, the storage.
+    fn target(&self, allowed: bool, arg: &str) -> Result<(VPath, Arc<dyn Storage>), Reply> {
+        if !allowed {
+            return Err(permission_denied());
         }
+        let path = self.resolve(arg)?;
+        let storage = self.storage().ok_or_else(not_logged_in)?;
+        Ok((path, storage))
     }
 
-    async fn cmd_mkd(&mut self, arg: &str) -> Reply {
-        if !self.perms().mkdir {
-            return permission_denied();
+    async fn cmd_cwd(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(true, arg)?;
+        let meta = storage
+            .metadata(&path)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        if meta.kind != EntryKind::Dir {
+            return Err(Reply::new(550, "Not a directory."));
         }
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.mkdir(&path).await {
-            Ok(()) => {
-                info!(path = %path, "directory created");
-                Reply::new(257, format!("{} created.", path.quoted()))
-            }
-            Err(e) => storage_error(&e),
-        }
+        self.cwd = path;
+        Ok(Reply::new(
+            250,
+            format!("Directory changed to {}.", self.cwd),
+        ))
     }
 
-    async fn cmd_rmd(&mut self, arg: &str) -> Reply {
-        if !self.perms().delete {
-            return permission_denied();
-        }
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    async fn cmd_mkd(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(self.perms().mkdir, arg)?;
+        storage.mkdir(&path).await.map_err(|e| storage_error(&e))?;
+        info!(path = %path, "directory created");
+        Ok(Reply::new(257, format!("{} created.", path.quoted())))
+    }
+
+    async fn cmd_rmd(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(self.perms().delete, arg)?;
         if path.is_root() {
-            return Reply::new(550, "Cannot remove the root directory.");
+            return Err(Reply::new(550, "Cannot remove the root directory."));
         }
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.rmdir(&path).await {
-            Ok(()) => {
-                info!(path = %path, "directory removed");
-                Reply::new(250, "Directory removed.")
-            }
-            Err(e) => storage_error(&e),
-        }
+        storage.rmdir(&path).await.map_err(|e| storage_error(&e))?;
+        info!(path = %path, "directory removed");
+        Ok(Reply::new(250, "Directory removed."))
     }
 
-    async fn cmd_dele(&mut self, arg: &str) -> Reply {
-        if !self.perms().delete {
-            return permission_denied();
-        }
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.remove_file(&path).await {
-            Ok(()) => {
-                info!(path = %path, "file deleted");
-                Reply::new(250, "File deleted.")
-            }
-            Err(e) => storage_error(&e),
-        }
+    async fn cmd_dele(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(self.perms().delete, arg)?;
+        storage
+            .remove_file(&path)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        info!(path = %path, "file deleted");
+        Ok(Reply::new(250, "File deleted."))
     }
 
-    async fn cmd_rnfr(&mut self, arg: &str) -> Reply {
-        if !self.perms().rename {
-            return permission_denied();
-        }
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    async fn cmd_rnfr(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(self.perms().rename, arg)?;
         if path.is_root() {
-            return Reply::new(550, "Cannot rename the root directory.");
+            return Err(Reply::new(550, "Cannot rename the root directory."));
         }
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.metadata(&path).await {
-            Ok(_) => {
-                self.rename_from = Some(path);
-                Reply::new(350, "Ready for RNTO.")
-            }
-            Err(e) => storage_error(&e),
-        }
+        storage
+            .metadata(&path)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        self.rename_from = Some(path);
+        Ok(Reply::new(350, "Ready for RNTO."))
     }
 
-    async fn cmd_rnto(&mut self, arg: &str, from: Option<VPath>) -> Reply {
+    async fn cmd_rnto(&mut self, arg: &str, from: Option<VPath>) -> Result<Reply, Reply> {
         let Some(from) = from else {
-            return Reply::new(503, "RNTO must come right after RNFR.");
+            return Err(Reply::new(503, "RNTO must come right after RNFR."));
         };
-        let to = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.rename(&from, &to).await {
-            Ok(()) => {
-                info!(from = %from, to = %to, "renamed");
-                Reply::new(250, "Rename successful.")
-            }
-            Err(e) => storage_error(&e),
-        }
+        let (to, storage) = self.target(true, arg)?;
+        storage
+            .rename(&from, &to)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        info!(from = %from, to = %to, "renamed");
+        Ok(Reply::new(250, "Rename successful."))
     }
 
     async fn cmd_size(&mut self, arg: &str) -> Reply {
@@ -809,24 +769,14 @@ impl Session {
         }
     }
 
-    async fn cmd_mfmt(&mut self, unix_secs: i64, arg: &str) -> Reply {
-        if !self.perms().write {
-            return permission_denied();
-        }
-        let path = match self.resolve(arg) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.set_mtime(&path, unix_secs).await {
-            Ok(()) => Reply::new(
-                213,
-                format!("Modify={}; {}", listing::format_mdtm(unix_secs), arg),
-            ),
-            Err(e) => storage_error(&e),
-        }
+    async fn cmd_mfmt(&mut self, unix_secs: i64, arg: &str) -> Result<Reply, Reply> {
+        let (path, storage) = self.target(self.perms().write, arg)?;
+        storage
+            .set_mtime(&path, unix_secs)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        let when = listing::format_mdtm(unix_secs);
+        Ok(Reply::new(213, format!("Modify={when}; {arg}")))
     }
 
     async fn cmd_mlst(&mut self, arg: Option<&str>) -> Reply {
