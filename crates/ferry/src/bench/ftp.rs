@@ -46,6 +46,15 @@ pub(super) enum DataMode {
     Pasv,
 }
 
+/// When the phases of a listing ended, from sending its command.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Phases {
+    pub(super) reply_150: Duration,
+    pub(super) first_byte: Duration,
+    pub(super) eof: Duration,
+    pub(super) reply_226: Duration,
+}
+
 /// One control connection.
 pub(super) struct Ctrl {
     stream: TcpStream,
@@ -243,18 +252,34 @@ impl Ctrl {
         Ok((sent, complete))
     }
 
-    /// Run a listing command (`LIST dir`, `MLSD dir`, `NLST dir`); returns bytes and lines.
-    pub(super) async fn listing(&mut self, cmd: &str, buf: &mut [u8]) -> Result<(u64, u64)> {
+    /// Run a listing command (`LIST dir`, `MLSD dir`, `NLST dir`) on a new data connection;
+    /// returns bytes, lines and when each phase ended, counted from sending the command.
+    pub(super) async fn listing(
+        &mut self,
+        cmd: &str,
+        buf: &mut [u8],
+    ) -> Result<(u64, u64, Phases)> {
         let mut data = self.data().await?;
+        let t0 = Instant::now();
         self.start(cmd).await?;
+        let reply_150 = t0.elapsed();
         let mut lines = 0u64;
+        let mut first_byte = None;
         let (total, _) = drain(&mut data, buf, None, |chunk| {
+            first_byte.get_or_insert_with(|| t0.elapsed());
             lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         })
         .await?;
+        let eof = t0.elapsed();
         drop(data);
         self.finish(cmd).await?;
-        Ok((total, lines))
+        let phases = Phases {
+            reply_150,
+            first_byte: first_byte.unwrap_or(eof),
+            eof,
+            reply_226: t0.elapsed(),
+        };
+        Ok((total, lines, phases))
     }
 
     /// Names in `dir` per `NLST` (for checking what a previous run left).

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::ftp::{self, Ctrl};
+use super::ftp::{self, Ctrl, Phases};
 use super::{Ctx, Meter, Outcome, Scenario, procfs};
 
 /// Sessions used to upload preparation files.
@@ -371,6 +371,7 @@ async fn small(ctx: &Ctx) -> Result<Outcome> {
         let names = Arc::clone(&names);
         let prefix = ctx.path("small");
         let want = ctx.args.small_size;
+        let (t, mode) = (ctx.target.clone(), ctx.mode);
         tasks.spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             while let Some(i) = tickets.take() {
@@ -384,8 +385,15 @@ async fn small(ctx: &Ctx) -> Result<Outcome> {
                 let failed = r.is_err();
                 tickets.record(r);
                 if failed {
-                    // The control connection's state is unknown after an error.
-                    return;
+                    // The control connection's state is unknown after an error: start a new
+                    // session so the concurrency stays as asked (the time counts).
+                    match Ctrl::open(t.addr, mode, &t.user, &t.pass).await {
+                        Ok(fresh) => c = fresh,
+                        Err(e) => {
+                            tickets.record(Err(e));
+                            return;
+                        }
+                    }
                 }
             }
             c.quit().await;
@@ -411,6 +419,7 @@ async fn listing(ctx: &Ctx) -> Result<Vec<Outcome>> {
     for verb in ["LIST", "MLSD"] {
         let mut o = Outcome::new(&verb.to_lowercase(), "ms");
         let mut times = Vec::new();
+        let mut phases: Vec<Phases> = Vec::new();
         let mut last = (0, 0);
         let deadline = ctx.deadline();
         let meter = Meter::start(&ctx.args.server_pid);
@@ -424,7 +433,8 @@ async fn listing(ctx: &Ctx) -> Result<Vec<Outcome>> {
             match c.listing(&format!("{verb} {dir}"), &mut buf).await {
                 Ok(r) => {
                     times.push(t0.elapsed().as_secs_f64() * 1e3);
-                    last = r;
+                    phases.push(r.2);
+                    last = (r.0, r.1);
                 }
                 Err(e) => {
                     error = Some(e);
@@ -446,6 +456,16 @@ async fn listing(ctx: &Ctx) -> Result<Vec<Outcome>> {
         o.detail("lines", last.1);
         o.detail("entries", n);
         o.detail("runs", times.len() as u64);
+        // Where the time of the median run went (milliseconds from sending the command).
+        let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        let mut by_total: Vec<&Phases> = phases.iter().collect();
+        by_total.sort_by_key(|p| p.reply_226);
+        if let Some(p) = by_total.get(by_total.len() / 2) {
+            o.detail("ms_to_150", ms(p.reply_150));
+            o.detail("ms_to_first_byte", ms(p.first_byte));
+            o.detail("ms_to_eof", ms(p.eof));
+            o.detail("ms_to_226", ms(p.reply_226));
+        }
         if last.1 < n {
             o.detail(
                 "note",
