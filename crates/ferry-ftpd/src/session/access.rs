@@ -1,0 +1,145 @@
+//! Access control: `USER`, `PASS`, `FEAT`, `OPTS`.
+
+use std::io;
+
+use ferry_auth::TlsPolicy;
+use ferry_proto::listing::MlstFacts;
+use ferry_proto::{Reply, VPath};
+use tracing::{info, warn};
+
+use super::*;
+
+impl Session {
+    pub(super) fn cmd_user(&mut self, name: String) -> Reply {
+        if let State::LoggedIn(_) = self.state {
+            return Reply::new(530, "Already logged in; use REIN to change user.");
+        }
+        let anonymous = self.shared.auth.is_anonymous(&name);
+        if !self.control.is_tls()
+            && self.global_tls() == TlsPolicy::Required
+            && !(anonymous && self.anonymous_exempt())
+        {
+            return Reply::new(
+                530,
+                "TLS required: send AUTH TLS before USER (this server does not accept clear-text logins).",
+            );
+        }
+        self.state = State::NeedPass(name);
+        if anonymous {
+            Reply::new(
+                331,
+                "Anonymous login ok, send your e-mail address as password.",
+            )
+        } else {
+            // Always 331, whether or not the user exists: names can't be probed.
+            Reply::new(331, "Password required.")
+        }
+    }
+
+    pub(super) async fn cmd_pass(&mut self, password: String) -> io::Result<Flow> {
+        let name = match std::mem::replace(&mut self.state, State::Fresh) {
+            State::NeedPass(name) => name,
+            State::LoggedIn(l) => {
+                self.state = State::LoggedIn(l);
+                self.send(&Reply::new(503, "Already logged in.")).await?;
+                return Ok(Flow::Continue);
+            }
+            State::Fresh => {
+                self.send(&Reply::new(503, "Login with USER first."))
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let ip = self.peer.ip();
+        if self.shared.throttle.is_blocked(ip) {
+            warn!(user = %sanitize(&name), "login refused: too many failed logins from this address");
+            self.send(&Reply::new(
+                421,
+                "Too many failed logins from your address; try again later.",
+            ))
+            .await?;
+            return Ok(Flow::Close);
+        }
+        let account = self.shared.auth.authenticate(&name, &password).await;
+        drop(password);
+        let Some(account) = account else {
+            self.shared.throttle.record_failure(ip);
+            self.failed_logins += 1;
+            warn!(user = %sanitize(&name), attempt = self.failed_logins, "login failed");
+            tokio::time::sleep(self.shared.config.login_failure_delay).await;
+            if self.failed_logins >= self.shared.config.max_login_attempts {
+                self.send(&Reply::new(
+                    421,
+                    "Login incorrect; too many attempts, closing.",
+                ))
+                .await?;
+                return Ok(Flow::Close);
+            }
+            self.send(&Reply::new(530, "Login incorrect.")).await?;
+            return Ok(Flow::Continue);
+        };
+        let storage = match (self.shared.storage)(&account) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(user = %account.name, error = %e, "cannot open the user's root");
+                self.send(&Reply::new(421, "Home directory unavailable, closing."))
+                    .await?;
+                return Ok(Flow::Close);
+            }
+        };
+        if !self.control.is_tls() && self.account_tls(&account) == TlsPolicy::Required {
+            warn!(user = %account.name, "login refused: TLS required for this account");
+            self.send(&Reply::new(
+                530,
+                "TLS required for this account: reconnect and send AUTH TLS first.",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        tracing::Span::current().record("user", account.name.as_str());
+        info!(anonymous = account.anonymous, "logged in");
+        let text = if account.anonymous {
+            "Anonymous login ok, read-only access."
+        } else {
+            "Login successful."
+        };
+        self.state = State::LoggedIn(LoggedIn { account, storage });
+        self.cwd = VPath::root();
+        self.send(&Reply::new(230, text)).await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn feat(&self) -> Reply {
+        let mut features: Vec<String> = Vec::new();
+        if self.tls_enabled() {
+            features.extend(["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"].map(String::from));
+        }
+        features.extend(["EPRT", "EPSV", "MDTM", "MFMT"].map(String::from));
+        features.push(self.facts.feat_line());
+        features.extend(["PASV", "REST STREAM", "SIZE", "TVFS", "UTF8"].map(String::from));
+        // RFC 2389 §3.2: each feature line starts with a space.
+        let mut lines = vec!["Features:".to_string()];
+        lines.extend(features.into_iter().map(|f| format!(" {f}")));
+        lines.push("End".to_string());
+        Reply::multi(211, lines)
+    }
+
+    pub(super) fn cmd_opts(&mut self, command: &str, args: Option<&str>) -> Reply {
+        match command {
+            "UTF8" | "UTF-8" => match args.map(|a| a.trim().to_ascii_uppercase()) {
+                Some(a) if a == "ON" || a.is_empty() => Reply::new(200, "Always in UTF8 mode."),
+                None => Reply::new(200, "Always in UTF8 mode."),
+                Some(a) if a == "OFF" => Reply::new(504, "UTF8 cannot be turned off."),
+                Some(_) => Reply::new(501, "Use OPTS UTF8 ON."),
+            },
+            "MLST" => {
+                self.facts = MlstFacts::from_opts(args.unwrap_or(""));
+                Reply::new(200, format!("MLST OPTS {}", self.facts.enabled_list()))
+            }
+            _ => Reply::new(
+                501,
+                format!("Option not understood for {}.", sanitize(command)),
+            ),
+        }
+    }
+}

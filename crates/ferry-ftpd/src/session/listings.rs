@@ -1,0 +1,215 @@
+//! Directory listings over the data connection: `LIST`, `NLST`, `MLSD`.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_auth::Permissions;
+use ferry_proto::command::{Command, ListArgs};
+use ferry_proto::listing::{self, Entry, EntryKind, MlsxRole};
+use ferry_proto::{Reply, VPath};
+use ferry_vfs::Metadata;
+use tokio::io::AsyncWriteExt;
+
+use crate::replies::{permission_denied, storage_error};
+use crate::tls::Stream;
+use crate::transfer::PumpError;
+
+use super::*;
+
+impl Session {
+    pub(super) async fn collect_listing(&self, args: &ListArgs) -> Result<Listing, Reply> {
+        let path = self.resolve(args.path.as_deref().unwrap_or(""))?;
+        let storage = self.storage().ok_or_else(not_logged_in)?;
+        let meta = storage
+            .metadata(&path)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        if meta.kind != EntryKind::Dir {
+            let name = path.file_name().unwrap_or("").to_string();
+            return Ok(Listing {
+                dir: None,
+                entries: vec![meta.into_entry(name)],
+                path,
+            });
+        }
+        let mut entries = storage.list(&path).await.map_err(|e| storage_error(&e))?;
+        // Uploads in progress are not files yet.
+        entries.retain(|e| !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX));
+        if !args.all {
+            entries.retain(|e| !e.name.starts_with('.'));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Listing {
+            dir: Some(meta),
+            entries,
+            path,
+        })
+    }
+
+    pub(super) async fn cmd_list(&mut self, args: ListArgs, style: ListStyle) -> io::Result<Flow> {
+        if !self.perms().list {
+            self.send(&permission_denied()).await?;
+            return Ok(Flow::Continue);
+        }
+        if style == ListStyle::Mlsd {
+            // MLSD names a directory; a file is an error (RFC 3659 §7.2).
+            if let Ok(path) = self.resolve(args.path.as_deref().unwrap_or("")) {
+                if let Some(storage) = self.storage() {
+                    if let Ok(m) = storage.metadata(&path).await {
+                        if m.kind != EntryKind::Dir {
+                            self.send(&Reply::new(
+                                501,
+                                "MLSD needs a directory; use MLST for a file.",
+                            ))
+                            .await?;
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                }
+            }
+        }
+        if !self.data_ready().await? {
+            return Ok(Flow::Continue);
+        }
+        let listing = match self.collect_listing(&args).await {
+            Ok(l) => l,
+            Err(reply) => {
+                self.send(&reply).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let prefix = match (&args.path, style, &listing.dir) {
+            (Some(p), ListStyle::Names, Some(_)) if !p.is_empty() => {
+                Some(format!("{}/", p.trim_end_matches('/')))
+            }
+            _ => None,
+        };
+        let perms = self.perms();
+        let facts = self.facts;
+        let what = format!("listing of {}", listing.path);
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
+            let now = unix_now();
+            let mut buf = Vec::with_capacity(64 * 1024);
+            if style == ListStyle::Mlsd {
+                if let Some(dir) = listing.dir.clone() {
+                    let perm = perm_facts(perms, EntryKind::Dir);
+                    listing::format_mlsx_line(
+                        &dir.into_entry(".".to_string()),
+                        MlsxRole::Cdir,
+                        &facts,
+                        &perm,
+                        &mut buf,
+                    );
+                }
+            }
+            let mut sent = 0u64;
+            for entry in &listing.entries {
+                match style {
+                    ListStyle::Long => listing::format_list_line(entry, now, &mut buf),
+                    ListStyle::Names => {
+                        let name = match &prefix {
+                            Some(p) => format!("{p}{}", entry.name),
+                            None => entry.name.clone(),
+                        };
+                        listing::format_nlst_line(&name, &mut buf)
+                    }
+                    ListStyle::Mlsd => {
+                        let perm = perm_facts(perms, entry.kind);
+                        listing::format_mlsx_line(entry, MlsxRole::Entry, &facts, &perm, &mut buf)
+                    }
+                }
+                if buf.len() >= 60 * 1024 {
+                    stream.write_all(&buf).await.map_err(PumpError::Network)?;
+                    sent += buf.len() as u64;
+                    progress.store(sent, Ordering::Relaxed);
+                    buf.clear();
+                }
+            }
+            stream.write_all(&buf).await.map_err(PumpError::Network)?;
+            sent += buf.len() as u64;
+            stream.shutdown().await.map_err(PumpError::Network)?;
+            Ok(sent)
+        };
+        self.start_transfer(
+            what,
+            false,
+            "Here comes the directory listing.",
+            "Directory send OK.".to_string(),
+            job,
+        )
+        .await?;
+        Ok(Flow::Continue)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListStyle {
+    Long,
+    Names,
+    Mlsd,
+}
+
+pub(super) struct Listing {
+    pub(super) path: VPath,
+    /// Metadata of the listed directory, `None` when a single file was listed.
+    pub(super) dir: Option<Metadata>,
+    pub(super) entries: Vec<Entry>,
+}
+
+/// `STAT` takes `ls`-style flags too (`STAT -la dir`).
+pub(super) fn parse_stat_args(arg: &str) -> ListArgs {
+    match ferry_proto::command::parse(format!("LIST {arg}").as_bytes()) {
+        Ok(Command::List(args)) => args,
+        _ => ListArgs {
+            all: false,
+            long: true,
+            path: Some(arg.to_string()),
+        },
+    }
+}
+
+/// RFC 3659 `perm` fact letters for this user and entry kind.
+pub(super) fn perm_facts(p: Permissions, kind: EntryKind) -> String {
+    let mut s = String::new();
+    match kind {
+        EntryKind::Dir => {
+            if p.write {
+                s.push('c');
+            }
+            if p.delete {
+                s.push('d');
+            }
+            if p.list {
+                s.push_str("el");
+            }
+            if p.rename {
+                s.push('f');
+            }
+            if p.mkdir {
+                s.push('m');
+            }
+            if p.delete {
+                s.push('p');
+            }
+        }
+        _ => {
+            if p.write {
+                s.push('a');
+            }
+            if p.delete {
+                s.push('d');
+            }
+            if p.rename {
+                s.push('f');
+            }
+            if p.read {
+                s.push('r');
+            }
+            if p.write {
+                s.push('w');
+            }
+        }
+    }
+    s
+}

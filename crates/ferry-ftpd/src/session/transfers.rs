@@ -1,0 +1,326 @@
+//! File transfers: `RETR`, `STOR`, `APPE`, `STOU`, and the transfer task itself.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_auth::TlsPolicy;
+use ferry_proto::command::TransferType;
+use ferry_proto::{Reply, VPath};
+use ferry_vfs::{ErrorKind, WriteMode};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::data::{DataError, connect_active};
+use crate::replies::{path_error, permission_denied, storage_error};
+use crate::tls::Stream;
+use crate::transfer::{self, PumpError};
+
+use super::*;
+
+impl Session {
+    /// `true` if a data connection method was chosen; otherwise answers 425.
+    pub(super) async fn data_ready(&mut self) -> io::Result<bool> {
+        if matches!(self.data, DataPlan::None) {
+            self.send(&Reply::new(425, "Use PORT, PASV, EPRT or EPSV first."))
+                .await?;
+            return Ok(false);
+        }
+        if !self.protect_data && self.session_tls() == TlsPolicy::Required {
+            self.send(&Reply::new(
+                521,
+                "Data connections must be protected: send PBSZ 0 and PROT P first.",
+            ))
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn cmd_retr(&mut self, arg: &str) -> io::Result<Flow> {
+        let offset = std::mem::take(&mut self.rest);
+        if !self.perms().read {
+            self.send(&permission_denied()).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.data_ready().await? {
+            return Ok(Flow::Continue);
+        }
+        let path = match self.resolve(arg) {
+            Ok(p) => p,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let Some(storage) = self.storage() else {
+            return Ok(Flow::Continue);
+        };
+        let handle = match storage.open_read(&path, offset).await {
+            Ok(h) => h,
+            Err(e) => {
+                self.send(&storage_error(&e)).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let ascii = self.ttype == TransferType::Ascii;
+        let size = handle.size;
+        let opening = format!(
+            "Opening {} mode data connection for {} ({} bytes).",
+            if ascii { "ASCII" } else { "BINARY" },
+            arg,
+            size.saturating_sub(offset)
+        );
+        let what = path.to_string();
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
+            match (&stream, handle.file, ascii) {
+                // Plain binary download from a local file: the kernel copies (sendfile).
+                (Stream::Plain(tcp), Some(file), false) => {
+                    let n = transfer::send_file(tcp, &file, &progress).await?;
+                    stream.shutdown().await.map_err(PumpError::Network)?;
+                    Ok(n)
+                }
+                _ => {
+                    let mut reader = handle.reader;
+                    transfer::send(&mut reader, &mut stream, ascii, &progress).await
+                }
+            }
+        };
+        self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn cmd_store(&mut self, arg: &str, kind: StoreKind) -> io::Result<Flow> {
+        let offset = std::mem::take(&mut self.rest);
+        if !self.perms().write {
+            self.send(&permission_denied()).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.data_ready().await? {
+            return Ok(Flow::Continue);
+        }
+        let path = match self.resolve(arg) {
+            Ok(p) if !p.is_root() => p,
+            Ok(_) => {
+                self.send(&Reply::new(553, "Cannot store onto the root directory."))
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let mode = match (kind, offset) {
+            (StoreKind::Appe, _) => WriteMode::Append,
+            (StoreKind::Stor, 0) => WriteMode::Replace,
+            (StoreKind::Stor, n) => WriteMode::At(n),
+        };
+        self.begin_upload(path, mode, None).await
+    }
+
+    pub(super) async fn cmd_stou(&mut self, hint: Option<&str>) -> io::Result<Flow> {
+        self.rest = 0;
+        if !self.perms().write {
+            self.send(&permission_denied()).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.data_ready().await? {
+            return Ok(Flow::Continue);
+        }
+        let base = match hint.map(|h| self.resolve(h)) {
+            Some(Ok(p)) if !p.is_root() => p,
+            Some(Err(r)) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+            _ => match self.cwd.join_name("ferry") {
+                Ok(p) => p,
+                Err(e) => {
+                    self.send(&path_error(&e)).await?;
+                    return Ok(Flow::Continue);
+                }
+            },
+        };
+        let Some(storage) = self.storage() else {
+            return Ok(Flow::Continue);
+        };
+        // The hint itself first, then hint.1, hint.2, ...; without a hint, random names.
+        let stem = base.file_name().unwrap_or("ferry").to_string();
+        for n in 0..100u32 {
+            let candidate = match (hint.is_some(), n) {
+                (true, 0) => Ok(base.clone()),
+                (true, n) => base.parent().join_name(&format!("{stem}.{n}")),
+                (false, _) => base
+                    .parent()
+                    .join_name(&format!("{stem}.{:08x}", rand::random::<u32>())),
+            };
+            let candidate = match candidate {
+                Ok(p) => p,
+                Err(e) => {
+                    self.send(&path_error(&e)).await?;
+                    return Ok(Flow::Continue);
+                }
+            };
+            match storage.open_write(&candidate, WriteMode::CreateNew).await {
+                Ok(upload) => {
+                    return self
+                        .begin_upload(candidate, WriteMode::CreateNew, Some(upload))
+                        .await;
+                }
+                Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    self.send(&storage_error(&e)).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        self.send(&Reply::new(553, "Could not find a unique file name."))
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn begin_upload(
+        &mut self,
+        path: VPath,
+        mode: WriteMode,
+        opened: Option<Box<dyn ferry_vfs::Upload>>,
+    ) -> io::Result<Flow> {
+        let Some(storage) = self.storage() else {
+            return Ok(Flow::Continue);
+        };
+        let upload = match opened {
+            Some(u) => u,
+            None => match storage.open_write(&path, mode).await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.send(&storage_error(&e)).await?;
+                    return Ok(Flow::Continue);
+                }
+            },
+        };
+        let ascii = self.ttype == TransferType::Ascii;
+        let opening = if mode == WriteMode::CreateNew {
+            format!("FILE: {}", path.file_name().unwrap_or(""))
+        } else {
+            format!("Ok to send data for {}.", path)
+        };
+        let what = path.to_string();
+        let done = match mode {
+            WriteMode::CreateNew => format!(
+                "Transfer complete (unique file name: {}).",
+                path.file_name().unwrap_or("")
+            ),
+            _ => "Transfer complete.".to_string(),
+        };
+        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
+            let mut upload = upload;
+            let n = match (&stream, upload.local_file(), ascii) {
+                // Plain binary upload to a local file: the kernel moves the bytes (splice).
+                (Stream::Plain(tcp), Some(file), false) => {
+                    transfer::receive_file(tcp, file, &progress).await?
+                }
+                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await?,
+            };
+            // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
+            // that already closed makes this fail, which changes nothing.
+            let _ = stream.shutdown().await;
+            upload
+                .commit()
+                .await
+                .map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
+            Ok(n)
+        };
+        self.start_transfer(what, true, &opening, done, job).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Send `150`, then run `job` on the data connection in its own task. The final reply is
+    /// sent by the session loop when the task ends.
+    pub(super) async fn start_transfer<F, Fut>(
+        &mut self,
+        what: String,
+        upload: bool,
+        opening: &str,
+        done: String,
+        job: F,
+    ) -> io::Result<()>
+    where
+        F: FnOnce(Stream, Arc<AtomicU64>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<u64, PumpError>> + Send + 'static,
+    {
+        let plan = std::mem::replace(&mut self.data, DataPlan::None);
+        let config = &self.shared.config;
+        let timeout = config.data_connect_timeout;
+        let expected_peer = (!config.allow_foreign_passive_peer).then_some(self.peer.ip());
+        let local_ip = self.local.ip();
+        let source_port = config
+            .active_source_port_minus_one
+            .then(|| self.local.port().saturating_sub(1));
+        let tls = match (&self.shared.config.tls, self.protect_data) {
+            (Some(t), true) => Some((t.acceptor(upload), t.require_session_reuse, self.tls_token)),
+            _ => None,
+        };
+        self.send(&Reply::new(150, opening.to_string())).await?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let task_progress = Arc::clone(&progress);
+        let span = info_span!("transfer", what = %what);
+        let handle = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let stream = match plan {
+                    DataPlan::Passive(p) => p.accept(expected_peer, timeout).await,
+                    DataPlan::Active(target) => connect_active(target, local_ip, source_port, timeout).await,
+                    DataPlan::None => Err(DataError::Io(io::Error::other("no data connection"))),
+                };
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "data connection failed");
+                        return Outcome { reply: Reply::new(425, format!("Can't open data connection: {e}.")) };
+                    }
+                };
+                let stream = match tls {
+                    None => Stream::Plain(stream),
+                    Some((acceptor, require_reuse, token)) => {
+                        match protect_data_connection(&acceptor, stream, &token, require_reuse, timeout).await {
+                            Ok(s) => s,
+                            Err(reply) => return Outcome { reply },
+                        }
+                    }
+                };
+                let result = job(stream, Arc::clone(&task_progress)).await;
+                let elapsed = started.elapsed();
+                match result {
+                    Ok(bytes) => {
+                        info!(bytes, ms = elapsed.as_millis() as u64, "transfer complete");
+                        Outcome { reply: Reply::new(226, done) }
+                    }
+                    Err(PumpError::Network(e)) => {
+                        warn!(error = %e, bytes = task_progress.load(Ordering::Relaxed), "transfer failed: data connection");
+                        Outcome { reply: Reply::new(426, format!("Data connection closed; transfer aborted: {e}.")) }
+                    }
+                    Err(PumpError::Local(e)) => {
+                        warn!(error = %e, "transfer failed: local error");
+                        Outcome { reply: Reply::new(451, format!("Local error; transfer aborted: {}.", local_message(&e))) }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        self.transfer = Some(RunningTransfer {
+            handle,
+            progress,
+            what,
+        });
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoreKind {
+    Stor,
+    Appe,
+}
