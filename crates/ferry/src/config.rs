@@ -319,6 +319,16 @@ address = "192.168.1.2"
     }
 
     #[test]
+    fn masquerade_address_may_be_a_dns_name() {
+        let f = FileConfig::parse("masquerade_address = \"localhost\"").unwrap();
+        let c = f.server_config().unwrap();
+        assert_eq!(c.masquerade.address, Some(Ipv4Addr::LOCALHOST));
+        let f = FileConfig::parse("masquerade_address = \"::1\"").unwrap();
+        let err = f.server_config().unwrap_err();
+        assert!(format!("{err:#}").contains("EPSV"), "{err:#}");
+    }
+
+    #[test]
     fn zero_timeout_is_refused() {
         let f = FileConfig::parse("idle_timeout = 0").unwrap();
         assert!(f.server_config().is_err());
