@@ -306,7 +306,10 @@ address = "192.168.1.2"
     /// drift from the code.
     #[test]
     fn documented_examples_are_valid() {
-        let doc = include_str!("../../../docs/configuration.md");
+        let doc = concat!(
+            include_str!("../../../docs/configuration.md"),
+            include_str!("../../../docs/deployment.md")
+        );
         let mut blocks = 0;
         for block in doc.split("```toml").skip(1) {
             let text = block.split("```").next().unwrap();
