@@ -12,7 +12,7 @@
 # FERRY_BIN names a binary. Knobs (environment):
 #   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=3
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
-#   DURATION=60  PEERS_DIR=/work/shared/peers  IPERF_SECS=5
+#   DURATION=60  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
 # CONCURRENCY=8 stays below Pure-FTPd's listen backlog (9): at 32, bursts overflow its accept
 # queue and some connections never get a greeting. Ferry gets a 100-port passive range, as
 # each peer script configures: with none it binds port 0 per transfer, and 20,000 transfers
@@ -63,6 +63,16 @@ FERRY_BIN=$(readlink -f "$FERRY_BIN")
 } > "$OUT/env.txt"
 
 load() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
+
+# On a shared machine, wait (bounded) for the 1-minute load to drop before measuring.
+QUIET_LOAD=${QUIET_LOAD:-0.7}
+QUIET_WAIT=${QUIET_WAIT:-600}
+waited=0
+while awk -v q="$QUIET_LOAD" '{exit !($1 > q)}' /proc/loadavg && [ "$waited" -lt "$QUIET_WAIT" ]; do
+  [ "$waited" = 0 ] && log "waiting up to ${QUIET_WAIT}s for load < $QUIET_LOAD ($(cut -d' ' -f1 /proc/loadavg) now)"
+  sleep 10; waited=$((waited + 10))
+done
+echo "waited ${waited}s for quiet (load < $QUIET_LOAD)" >> "$OUT/env.txt"
 
 bench() {  # bench NAME URL PIDS HOME [extra args...]
   local name=$1 url=$2 pids=$3 home=$4; shift 4

@@ -279,6 +279,9 @@ pub(crate) struct Outcome {
     /// the measured part: near 100 means the machine, not latency, was the limit; CPU used
     /// beyond server + bench is other load or kernel work charged to no process.
     machine_busy_pct: Option<f64>,
+    /// Share of all CPUs spent in softirq (mostly the loopback network stack) during the
+    /// measured part; part of `machine_busy_pct`.
+    machine_softirq_pct: Option<f64>,
     /// Stopped by `--duration` before finishing its count.
     capped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -297,6 +300,7 @@ impl Outcome {
             server_cpu_s: None,
             bench_cpu_s: 0.0,
             machine_busy_pct: None,
+            machine_softirq_pct: None,
             capped: false,
             error: None,
             details: Map::new(),
@@ -320,7 +324,7 @@ pub(crate) struct Meter {
     started: Instant,
     server: Option<f64>,
     bench: f64,
-    machine: (u64, u64),
+    machine: procfs::MachineTicks,
 }
 
 impl Meter {
@@ -341,11 +345,12 @@ impl Meter {
         o.server_cpu_s = self
             .server
             .map(|before| procfs::tree_cpu_seconds(&self.pids) - before);
-        let (busy, total) = procfs::machine_ticks();
-        let total = total.saturating_sub(self.machine.1);
+        let now = procfs::machine_ticks();
+        let total = now.total.saturating_sub(self.machine.total);
         if total > 0 {
-            o.machine_busy_pct =
-                Some(100.0 * busy.saturating_sub(self.machine.0) as f64 / total as f64);
+            let pct = |a: u64, b: u64| Some(100.0 * a.saturating_sub(b) as f64 / total as f64);
+            o.machine_busy_pct = pct(now.busy, self.machine.busy);
+            o.machine_softirq_pct = pct(now.softirq, self.machine.softirq);
         }
     }
 }

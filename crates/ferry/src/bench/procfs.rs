@@ -111,24 +111,37 @@ pub(super) fn tree_memory(roots: &[u32]) -> Memory {
     m
 }
 
-/// Machine-wide CPU ticks from the first line of `/proc/stat`: (busy, total), where busy is
-/// everything but idle and iowait (so softirq time spent on loopback traffic counts).
-pub(super) fn machine_ticks() -> (u64, u64) {
+/// Machine-wide CPU ticks from the first line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct MachineTicks {
+    /// Everything but idle and iowait (so softirq time spent on loopback traffic counts).
+    pub(super) busy: u64,
+    /// Time in softirq: network stack work that may be charged to no process.
+    pub(super) softirq: u64,
+    pub(super) total: u64,
+}
+
+/// Read [`MachineTicks`] now (zeros if `/proc/stat` is unreadable).
+pub(super) fn machine_ticks() -> MachineTicks {
     let Ok(text) = std::fs::read_to_string("/proc/stat") else {
-        return (0, 0);
+        return MachineTicks::default();
     };
     let Some(cpu) = text.lines().next() else {
-        return (0, 0);
+        return MachineTicks::default();
     };
     let f: Vec<u64> = cpu
         .split_whitespace()
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal (guest times are inside user).
     let total: u64 = f.iter().take(8).sum();
-    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
+    MachineTicks {
+        busy: total.saturating_sub(at(3) + at(4)),
+        softirq: at(6),
+        total,
+    }
 }
 
 /// Whether `pid` names a live process.
