@@ -2,193 +2,43 @@
 //! in-process on loopback port 0 (IPv4, and IPv6 when ::1 can be bound).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+mod common;
 
-use ferry_auth::{Authenticator, UserSpec};
-use ferry_ftpd::{Server, ServerConfig, local_storage};
+use std::path::Path;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
-const USER: &str = "alice";
+use common::{Out, Srv, USER, content, ferry_command, ipv6_available, ok, run, sha256, tree};
+
 const PASSWORD: &str = "pa ss:w@rd";
 /// Upper bound for one command.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| ferry_auth::hash_password(PASSWORD))
-}
-
-/// A server on its own thread and runtime; stops when dropped.
-struct Srv {
-    addr: SocketAddr,
-    root: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Srv {
-    fn start(listen: &str) -> Srv {
-        let root = tempfile::tempdir().unwrap();
-        let users = vec![UserSpec {
-            name: USER.into(),
-            password_hash: hash().to_string(),
-            root: root.path().to_path_buf(),
-            permissions: vec!["all".into()],
-            tls: None,
-        }];
-        let auth = Arc::new(Authenticator::new(users, None).unwrap());
-        let config = ServerConfig {
-            listen: vec![listen.parse().unwrap()],
-            login_failure_delay: Duration::from_millis(10),
-            data_connect_timeout: Duration::from_secs(5),
-            ..ServerConfig::default()
-        };
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(config, auth, local_storage()).unwrap();
-                addr_tx.send(server.local_addrs()[0]).unwrap();
-                let _ = server
-                    .run(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
-        });
-        let addr = addr_rx.recv_timeout(WAIT).unwrap();
-        Srv {
-            addr,
-            root,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ftp://{USER}@{}/{path}", self.addr)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
-    }
-}
-
-impl Drop for Srv {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// A plain (no TLS) server with the test user.
+fn server(listen: &str) -> Srv {
+    Srv::start_with(listen, PASSWORD, |_| {})
 }
 
 /// Run `ferry ARGS` with a clean HOME, the password in FERRY_PASSWORD (unless `env` says
-/// otherwise), no stdin; killed after WAIT.
+/// otherwise), `stdin` as input; killed after WAIT.
 fn ferry_in(dir: &Path, args: &[&str], env: &[(&str, Option<&str>)], stdin: &[u8]) -> Out {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("FERRY_PASSWORD", PASSWORD)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = ferry_command(dir, PASSWORD);
+    cmd.args(args);
     for (k, v) in env {
         match v {
             Some(v) => cmd.env(k, v),
             None => cmd.env_remove(k),
         };
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("ferry {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    }
+    run(&mut cmd, stdin, WAIT)
 }
 
 fn ferry(dir: &Path, args: &[&str]) -> Out {
     ferry_in(dir, args, &[], b"")
 }
 
-fn ok(out: Out) -> Out {
-    assert_eq!(
-        out.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    out
-}
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).to_vec()
-}
-
-fn ipv6_available() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
-}
-
 /// put, ls (short, long, JSON), get, cat, mkdir, mv, rm, rmdir, quote in one mode.
 fn verbs_round_trip(listen: &str, mode: &str) {
-    let srv = Srv::start(listen);
+    let srv = server(listen);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let body = content(700_001, 3);
@@ -229,10 +79,8 @@ fn verbs_round_trip(listen: &str, mode: &str) {
         sha256(&std::fs::read(w.join("down.bin")).unwrap()),
         sha256(&body)
     );
-    let cat = Command::new(BIN)
+    let cat = ferry_command(w, PASSWORD)
         .args([&["cat"][..], &m, &[&srv.url("d/up.bin")]].concat())
-        .env("FERRY_PASSWORD", PASSWORD)
-        .env("HOME", w)
         .output()
         .unwrap();
     assert_eq!(sha256(&cat.stdout), sha256(&body));
@@ -275,7 +123,7 @@ fn verbs_ipv6_every_mode() {
 
 #[test]
 fn exit_codes() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     // Login refused: 3.
@@ -314,7 +162,7 @@ fn exit_codes() {
 
 #[test]
 fn verbose_masks_the_password() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let out = ok(ferry(work.path(), &["ls", "-v", &srv.url("")]));
     assert!(out.stderr.contains("> PASS ****"), "{}", out.stderr);
@@ -335,7 +183,7 @@ fn verbose_masks_the_password() {
 
 #[test]
 fn netrc_credentials() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::write(
@@ -351,7 +199,7 @@ fn netrc_credentials() {
 
 #[test]
 fn get_and_put_resume() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let body = content(300_000, 9);
@@ -392,28 +240,9 @@ fn get_and_put_resume() {
     assert!(out.stderr.contains("could not verify"), "{}", out.stderr);
 }
 
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.push((format!("{rel}/"), Vec::new()));
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn mirror_both_ways() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let src = w.join("src");
@@ -460,7 +289,7 @@ fn mirror_both_ways() {
 
 #[test]
 fn shell_session_from_stdin() {
-    let srv = Srv::start("127.0.0.1:0");
+    let srv = server("127.0.0.1:0");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir(srv.path("docs")).unwrap();

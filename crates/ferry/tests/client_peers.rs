@@ -8,13 +8,15 @@
 //! (`FERRY_PEERS_DIR` overrides where the scripts are).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{content, ferry_command, sha256_file, tree};
+
 const USER: &str = "tester";
 const PASSWORD: &str = "secret-pass";
 const WAIT: Duration = Duration::from_secs(120);
@@ -39,46 +41,8 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 /// Run a command with `input` on its standard input, within WAIT.
 fn run_input(cmd: &mut Command, input: &[u8]) -> (i32, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(input);
-    }
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code().unwrap_or(-1),
-        t1.join().unwrap(),
-        t2.join().unwrap(),
-    )
+    let out = common::run(cmd, input, WAIT);
+    (out.code, out.stdout, out.stderr)
 }
 
 /// A started peer; stopped on drop.
@@ -152,11 +116,7 @@ impl Drop for Peer {
 }
 
 fn ferry(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    run(Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("FERRY_PASSWORD", PASSWORD))
+    run(ferry_command(dir, PASSWORD).args(args))
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -165,49 +125,13 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     err
 }
 
-fn sha256(path: &Path) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
-}
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.push((format!("{rel}/"), Vec::new()));
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn exercise(name: &str, port: u16) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let peer = Peer::start(name, port);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::write(w.join("up.bin"), content(1_234_567, port.into())).unwrap();
-    let want = sha256(&w.join("up.bin"));
+    let want = sha256_file(&w.join("up.bin"));
 
     for host in ["127.0.0.1", "[::1]"] {
         for mode in ["auto", "passive", "epsv", "active"] {
@@ -218,7 +142,7 @@ fn exercise(name: &str, port: u16) {
                 w,
                 &[&["put"][..], &m, &["up.bin", &peer.url(host, &remote)]].concat(),
             );
-            assert_eq!(sha256(&peer.home.join(&remote)), want, "{ctx}: upload");
+            assert_eq!(sha256_file(&peer.home.join(&remote)), want, "{ctx}: upload");
             let (_, listing, _) = ferry(w, &[&["ls"][..], &m, &[&peer.url(host, "")]].concat());
             assert!(listing.lines().any(|l| l == remote), "{ctx}: ls: {listing}");
             let local = format!("down-{mode}.bin");
@@ -226,7 +150,7 @@ fn exercise(name: &str, port: u16) {
                 w,
                 &[&["get"][..], &m, &[&peer.url(host, &remote), "-o", &local]].concat(),
             );
-            assert_eq!(sha256(&w.join(&local)), want, "{ctx}: download");
+            assert_eq!(sha256_file(&w.join(&local)), want, "{ctx}: download");
             ok(w, &[&["rm"][..], &m, &[&peer.url(host, &remote)]].concat());
             assert!(!peer.home.join(&remote).exists(), "{ctx}: rm");
         }
@@ -243,7 +167,7 @@ fn exercise(name: &str, port: u16) {
     )
     .unwrap();
     ok(w, &["get", "-c", &url("d/moved.bin")]);
-    assert_eq!(sha256(&w.join("moved.bin")), want, "{name}: get -c");
+    assert_eq!(sha256_file(&w.join("moved.bin")), want, "{name}: get -c");
     ok(w, &["rm", &url("d/moved.bin")]);
     ok(w, &["rmdir", &url("d")]);
 
@@ -278,7 +202,7 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::write(w.join("up.bin"), content(1_234_567, port.into())).unwrap();
-    let want = sha256(&w.join("up.bin"));
+    let want = sha256_file(&w.join("up.bin"));
 
     for host in ["127.0.0.1", "[::1]"] {
         for mode in ["auto", "passive", "epsv", "active"] {
@@ -289,7 +213,7 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
                 w,
                 &[&["put"][..], &t, &["up.bin", &peer.ftpes(host, &remote)]].concat(),
             );
-            assert_eq!(sha256(&peer.home.join(&remote)), want, "{ctx}: upload");
+            assert_eq!(sha256_file(&peer.home.join(&remote)), want, "{ctx}: upload");
             let (code, listing, err) =
                 ferry(w, &[&["ls"][..], &t, &[&peer.ftpes(host, "")]].concat());
             assert_eq!(code, 0, "{ctx}: ls: {err}");
@@ -304,7 +228,7 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
                 ]
                 .concat(),
             );
-            assert_eq!(sha256(&w.join(&local)), want, "{ctx}: download");
+            assert_eq!(sha256_file(&w.join(&local)), want, "{ctx}: download");
         }
     }
 
@@ -321,17 +245,13 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
         script.push_str(&format!("get run-{i}.bin back-{i}.bin\n"));
     }
     let (code, _, err) = run_input(
-        Command::new(BIN)
-            .args([
-                "shell",
-                "-v",
-                "--pin-sha256",
-                &pin,
-                &peer.ftpes("127.0.0.1", ""),
-            ])
-            .current_dir(w)
-            .env("HOME", w)
-            .env("FERRY_PASSWORD", PASSWORD),
+        ferry_command(w, PASSWORD).args([
+            "shell",
+            "-v",
+            "--pin-sha256",
+            &pin,
+            &peer.ftpes("127.0.0.1", ""),
+        ]),
         script.as_bytes(),
     );
     assert_eq!(code, 0, "{name}: shell run:\n{err}");
@@ -347,12 +267,12 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
     }
     for i in 0..12 {
         assert_eq!(
-            sha256(&peer.home.join(format!("run-{i}.bin"))),
+            sha256_file(&peer.home.join(format!("run-{i}.bin"))),
             want,
             "{name}: run {i}"
         );
         assert_eq!(
-            sha256(&w.join(format!("back-{i}.bin"))),
+            sha256_file(&w.join(format!("back-{i}.bin"))),
             want,
             "{name}: back {i}"
         );

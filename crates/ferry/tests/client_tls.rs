@@ -4,38 +4,34 @@
 //! IPv6, long runs of uploads, and each way of trusting the server's certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use ferry_auth::{Authenticator, UserSpec};
+use common::{
+    Out, USER, content, ferry_command, ipv6_available, ok, run, sha256, sha256_file, tree,
+};
 use ferry_ftpd::tls::{CertStore, TlsConfig, certified_key_from_pem, generate_self_signed};
-use ferry_ftpd::{Server, ServerConfig, local_storage};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferry");
-const USER: &str = "alice";
 const PASSWORD: &str = "tls pa:ss@word";
 /// Upper bound for one command.
 const WAIT: Duration = Duration::from_secs(90);
 
-fn hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| ferry_auth::hash_password(PASSWORD))
-}
-
-/// A server on its own thread and runtime; stops when dropped.
+/// A server with its certificates; the plain server's URLs and paths through `Deref`.
 struct Srv {
-    addr: SocketAddr,
-    implicit: Option<SocketAddr>,
-    root: tempfile::TempDir,
+    srv: common::Srv,
     /// `cert.pem` (the server's self-signed certificate) and `other.pem` (an unrelated one).
     certs: tempfile::TempDir,
     fingerprint: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Srv {
+    type Target = common::Srv;
+    fn deref(&self) -> &common::Srv {
+        &self.srv
+    }
 }
 
 fn self_signed() -> (String, String) {
@@ -55,7 +51,6 @@ impl Srv {
     }
 
     fn start_with(listen: &str, tls: bool) -> Srv {
-        let root = tempfile::tempdir().unwrap();
         let certs = tempfile::tempdir().unwrap();
         let (cert_pem, key_pem) = self_signed();
         std::fs::write(certs.path().join("cert.pem"), &cert_pem).unwrap();
@@ -64,75 +59,18 @@ impl Srv {
             certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap(),
         );
         let fingerprint = store.fingerprint();
-        let users = vec![UserSpec {
-            name: USER.into(),
-            password_hash: hash().to_string(),
-            root: root.path().to_path_buf(),
-            permissions: vec!["all".into()],
-            tls: None,
-        }];
-        let auth = Arc::new(Authenticator::new(users, None).unwrap());
-        let listen: SocketAddr = listen.parse().unwrap();
-        let config = ServerConfig {
-            listen: vec![listen],
-            login_failure_delay: Duration::from_millis(10),
-            data_connect_timeout: Duration::from_secs(5),
-            tls: tls.then(|| TlsConfig::new(store).unwrap()),
-            implicit_tls_listen: if tls {
-                vec![SocketAddr::new(listen.ip(), 0)]
-            } else {
-                Vec::new()
-            },
-            ..ServerConfig::default()
-        };
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Server::bind(config, auth, local_storage()).unwrap();
-                addr_tx
-                    .send((
-                        server.local_addrs()[0],
-                        server.implicit_tls_addrs().first().copied(),
-                    ))
-                    .unwrap();
-                let _ = server
-                    .run(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
+        let srv = common::Srv::start_with(listen, PASSWORD, |config| {
+            if tls {
+                let ip = config.listen[0].ip();
+                config.tls = Some(TlsConfig::new(store).unwrap());
+                config.implicit_tls_listen = vec![SocketAddr::new(ip, 0)];
+            }
         });
-        let (addr, implicit) = addr_rx.recv_timeout(WAIT).unwrap();
         Srv {
-            addr,
-            implicit,
-            root,
+            srv,
             certs,
             fingerprint,
-            stop: Some(stop),
-            thread: Some(thread),
         }
-    }
-
-    /// An `ftpes://` URL (explicit TLS on the normal port).
-    fn ftpes(&self, path: &str) -> String {
-        format!("ftpes://{USER}@{}/{path}", self.addr)
-    }
-
-    /// An `ftps://` URL (implicit TLS).
-    fn ftps(&self, path: &str) -> String {
-        format!("ftps://{USER}@{}/{path}", self.implicit.unwrap())
-    }
-
-    /// A plain `ftp://` URL to the explicit port.
-    fn ftp(&self, path: &str) -> String {
-        format!("ftp://{USER}@{}/{path}", self.addr)
     }
 
     fn cacert(&self) -> String {
@@ -142,135 +80,21 @@ impl Srv {
     fn other_ca(&self) -> String {
         self.certs.path().join("other.pem").display().to_string()
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
-    }
-}
-
-impl Drop for Srv {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 /// Run `ferry ARGS` with a clean HOME, the password in FERRY_PASSWORD, `stdin` as input;
 /// killed after WAIT.
 fn ferry_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Out {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("FERRY_PASSWORD", PASSWORD)
+    let mut cmd = ferry_command(dir, PASSWORD);
+    cmd.args(args)
         // The system's roots must not matter (and must not include our test certificates).
         .env("SSL_CERT_FILE", dir.join("no-such-bundle.pem"))
-        .env("SSL_CERT_DIR", dir.join("no-such-dir"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("ferry {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    }
+        .env("SSL_CERT_DIR", dir.join("no-such-dir"));
+    run(&mut cmd, stdin, WAIT)
 }
 
 fn ferry(dir: &Path, args: &[&str]) -> Out {
     ferry_in(dir, args, b"")
-}
-
-#[track_caller]
-fn ok(out: Out) -> Out {
-    assert_eq!(
-        out.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    out
-}
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).to_vec()
-}
-
-fn sha256_file(path: &Path) -> Vec<u8> {
-    sha256(&std::fs::read(path).unwrap())
-}
-
-fn ipv6_available() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
-}
-
-/// Relative paths and contents of every file under `dir`, sorted.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.push((format!("{rel}/"), Vec::new()));
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// put, ls, get (sha256-checked) in every mode over explicit and implicit TLS, then mirror
@@ -568,7 +392,7 @@ fn tls_flag_for_ftp_urls() {
     std::fs::write(srv.path("f.txt"), b"x").unwrap();
     let ca = srv.cacert();
     // ftp:// stays clear text by default: this server refuses that, with a hint.
-    let out = ferry(w, &["ls", &srv.ftp("")]);
+    let out = ferry(w, &["ls", &srv.url("")]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("ftpes://"), "{}", out.stderr);
     // --tls required and --tls auto both upgrade.
@@ -581,29 +405,29 @@ fn tls_flag_for_ftp_urls() {
             "required",
             "--cacert",
             &ca,
-            &srv.ftp(""),
+            &srv.url(""),
         ],
     ));
     assert!(out.stderr.contains("> AUTH TLS"), "{}", out.stderr);
     assert_eq!(out.stdout, "f.txt\n");
     let out = ok(ferry(
         w,
-        &["ls", "-v", "--tls", "auto", "--cacert", &ca, &srv.ftp("")],
+        &["ls", "-v", "--tls", "auto", "--cacert", &ca, &srv.url("")],
     ));
     assert!(out.stderr.contains("> AUTH TLS"), "{}", out.stderr);
     // Contradictions and trust options without TLS are usage errors.
     assert_eq!(ferry(w, &["ls", "--tls", "off", &srv.ftpes("")]).code, 2);
     assert_eq!(ferry(w, &["ls", "--tls", "auto", &srv.ftps("")]).code, 2);
-    assert_eq!(ferry(w, &["ls", "--cacert", &ca, &srv.ftp("")]).code, 2);
+    assert_eq!(ferry(w, &["ls", "--cacert", &ca, &srv.url("")]).code, 2);
     assert_eq!(
-        ferry(w, &["ls", "--tls", "sometimes", &srv.ftp("")]).code,
+        ferry(w, &["ls", "--tls", "sometimes", &srv.url("")]).code,
         2
     );
 
     // A server without TLS: auto goes on in clear text (saying so), required fails with 8.
     let plain = Srv::start_with("127.0.0.1:0", false);
     std::fs::write(plain.path("p.txt"), b"x").unwrap();
-    let out = ok(ferry(w, &["ls", "--tls", "auto", &plain.ftp("")]));
+    let out = ok(ferry(w, &["ls", "--tls", "auto", &plain.url("")]));
     assert_eq!(out.stdout, "p.txt\n");
     assert!(out.stderr.contains("does not offer TLS"), "{}", out.stderr);
     let out = ferry(w, &["ls", &plain.ftpes("")]);
