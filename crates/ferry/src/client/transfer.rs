@@ -33,7 +33,15 @@ where
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = r.read(&mut buf).await.map_err(CopyError::Read)?;
+        let n = match r.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                // A tokio file may still be writing the last chunk in the background: finish
+                // it, so that `get -c` resumes from a length that holds everything received.
+                let _ = w.flush().await;
+                return Err(CopyError::Read(e));
+            }
+        };
         if n == 0 {
             break;
         }
