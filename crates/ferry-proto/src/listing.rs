@@ -127,8 +127,8 @@ fn push_name(out: &mut Vec<u8>, name: &str) {
     );
 }
 
-fn mode_string(kind: EntryKind, mode: u32) -> String {
-    let mut s = String::with_capacity(10);
+fn mode_string(kind: EntryKind, mode: u32) -> ModeString {
+    let mut s = ModeString::default();
     s.push(match kind {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
@@ -153,26 +153,53 @@ fn mode_string(kind: EntryKind, mode: u32) -> String {
     s
 }
 
+/// `drwxr-xr-x`, built without allocating.
+#[derive(Default)]
+struct ModeString {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl ModeString {
+    fn push(&mut self, c: char) {
+        if self.len < self.bytes.len() {
+            self.bytes[self.len] = c as u8;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::fmt::Display for ModeString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only ASCII letters and '-' are ever pushed.
+        f.write_str(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("----------"))
+    }
+}
+
 /// Append one `LIST` line (`-rw-r--r-- 1 ftp ftp 1234 Nov 28 03:08 name\r\n`) to `out`.
 /// Entries modified within ~6 months of `now` show `HH:MM`, others the year (as `ls -l`).
 /// Owner and group are always `ftp` so no local account names leak.
 /// CR or LF in the name are written as `?` so a stored name can't forge listing lines.
 pub fn format_list_line(entry: &Entry, now: i64, out: &mut Vec<u8>) {
+    use std::io::Write;
     let t = Civil::from_unix(entry.mtime);
     let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
     let recent = entry.mtime <= now.saturating_add(DAY) && now.saturating_sub(entry.mtime) < RECENT;
-    let when = if recent {
-        format!("{month} {:>2} {:02}:{:02}", t.day, t.hour, t.min)
-    } else {
-        format!("{month} {:>2} {:>5}", t.day, t.year)
-    };
-    let line = format!(
-        "{} {:>4} ftp      ftp      {:>13} {when} ",
+    // Written straight into `out`: a 10,000-entry listing makes no per-line allocation.
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{} {:>4} ftp      ftp      {:>13} {month} {:>2} ",
         mode_string(entry.kind, entry.mode),
         entry.nlink,
-        entry.size
+        entry.size,
+        t.day
     );
-    out.extend_from_slice(line.as_bytes());
+    let _ = if recent {
+        write!(out, "{:02}:{:02} ", t.hour, t.min)
+    } else {
+        write!(out, "{:>5} ", t.year)
+    };
     push_name(out, &entry.name);
     out.extend_from_slice(b"\r\n");
 }
@@ -288,12 +315,18 @@ pub fn format_mlsx_line(
     perm: &str,
     out: &mut Vec<u8>,
 ) {
-    let clean = |v: &str| -> String {
-        v.chars()
-            .filter(|c| !matches!(c, ';' | '=' | ' ' | '\r' | '\n'))
-            .collect()
+    use std::io::Write;
+    // Fact values may not contain the fact syntax; drop such characters as they are copied.
+    fn push_clean(out: &mut Vec<u8>, v: &str) {
+        out.extend(
+            v.bytes()
+                .filter(|c| !matches!(c, b';' | b'=' | b' ' | b'\r' | b'\n')),
+        );
+    }
+    let clean_empty = |v: &str| {
+        v.bytes()
+            .all(|c| matches!(c, b';' | b'=' | b' ' | b'\r' | b'\n'))
     };
-    let mut s = String::new();
     if facts.kind {
         let kind = match (role, entry.kind) {
             (MlsxRole::Cdir, _) => "cdir",
@@ -303,28 +336,36 @@ pub fn format_mlsx_line(
             (MlsxRole::Entry, EntryKind::Symlink) => "OS.unix=symlink",
             (MlsxRole::Entry, EntryKind::Other) => "OS.unix=special",
         };
-        s.push_str("type=");
-        s.push_str(kind);
-        s.push(';');
+        out.extend_from_slice(b"type=");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b';');
     }
+    // Writing into a Vec cannot fail.
     if facts.size && entry.kind == EntryKind::File && role == MlsxRole::Entry {
-        s.push_str(&format!("size={};", entry.size));
+        let _ = write!(out, "size={};", entry.size);
     }
     if facts.modify {
-        s.push_str(&format!("modify={};", format_mdtm(entry.mtime)));
+        // As format_mdtm, without its allocation.
+        let t = Civil::from_unix(entry.mtime.clamp(MDTM_MIN, MDTM_MAX));
+        let _ = write!(
+            out,
+            "modify={:04}{:02}{:02}{:02}{:02}{:02};",
+            t.year, t.month, t.day, t.hour, t.min, t.sec
+        );
     }
-    let perm = clean(perm);
-    if facts.perm && !perm.is_empty() {
-        s.push_str(&format!("perm={perm};"));
+    if facts.perm && !clean_empty(perm) {
+        out.extend_from_slice(b"perm=");
+        push_clean(out, perm);
+        out.push(b';');
     }
     if let (true, Some(unique)) = (facts.unique, entry.unique.as_deref()) {
-        let unique = clean(unique);
-        if !unique.is_empty() {
-            s.push_str(&format!("unique={unique};"));
+        if !clean_empty(unique) {
+            out.extend_from_slice(b"unique=");
+            push_clean(out, unique);
+            out.push(b';');
         }
     }
-    s.push(' ');
-    out.extend_from_slice(s.as_bytes());
+    out.push(b' ');
     push_name(out, &entry.name);
     out.extend_from_slice(b"\r\n");
 }

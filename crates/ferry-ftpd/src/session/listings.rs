@@ -103,20 +103,25 @@ impl Session {
                     );
                 }
             }
+            let perm_file = perm_facts(perms, EntryKind::File);
+            let perm_dir = perm_facts(perms, EntryKind::Dir);
             let mut sent = 0u64;
             for entry in &listing.entries {
                 match style {
                     ListStyle::Long => listing::format_list_line(entry, now, &mut buf),
                     ListStyle::Names => {
-                        let name = match &prefix {
-                            Some(p) => format!("{p}{}", entry.name),
-                            None => entry.name.clone(),
-                        };
-                        listing::format_nlst_line(&name, &mut buf)
+                        if let Some(p) = &prefix {
+                            buf.extend_from_slice(p.as_bytes());
+                        }
+                        listing::format_nlst_line(&entry.name, &mut buf)
                     }
                     ListStyle::Mlsd => {
-                        let perm = perm_facts(perms, entry.kind);
-                        listing::format_mlsx_line(entry, MlsxRole::Entry, &facts, &perm, &mut buf)
+                        let perm = if entry.kind == EntryKind::Dir {
+                            &perm_dir
+                        } else {
+                            &perm_file
+                        };
+                        listing::format_mlsx_line(entry, MlsxRole::Entry, &facts, perm, &mut buf)
                     }
                 }
                 if buf.len() >= 60 * 1024 {
