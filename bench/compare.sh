@@ -12,7 +12,7 @@
 # FERRY_BIN names a binary. Knobs (environment):
 #   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=3
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
-#   DURATION=60  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
+#   DURATION=60  SCENARIOS=idle,stor,retr,login,small,list  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
 # CONCURRENCY=8 stays below Pure-FTPd's listen backlog (9): at 32, bursts overflow its accept
 # queue and some connections never get a greeting. Ferry gets a 100-port passive range, as
 # each peer script configures: with none it binds port 0 per transfer, and 20,000 transfers
@@ -33,6 +33,7 @@ SESSIONS=${SESSIONS:-300}            # the peers are configured for at most 400 
 FERRY_SESSIONS=${FERRY_SESSIONS:-10000}
 LIST_ENTRIES=${LIST_ENTRIES:-10000}
 DURATION=${DURATION:-60}
+SCENARIOS=${SCENARIOS:-idle,stor,retr,login,small,list}
 IPERF_SECS=${IPERF_SECS:-5}
 USER_=tester
 PASS_=secret-pass
@@ -59,7 +60,7 @@ FERRY_BIN=$(readlink -f "$FERRY_BIN")
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "memory: $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "ferry: $FERRY_BIN"
-  echo "params: SIZE=$SIZE RUNS=$RUNS COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION"
+  echo "params: SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION"
 } > "$OUT/env.txt"
 
 load() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
@@ -77,7 +78,7 @@ echo "waited ${waited}s for quiet (load < $QUIET_LOAD)" >> "$OUT/env.txt"
 bench() {  # bench NAME URL PIDS HOME [extra args...]
   local name=$1 url=$2 pids=$3 home=$4; shift 4
   load "$name"
-  "$FERRY_BIN" bench "$url" --server-pid "$pids" --prepare-dir "$home" --json \
+  "$FERRY_BIN" bench "$url" --server-pid "$pids" --prepare-dir "$home" --json --scenario "$SCENARIOS" \
     --size "$SIZE" --runs "$RUNS" --count "$COUNT" --concurrency "${B_CONC:-$CONCURRENCY}" \
     --sessions "${B_SESSIONS:-$SESSIONS}" --list-entries "$LIST_ENTRIES" --duration "$DURATION" "$@" \
     > "$OUT/$name.json" 2> "$OUT/$name.log" || log "$name: bench exited $? (see $OUT/$name.log)"
@@ -112,6 +113,7 @@ run_ferry() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
   # A fresh server for the 10,000-session idle run.
+  case ",$SCENARIOS," in *,idle,*) ;; *) rm -rf "$root" /dev/shm/ferry-bench-state; return ;; esac
   FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls off --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
     > "$OUT/ferry-serve-idle.log" 2>&1 &
