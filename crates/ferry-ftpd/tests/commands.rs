@@ -262,3 +262,25 @@ async fn data_command_without_data_method_is_425() {
     c.expect("LIST", 425).await;
     c.expect("NOOP", 200).await;
 }
+
+#[tokio::test]
+async fn site_chmod_and_help() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start().await;
+    std::fs::write(s.path("f"), b"x").unwrap();
+    let mode = |p: &str| std::fs::metadata(s.path(p)).unwrap().permissions().mode() & 0o7777;
+    let mut c = s.login().await;
+    c.expect("SITE CHMOD 600 f", 200).await;
+    assert_eq!(mode("f"), 0o600);
+    // setuid/setgid/sticky are never set from a client.
+    c.expect("SITE CHMOD 6755 f", 200).await;
+    assert_eq!(mode("f"), 0o755);
+    c.expect("SITE CHMOD 644 missing", 550).await;
+    c.expect("SITE CHMOD 9 f", 501).await;
+    c.expect("SITE HELP", 214).await;
+    c.expect("SITE IDLE 60", 502).await;
+    let mut r = s.connect().await;
+    r.login(READER, PASSWORD).await;
+    r.expect("SITE CHMOD 777 f", 550).await;
+    assert_eq!(mode("f"), 0o755);
+}

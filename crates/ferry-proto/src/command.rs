@@ -124,6 +124,19 @@ pub enum Command {
     Pbsz(u64),
     Prot(ProtLevel),
     Ccc,
+    /// `SITE <subcommand>`.
+    Site(SiteCommand),
+}
+
+/// `SITE` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteCommand {
+    /// `SITE CHMOD <octal mode> <path>`; the mode is at most `0o7777`.
+    Chmod { mode: u32, path: String },
+    /// `SITE HELP`.
+    Help,
+    /// Any other subcommand (uppercased name), answered `502`.
+    Other(String),
 }
 
 /// Why a line is not a command we can run. Each maps to exactly one reply code.
@@ -212,6 +225,7 @@ impl Command {
             Pbsz(_) => "PBSZ",
             Prot(_) => "PROT",
             Ccc => "CCC",
+            Site(_) => "SITE",
         }
     }
 
@@ -238,6 +252,9 @@ impl Command {
             Mfmt { unix_secs, path } => {
                 Some(format!("{} {path}", listing::format_mdtm(*unix_secs)))
             }
+            Site(SiteCommand::Chmod { mode, path }) => Some(format!("CHMOD {mode:o} {path}")),
+            Site(SiteCommand::Help) => Some("HELP".into()),
+            Site(SiteCommand::Other(name)) => Some(name.clone()),
             Port(a) => Some(hostport::format_port_arg(*a)),
             Eprt(a) => Some(hostport::format_eprt_arg(*a)),
             Epsv(EpsvArg::Any) => None,
@@ -288,9 +305,9 @@ const MAX_VERB_LEN: usize = 4;
 
 /// Verbs of RFC 959 and friends that Ferry deliberately answers with `502`.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "SMNT", "SITE", "LPRT", "LPSV", "HOST", "LANG", "CLNT", "MFCT", "MFF", "XRSQ", "XRCP", "XSEN",
-    "XSEM", "XMAS", "MLFL", "MAIL", "MSND", "MSOM", "MSAM", "MRSQ", "MRCP", "ADAT", "MIC", "CONF",
-    "ENC", "XCRC", "XMD5", "HASH",
+    "SMNT", "LPRT", "LPSV", "HOST", "LANG", "CLNT", "MFCT", "MFF", "XRSQ", "XRCP", "XSEN", "XSEM",
+    "XMAS", "MLFL", "MAIL", "MSND", "MSOM", "MSAM", "MRSQ", "MRCP", "ADAT", "MIC", "CONF", "ENC",
+    "XCRC", "XMD5", "HASH",
 ];
 
 /// Skip Telnet commands a client may put before a verb: `IAC x` pairs (IP, DM, ...), `IAC
@@ -465,6 +482,37 @@ fn parse_mfmt(arg: &str) -> Result<Command, ParseError> {
     })
 }
 
+fn parse_site(arg: &str) -> Result<SiteCommand, ParseError> {
+    let (name, rest) = match arg.trim_start().split_once(' ') {
+        Some((n, r)) => (n, r),
+        None => (arg.trim(), ""),
+    };
+    let name = name.to_ascii_uppercase();
+    match name.as_str() {
+        "CHMOD" => {
+            let (mode, path) = rest
+                .trim_start()
+                .split_once(' ')
+                .ok_or_else(|| syntax("SITE CHMOD requires a mode and a path"))?;
+            let mode = u32::from_str_radix(mode, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777 && !mode.is_empty() && mode.len() <= 5)
+                .ok_or_else(|| syntax("SITE CHMOD: the mode must be octal, e.g. 644"))?;
+            if path.is_empty() {
+                return Err(syntax("SITE CHMOD requires a mode and a path"));
+            }
+            Ok(SiteCommand::Chmod {
+                mode,
+                path: path.to_string(),
+            })
+        }
+        "HELP" => Ok(SiteCommand::Help),
+        _ => Ok(SiteCommand::Other(
+            name.chars().take(MAX_VERB_SHOWN).collect(),
+        )),
+    }
+}
+
 fn parse_opts(arg: &str) -> Command {
     let (command, args) = match arg.split_once([' ', '\t']) {
         Some((c, a)) => (c, a.trim()),
@@ -572,6 +620,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "SIZE" => Size(arg.required_string()?),
         "MDTM" => Mdtm(arg.required_string()?),
         "MFMT" => parse_mfmt(arg.required()?)?,
+        "SITE" => Site(parse_site(arg.required()?)?),
         "PORT" => Port(
             hostport::parse_port_arg(arg.required_trimmed()?)
                 .map_err(|e| host_port_error("PORT", e))?,
@@ -607,7 +656,7 @@ fn canonical_verb(verb: &str) -> Option<&'static str> {
         "USER", "PASS", "ACCT", "QUIT", "REIN", "NOOP", "SYST", "STAT", "HELP", "FEAT", "OPTS",
         "CWD", "CDUP", "PWD", "MKD", "RMD", "DELE", "RNFR", "RNTO", "TYPE", "MODE", "STRU", "ALLO",
         "REST", "RETR", "STOR", "STOU", "APPE", "ABOR", "LIST", "NLST", "MLSD", "MLST", "SIZE",
-        "MDTM", "MFMT", "PORT", "PASV", "EPRT", "EPSV", "AUTH", "PBSZ", "PROT", "CCC",
+        "MDTM", "MFMT", "PORT", "PASV", "EPRT", "EPSV", "AUTH", "PBSZ", "PROT", "CCC", "SITE",
     ];
     let verb = match verb {
         "XCWD" => "CWD",
@@ -772,9 +821,20 @@ mod tests {
             ParseError::Unknown("A".repeat(16))
         );
         assert_eq!(
-            err(b"SITE CHMOD 755 x"),
-            ParseError::NotImplemented("SITE".into())
+            parse(b"SITE CHMOD 755 my file"),
+            Ok(Command::Site(SiteCommand::Chmod {
+                mode: 0o755,
+                path: "my file".into()
+            }))
         );
+        assert_eq!(parse(b"site help"), Ok(Command::Site(SiteCommand::Help)));
+        assert_eq!(
+            parse(b"SITE idle 5"),
+            Ok(Command::Site(SiteCommand::Other("IDLE".into())))
+        );
+        assert_eq!(err(b"SITE CHMOD 999 x").code(), 501);
+        assert_eq!(err(b"SITE CHMOD 17777 x").code(), 501);
+        assert_eq!(err(b"SITE CHMOD 644").code(), 501);
         assert_eq!(err(b"smnt x"), ParseError::NotImplemented("SMNT".into()));
         assert_eq!(
             err(b"LPRT 4,4,1,2,3,4,2,0,21"),
@@ -784,7 +844,7 @@ mod tests {
         assert_eq!(err(b"XMD5 f"), ParseError::NotImplemented("XMD5".into()));
         assert_eq!(err(b"R2D2"), ParseError::Unknown("R2D2".into()));
         assert_eq!(err(b"FOO").code(), 500);
-        assert_eq!(err(b"SITE").code(), 502);
+        assert_eq!(err(b"SITE").code(), 501);
         assert_eq!(err(b"TYPE E").code(), 504);
         assert_eq!(err(b"REST x").code(), 501);
         assert_eq!(err(b"").code(), 500);

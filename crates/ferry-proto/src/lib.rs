@@ -18,7 +18,7 @@ pub mod listing;
 pub mod path;
 pub mod reply;
 
-pub use command::{Command, ParseError};
+pub use command::{Command, ParseError, SiteCommand};
 pub use line::LineBuffer;
 pub use path::VPath;
 pub use reply::{Reply, ReplyDecoder};

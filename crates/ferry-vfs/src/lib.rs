@@ -219,4 +219,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Set the modification time (MFMT).
     async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()>;
+
+    /// Set the permission bits (`SITE CHMOD`); only `0o777` are ever passed. Backends without
+    /// permission bits refuse.
+    async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
+        let _ = (path, mode);
+        Err(Error::new(
+            ErrorKind::PermissionDenied,
+            "Permissions are not supported by this storage",
+        ))
+    }
 }

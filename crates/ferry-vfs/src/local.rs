@@ -419,4 +419,21 @@ impl Storage for LocalFs {
         })
         .await
     }
+
+    async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let rel = rel(path);
+        let mode = mode & 0o777;
+        self.run(move |dir| {
+            // Through an open handle of the entry itself, so a symlink is never followed out.
+            let md = dir.symlink_metadata(&rel)?;
+            if !md.is_dir() && !md.is_file() {
+                return Err(not_regular());
+            }
+            let file = dir.open(&rel)?.into_std();
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            Ok(())
+        })
+        .await
+    }
 }

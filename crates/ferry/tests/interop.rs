@@ -724,7 +724,7 @@ fn lftp_mirror_upload() {
         &srv,
         srv.v4,
         "",
-        &format!("mirror -R --no-perms --verbose \"{}\" up", local.display()),
+        &format!("mirror -R --verbose \"{}\" up", local.display()),
     );
     assert_same_tree(&local, &srv.root.join("up"), &srv);
 }

@@ -134,6 +134,33 @@ impl Session {
         }
     }
 
+    pub(super) async fn cmd_site(&mut self, site: SiteCommand) -> Result<Reply, Reply> {
+        match site {
+            SiteCommand::Chmod { mode, path } => {
+                let (target, storage) = self.target(self.perms().write, &path)?;
+                // Never setuid, setgid or sticky from a client.
+                let mode = mode & 0o777;
+                storage
+                    .set_mode(&target, mode)
+                    .await
+                    .map_err(|e| storage_error(&e))?;
+                info!(path = %target, mode = format_args!("{mode:o}"), "permissions changed");
+                Ok(Reply::new(200, "SITE CHMOD command successful."))
+            }
+            SiteCommand::Help => Ok(Reply::multi(
+                214,
+                vec![
+                    "SITE commands recognized:".to_string(),
+                    " CHMOD HELP".to_string(),
+                    "End of SITE help.".to_string(),
+                ],
+            )),
+            SiteCommand::Other(name) => {
+                Err(Reply::new(502, format!("SITE {name} not implemented.")))
+            }
+        }
+    }
+
     pub(super) async fn cmd_mfmt(&mut self, unix_secs: i64, arg: &str) -> Result<Reply, Reply> {
         let (path, storage) = self.target(self.perms().write, arg)?;
         storage

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferry_auth::{Account, Permissions};
-use ferry_proto::command::{Command, ListArgs, ParseError, TransferType};
+use ferry_proto::command::{Command, ListArgs, ParseError, SiteCommand, TransferType};
 use ferry_proto::line::Line;
 use ferry_proto::listing::MlstFacts;
 use ferry_proto::{LineBuffer, Reply, VPath};
@@ -512,6 +512,7 @@ impl Session {
             Command::Mfmt { unix_secs, path } => {
                 self.cmd_mfmt(unix_secs, &path).await.unwrap_or_else(|r| r)
             }
+            Command::Site(site) => self.cmd_site(site).await.unwrap_or_else(|r| r),
             Command::Port(addr) => self.cmd_active(SocketAddr::V4(addr), "PORT"),
             Command::Eprt(addr) => self.cmd_active(addr, "EPRT"),
             Command::Pasv => self.cmd_pasv(),
@@ -587,7 +588,7 @@ fn not_logged_in() -> Reply {
 }
 
 fn help(arg: Option<&str>) -> Reply {
-    const VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD QUIT REIN REST RETR RMD RNFR RNTO SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
+    const VERBS: &str = "ABOR ACCT ALLO APPE CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MFMT MKD MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD QUIT REIN REST RETR RMD RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD XPWD XRMD";
     match arg {
         None => {
             let mut lines = vec!["The following commands are recognized:".to_string()];
