@@ -299,7 +299,8 @@ pub fn quiet_ports(span: u16) -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|h| h.parse().ok()))
         .unwrap_or(60999);
-    let first = high.saturating_add(1).max(1024);
+    // Above `ferry serve`'s default passive range (61000-63999) too.
+    let first = high.saturating_add(1).max(64000);
     let slots = ((65535 - first) / span).max(1);
     first + (std::process::id() as u16 % slots) * span
 }
