@@ -110,6 +110,23 @@ fn convert(md: &cap_std::fs::Metadata) -> Metadata {
     }
 }
 
+/// Directories with at least this many entries are stat'ed on several threads.
+const PARALLEL_STAT_MIN: usize = 2000;
+
+/// Each name's own metadata (a symlink is reported as one, never followed); names removed
+/// since the directory was read are skipped.
+fn stat_all(dir: &Dir, names: Vec<String>) -> Result<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(names.len());
+    for name in names {
+        match dir.symlink_metadata(&name) {
+            Ok(md) => entries.push(convert(&md).into_entry(name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(entries)
+}
+
 /// Metadata of `rel` following symlinks (inside the jail), `None` if it doesn't exist.
 fn existing(dir: &Dir, rel: &str) -> Result<Option<cap_std::fs::Metadata>> {
     match dir.metadata(rel) {
@@ -225,26 +242,53 @@ impl Storage for LocalFs {
         let rel = rel(path);
         self.run(move |dir| {
             let sub = dir.open_dir(&rel)?;
-            let mut entries = Vec::new();
+            let mut names = Vec::new();
             for entry in sub.entries()? {
                 let entry = entry?;
-                let name = entry.file_name();
                 // Names that aren't UTF-8 or that hold CR/LF can't be shown safely on a
                 // line-based control or data channel.
-                let Some(name) = name.to_str() else { continue };
-                if name.contains(['\r', '\n']) {
-                    continue;
+                match entry.file_name().into_string() {
+                    Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
+                    _ => continue,
                 }
-                // The entry's own metadata: a symlink is reported as one, never followed.
-                let md = match entry.metadata() {
-                    Ok(md) => md,
-                    // Removed between readdir and stat.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                entries.push(convert(&md).into_entry(name.to_string()));
             }
-            Ok(entries)
+            // One stat per entry is what a listing costs (about 1 µs each); spread a large
+            // directory over the cores.
+            let threads = if names.len() >= PARALLEL_STAT_MIN {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(4)
+            } else {
+                1
+            };
+            if threads == 1 {
+                return stat_all(&sub, names);
+            }
+            let chunk = names.len().div_ceil(threads);
+            let mut parts: Vec<Vec<String>> = Vec::with_capacity(threads);
+            while !names.is_empty() {
+                let rest = names.split_off(chunk.min(names.len()));
+                parts.push(std::mem::replace(&mut names, rest));
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| scope.spawn(|| stat_all(&sub, part)))
+                    .collect();
+                let mut entries = Vec::new();
+                for h in handles {
+                    match h.join() {
+                        Ok(part) => entries.extend(part?),
+                        Err(_) => {
+                            return Err(Error::new(
+                                ErrorKind::Other,
+                                "Local error: listing failed",
+                            ));
+                        }
+                    }
+                }
+                Ok(entries)
+            })
         })
         .await
     }

@@ -708,3 +708,31 @@ mod local_only {
         }
     }
 }
+
+/// A directory large enough to be stat'ed on several threads lists every entry once, with its
+/// own metadata.
+#[tokio::test]
+async fn large_directory_lists_every_entry_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("big");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..5000u32 {
+        std::fs::write(dir.join(format!("f{i:05}")), vec![0u8; (i % 7) as usize]).unwrap();
+    }
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
+    use ferry_vfs::Storage;
+    let mut entries = fs
+        .list(&ferry_proto::VPath::root().resolve("big").unwrap())
+        .await
+        .unwrap();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(entries.len(), 5001);
+    entries.dedup_by(|a, b| a.name == b.name);
+    assert_eq!(entries.len(), 5001);
+    for (i, e) in entries.iter().take(5000).enumerate() {
+        assert_eq!(e.name, format!("f{i:05}"));
+        assert_eq!(e.size, (i % 7) as u64);
+    }
+    assert_eq!(entries[5000].kind, ferry_proto::listing::EntryKind::Dir);
+}
