@@ -87,6 +87,9 @@ impl Pipe {
     }
 }
 
+/// The `O_NONBLOCK` open flag, for opening something that might be a FIFO without blocking.
+pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (each session holds one or two
 /// descriptors). Returns the limit now in force.
 pub fn raise_nofile_limit() -> io::Result<u64> {

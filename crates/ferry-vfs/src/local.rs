@@ -297,21 +297,26 @@ impl Storage for LocalFs {
         let rel = rel(path);
         let (std_file, clone, size) = self
             .run(move |dir| {
-                // Check before opening: opening a FIFO would block this worker.
-                match dir.metadata(&rel)? {
-                    md if md.is_dir() => {
-                        return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
-                    }
-                    md if !md.is_file() => return Err(not_regular()),
-                    _ => {}
-                }
-                let file = dir.open(&rel)?;
+                // O_NONBLOCK: opening a FIFO must not block this thread; one open and one
+                // fstat then tell what it is (a per-download cost, so no separate stat first).
+                use cap_std::fs::OpenOptionsExt;
+                let file = dir.open_with(
+                    &rel,
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(ferry_sys::O_NONBLOCK),
+                )?;
                 let md = file.metadata()?;
+                if md.is_dir() {
+                    return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
+                }
                 if !md.is_file() {
                     return Err(not_regular());
                 }
                 let mut std_file = file.into_std();
-                std_file.seek(SeekFrom::Start(offset))?;
+                if offset > 0 {
+                    std_file.seek(SeekFrom::Start(offset))?;
+                }
                 let clone = std_file.try_clone()?;
                 Ok((std_file, clone, md.len()))
             })
