@@ -451,6 +451,20 @@ async fn optional_policy_allows_both_and_per_user_can_require() {
     c.auth_tls().await;
     c.expect("PBSZ 0", 200).await;
     c.expect("PROT C", 200).await;
+    // A user whose own policy is "required" is refused in clear text...
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect(&format!("USER {SECURE}"), 331).await;
+    let r = c.expect(&format!("PASS {PASSWORD}"), 530).await;
+    assert!(r.text().contains("TLS required"), "{r:?}");
+    // ...and over TLS must protect data too.
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.auth_tls().await;
+    c.expect(&format!("USER {SECURE}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    c.expect("PBSZ 0", 200).await;
+    c.expect("PROT C", 534).await;
+    c.expect("EPSV", 229).await;
+    c.expect("LIST", 521).await;
 }
 
 #[tokio::test]
@@ -498,4 +512,32 @@ async fn certificate_can_be_replaced_without_dropping_sessions() {
     assert_eq!(store.fingerprint().len(), 32 * 3 - 1);
     // A mismatched key is refused.
     assert!(certified_key_from_pem(cert_a.as_bytes(), key_b.as_bytes()).is_err());
+}
+
+#[tokio::test]
+async fn anonymous_can_be_exempted_from_required_tls() {
+    // Strict by default: anonymous needs TLS too.
+    let f = start(|_| {}).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect("USER anonymous", 530).await;
+
+    let f = start(|t| t.exempt_anonymous = true).await;
+    std::fs::write(f.server.anon_root.path().join("pub"), b"open").unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect("USER anonymous", 331).await;
+    c.expect("PASS guest@", 230).await;
+    // Plain data connections are allowed for the exempted anonymous user...
+    let r = c.expect("EPSV", 229).await;
+    let port = ferry_proto::hostport::parse_epsv_reply_text(&r.text()).unwrap();
+    let mut data = TcpStream::connect(SocketAddr::new(c.addr.ip(), port))
+        .await
+        .unwrap();
+    c.expect("RETR pub", 150).await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"open");
+    assert_eq!(c.read_reply().await.code, 226);
+    // ...but named users still need TLS.
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.expect(&format!("USER {USER}"), 530).await;
 }

@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse";
 pub const READER: &str = "reader";
+/// A user whose own policy is `tls = "required"` (no effect on servers without TLS).
+pub const SECURE: &str = "secure";
 
 /// Upper bound for any single wait in tests: a hang becomes a failure, not a stuck CI.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -64,6 +66,13 @@ impl TestServer {
                 root: reader_root,
                 permissions: vec!["list".into(), "read".into()],
                 tls: None,
+            },
+            UserSpec {
+                name: SECURE.into(),
+                password_hash: hash().to_string(),
+                root: root.path().to_path_buf(),
+                permissions: vec!["all".into()],
+                tls: Some(ferry_auth::TlsPolicy::Required),
             },
         ];
         let auth = Authenticator::new(
