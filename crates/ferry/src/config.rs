@@ -342,6 +342,26 @@ address = "192.168.1.2"
     }
 
     #[test]
+    fn a_user_cannot_relax_a_required_tls_server() {
+        let user = |tls: &str| {
+            format!(
+                "{tls}\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroot = \"/tmp\"\ntls = \"optional\"\n"
+            )
+        };
+        let err = FileConfig::parse(&user(""))
+            .unwrap()
+            .server_config()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("cannot relax"), "{err:#}");
+        FileConfig::parse(&user("tls = \"optional\""))
+            .unwrap()
+            .server_config()
+            .unwrap();
+        let off = "tls = \"off\"\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroot = \"/tmp\"\ntls = \"required\"\n";
+        assert!(FileConfig::parse(off).unwrap().server_config().is_err());
+    }
+
+    #[test]
     fn zero_timeout_is_refused() {
         let f = FileConfig::parse("idle_timeout = 0").unwrap();
         assert!(f.server_config().is_err());
