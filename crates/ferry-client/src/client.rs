@@ -363,7 +363,13 @@ impl Client {
         let mut wire = Vec::with_capacity(line.len() + 2);
         wire.extend_from_slice(line.as_bytes());
         wire.extend_from_slice(b"\r\n");
-        tokio::time::timeout(self.opts.reply_timeout, self.ctrl.write_all(&wire))
+        // Flush too: over TLS, write_all may leave records buffered in the TLS stream.
+        let ctrl = &mut self.ctrl;
+        let write = async move {
+            ctrl.write_all(&wire).await?;
+            ctrl.flush().await
+        };
+        tokio::time::timeout(self.opts.reply_timeout, write)
             .await
             .map_err(|_| Error::Timeout("sending a command".into()))?
             .map_err(Error::network("control connection"))

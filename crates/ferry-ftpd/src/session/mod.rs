@@ -269,7 +269,11 @@ impl Session {
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         let bytes = reply.to_bytes();
-        self.control.write_all(&bytes).await
+        self.control.write_all(&bytes).await?;
+        // With TLS, write_all may leave encrypted records buffered inside the TLS stream when
+        // the socket was momentarily full; only a flush pushes them out. Without it a reply
+        // (seen: the 226 after an upload, under load) can sit there until the client gives up.
+        self.control.flush().await
     }
 
     async fn handle_line(&mut self, line: Line) -> io::Result<Flow> {
