@@ -936,6 +936,22 @@ fn offers_auth_tls(feat: &Reply) -> bool {
         })
 }
 
+/// The error for a failed transfer (data connection already closed): the server's own reply
+/// when it explains the failure (`426`, `522`, `552`, ...), else the I/O error.
+async fn transfer_failure(
+    client: &mut Client,
+    final_reply: Option<Reply>,
+    what: &str,
+    e: std::io::Error,
+) -> Error {
+    let err = transfer_error(what, e);
+    match final_reply {
+        Some(r) if r.is_error() => transfer_reply_error(r, what),
+        Some(_) => err,
+        None => client.explain(err, what).await,
+    }
+}
+
 fn transfer_error(what: &str, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::TimedOut {
         Error::Timeout(format!("{what}: the data connection went idle"))
@@ -1073,12 +1089,7 @@ impl Download<'_> {
             ..
         } = self;
         drop(data);
-        let err = transfer_error("download", e);
-        match final_reply {
-            Some(r) if r.is_error() => transfer_reply_error(r, "download"),
-            Some(_) => err,
-            None => client.explain(err, "download").await,
-        }
+        transfer_failure(client, final_reply, "download", e).await
     }
 }
 
@@ -1193,12 +1204,7 @@ impl Upload<'_> {
             ..
         } = self;
         drop(data);
-        let err = transfer_error("upload", e);
-        match final_reply {
-            Some(r) if r.is_error() => transfer_reply_error(r, "upload"),
-            Some(_) => err,
-            None => client.explain(err, "upload").await,
-        }
+        transfer_failure(client, final_reply, "upload", e).await
     }
 }
 
