@@ -235,6 +235,24 @@ async fn listings() {
         assert!(lower.contains(fact), "{fact} missing: {f}");
     }
     assert!(mlsd.contains(".hidden"), "MLSD shows all entries");
+    // RFC 3659 perm letters follow the user's permissions.
+    assert!(lower.contains("perm=adfrw;"), "{f}");
+    let d = mlsd.lines().find(|l| l.ends_with(" dir")).unwrap();
+    assert!(d.to_ascii_lowercase().contains("perm=cdelfmp;"), "{d}");
+    let mut r = s.connect().await;
+    r.login(READER, PASSWORD).await;
+    let (ro, _) = r.retr_passive("MLSD").await;
+    let ro = String::from_utf8(ro).unwrap().to_ascii_lowercase();
+    assert!(
+        ro.lines()
+            .any(|l| l.ends_with(" file one.txt") && l.contains("perm=r;")),
+        "{ro}"
+    );
+    assert!(
+        ro.lines()
+            .any(|l| l.ends_with(" dir") && l.contains("perm=el;")),
+        "{ro}"
+    );
 
     c.expect("EPSV", 229).await;
     c.expect("MLSD file one.txt", 501).await;

@@ -176,45 +176,26 @@ pub(super) fn parse_stat_args(arg: &str) -> ListArgs {
 
 /// RFC 3659 `perm` fact letters for this user and entry kind.
 pub(super) fn perm_facts(p: Permissions, kind: EntryKind) -> String {
-    let mut s = String::new();
-    match kind {
-        EntryKind::Dir => {
-            if p.write {
-                s.push('c');
-            }
-            if p.delete {
-                s.push('d');
-            }
-            if p.list {
-                s.push_str("el");
-            }
-            if p.rename {
-                s.push('f');
-            }
-            if p.mkdir {
-                s.push('m');
-            }
-            if p.delete {
-                s.push('p');
-            }
-        }
-        _ => {
-            if p.write {
-                s.push('a');
-            }
-            if p.delete {
-                s.push('d');
-            }
-            if p.rename {
-                s.push('f');
-            }
-            if p.read {
-                s.push('r');
-            }
-            if p.write {
-                s.push('w');
-            }
-        }
-    }
-    s
+    let letters: &[(bool, &str)] = match kind {
+        EntryKind::Dir => &[
+            (p.write, "c"),
+            (p.delete, "d"),
+            (p.list, "el"),
+            (p.rename, "f"),
+            (p.mkdir, "m"),
+            (p.delete, "p"),
+        ],
+        _ => &[
+            (p.write, "a"),
+            (p.delete, "d"),
+            (p.rename, "f"),
+            (p.read, "r"),
+            (p.write, "w"),
+        ],
+    };
+    letters
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, l)| *l)
+        .collect()
 }
