@@ -22,6 +22,12 @@ pub fn sendfile<S: AsFd, F: AsFd>(socket: S, file: F, count: usize) -> io::Resul
     rustix::fs::sendfile(socket, file, None, count).map_err(io::Error::from)
 }
 
+/// Hold back partial TCP segments on `socket` (`TCP_CORK`) while `on`; turning it off sends
+/// what is held at once. For bulk sends: full-sized segments, fewer packets per megabyte.
+pub fn set_tcp_cork<S: AsFd>(socket: S, on: bool) -> io::Result<()> {
+    rustix::net::sockopt::set_tcp_cork(socket, on).map_err(io::Error::from)
+}
+
 /// A kernel pipe used to move bytes from a socket to a file without copying them through user
 /// space: [`Pipe::fill_from`] then [`Pipe::drain_to`].
 #[derive(Debug)]
@@ -89,6 +95,11 @@ impl Pipe {
 
 /// The `O_NONBLOCK` open flag, for opening something that might be a FIFO without blocking.
 pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
+/// `O_PATH | O_NOFOLLOW`: a handle on a name's inode that can neither read nor write it, and
+/// opening it touches nothing (no FIFO, device or symlink is followed or opened).
+pub const O_PATH_NOFOLLOW: i32 =
+    (rustix::fs::OFlags::PATH.bits() | rustix::fs::OFlags::NOFOLLOW.bits()) as i32;
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (each session holds one or two
 /// descriptors). Returns the limit now in force.
@@ -163,6 +174,39 @@ mod tests {
         f.read_to_end(&mut got).unwrap();
         assert_eq!(&got[..4], b"head");
         assert_eq!(&got[4..], &body[..]);
+    }
+
+    #[test]
+    fn cork_is_set_and_cleared() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(!rustix::net::sockopt::tcp_cork(&tx).unwrap());
+        set_tcp_cork(&tx, true).unwrap();
+        assert!(rustix::net::sockopt::tcp_cork(&tx).unwrap());
+        set_tcp_cork(&tx, false).unwrap();
+        assert!(!rustix::net::sockopt::tcp_cork(&tx).unwrap());
+    }
+
+    #[test]
+    fn o_path_holds_a_name_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
+        // A FIFO with no writer would block a plain open; O_PATH does not open it.
+        let flags = rustix::fs::OFlags::from_bits_retain(O_PATH_NOFOLLOW as u32);
+        let held = rustix::fs::open(&fifo, flags, rustix::fs::Mode::empty()).unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        // The inode stays alive while held.
+        assert!(rustix::fs::fstat(&held).is_ok());
+        // A symlink is held as itself, not followed.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let held = rustix::fs::open(&link, flags, rustix::fs::Mode::empty()).unwrap();
+        let st = rustix::fs::fstat(&held).unwrap();
+        assert_eq!(
+            rustix::fs::FileType::from_raw_mode(st.st_mode),
+            rustix::fs::FileType::Symlink
+        );
     }
 
     #[test]

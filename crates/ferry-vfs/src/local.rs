@@ -213,16 +213,34 @@ impl Upload for LocalUpload {
         };
         let dir = Arc::clone(&temp.dir);
         let joined = tokio::task::spawn_blocking(move || {
+            // Replacing a file frees its pages when the last reference goes, inside the
+            // rename: ~150 ms for 1 GiB on tmpfs, all before the client hears `226`. A
+            // handle on the old inode, dropped after the reply, moves that work out of it.
+            use cap_std::fs::OpenOptionsExt;
+            let replaced = dir
+                .open_with(
+                    &temp.target,
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(ferry_sys::O_PATH_NOFOLLOW),
+                )
+                .ok();
             let renamed = dir.rename(&temp.temp, &dir, &temp.target);
             if renamed.is_ok() {
                 temp.disarm();
             }
             // On failure `temp` drops here and removes the temporary file.
-            renamed
+            (renamed, replaced)
         })
         .await;
         match joined {
-            Ok(renamed) => Ok(renamed?),
+            Ok((renamed, replaced)) => {
+                if let Some(old) = replaced {
+                    // Freed on a blocking thread while the caller answers the client.
+                    tokio::task::spawn_blocking(move || drop(old));
+                }
+                Ok(renamed?)
+            }
             Err(_) => Err(Error::new(
                 ErrorKind::Other,
                 "Local error: storage task failed",

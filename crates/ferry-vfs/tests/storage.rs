@@ -116,12 +116,16 @@ async fn replace_is_atomic(fs: Fs) {
     assert_eq!(get(&fs, "/f").await, b"old");
     assert_eq!(names(&fs, "/").await, ["f"]);
 
-    // Committed.
+    // Committed; a download that opened the old content keeps reading it.
+    let mut reader = fs.open_read(&p("/f"), 0).await.unwrap();
     let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
     up.write_all(b"new content").await.unwrap();
     assert_eq!(get(&fs, "/f").await, b"old");
     up.commit().await.unwrap();
     assert_eq!(get(&fs, "/f").await, b"new content");
+    let mut old = Vec::new();
+    reader.reader.read_to_end(&mut old).await.unwrap();
+    assert_eq!(old, b"old");
     assert_eq!(names(&fs, "/").await, ["f"]);
 
     // Shorter content replaces fully.
