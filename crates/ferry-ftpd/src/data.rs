@@ -2,14 +2,14 @@
 //!
 //! - **Passive** (`PASV`/`EPSV`): [`PassivePlan::open`] binds a listener on the control
 //!   connection's local address, on a port leased from the [`PortPool`]; the lease returns the
-//!   port as soon as the listener is dropped (after the one accepted connection, a new `PASV`,
-//!   or the session's end). Only the control connection's IP may connect unless relaxed.
+//!   port, and the listener with it, as soon as the plan is dropped (after the one accepted
+//!   connection, a new `PASV`, or the session's end). Only the control connection's IP may
+//!   connect unless relaxed.
 //! - **Active** (`PORT`/`EPRT`): [`connect_active`] connects to the client, from an ephemeral
 //!   port or from control port − 1.
 //!
 //! Every wait is bounded by the data-connect timeout.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -19,29 +19,60 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::warn;
 
-/// Passive ports available to lease. Ports are handed out round-robin so a port just released
-/// (possibly still in `TIME_WAIT` on the client side) is not reused at once.
+/// Passive ports available to lease, each with the listener it had, if any.
+///
+/// A port's listener stays open between transfers and goes back to the pool with the port:
+/// binding costs a socket, a bind, a listen and a close per transfer, and the bind scans every
+/// `TIME_WAIT` socket on the port (each download leaves one, the server closing first), which
+/// under a burst of small transfers grew to half the server's CPU. Connections that reach an
+/// idle listener are dropped when a session next takes it, before its `227`/`229` goes out.
+/// Ports are handed out most recently used first, so a busy server keeps only about as many
+/// listeners as it has transfers at once.
 #[derive(Debug)]
 pub struct PortPool {
-    free: Mutex<VecDeque<u16>>,
+    free: Mutex<Vec<Slot>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    port: u16,
+    /// The listener kept from the last lease, with the address it is bound to.
+    listener: Option<(IpAddr, std::net::TcpListener)>,
 }
 
 impl PortPool {
     /// A pool over `low..=high`, or `None` for OS-chosen ephemeral ports.
     pub fn new(range: Option<(u16, u16)>) -> Option<Arc<Self>> {
         let (low, high) = range?;
+        // Popped from the end: the low ports first.
+        let free = (low..=high)
+            .rev()
+            .map(|port| Slot {
+                port,
+                listener: None,
+            })
+            .collect();
         Some(Arc::new(PortPool {
-            free: Mutex::new((low..=high).collect()),
+            free: Mutex::new(free),
         }))
     }
 
-    fn take(&self) -> Option<u16> {
-        self.free.lock().ok()?.pop_front()
+    fn take(&self) -> Option<Slot> {
+        self.free.lock().ok()?.pop()
     }
 
-    fn give_back(&self, port: u16) {
+    /// Return ports that could not be bound (another program holds them) under the rest, so
+    /// they are tried again only when the others are taken.
+    fn set_aside(&self, ports: Vec<u16>) {
+        if ports.is_empty() {
+            return;
+        }
         if let Ok(mut free) = self.free.lock() {
-            free.push_back(port);
+            let slots = ports.into_iter().map(|port| Slot {
+                port,
+                listener: None,
+            });
+            free.splice(0..0, slots);
         }
     }
 
@@ -49,18 +80,31 @@ impl PortPool {
     pub fn available(&self) -> usize {
         self.free.lock().map(|f| f.len()).unwrap_or(0)
     }
+
+    /// Ports whose listener is kept open while free.
+    pub fn idle_listeners(&self) -> usize {
+        self.free
+            .lock()
+            .map(|f| f.iter().filter(|s| s.listener.is_some()).count())
+            .unwrap_or(0)
+    }
 }
 
-/// A leased port; returned to its pool on drop.
+/// A leased port; returned to its pool on drop, with the listener when one is handed back.
 #[derive(Debug)]
 struct PortLease {
     pool: Arc<PortPool>,
-    port: u16,
+    slot: Slot,
 }
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        self.pool.give_back(self.port);
+        if let Ok(mut free) = self.pool.free.lock() {
+            free.push(Slot {
+                port: self.slot.port,
+                listener: self.slot.listener.take(),
+            });
+        }
     }
 }
 
@@ -78,8 +122,9 @@ pub enum DataError {
 /// A bound passive listener waiting for the client.
 #[derive(Debug)]
 pub struct PassivePlan {
-    listener: TcpListener,
-    _lease: Option<PortLease>,
+    /// Always `Some` until dropped (then handed back to the pool with the port).
+    listener: Option<TcpListener>,
+    lease: Option<PortLease>,
     /// Local address the listener is bound to.
     pub local: SocketAddr,
 }
@@ -91,31 +136,60 @@ impl PassivePlan {
             let listener = bind_listener(SocketAddr::new(local_ip, 0))?;
             let local = listener.local_addr()?;
             return Ok(PassivePlan {
-                listener,
-                _lease: None,
+                listener: Some(TcpListener::from_std(listener)?),
+                lease: None,
                 local,
             });
         };
-        // Try each free port at most once: some may be held by other programs.
+        // Try each free port at most once: some may be held by other programs. Those go back
+        // under the others (see `PortPool::set_aside`), not on top to be taken again at once.
         let attempts = pool.available();
+        let mut in_use = Vec::new();
+        let result = Self::open_pooled(local_ip, pool, attempts, &mut in_use);
+        pool.set_aside(in_use);
+        result
+    }
+
+    fn open_pooled(
+        local_ip: IpAddr,
+        pool: &Arc<PortPool>,
+        attempts: usize,
+        in_use: &mut Vec<u16>,
+    ) -> Result<Self, DataError> {
         for _ in 0..attempts {
-            let Some(port) = pool.take() else { break };
+            let Some(mut slot) = pool.take() else { break };
+            let local = SocketAddr::new(local_ip, slot.port);
+            let kept = match slot.listener.take() {
+                Some((ip, listener)) if ip == local_ip => Some(listener),
+                // Bound to another of our addresses: closed, and this one bound instead.
+                _ => None,
+            };
+            let listener = match kept {
+                Some(listener) => {
+                    drain_backlog(&listener);
+                    listener
+                }
+                None => match bind_listener(local) {
+                    Ok(listener) => listener,
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                        in_use.push(slot.port);
+                        continue;
+                    }
+                    Err(e) => {
+                        in_use.push(slot.port);
+                        return Err(e.into());
+                    }
+                },
+            };
             let lease = PortLease {
                 pool: Arc::clone(pool),
-                port,
+                slot,
             };
-            match bind_listener(SocketAddr::new(local_ip, port)) {
-                Ok(listener) => {
-                    let local = listener.local_addr()?;
-                    return Ok(PassivePlan {
-                        listener,
-                        _lease: Some(lease),
-                        local,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(e.into()),
-            }
+            return Ok(PassivePlan {
+                listener: Some(TcpListener::from_std(listener)?),
+                lease: Some(lease),
+                local,
+            });
         }
         Err(DataError::PortsExhausted)
     }
@@ -127,9 +201,12 @@ impl PassivePlan {
         expected_peer: Option<IpAddr>,
         timeout: Duration,
     ) -> Result<TcpStream, DataError> {
+        let Some(listener) = &self.listener else {
+            return Err(DataError::Io(io::Error::other("passive listener gone")));
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let accepted = tokio::time::timeout_at(deadline, self.listener.accept()).await;
+            let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
             let (stream, peer) = match accepted {
                 Err(_) => return Err(DataError::Timeout),
                 Ok(Err(e)) if is_transient_accept_error(&e) => continue,
@@ -149,6 +226,32 @@ impl PassivePlan {
     }
 }
 
+impl Drop for PassivePlan {
+    fn drop(&mut self) {
+        // Hand the listener back with its port; without a pool it just closes.
+        if let (Some(listener), Some(lease)) = (self.listener.take(), self.lease.as_mut()) {
+            if let Ok(std) = listener.into_std() {
+                lease.slot.listener = Some((self.local.ip(), std));
+            }
+        }
+    }
+}
+
+/// Drop the connections that reached an idle listener: they were not made for this transfer.
+fn drain_backlog(listener: &std::net::TcpListener) {
+    // Bounded: the backlog is small, and a flood is cut short.
+    for _ in 0..64 {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                warn!(%peer, "dropped a connection made to an idle passive port");
+                drop(stream);
+            }
+            Err(e) if is_transient_accept_error(&e) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
 fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -158,18 +261,22 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    // Non-blocking from the start: no fcntl round trip per transfer.
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     // Our side closes data connections first, so recently used ports sit in TIME_WAIT; without
     // SO_REUSEADDR a small passive range would run dry for minutes.
     socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(8)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Connect to the client for an active transfer, from `local_ip` and an ephemeral port, or from

@@ -257,6 +257,69 @@ async fn passive_ports_come_from_the_range_and_are_released() {
 }
 
 #[tokio::test]
+async fn passive_listeners_are_kept_and_stray_connections_dropped() {
+    let base = quiet_ports(10);
+    let s = TestServer::start_with(|c| c.passive_ports = Some((base, base + 1))).await;
+    std::fs::write(s.path("f"), b"payload").unwrap();
+    let mut c = s.login().await;
+    let first = c.epsv().await;
+    let mut data = TcpStream::connect(first).await.unwrap();
+    c.expect("RETR f", 150).await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(c.read_reply().await.code, 226);
+    // The port's listener stays open between transfers (no bind per transfer), so a
+    // connection made now is queued...
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut stray = TcpStream::connect(first).await.unwrap();
+    // ...and dropped when the port is next handed out, before the client hears of it.
+    let again = c.epsv().await;
+    assert_eq!(again, first, "most recently used port first");
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(5), stray.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the stray connection got data");
+    let mut data = TcpStream::connect(again).await.unwrap();
+    c.expect("RETR f", 150).await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"payload");
+    assert_eq!(c.read_reply().await.code, 226);
+}
+
+#[tokio::test]
+async fn ports_held_elsewhere_are_skipped_not_retried() {
+    let base = quiet_ports(10);
+    let range = Some((base, base + 1));
+    let s1 = TestServer::start_with(|c| c.passive_ports = range).await;
+    let s2 = TestServer::start_with(|c| c.passive_ports = range).await;
+    std::fs::write(s1.path("f"), b"one").unwrap();
+    std::fs::write(s2.path("f"), b"two").unwrap();
+    // The first server keeps `base` open between its transfers...
+    let mut c1 = s1.login().await;
+    let addr = c1.epsv().await;
+    assert_eq!(addr.port(), base);
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c1.expect("RETR f", 150).await;
+    data.read_to_end(&mut Vec::new()).await.unwrap();
+    assert_eq!(c1.read_reply().await.code, 226);
+    // ...so the second server, sharing the range, uses `base + 1`, transfer after transfer.
+    let mut c2 = s2.login().await;
+    for _ in 0..3 {
+        let addr = c2.epsv().await;
+        assert_eq!(addr.port(), base + 1);
+        let mut data = TcpStream::connect(addr).await.unwrap();
+        c2.expect("RETR f", 150).await;
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"two");
+        assert_eq!(c2.read_reply().await.code, 226);
+    }
+}
+
+#[tokio::test]
 async fn active_from_control_port_minus_one() {
     // Control port and port - 1 above the ephemeral range, so no other connection holds them.
     let control = quiet_ports(10) + 5;

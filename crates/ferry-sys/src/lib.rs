@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`sendfile`]: zero-copy file → socket (Linux `sendfile(2)`).
 //! - [`Pipe`]: zero-copy socket → file through a kernel pipe (Linux `splice(2)`).
+//! - [`open_read_cached`]: open a file from the kernel's caches only, or say it would wait.
 //! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
 
 use std::io;
@@ -91,6 +92,48 @@ impl Pipe {
         }
         Ok(())
     }
+}
+
+/// What kind of file [`open_read_cached`] opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenedKind {
+    File,
+    Directory,
+    Other,
+}
+
+/// Open `path` (relative, resolved beneath `dir` the way `openat2`'s `RESOLVE_BENEATH` does:
+/// no `..` or absolute symlink out, no magic links) for reading, but only if the kernel can do
+/// it from its caches (`RESOLVE_CACHED`): `WouldBlock` when a lookup would wait for storage.
+/// Returns the file with its kind and size (`statx` without syncing with a remote server).
+///
+/// This lets an async worker open a file in place of handing the work to a thread; any error
+/// means "take the slow path", which gives the authoritative answer. The file is opened
+/// non-blocking so that a FIFO does not wait for a writer.
+pub fn open_read_cached<D: AsFd>(
+    dir: D,
+    path: &str,
+) -> io::Result<(std::fs::File, OpenedKind, u64)> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+    let fd = rustix::fs::openat2(
+        dir,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED,
+    )?;
+    let st = rustix::fs::statx(
+        &fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::SIZE,
+    )?;
+    let kind = match FileType::from_raw_mode(u32::from(st.stx_mode)) {
+        FileType::RegularFile => OpenedKind::File,
+        FileType::Directory => OpenedKind::Directory,
+        _ => OpenedKind::Other,
+    };
+    Ok((std::fs::File::from(fd), kind, st.stx_size))
 }
 
 /// The `O_NONBLOCK` open flag, for opening something that might be a FIFO without blocking.
@@ -207,6 +250,51 @@ mod tests {
             rustix::fs::FileType::from_raw_mode(st.st_mode),
             rustix::fs::FileType::Symlink
         );
+    }
+
+    #[test]
+    fn cached_open_stays_beneath_and_reports_kind_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), b"12345").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../..", dir.path().join("sub/up")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("sub/rel")).unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        // Warm the caches: the test is about the answers, not the cache misses.
+        let _ = std::fs::read(dir.path().join("sub/f"));
+        let mut tries = 0;
+        let (mut f, kind, size) = loop {
+            match open_read_cached(&root, "sub/f") {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 10 => tries += 1,
+                r => break r.unwrap(),
+            }
+        };
+        assert_eq!((kind, size), (OpenedKind::File, 5));
+        let mut body = String::new();
+        f.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "12345");
+        assert_eq!(
+            open_read_cached(&root, "sub").unwrap().1,
+            OpenedKind::Directory
+        );
+        assert_eq!(open_read_cached(&root, "sub/rel").unwrap().2, 5);
+        for escape in ["abs", "sub/up/etc/passwd", "../etc/passwd", "/etc/passwd"] {
+            // Refused outright, or "would wait" (the slow path, cap-std, refuses it then).
+            let e = open_read_cached(&root, escape).unwrap_err();
+            let code = e.raw_os_error();
+            assert!(
+                code == Some(rustix::io::Errno::XDEV.raw_os_error())
+                    || e.kind() == io::ErrorKind::WouldBlock,
+                "{escape}: {e}"
+            );
+        }
+        // A name never looked up is not cached either way.
+        let e = open_read_cached(&root, "missing").unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
+        ));
     }
 
     #[test]

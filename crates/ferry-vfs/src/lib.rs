@@ -153,12 +153,49 @@ impl Metadata {
 
 /// An open file for reading, positioned at the requested offset.
 pub struct ReadHandle {
-    /// The byte stream.
-    pub reader: Pin<Box<dyn AsyncRead + Send>>,
-    /// For the local backend: the underlying file (same position), a fast path for `sendfile`.
-    pub file: Option<std::fs::File>,
+    source: Source,
     /// Total size of the file when opened.
     pub size: u64,
+}
+
+enum Source {
+    Stream(Pin<Box<dyn AsyncRead + Send>>),
+    File(std::fs::File),
+}
+
+impl ReadHandle {
+    /// A handle reading from `reader`.
+    pub fn from_reader(reader: Pin<Box<dyn AsyncRead + Send>>, size: u64) -> ReadHandle {
+        ReadHandle {
+            source: Source::Stream(reader),
+            size,
+        }
+    }
+
+    /// A handle on a local file (at its current position), which zero-copy paths can use.
+    pub fn from_file(file: std::fs::File, size: u64) -> ReadHandle {
+        ReadHandle {
+            source: Source::File(file),
+            size,
+        }
+    }
+
+    /// The local file, when there is one: a fast path for `sendfile`.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        match &self.source {
+            Source::File(f) => Some(f),
+            Source::Stream(_) => None,
+        }
+    }
+
+    /// The bytes as an asynchronous stream (a local file is wrapped only now, so a zero-copy
+    /// download never pays for the wrapper).
+    pub fn into_reader(self) -> Pin<Box<dyn AsyncRead + Send>> {
+        match self.source {
+            Source::Stream(r) => r,
+            Source::File(f) => Box::pin(tokio::fs::File::from_std(f)),
+        }
+    }
 }
 
 /// How an upload treats an existing file.

@@ -310,11 +310,7 @@ impl Storage for MemoryFs {
         let size = data.len() as u64;
         let mut cursor = Cursor::new(data);
         cursor.set_position(offset);
-        Ok(ReadHandle {
-            reader: Box::pin(cursor),
-            file: None,
-            size,
-        })
+        Ok(ReadHandle::from_reader(Box::pin(cursor), size))
     }
 
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {

@@ -24,7 +24,7 @@ async fn put(fs: &Fs, path: &str, mode: WriteMode, data: &[u8]) {
 async fn get_at(fs: &Fs, path: &str, offset: u64) -> Vec<u8> {
     let mut h = fs.open_read(&p(path), offset).await.unwrap();
     let mut out = Vec::new();
-    h.reader.read_to_end(&mut out).await.unwrap();
+    h.into_reader().read_to_end(&mut out).await.unwrap();
     out
 }
 
@@ -117,14 +117,14 @@ async fn replace_is_atomic(fs: Fs) {
     assert_eq!(names(&fs, "/").await, ["f"]);
 
     // Committed; a download that opened the old content keeps reading it.
-    let mut reader = fs.open_read(&p("/f"), 0).await.unwrap();
+    let mut reader = fs.open_read(&p("/f"), 0).await.unwrap().into_reader();
     let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
     up.write_all(b"new content").await.unwrap();
     assert_eq!(get(&fs, "/f").await, b"old");
     up.commit().await.unwrap();
     assert_eq!(get(&fs, "/f").await, b"new content");
     let mut old = Vec::new();
-    reader.reader.read_to_end(&mut old).await.unwrap();
+    reader.read_to_end(&mut old).await.unwrap();
     assert_eq!(old, b"old");
     assert_eq!(names(&fs, "/").await, ["f"]);
 
@@ -613,7 +613,7 @@ mod local_only {
         let h = fs.open_read(&p("/f"), 6).await.unwrap();
         assert_eq!(h.size, 10);
         let mut rest = String::new();
-        h.file.unwrap().read_to_string(&mut rest).unwrap();
+        h.file().unwrap().read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "6789");
     }
 

@@ -74,17 +74,14 @@ impl Session {
         );
         let what = path.to_string();
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
-            match (&stream, handle.file, ascii) {
-                // Plain binary download from a local file: the kernel copies (sendfile).
-                (Stream::Plain(tcp), Some(file), false) => {
-                    let n = transfer::send_file(tcp, &file, &progress).await?;
-                    stream.shutdown().await.map_err(PumpError::Network)?;
-                    Ok(n)
-                }
-                _ => {
-                    let mut reader = handle.reader;
-                    transfer::send(&mut reader, &mut stream, ascii, &progress).await
-                }
+            // Plain binary download from a local file: the kernel copies (sendfile).
+            if let (Stream::Plain(tcp), Some(file), false) = (&stream, handle.file(), ascii) {
+                let n = transfer::send_file(tcp, file, &progress).await?;
+                stream.shutdown().await.map_err(PumpError::Network)?;
+                Ok(n)
+            } else {
+                let mut reader = handle.into_reader();
+                transfer::send(&mut reader, &mut stream, ascii, &progress).await
             }
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
