@@ -22,7 +22,7 @@ async fn put(fs: &Fs, path: &str, mode: WriteMode, data: &[u8]) {
 }
 
 async fn get_at(fs: &Fs, path: &str, offset: u64) -> Vec<u8> {
-    let mut h = fs.open_read(&p(path), offset).await.unwrap();
+    let h = fs.open_read(&p(path), offset).await.unwrap();
     let mut out = Vec::new();
     h.into_reader().read_to_end(&mut out).await.unwrap();
     out
