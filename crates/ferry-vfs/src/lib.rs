@@ -227,6 +227,33 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     }
 }
 
+/// Chunks of directory entries in name order, from [`Storage::list_sorted`].
+#[derive(Debug)]
+pub struct EntryStream {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<Entry>>>,
+}
+
+impl EntryStream {
+    /// The next chunk; `None` once the directory has been read.
+    pub async fn next(&mut self) -> Option<Result<Vec<Entry>>> {
+        self.rx.recv().await
+    }
+
+    /// A stream fed by a backend's own reader.
+    pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<Result<Vec<Entry>>>) -> EntryStream {
+        EntryStream { rx }
+    }
+
+    /// Every remaining entry, in order.
+    pub async fn collect(mut self) -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next().await {
+            all.extend(chunk?);
+        }
+        Ok(all)
+    }
+}
+
 /// A storage backend. Implementations must be safe against any `VPath` a hostile client can form.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -235,6 +262,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Entries of directory `path`, without `.` and `..`, in backend order.
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>>;
+
+    /// Entries of directory `path` sorted by name, delivered in chunks as they are read, so
+    /// that a listing can go out while the rest of the directory is still being read. An error
+    /// opening the directory comes back here; later errors arrive in the stream.
+    async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
+        let mut entries = self.list(path).await?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.try_send(Ok(entries));
+        Ok(EntryStream { rx })
+    }
 
     /// Open a file for reading at `offset`.
     async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle>;

@@ -22,7 +22,9 @@ use ferry_proto::VPath;
 use ferry_proto::listing::{Entry, EntryKind};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::{Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode};
+use crate::{
+    EntryStream, Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode,
+};
 
 /// Prefix of the temporary file a [`WriteMode::Replace`] upload is written to, beside its target.
 pub const TEMP_PREFIX: &str = ".ferry-upload.";
@@ -112,6 +114,103 @@ fn convert(md: &cap_std::fs::Metadata) -> Metadata {
 
 /// Directories with at least this many entries are stat'ed on several threads.
 const PARALLEL_STAT_MIN: usize = 2000;
+
+/// Entries per chunk of a streamed listing.
+const STAT_CHUNK: usize = 500;
+
+/// The directory `rel` and the names in it that can be shown: names that aren't UTF-8 or that
+/// hold CR/LF can't be shown safely on a line-based control or data channel.
+fn read_names(dir: &Dir, rel: &str) -> Result<(Dir, Vec<String>)> {
+    let sub = dir.open_dir(rel)?;
+    let mut names = Vec::new();
+    for entry in sub.entries()? {
+        match entry?.file_name().into_string() {
+            Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
+            _ => continue,
+        }
+    }
+    Ok((sub, names))
+}
+
+/// Stat `names` and hand the entries to `emit` in chunks, in the order of `names`. One stat
+/// per entry is what a listing costs (about 1 µs each), so a large directory is spread over
+/// the cores: workers take chunks in turn and this thread passes them on in order, the first
+/// while the rest are still being read. `emit` returns `Ok(false)` to stop early; after it is
+/// given an error, nothing more is stat'ed.
+fn stat_in_order(
+    dir: &Dir,
+    names: Vec<String>,
+    mut emit: impl FnMut(Result<Vec<Entry>>) -> Result<bool>,
+) -> Result<()> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let threads = if names.len() >= PARALLEL_STAT_MIN {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+    } else {
+        1
+    };
+    let mut chunks: Vec<Vec<String>> = Vec::with_capacity(names.len().div_ceil(STAT_CHUNK));
+    let mut names = names;
+    while !names.is_empty() {
+        let rest = names.split_off(STAT_CHUNK.min(names.len()));
+        chunks.push(std::mem::replace(&mut names, rest));
+    }
+    if threads == 1 {
+        for chunk in chunks {
+            let entries = stat_all(dir, chunk);
+            let failed = entries.is_err();
+            if !emit(entries)? || failed {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let count = chunks.len();
+    let queue = Mutex::new(chunks.into_iter().enumerate());
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<Vec<Entry>>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let (queue, stop) = (&queue, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some((i, chunk)) = next else { break };
+                    if done_tx.send((i, stat_all(dir, chunk))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // Chunks finish out of order; they are passed on in order.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        let result = 'emit: loop {
+            if next == count {
+                break Ok(());
+            }
+            let Ok((i, entries)) = done_rx.recv() else {
+                break Err(Error::new(ErrorKind::Other, "Local error: listing failed"));
+            };
+            waiting.insert(i, entries);
+            while let Some(entries) = waiting.remove(&next) {
+                next += 1;
+                let failed = entries.is_err();
+                match emit(entries) {
+                    Ok(true) if !failed => {}
+                    Ok(_) => break 'emit Ok(()),
+                    Err(e) => break 'emit Err(e),
+                }
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
 
 /// Each name's own metadata (a symlink is reported as one, never followed); names removed
 /// since the directory was read are skipped.
@@ -259,56 +358,49 @@ impl Storage for LocalFs {
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
         let rel = rel(path);
         self.run(move |dir| {
-            let sub = dir.open_dir(&rel)?;
-            let mut names = Vec::new();
-            for entry in sub.entries()? {
-                let entry = entry?;
-                // Names that aren't UTF-8 or that hold CR/LF can't be shown safely on a
-                // line-based control or data channel.
-                match entry.file_name().into_string() {
-                    Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
-                    _ => continue,
-                }
-            }
-            // One stat per entry is what a listing costs (about 1 µs each); spread a large
-            // directory over the cores.
-            let threads = if names.len() >= PARALLEL_STAT_MIN {
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .min(4)
-            } else {
-                1
-            };
-            if threads == 1 {
-                return stat_all(&sub, names);
-            }
-            let chunk = names.len().div_ceil(threads);
-            let mut parts: Vec<Vec<String>> = Vec::with_capacity(threads);
-            while !names.is_empty() {
-                let rest = names.split_off(chunk.min(names.len()));
-                parts.push(std::mem::replace(&mut names, rest));
-            }
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .into_iter()
-                    .map(|part| scope.spawn(|| stat_all(&sub, part)))
-                    .collect();
-                let mut entries = Vec::new();
-                for h in handles {
-                    match h.join() {
-                        Ok(part) => entries.extend(part?),
-                        Err(_) => {
-                            return Err(Error::new(
-                                ErrorKind::Other,
-                                "Local error: listing failed",
-                            ));
-                        }
-                    }
-                }
-                Ok(entries)
-            })
+            let (sub, names) = read_names(dir, &rel)?;
+            let mut entries = Vec::with_capacity(names.len());
+            stat_in_order(&sub, names, |chunk| {
+                entries.extend(chunk?);
+                Ok(true)
+            })?;
+            Ok(entries)
         })
         .await
+    }
+
+    async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
+        let rel = rel(path);
+        let dir = Arc::clone(&self.dir);
+        // A few chunks ahead of the sender at most.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let (sub, mut names) = match read_names(&dir, &rel) {
+                Ok(read) => {
+                    let _ = opened_tx.send(Ok(()));
+                    read
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            names.sort_unstable();
+            // Stops (`false`) once the listing's reader has gone away.
+            let sent = stat_in_order(&sub, names, |chunk| Ok(tx.blocking_send(chunk).is_ok()));
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        match opened.await {
+            Ok(Ok(())) => Ok(EntryStream::from_receiver(rx)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::new(
+                ErrorKind::Other,
+                "Local error: storage task failed",
+            )),
+        }
     }
 
     async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {

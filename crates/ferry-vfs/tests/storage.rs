@@ -740,3 +740,43 @@ async fn large_directory_lists_every_entry_once() {
     }
     assert_eq!(entries[5000].kind, ferry_proto::listing::EntryKind::Dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_directory_streams_sorted_chunks() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("big");
+    std::fs::create_dir(&dir).unwrap();
+    // Written in reverse: the stream sorts, whatever order the directory keeps.
+    for i in (0..5000u32).rev() {
+        std::fs::write(dir.join(format!("f{i:05}")), vec![0u8; (i % 7) as usize]).unwrap();
+    }
+    let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
+    use ferry_vfs::Storage;
+    let big = ferry_proto::VPath::root().resolve("big").unwrap();
+    let mut stream = fs.list_sorted(&big).await.unwrap();
+    let mut chunks = 0;
+    let mut names = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        chunks += 1;
+        for e in chunk {
+            let i: usize = e.name[1..].parse().unwrap();
+            assert_eq!(e.size, (i % 7) as u64);
+            names.push(e.name);
+        }
+    }
+    // Streamed in several chunks, every name once, in order.
+    assert!(chunks > 1, "one chunk: not streamed");
+    let expected: Vec<String> = (0..5000).map(|i| format!("f{i:05}")).collect();
+    assert_eq!(names, expected);
+    // A reader that stops early does not hang the backend.
+    let mut stream = fs.list_sorted(&big).await.unwrap();
+    assert!(stream.next().await.unwrap().is_ok());
+    drop(stream);
+    // A missing directory is an error before anything is streamed.
+    let missing = ferry_proto::VPath::root().resolve("nope").unwrap();
+    assert_eq!(
+        fs.list_sorted(&missing).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+}

@@ -208,8 +208,11 @@ impl Session {
             return permission_denied();
         }
         let args = parse_stat_args(arg);
-        let entries = match self.collect_listing(&args).await {
-            Ok(e) => e,
+        let entries = match self.open_listing(&args).await {
+            Ok(listing) => match listing.collect().await {
+                Ok(entries) => entries,
+                Err(e) => return storage_error(&e),
+            },
             Err(r) => return r,
         };
         let now = unix_now();
@@ -218,7 +221,7 @@ impl Session {
             args.path.as_deref().unwrap_or(".")
         )];
         let mut buf = Vec::new();
-        for entry in &entries.entries {
+        for entry in &entries {
             buf.clear();
             listing::format_list_line(entry, now, &mut buf);
             lines.push(format!(" {}", String::from_utf8_lossy(&buf).trim_end()));

@@ -18,7 +18,9 @@ use crate::transfer::PumpError;
 use super::*;
 
 impl Session {
-    pub(super) async fn collect_listing(&self, args: &ListArgs) -> Result<Listing, Reply> {
+    /// Start reading what `args` names: a directory's entries in name order, as a stream
+    /// (see [`Listing`]), or a single file's. Errors before anything is read become a reply.
+    pub(super) async fn open_listing(&self, args: &ListArgs) -> Result<Listing, Reply> {
         let path = self.resolve(args.path.as_deref().unwrap_or(""))?;
         let storage = self.storage().ok_or_else(not_logged_in)?;
         let meta = storage
@@ -29,20 +31,21 @@ impl Session {
             let name = path.file_name().unwrap_or("").to_string();
             return Ok(Listing {
                 dir: None,
-                entries: vec![meta.into_entry(name)],
+                file: Some(meta.into_entry(name)),
+                stream: None,
+                all: args.all,
                 path,
             });
         }
-        let mut entries = storage.list(&path).await.map_err(|e| storage_error(&e))?;
-        // Uploads in progress are not files yet.
-        entries.retain(|e| !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX));
-        if !args.all {
-            entries.retain(|e| !e.name.starts_with('.'));
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let stream = storage
+            .list_sorted(&path)
+            .await
+            .map_err(|e| storage_error(&e))?;
         Ok(Listing {
             dir: Some(meta),
-            entries,
+            file: None,
+            stream: Some(stream),
+            all: args.all,
             path,
         })
     }
@@ -72,7 +75,7 @@ impl Session {
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
-        let listing = match self.collect_listing(&args).await {
+        let mut listing = match self.open_listing(&args).await {
             Ok(l) => l,
             Err(reply) => {
                 self.send(&reply).await?;
@@ -106,29 +109,40 @@ impl Session {
             let perm_file = perm_facts(perms, EntryKind::File);
             let perm_dir = perm_facts(perms, EntryKind::Dir);
             let mut sent = 0u64;
-            for entry in &listing.entries {
-                match style {
-                    ListStyle::Long => listing::format_list_line(entry, now, &mut buf),
-                    ListStyle::Names => {
-                        if let Some(p) = &prefix {
-                            buf.extend_from_slice(p.as_bytes());
+            // Lines go out as the directory is read: the first bytes leave long before a
+            // large directory has been read to the end.
+            while let Some(chunk) = listing.next_chunk().await {
+                let chunk = chunk.map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
+                for entry in &chunk {
+                    match style {
+                        ListStyle::Long => listing::format_list_line(entry, now, &mut buf),
+                        ListStyle::Names => {
+                            if let Some(p) = &prefix {
+                                buf.extend_from_slice(p.as_bytes());
+                            }
+                            listing::format_nlst_line(&entry.name, &mut buf)
                         }
-                        listing::format_nlst_line(&entry.name, &mut buf)
+                        ListStyle::Mlsd => {
+                            let perm = if entry.kind == EntryKind::Dir {
+                                &perm_dir
+                            } else {
+                                &perm_file
+                            };
+                            listing::format_mlsx_line(
+                                entry,
+                                MlsxRole::Entry,
+                                &facts,
+                                perm,
+                                &mut buf,
+                            )
+                        }
                     }
-                    ListStyle::Mlsd => {
-                        let perm = if entry.kind == EntryKind::Dir {
-                            &perm_dir
-                        } else {
-                            &perm_file
-                        };
-                        listing::format_mlsx_line(entry, MlsxRole::Entry, &facts, perm, &mut buf)
+                    if buf.len() >= 60 * 1024 {
+                        stream.write_all(&buf).await.map_err(PumpError::Network)?;
+                        sent += buf.len() as u64;
+                        progress.store(sent, Ordering::Relaxed);
+                        buf.clear();
                     }
-                }
-                if buf.len() >= 60 * 1024 {
-                    stream.write_all(&buf).await.map_err(PumpError::Network)?;
-                    sent += buf.len() as u64;
-                    progress.store(sent, Ordering::Relaxed);
-                    buf.clear();
                 }
             }
             stream.write_all(&buf).await.map_err(PumpError::Network)?;
@@ -155,11 +169,45 @@ pub(super) enum ListStyle {
     Mlsd,
 }
 
+/// What a listing command shows, read as it is sent.
 pub(super) struct Listing {
     pub(super) path: VPath,
     /// Metadata of the listed directory, `None` when a single file was listed.
     pub(super) dir: Option<Metadata>,
-    pub(super) entries: Vec<Entry>,
+    /// The file listed, when it is one.
+    file: Option<Entry>,
+    /// The directory's entries in name order, when a directory is listed.
+    stream: Option<ferry_vfs::EntryStream>,
+    /// Whether dot files are shown (`-a`).
+    all: bool,
+}
+
+impl Listing {
+    /// The next entries to show, in name order; `None` at the end.
+    pub(super) async fn next_chunk(&mut self) -> Option<ferry_vfs::Result<Vec<Entry>>> {
+        if let Some(file) = self.file.take() {
+            return Some(Ok(vec![file]));
+        }
+        let mut chunk = match self.stream.as_mut()?.next().await? {
+            Ok(chunk) => chunk,
+            Err(e) => return Some(Err(e)),
+        };
+        // Uploads in progress are not files yet.
+        chunk.retain(|e| {
+            !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX)
+                && (self.all || !e.name.starts_with('.'))
+        });
+        Some(Ok(chunk))
+    }
+
+    /// Every entry (for `STAT`, whose answer is one reply).
+    pub(super) async fn collect(mut self) -> ferry_vfs::Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next_chunk().await {
+            all.extend(chunk?);
+        }
+        Ok(all)
+    }
 }
 
 /// `STAT` takes `ls`-style flags too (`STAT -la dir`).
