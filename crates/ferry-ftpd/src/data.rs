@@ -217,10 +217,8 @@ impl PassivePlan {
                     warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
                     drop(stream);
                 }
-                _ => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
+                // Nagle is off already: accepted connections inherit the listener's setting.
+                _ => return Ok(stream),
             }
         }
     }
@@ -274,6 +272,7 @@ fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     // Our side closes data connections first, so recently used ports sit in TIME_WAIT; without
     // SO_REUSEADDR a small passive range would run dry for minutes.
     socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(8)?;
     Ok(socket.into())

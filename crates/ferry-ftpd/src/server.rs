@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use ferry_auth::{Account, Authenticator};
 use ferry_vfs::{LocalFs, Storage};
@@ -23,24 +23,38 @@ use crate::session::Session;
 pub type StorageFactory =
     Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
 
-/// The default [`StorageFactory`]: the account's root directory, jailed. Sessions of the same
-/// root share one open directory (one descriptor, not one per session); it is closed when the
-/// last of them ends, so a root replaced on disk is picked up by the next login after that.
+/// The default [`StorageFactory`]: the account's root directory, jailed. Logins of the same
+/// root within [`ROOT_REUSE`] of its opening share one open directory (one descriptor, not one
+/// per session, and no open per login); after that, the next login opens the root again, so a
+/// root replaced on disk is picked up within that time even on a busy server. Sessions keep the
+/// directory they started with.
 pub fn local_storage() -> StorageFactory {
-    let open: Mutex<HashMap<PathBuf, Weak<LocalFs>>> = Mutex::new(HashMap::new());
+    local_storage_reusing(ROOT_REUSE)
+}
+
+fn local_storage_reusing(reuse: std::time::Duration) -> StorageFactory {
+    let open: Mutex<HashMap<PathBuf, (Arc<LocalFs>, std::time::Instant)>> =
+        Mutex::new(HashMap::new());
     Arc::new(move |account: &Account| {
+        let now = std::time::Instant::now();
         let mut open = open
             .lock()
             .map_err(|_| io::Error::other("storage cache poisoned"))?;
-        if let Some(fs) = open.get(&account.root).and_then(Weak::upgrade) {
-            return Ok(fs as Arc<dyn Storage>);
+        if let Some((fs, opened)) = open.get(&account.root) {
+            if now.duration_since(*opened) < reuse {
+                return Ok(Arc::clone(fs) as Arc<dyn Storage>);
+            }
         }
         let fs = Arc::new(LocalFs::new(&account.root)?);
-        open.retain(|_, w| w.strong_count() > 0);
-        open.insert(account.root.clone(), Arc::downgrade(&fs));
+        // Only recently opened roots stay (their sessions hold their own references).
+        open.retain(|_, (_, opened)| now.duration_since(*opened) < reuse);
+        open.insert(account.root.clone(), (Arc::clone(&fs), now));
         Ok(fs as Arc<dyn Storage>)
     })
 }
+
+/// How long an opened root directory serves new logins (see [`local_storage`]).
+pub const ROOT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What every session shares.
 pub(crate) struct Shared {
@@ -158,6 +172,7 @@ impl Server {
             max_total: config.max_sessions,
             max_per_ip: config.max_sessions_per_ip,
             counts: Mutex::new(Counts::default()),
+            ended: tokio::sync::Notify::new(),
         });
         let throttle =
             LoginThrottle::new(config.max_failed_logins_per_ip, config.failed_login_window);
@@ -204,48 +219,35 @@ impl Server {
             shutdown_tx,
             limits,
         } = self;
-        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
+        // Each accept loop starts its sessions itself: a session begins on the worker that
+        // accepted it, with no hand-off through another task per connection.
         let mut accepters = JoinSet::new();
         for (listener, implicit) in listeners {
-            let tx = conn_tx.clone();
-            accepters.spawn(accept_loop(listener, implicit, tx));
+            accepters.spawn(accept_loop(
+                listener,
+                implicit,
+                Arc::clone(&shared),
+                Arc::clone(&limits),
+            ));
         }
-        drop(conn_tx);
-        let mut sessions = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                conn = conn_rx.recv() => {
-                    let Some((stream, peer, implicit)) = conn else { break };
-                    start_session(&shared, &limits, &mut sessions, stream, peer, implicit);
-                }
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        info!(sessions = sessions.len(), "shutting down");
+        shutdown.await;
+        info!(sessions = limits.active(), "shutting down");
         accepters.abort_all();
         let _ = shutdown_tx.send(true);
-        while sessions.join_next().await.is_some() {}
+        limits.all_ended().await;
         Ok(())
     }
 }
 
-/// An accepted connection: stream, peer, implicit TLS.
-type Accepted = (TcpStream, SocketAddr, bool);
-
 async fn accept_loop(
     listener: TcpListener,
     implicit: bool,
-    tx: tokio::sync::mpsc::Sender<Accepted>,
+    shared: Arc<Shared>,
+    limits: Arc<Limits>,
 ) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                if tx.send((stream, peer, implicit)).await.is_err() {
-                    return;
-                }
-            }
+            Ok((stream, peer)) => start_session(&shared, &limits, stream, peer, implicit),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 warn!(error = %e, "accept failed");
@@ -258,7 +260,6 @@ async fn accept_loop(
 fn start_session(
     shared: &Arc<Shared>,
     limits: &Arc<Limits>,
-    sessions: &mut JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
     implicit: bool,
@@ -267,7 +268,7 @@ fn start_session(
         Ok(p) => p,
         Err(why) => {
             debug!(%peer, why, "connection refused");
-            sessions.spawn(async move {
+            tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let mut stream = stream;
                 let line = format!("421 {why}, try again later.\r\n");
@@ -280,13 +281,9 @@ fn start_session(
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
-    // Telnet "Synch" sends its marker as TCP urgent data; keep it in the stream so an ABOR
-    // sent with MSG_OOB (as Python's ftplib does) arrives whole.
-    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
     let shared = Arc::clone(shared);
     let span = info_span!("session", %peer, user = tracing::field::Empty);
-    sessions.spawn(
+    tokio::spawn(
         async move {
             let _permit = permit;
             match Session::new(shared, stream, peer, implicit) {
@@ -306,6 +303,12 @@ fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
         socket.set_only_v6(!v6.ip().is_unspecified())?;
     }
     socket.set_nonblocking(true)?;
+    // Accepted connections inherit these (Linux), saving two system calls per session:
+    // replies go out at once, and telnet "Synch" marks its byte as TCP urgent data, which
+    // must stay in the stream so that an ABOR sent with MSG_OOB (as Python's ftplib does)
+    // arrives whole.
+    socket.set_tcp_nodelay(true)?;
+    socket.set_out_of_band_inline(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
@@ -348,6 +351,8 @@ struct Limits {
     max_total: usize,
     max_per_ip: usize,
     counts: Mutex<Counts>,
+    /// Told when the last session ends.
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -363,6 +368,25 @@ struct Permit {
 }
 
 impl Limits {
+    /// Sessions running now.
+    fn active(&self) -> usize {
+        self.counts.lock().map_or(0, |c| c.total)
+    }
+
+    /// Wait until no session runs.
+    async fn all_ended(&self) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check, so an end between the two is not missed.
+            ended.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Result<Permit, &'static str> {
         let ip = ip.to_canonical();
         let mut counts = limits.counts.lock().map_err(|_| "internal error")?;
@@ -386,6 +410,9 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Ok(mut counts) = self.limits.counts.lock() {
             counts.total = counts.total.saturating_sub(1);
+            if counts.total == 0 {
+                self.limits.ended.notify_waiters();
+            }
             if let Some(n) = counts.per_ip.get_mut(&self.ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -393,5 +420,56 @@ impl Drop for Permit {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_are_reused_for_a_while_then_reopened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("home");
+        std::fs::create_dir(&root).unwrap();
+        let account = Account {
+            name: "alice".into(),
+            root: root.clone(),
+            permissions: ferry_auth::Permissions::ALL,
+            anonymous: false,
+            tls: None,
+        };
+        let factory = local_storage_reusing(std::time::Duration::from_millis(300));
+        let first = factory(&account).unwrap();
+        let first_ptr = Arc::as_ptr(&first).cast::<()>();
+        drop(first);
+        // No session holds it, yet the next login shares it: no open per login.
+        let second = factory(&account).unwrap();
+        assert_eq!(Arc::as_ptr(&second).cast::<()>(), first_ptr);
+        // A root replaced on disk is picked up once the window has passed.
+        std::fs::rename(&root, tmp.path().join("old")).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("new-file"), b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        let third = factory(&account).unwrap();
+        assert_ne!(Arc::as_ptr(&third).cast::<()>(), first_ptr);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let names: Vec<String> = rt
+            .block_on(third.list(&ferry_proto::VPath::root()))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["new-file"]);
+        // The session that started on the old root keeps it.
+        let old: Vec<String> = rt
+            .block_on(second.list(&ferry_proto::VPath::root()))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(old.is_empty());
     }
 }
