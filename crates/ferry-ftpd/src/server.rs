@@ -172,7 +172,6 @@ impl Server {
             max_total: config.max_sessions,
             max_per_ip: config.max_sessions_per_ip,
             counts: Mutex::new(Counts::default()),
-            ended: tokio::sync::Notify::new(),
         });
         let throttle =
             LoginThrottle::new(config.max_failed_logins_per_ip, config.failed_login_window);
@@ -219,35 +218,48 @@ impl Server {
             shutdown_tx,
             limits,
         } = self;
-        // Each accept loop starts its sessions itself: a session begins on the worker that
-        // accepted it, with no hand-off through another task per connection.
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
         let mut accepters = JoinSet::new();
         for (listener, implicit) in listeners {
-            accepters.spawn(accept_loop(
-                listener,
-                implicit,
-                Arc::clone(&shared),
-                Arc::clone(&limits),
-            ));
+            let tx = conn_tx.clone();
+            accepters.spawn(accept_loop(listener, implicit, tx));
         }
-        shutdown.await;
-        info!(sessions = limits.active(), "shutting down");
+        drop(conn_tx);
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                conn = conn_rx.recv() => {
+                    let Some((stream, peer, implicit)) = conn else { break };
+                    start_session(&shared, &limits, &mut sessions, stream, peer, implicit);
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        info!(sessions = sessions.len(), "shutting down");
         accepters.abort_all();
         let _ = shutdown_tx.send(true);
-        limits.all_ended().await;
+        while sessions.join_next().await.is_some() {}
         Ok(())
     }
 }
 
+/// An accepted connection: stream, peer, implicit TLS.
+type Accepted = (TcpStream, SocketAddr, bool);
+
 async fn accept_loop(
     listener: TcpListener,
     implicit: bool,
-    shared: Arc<Shared>,
-    limits: Arc<Limits>,
+    tx: tokio::sync::mpsc::Sender<Accepted>,
 ) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => start_session(&shared, &limits, stream, peer, implicit),
+            Ok((stream, peer)) => {
+                if tx.send((stream, peer, implicit)).await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 warn!(error = %e, "accept failed");
@@ -260,6 +272,7 @@ async fn accept_loop(
 fn start_session(
     shared: &Arc<Shared>,
     limits: &Arc<Limits>,
+    sessions: &mut JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
     implicit: bool,
@@ -268,7 +281,7 @@ fn start_session(
         Ok(p) => p,
         Err(why) => {
             debug!(%peer, why, "connection refused");
-            tokio::spawn(async move {
+            sessions.spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let mut stream = stream;
                 let line = format!("421 {why}, try again later.\r\n");
@@ -281,9 +294,13 @@ fn start_session(
             return;
         }
     };
+    let _ = stream.set_nodelay(true);
+    // Telnet "Synch" sends its marker as TCP urgent data; keep it in the stream so an ABOR
+    // sent with MSG_OOB (as Python's ftplib does) arrives whole.
+    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
     let shared = Arc::clone(shared);
     let span = info_span!("session", %peer, user = tracing::field::Empty);
-    tokio::spawn(
+    sessions.spawn(
         async move {
             let _permit = permit;
             match Session::new(shared, stream, peer, implicit) {
@@ -351,8 +368,6 @@ struct Limits {
     max_total: usize,
     max_per_ip: usize,
     counts: Mutex<Counts>,
-    /// Told when the last session ends.
-    ended: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -368,25 +383,6 @@ struct Permit {
 }
 
 impl Limits {
-    /// Sessions running now.
-    fn active(&self) -> usize {
-        self.counts.lock().map_or(0, |c| c.total)
-    }
-
-    /// Wait until no session runs.
-    async fn all_ended(&self) {
-        loop {
-            let ended = self.ended.notified();
-            tokio::pin!(ended);
-            // Registered before the check, so an end between the two is not missed.
-            ended.as_mut().enable();
-            if self.active() == 0 {
-                return;
-            }
-            ended.await;
-        }
-    }
-
     fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Result<Permit, &'static str> {
         let ip = ip.to_canonical();
         let mut counts = limits.counts.lock().map_err(|_| "internal error")?;
@@ -410,9 +406,6 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Ok(mut counts) = self.limits.counts.lock() {
             counts.total = counts.total.saturating_sub(1);
-            if counts.total == 0 {
-                self.limits.ended.notify_waiters();
-            }
             if let Some(n) = counts.per_ip.get_mut(&self.ip) {
                 *n -= 1;
                 if *n == 0 {
