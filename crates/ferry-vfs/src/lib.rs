@@ -212,11 +212,21 @@ pub enum WriteMode {
     CreateNew,
 }
 
+/// Blocking cleanup left over by [`Upload::commit_then_reclaim`].
+pub type Reclaim = Box<dyn FnOnce() + Send + 'static>;
+
 /// An upload in progress.
 #[async_trait]
 pub trait Upload: AsyncWrite + Send + Unpin {
     /// Flush and make the upload visible (rename into place for [`WriteMode::Replace`]).
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// [`Upload::commit`], leaving the cleanup that need not delay the client's answer (freeing
+    /// the storage of a file the upload replaced) to the caller: run the returned work, which
+    /// may block, once the client has been answered. The default does it all in `commit`.
+    async fn commit_then_reclaim(self: Box<Self>) -> Result<Option<Reclaim>> {
+        self.commit().await.map(|()| None)
+    }
 
     /// Fast path: the local file this upload writes to, positioned where the next byte goes,
     /// for writing it directly (e.g. `splice` from the socket). Use either this or the

@@ -606,6 +606,24 @@ mod local_only {
     }
 
     #[tokio::test]
+    async fn replacing_leaves_freeing_the_old_file_for_later() {
+        let (_tmp, root, fs) = setup();
+        // A new file: nothing to reclaim.
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(b"old").await.unwrap();
+        assert!(up.commit_then_reclaim().await.unwrap().is_none());
+        // Replacing: the new content is in place at once; the old file's storage is freed
+        // by the work handed back (the caller runs it after answering the client).
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(b"new").await.unwrap();
+        let reclaim = up.commit_then_reclaim().await.unwrap();
+        assert_eq!(std::fs::read(root.join("f")).unwrap(), b"new");
+        assert_eq!(host_names(&root), ["f"]);
+        reclaim.expect("the replaced file is held for later")();
+        assert_eq!(get(&fs, "/f").await, b"new");
+    }
+
+    #[tokio::test]
     async fn read_handle_offers_the_file() {
         use std::io::Read;
         let (_tmp, root, fs) = setup();

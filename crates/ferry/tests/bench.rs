@@ -134,6 +134,8 @@ fn every_scenario_runs_and_reports_json() {
             .unwrap()
             .starts_with("ftp://bench@127.0.0.1:")
     );
+    // One unmeasured transfer precedes the measured runs (not in `bytes` below).
+    assert_eq!(report["warmup"], 1);
     assert!(
         !stdout.contains("bench-pw"),
         "password leaked into the report"

@@ -148,7 +148,7 @@ impl Session {
             stream.write_all(&buf).await.map_err(PumpError::Network)?;
             sent += buf.len() as u64;
             stream.shutdown().await.map_err(PumpError::Network)?;
-            Ok(sent)
+            Ok(transfers::Done::from(sent))
         };
         self.start_transfer(
             what,

@@ -72,6 +72,17 @@ struct LoggedIn {
 /// What a transfer task reports when it ends.
 struct Outcome {
     reply: Reply,
+    /// Cleanup to run after `reply` is sent and before the next command is read.
+    after: Option<ferry_vfs::Reclaim>,
+}
+
+/// Run a transfer's leftover cleanup (it may block) off the async workers, and wait for it:
+/// the client has its answer already, and its next command finds the work done (on tmpfs,
+/// the freed pages of a replaced file are then what its next upload is written into).
+async fn reclaim(after: Option<ferry_vfs::Reclaim>) {
+    if let Some(work) = after {
+        let _ = tokio::task::spawn_blocking(work).await;
+    }
 }
 
 struct RunningTransfer {
@@ -232,14 +243,16 @@ impl Session {
                 }, if in_transfer => {
                     self.transfer = None;
                     last_activity = Instant::now();
-                    let reply = match outcome {
-                        Ok(o) => o.reply,
+                    let (reply, after) = match outcome {
+                        Ok(o) => (o.reply, o.after),
                         Err(e) => {
                             warn!(error = %e, "transfer task failed");
-                            Reply::new(451, "Transfer failed: internal error.")
+                            (Reply::new(451, "Transfer failed: internal error."), None)
                         }
                     };
-                    self.send(&reply).await?;
+                    let sent = self.send(&reply).await;
+                    reclaim(after).await;
+                    sent?;
                 }
                 _ = tokio::time::sleep_until(deadline), if !in_transfer => {
                     let text = match self.state {
@@ -342,7 +355,9 @@ impl Session {
         };
         if t.handle.is_finished() {
             if let Ok(outcome) = t.handle.await {
-                self.send(&outcome.reply).await?;
+                let sent = self.send(&outcome.reply).await;
+                reclaim(outcome.after).await;
+                sent?;
             }
             return self.send(&Reply::new(226, "No transfer to abort.")).await;
         }

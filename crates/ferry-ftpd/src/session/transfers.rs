@@ -78,10 +78,12 @@ impl Session {
             if let (Stream::Plain(tcp), Some(file), false) = (&stream, handle.file(), ascii) {
                 let n = transfer::send_file(tcp, file, &progress).await?;
                 stream.shutdown().await.map_err(PumpError::Network)?;
-                Ok(n)
+                Ok(Done::from(n))
             } else {
                 let mut reader = handle.into_reader();
-                transfer::send(&mut reader, &mut stream, ascii, &progress).await
+                transfer::send(&mut reader, &mut stream, ascii, &progress)
+                    .await
+                    .map(Done::from)
             }
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
@@ -224,11 +226,11 @@ impl Session {
             // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
             // that already closed makes this fail, which changes nothing.
             let _ = stream.shutdown().await;
-            upload
-                .commit()
+            let after = upload
+                .commit_then_reclaim()
                 .await
                 .map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
-            Ok(n)
+            Ok(Done { bytes: n, after })
         };
         self.start_transfer(what, true, &opening, done, job).await?;
         Ok(Flow::Continue)
@@ -246,7 +248,7 @@ impl Session {
     ) -> io::Result<()>
     where
         F: FnOnce(Stream, Arc<AtomicU64>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<u64, PumpError>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<Done, PumpError>> + Send + 'static,
     {
         let plan = std::mem::replace(&mut self.data, DataPlan::None);
         let config = &self.shared.config;
@@ -276,7 +278,7 @@ impl Session {
                     Ok(s) => s,
                     Err(e) => {
                         warn!(error = %e, "data connection failed");
-                        return Outcome { reply: Reply::new(425, format!("Can't open data connection: {e}.")) };
+                        return Outcome { reply: Reply::new(425, format!("Can't open data connection: {e}.")), after: None };
                     }
                 };
                 let stream = match tls {
@@ -284,24 +286,24 @@ impl Session {
                     Some((acceptor, require_reuse, token)) => {
                         match protect_data_connection(&acceptor, stream, &token, require_reuse, timeout).await {
                             Ok(s) => s,
-                            Err(reply) => return Outcome { reply },
+                            Err(reply) => return Outcome { reply, after: None },
                         }
                     }
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
                 let elapsed = started.elapsed();
                 match result {
-                    Ok(bytes) => {
+                    Ok(Done { bytes, after }) => {
                         info!(bytes, ms = elapsed.as_millis() as u64, "transfer complete");
-                        Outcome { reply: Reply::new(226, done) }
+                        Outcome { reply: Reply::new(226, done), after }
                     }
                     Err(PumpError::Network(e)) => {
                         warn!(error = %e, bytes = task_progress.load(Ordering::Relaxed), "transfer failed: data connection");
-                        Outcome { reply: Reply::new(426, format!("Data connection closed; transfer aborted: {e}.")) }
+                        Outcome { reply: Reply::new(426, format!("Data connection closed; transfer aborted: {e}.")), after: None }
                     }
                     Err(PumpError::Local(e)) => {
                         warn!(error = %e, "transfer failed: local error");
-                        Outcome { reply: Reply::new(451, format!("Local error; transfer aborted: {}.", local_message(&e))) }
+                        Outcome { reply: Reply::new(451, format!("Local error; transfer aborted: {}.", local_message(&e))), after: None }
                     }
                 }
             }
@@ -313,6 +315,19 @@ impl Session {
             what,
         });
         Ok(())
+    }
+}
+
+/// What a transfer job hands back: the bytes moved, and cleanup to run once the client has
+/// its answer (see [`ferry_vfs::Upload::commit_then_reclaim`]).
+pub(super) struct Done {
+    pub(super) bytes: u64,
+    pub(super) after: Option<ferry_vfs::Reclaim>,
+}
+
+impl From<u64> for Done {
+    fn from(bytes: u64) -> Done {
+        Done { bytes, after: None }
     }
 }
 

@@ -55,6 +55,11 @@ pub(crate) struct BenchArgs {
     /// Repetitions of each `stor`, `retr`, `LIST` and `MLSD` measurement (the median is shown).
     #[arg(long, value_name = "N", default_value_t = 1)]
     runs: u32,
+    /// Unmeasured `stor`/`retr` transfers before the measured runs: the first touch of fresh
+    /// memory (page cache, socket buffers; on a virtual machine, pages the host must supply
+    /// again) is then in no server's figures.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    warmup: u32,
     /// Concurrent connections for `login` and `small`, and concurrent openings for `idle`.
     #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
@@ -362,6 +367,7 @@ struct Report {
     scenarios: Vec<Scenario>,
     size_bytes: u64,
     runs: u32,
+    warmup: u32,
     concurrency: usize,
     count: u64,
     small_size_bytes: u64,
@@ -418,6 +424,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         scenarios,
         size_bytes: ctx.args.size,
         runs: ctx.args.runs,
+        warmup: ctx.args.warmup,
         concurrency: ctx.args.concurrency,
         count: ctx.args.count,
         small_size_bytes: ctx.args.small_size,

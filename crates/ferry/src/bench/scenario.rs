@@ -209,6 +209,13 @@ async fn transfer(ctx: &Ctx, dir: Dir) -> Result<Outcome> {
     let mut rates = Vec::new();
     let mut bytes = 0u64;
     let deadline = ctx.deadline();
+    for _ in 0..ctx.args.warmup {
+        ctx.progress(&format!("{name}: warm-up"));
+        match dir {
+            Dir::Up => c.stor(&path, size, &ctx.pattern, Some(deadline)).await?,
+            Dir::Down => c.retr(&path, &mut buf, Some(deadline)).await?,
+        };
+    }
     let meter = Meter::start(&ctx.args.server_pid);
     for _ in 0..ctx.args.runs {
         if Instant::now() >= deadline {
