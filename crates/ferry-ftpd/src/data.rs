@@ -36,8 +36,9 @@ pub struct PortPool {
 #[derive(Debug)]
 struct Slot {
     port: u16,
-    /// The listener kept from the last lease, with the address it is bound to.
-    listener: Option<(IpAddr, std::net::TcpListener)>,
+    /// The listener kept from the last lease (still registered with the runtime), with the
+    /// address it is bound to.
+    listener: Option<(IpAddr, TcpListener)>,
 }
 
 impl PortPool {
@@ -169,7 +170,7 @@ impl PassivePlan {
                     drain_backlog(&listener);
                     listener
                 }
-                None => match bind_listener(local) {
+                None => match bind_listener(local).and_then(TcpListener::from_std) {
                     Ok(listener) => listener,
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                         in_use.push(slot.port);
@@ -186,7 +187,7 @@ impl PassivePlan {
                 slot,
             };
             return Ok(PassivePlan {
-                listener: Some(TcpListener::from_std(listener)?),
+                listener: Some(listener),
                 lease: Some(lease),
                 local,
             });
@@ -228,20 +229,22 @@ impl Drop for PassivePlan {
     fn drop(&mut self) {
         // Hand the listener back with its port; without a pool it just closes.
         if let (Some(listener), Some(lease)) = (self.listener.take(), self.lease.as_mut()) {
-            if let Ok(std) = listener.into_std() {
-                lease.slot.listener = Some((self.local.ip(), std));
-            }
+            lease.slot.listener = Some((self.local.ip(), listener));
         }
     }
 }
 
 /// Drop the connections that reached an idle listener: they were not made for this transfer.
-fn drain_backlog(listener: &std::net::TcpListener) {
+/// Asks the kernel directly (the socket is non-blocking), not the runtime's cached readiness,
+/// which may not have seen a connection that has just arrived.
+fn drain_backlog(listener: &TcpListener) {
+    let socket = socket2::SockRef::from(listener);
     // Bounded: the backlog is small, and a flood is cut short.
     for _ in 0..64 {
-        match listener.accept() {
+        match socket.accept() {
             Ok((stream, peer)) => {
-                warn!(%peer, "dropped a connection made to an idle passive port");
+                let peer = peer.as_socket();
+                warn!(?peer, "dropped a connection made to an idle passive port");
                 drop(stream);
             }
             Err(e) if is_transient_accept_error(&e) => continue,
