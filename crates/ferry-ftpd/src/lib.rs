@@ -23,10 +23,15 @@ pub use ferry_auth::TlsPolicy;
 
 /// Process-wide counters.
 pub mod stats {
-    /// Bytes moved by zero-copy transfers (`sendfile` downloads, `splice` uploads) since the
-    /// process started.
+    /// Bytes sent with `sendfile` (zero-copy downloads) since the process started.
     pub fn zero_copy_bytes() -> u64 {
         crate::transfer::ZERO_COPY_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes that uploads wrote straight into a local file (no async file wrapper, no
+    /// blocking-pool round trip per write) since the process started.
+    pub fn direct_upload_bytes() -> u64 {
+        crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 pub use server::{Server, StorageFactory, local_storage};

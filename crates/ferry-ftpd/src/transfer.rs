@@ -112,7 +112,7 @@ where
     Ok(total)
 }
 
-/// Bytes moved with `sendfile` or `splice` since start (observability; lets tests prove the path is taken).
+/// Bytes sent with `sendfile` since start (observability; lets tests prove the path is taken).
 pub(crate) static ZERO_COPY_BYTES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
 
@@ -159,34 +159,45 @@ pub(crate) async fn send_file(
     }
 }
 
-/// Zero-copy upload: `splice` from `socket` through a kernel pipe into `file` (at its current
-/// position) until the client closes. Returns the bytes received. Writing into the file runs on
-/// the calling worker, like the page-cache write it is.
-pub(crate) async fn receive_file(
-    socket: &TcpStream,
+/// Bytes that uploads wrote straight into a local file (see [`receive_file`]) since start.
+pub(crate) static DIRECT_UPLOAD_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Upload into a local file: read the data connection (plain or TLS) into one large buffer and
+/// write it to `file` at its current position from the calling worker, as a page-cache write,
+/// until the client closes. Returns the bytes received.
+///
+/// Measured against `splice` (socket → pipe → file, one copy fewer) on loopback: level when
+/// memory is warm, but the pipe holds on to the sender's pages, so the sender allocates fresh
+/// ones for every megabyte, and on a virtual machine whose host takes freed memory back that
+/// made uploads 0.4-2 GB/s from one run to the next. A 1 MiB buffer was ~25% faster than
+/// 256 KiB. The buffer lives for the transfer only.
+pub(crate) async fn receive_file<R>(
+    reader: &mut R,
     file: &std::fs::File,
     progress: &Arc<AtomicU64>,
-) -> Result<u64, PumpError> {
-    let mut pipe = ferry_sys::Pipe::new(PIPE_SIZE).map_err(PumpError::Local)?;
+) -> Result<u64, PumpError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    use std::io::Write;
+    let mut buf = vec![0u8; UPLOAD_BUFFER];
+    let mut file = file;
     let mut total = 0u64;
     loop {
-        socket.readable().await.map_err(PumpError::Network)?;
-        match socket.try_io(Interest::READABLE, || pipe.fill_from(socket)) {
-            Ok(0) => return Ok(total),
-            Ok(n) => {
-                pipe.drain_to(file).map_err(PumpError::Local)?;
-                total += n as u64;
-                progress.store(total, Ordering::Relaxed);
-                ZERO_COPY_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(PumpError::Network(e)),
+        let n = reader.read(&mut buf).await.map_err(PumpError::Network)?;
+        if n == 0 {
+            return Ok(total);
         }
+        file.write_all(&buf[..n]).map_err(PumpError::Local)?;
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+        DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
-/// Pipe size for spliced uploads.
-const PIPE_SIZE: usize = 1024 * 1024;
+/// Buffer of one upload written straight into a local file.
+const UPLOAD_BUFFER: usize = 1024 * 1024;
 
 fn is_network_error(e: &io::Error) -> bool {
     matches!(

@@ -3,15 +3,12 @@
 //! is denied; a future call that needs it belongs here and nowhere else.
 //!
 //! # Layout
-//! - [`sendfile`]: zero-copy file → socket (Linux `sendfile(2)`).
-//! - [`Pipe`]: zero-copy socket → file through a kernel pipe (Linux `splice(2)`).
+//! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
 //! - [`open_read_cached`]: open a file from the kernel's caches only, or say it would wait.
 //! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-
-use rustix::pipe::SpliceFlags;
+use std::os::fd::AsFd;
 
 /// Copy up to `count` bytes from `file` (at its current position, which advances) to
 /// `socket`, inside the kernel. Returns the bytes sent; 0 means end of file.
@@ -27,71 +24,6 @@ pub fn sendfile<S: AsFd, F: AsFd>(socket: S, file: F, count: usize) -> io::Resul
 /// what is held at once. For bulk sends: full-sized segments, fewer packets per megabyte.
 pub fn set_tcp_cork<S: AsFd>(socket: S, on: bool) -> io::Result<()> {
     rustix::net::sockopt::set_tcp_cork(socket, on).map_err(io::Error::from)
-}
-
-/// A kernel pipe used to move bytes from a socket to a file without copying them through user
-/// space: [`Pipe::fill_from`] then [`Pipe::drain_to`].
-#[derive(Debug)]
-pub struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
-    /// Bytes in the pipe not yet written out.
-    pending: usize,
-}
-
-impl Pipe {
-    /// A pipe of about `capacity` bytes (the kernel may round, or cap it to
-    /// `/proc/sys/fs/pipe-max-size`).
-    pub fn new(capacity: usize) -> io::Result<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let capacity = rustix::pipe::fcntl_setpipe_size(&write, capacity)
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))?;
-        Ok(Pipe {
-            read,
-            write,
-            capacity,
-            pending: 0,
-        })
-    }
-
-    /// Move what `socket` has ready (up to the pipe's free space) into the pipe, without
-    /// blocking: `WouldBlock` when the socket has nothing. Returns 0 at end of stream.
-    pub fn fill_from<S: AsFd>(&mut self, socket: S) -> io::Result<usize> {
-        let room = self.capacity - self.pending;
-        let n = rustix::pipe::splice(
-            socket,
-            None,
-            &self.write,
-            None,
-            room,
-            SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
-        )?;
-        self.pending += n;
-        Ok(n)
-    }
-
-    /// Write everything in the pipe to `file` at its current position (which advances).
-    pub fn drain_to<F: AsFd>(&mut self, file: F) -> io::Result<()> {
-        while self.pending > 0 {
-            let n = rustix::pipe::splice(
-                &self.read,
-                None,
-                &file,
-                None,
-                self.pending,
-                SpliceFlags::MOVE,
-            )?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "file accepted no bytes",
-                ));
-            }
-            self.pending -= n;
-        }
-        Ok(())
-    }
 }
 
 /// What kind of file [`open_read_cached`] opened.
@@ -190,33 +122,6 @@ mod tests {
         drop(tx);
         assert_eq!(sent, body.len() - 1000);
         assert_eq!(reader.join().unwrap(), &body[1000..]);
-    }
-
-    #[test]
-    fn splice_moves_socket_bytes_into_a_file() {
-        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (rx, _) = l.accept().unwrap();
-        let sent = body.clone();
-        let writer = std::thread::spawn(move || tx.write_all(&sent).unwrap());
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"head").unwrap();
-        let mut pipe = Pipe::new(1 << 20).unwrap();
-        loop {
-            // Blocking socket here: fill_from waits for data.
-            let n = pipe.fill_from(&rx).unwrap();
-            if n == 0 {
-                break;
-            }
-            pipe.drain_to(&f).unwrap();
-        }
-        writer.join().unwrap();
-        let mut got = Vec::new();
-        f.seek(SeekFrom::Start(0)).unwrap();
-        f.read_to_end(&mut got).unwrap();
-        assert_eq!(&got[..4], b"head");
-        assert_eq!(&got[4..], &body[..]);
     }
 
     #[test]

@@ -216,11 +216,9 @@ impl Session {
         };
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
-            let n = match (&stream, upload.local_file(), ascii) {
-                // Plain binary upload to a local file: the kernel moves the bytes (splice).
-                (Stream::Plain(tcp), Some(file), false) => {
-                    transfer::receive_file(tcp, file, &progress).await?
-                }
+            let n = match (upload.local_file(), ascii) {
+                // Binary upload to a local file: straight into it, plain or TLS.
+                (Some(file), false) => transfer::receive_file(&mut stream, file, &progress).await?,
                 _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await?,
             };
             // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
