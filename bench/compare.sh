@@ -13,6 +13,12 @@
 #   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=3
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
 #   DURATION=60  SCENARIOS=idle,stor,retr,login,small,list  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
+#   WARMUP=3
+# WARMUP unmeasured stor/retr transfers precede the measured runs for every server: on a virtual
+# machine whose host takes freed memory back (free page reporting), the first gigabytes a
+# server writes after a quiet spell come in at a fraction of the usual speed. An atomic
+# replace (Ferry: temporary file, then rename) touches twice the memory of an overwrite in
+# place, so one warm-up is not enough for it; three are, for every server.
 # CONCURRENCY=8 stays below Pure-FTPd's listen backlog (9): at 32, bursts overflow its accept
 # queue and some connections never get a greeting. Ferry gets a 100-port passive range, as
 # each peer script configures: with none it binds port 0 per transfer, and 20,000 transfers
@@ -33,6 +39,7 @@ SESSIONS=${SESSIONS:-300}            # the peers are configured for at most 400 
 FERRY_SESSIONS=${FERRY_SESSIONS:-10000}
 LIST_ENTRIES=${LIST_ENTRIES:-10000}
 DURATION=${DURATION:-60}
+WARMUP=${WARMUP:-3}
 SCENARIOS=${SCENARIOS:-idle,stor,retr,login,small,list}
 IPERF_SECS=${IPERF_SECS:-5}
 USER_=tester
@@ -60,7 +67,7 @@ FERRY_BIN=$(readlink -f "$FERRY_BIN")
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "memory: $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "ferry: $FERRY_BIN"
-  echo "params: SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION"
+  echo "params: SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION"
 } > "$OUT/env.txt"
 
 load() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
@@ -79,7 +86,7 @@ bench() {  # bench NAME URL PIDS HOME [extra args...]
   local name=$1 url=$2 pids=$3 home=$4; shift 4
   load "$name"
   "$FERRY_BIN" bench "$url" --server-pid "$pids" --prepare-dir "$home" --json --scenario "$SCENARIOS" \
-    --size "$SIZE" --runs "$RUNS" --count "$COUNT" --concurrency "${B_CONC:-$CONCURRENCY}" \
+    --size "$SIZE" --runs "$RUNS" --warmup "$WARMUP" --count "$COUNT" --concurrency "${B_CONC:-$CONCURRENCY}" \
     --sessions "${B_SESSIONS:-$SESSIONS}" --list-entries "$LIST_ENTRIES" --duration "$DURATION" "$@" \
     > "$OUT/$name.json" 2> "$OUT/$name.log" || log "$name: bench exited $? (see $OUT/$name.log)"
 }
