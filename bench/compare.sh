@@ -10,7 +10,7 @@
 # Ferry is built in release mode from the committed HEAD (exported with `git archive` into a
 # scratch directory, so uncommitted edits in the work tree are never measured), unless
 # FERRY_BIN names a binary. Knobs (environment):
-#   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=3
+#   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=5
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
 #   DURATION=60  SCENARIOS=idle,stor,retr,login,small,list  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
 #   WARMUP=3
@@ -32,7 +32,7 @@ OUT=$(cd "$OUT" && pwd)
 PEERS_DIR=${PEERS_DIR:-/work/shared/peers}
 SERVERS=${SERVERS:-"ferry vsftpd pure-ftpd proftpd pyftpdlib"}
 SIZE=${SIZE:-1GiB}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 COUNT=${COUNT:-20000}
 CONCURRENCY=${CONCURRENCY:-8}
 SESSIONS=${SESSIONS:-300}            # the peers are configured for at most 400 sessions
