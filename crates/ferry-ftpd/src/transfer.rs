@@ -117,10 +117,13 @@ pub(crate) static ZERO_COPY_BYTES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
 
 /// Zero-copy download: `sendfile` from `file` (at its current position) to `socket` until end
-/// of file. Returns the bytes sent.
+/// of file, or until the `announced` bytes (what the `150` reply said) have gone out: that
+/// saves a last call only to hear "end of file" (one system call in ~18 of a small download).
+/// A file that grows meanwhile is sent as it was when opened. Returns the bytes sent.
 pub(crate) async fn send_file(
     socket: &TcpStream,
     file: &std::fs::File,
+    announced: u64,
     progress: &Arc<AtomicU64>,
 ) -> Result<u64, PumpError> {
     // Per call; the kernel sends what the socket buffer takes and returns.
@@ -132,10 +135,14 @@ pub(crate) async fn send_file(
     const CORK_AFTER: u64 = 256 * 1024;
     let mut corked = false;
     let mut total = 0u64;
+    if announced == 0 {
+        return Ok(0);
+    }
     loop {
         socket.writable().await.map_err(PumpError::Network)?;
+        let want = usize::try_from(announced - total).map_or(CHUNK, |left| left.min(CHUNK));
         match socket.try_io(Interest::WRITABLE, || {
-            ferry_sys::sendfile(socket, file, CHUNK)
+            ferry_sys::sendfile(socket, file, want)
         }) {
             Ok(0) => {
                 if corked {
@@ -147,6 +154,12 @@ pub(crate) async fn send_file(
                 total += n as u64;
                 progress.store(total, Ordering::Relaxed);
                 ZERO_COPY_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                if total >= announced {
+                    if corked {
+                        let _ = ferry_sys::set_tcp_cork(socket, false);
+                    }
+                    return Ok(total);
+                }
                 if !corked && total >= CORK_AFTER {
                     corked = ferry_sys::set_tcp_cork(socket, true).is_ok();
                 }

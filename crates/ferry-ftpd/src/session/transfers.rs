@@ -76,7 +76,8 @@ impl Session {
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             // Plain binary download from a local file: the kernel copies (sendfile).
             if let (Stream::Plain(tcp), Some(file), false) = (&stream, handle.file(), ascii) {
-                let n = transfer::send_file(tcp, file, &progress).await?;
+                let announced = size.saturating_sub(offset);
+                let n = transfer::send_file(tcp, file, announced, &progress).await?;
                 stream.shutdown().await.map_err(PumpError::Network)?;
                 Ok(Done::from(n))
             } else {
