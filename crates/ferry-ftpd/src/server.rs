@@ -449,20 +449,12 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let names: Vec<String> = rt
-            .block_on(third.list(&ferry_proto::VPath::root()))
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(names, ["new-file"]);
+        let names = |fs: &Arc<dyn Storage>| -> Vec<String> {
+            let entries = rt.block_on(fs.list(&ferry_proto::VPath::root())).unwrap();
+            entries.into_iter().map(|e| e.name).collect()
+        };
+        assert_eq!(names(&third), ["new-file"]);
         // The session that started on the old root keeps it.
-        let old: Vec<String> = rt
-            .block_on(second.list(&ferry_proto::VPath::root()))
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert!(old.is_empty());
+        assert!(names(&second).is_empty());
     }
 }

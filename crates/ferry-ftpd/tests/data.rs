@@ -263,11 +263,7 @@ async fn passive_listeners_are_kept_and_stray_connections_dropped() {
     std::fs::write(s.path("f"), b"payload").unwrap();
     let mut c = s.login().await;
     let first = c.epsv().await;
-    let mut data = TcpStream::connect(first).await.unwrap();
-    c.expect("RETR f", 150).await;
-    let mut got = Vec::new();
-    data.read_to_end(&mut got).await.unwrap();
-    assert_eq!(c.read_reply().await.code, 226);
+    assert_eq!(c.retr_at(first, "RETR f").await.1.code, 226);
     // The port's listener stays open between transfers (no bind per transfer), so a
     // connection made now is queued...
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -281,12 +277,9 @@ async fn passive_listeners_are_kept_and_stray_connections_dropped() {
         .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0, "the stray connection got data");
-    let mut data = TcpStream::connect(again).await.unwrap();
-    c.expect("RETR f", 150).await;
-    let mut got = Vec::new();
-    data.read_to_end(&mut got).await.unwrap();
+    let (got, done) = c.retr_at(again, "RETR f").await;
     assert_eq!(got, b"payload");
-    assert_eq!(c.read_reply().await.code, 226);
+    assert_eq!(done.code, 226);
 }
 
 #[tokio::test]
@@ -301,21 +294,15 @@ async fn ports_held_elsewhere_are_skipped_not_retried() {
     let mut c1 = s1.login().await;
     let addr = c1.epsv().await;
     assert_eq!(addr.port(), base);
-    let mut data = TcpStream::connect(addr).await.unwrap();
-    c1.expect("RETR f", 150).await;
-    data.read_to_end(&mut Vec::new()).await.unwrap();
-    assert_eq!(c1.read_reply().await.code, 226);
+    assert_eq!(c1.retr_at(addr, "RETR f").await.1.code, 226);
     // ...so the second server, sharing the range, uses `base + 1`, transfer after transfer.
     let mut c2 = s2.login().await;
     for _ in 0..3 {
         let addr = c2.epsv().await;
         assert_eq!(addr.port(), base + 1);
-        let mut data = TcpStream::connect(addr).await.unwrap();
-        c2.expect("RETR f", 150).await;
-        let mut got = Vec::new();
-        data.read_to_end(&mut got).await.unwrap();
+        let (got, done) = c2.retr_at(addr, "RETR f").await;
         assert_eq!(got, b"two");
-        assert_eq!(c2.read_reply().await.code, 226);
+        assert_eq!(done.code, 226);
     }
 }
 

@@ -229,6 +229,12 @@ impl Ctrl {
     /// Run a download-like command over passive mode and return the bytes and the final reply.
     pub async fn retr_passive(&mut self, command: &str) -> (Vec<u8>, Reply) {
         let addr = self.epsv().await;
+        self.retr_at(addr, command).await
+    }
+
+    /// Download with `command` through the passive address `addr` the server gave; returns
+    /// the bytes and the final reply.
+    pub async fn retr_at(&mut self, addr: SocketAddr, command: &str) -> (Vec<u8>, Reply) {
         let mut data = TcpStream::connect(addr).await.unwrap();
         let prelim = self.cmd(command).await;
         assert_eq!(prelim.code, 150, "{command} -> {prelim:?}");
