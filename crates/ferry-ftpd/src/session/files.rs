@@ -208,7 +208,7 @@ impl Session {
             return permission_denied();
         }
         let args = parse_stat_args(arg);
-        let entries = match self.open_listing(&args).await {
+        let entries = match self.open_listing(&args, None).await {
             Ok(listing) => match listing.collect().await {
                 Ok(entries) => entries,
                 Err(e) => return storage_error(&e),

@@ -20,13 +20,21 @@ use super::*;
 impl Session {
     /// Start reading what `args` names: a directory's entries in name order, as a stream
     /// (see [`Listing`]), or a single file's. Errors before anything is read become a reply.
-    pub(super) async fn open_listing(&self, args: &ListArgs) -> Result<Listing, Reply> {
+    /// `known` is the named path's metadata when the caller has just read it.
+    pub(super) async fn open_listing(
+        &self,
+        args: &ListArgs,
+        known: Option<Metadata>,
+    ) -> Result<Listing, Reply> {
         let path = self.resolve(args.path.as_deref().unwrap_or(""))?;
         let storage = self.storage().ok_or_else(not_logged_in)?;
-        let meta = storage
-            .metadata(&path)
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let meta = match known {
+            Some(meta) => meta,
+            None => storage
+                .metadata(&path)
+                .await
+                .map_err(|e| storage_error(&e))?,
+        };
         if meta.kind != EntryKind::Dir {
             let name = path.file_name().unwrap_or("").to_string();
             return Ok(Listing {
@@ -55,8 +63,10 @@ impl Session {
             self.send(&permission_denied()).await?;
             return Ok(Flow::Continue);
         }
+        let mut known = None;
         if style == ListStyle::Mlsd {
-            // MLSD names a directory; a file is an error (RFC 3659 §7.2).
+            // MLSD names a directory; a file is an error (RFC 3659 §7.2). What is read here
+            // serves the listing too.
             if let Ok(path) = self.resolve(args.path.as_deref().unwrap_or("")) {
                 if let Some(storage) = self.storage() {
                     if let Ok(m) = storage.metadata(&path).await {
@@ -68,6 +78,7 @@ impl Session {
                             .await?;
                             return Ok(Flow::Continue);
                         }
+                        known = Some(m);
                     }
                 }
             }
@@ -75,7 +86,7 @@ impl Session {
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
-        let mut listing = match self.open_listing(&args).await {
+        let mut listing = match self.open_listing(&args, known).await {
             Ok(l) => l,
             Err(reply) => {
                 self.send(&reply).await?;
