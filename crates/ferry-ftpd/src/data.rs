@@ -81,14 +81,6 @@ impl PortPool {
     pub fn available(&self) -> usize {
         self.free.lock().map(|f| f.len()).unwrap_or(0)
     }
-
-    /// Ports whose listener is kept open while free.
-    pub fn idle_listeners(&self) -> usize {
-        self.free
-            .lock()
-            .map(|f| f.iter().filter(|s| s.listener.is_some()).count())
-            .unwrap_or(0)
-    }
 }
 
 /// A leased port; returned to its pool on drop, with the listener when one is handed back.
