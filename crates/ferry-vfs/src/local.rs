@@ -52,12 +52,14 @@ impl LocalFs {
         let dir = Arc::clone(&self.dir);
         match tokio::task::spawn_blocking(move || f(&dir)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::new(
-                ErrorKind::Other,
-                "Local error: storage task failed",
-            )),
+            Err(_) => Err(task_failed()),
         }
     }
+}
+
+/// A blocking storage task that panicked or was cancelled.
+fn task_failed() -> Error {
+    Error::new(ErrorKind::Other, "Local error: storage task failed")
 }
 
 /// The path cap-std resolves beneath the root: `.` for the root itself.
@@ -345,10 +347,7 @@ impl Upload for LocalUpload {
                 renamed?;
                 Ok(replaced.map(|old| Box::new(move || drop(old)) as Reclaim))
             }
-            Err(_) => Err(Error::new(
-                ErrorKind::Other,
-                "Local error: storage task failed",
-            )),
+            Err(_) => Err(task_failed()),
         }
     }
 }
@@ -401,10 +400,7 @@ impl Storage for LocalFs {
         match opened.await {
             Ok(Ok(())) => Ok(EntryStream::from_receiver(rx)),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::new(
-                ErrorKind::Other,
-                "Local error: storage task failed",
-            )),
+            Err(_) => Err(task_failed()),
         }
     }
 
