@@ -302,3 +302,53 @@ async fn site_chmod_and_help() {
     r.expect("SITE CHMOD 777 f", 550).await;
     assert_eq!(mode("f"), 0o755);
 }
+
+/// A directory large enough to be stat'ed on several threads and streamed in many chunks:
+/// every name once, in order, in LIST, MLSD and NLST; uploads in progress (and, but for MLSD,
+/// dot files) are filtered in every chunk.
+#[tokio::test]
+async fn large_directory_listings_stream_every_entry_in_order() {
+    let s = TestServer::start().await;
+    let dir = s.path("big");
+    std::fs::create_dir(&dir).unwrap();
+    for i in (0..3000u32).rev() {
+        std::fs::write(dir.join(format!("f{i:04}")), b"x").unwrap();
+    }
+    std::fs::write(dir.join(".hidden"), b"").unwrap();
+    std::fs::write(dir.join(".ferry-upload.0123456789abcdef.tmp"), b"").unwrap();
+    let expected: Vec<String> = (0..3000).map(|i| format!("f{i:04}")).collect();
+    let mut c = s.login().await;
+    for (command, name_of) in [
+        (
+            "LIST big",
+            (|l: &str| l.rsplit(' ').next().unwrap().to_string()) as fn(&str) -> String,
+        ),
+        ("MLSD big", |l: &str| {
+            l.split_once("; ").unwrap().1.to_string()
+        }),
+        ("NLST big", |l: &str| {
+            l.rsplit('/').next().unwrap().to_string()
+        }),
+    ] {
+        let (body, done) = c.retr_passive(command).await;
+        assert_eq!(done.code, 226, "{command}");
+        let text = String::from_utf8(body).unwrap();
+        let names: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("type=cdir"))
+            .map(name_of)
+            .collect();
+        // MLSD shows dot files (the client hides them if it wants); uploads in progress
+        // never show.
+        let mut want = expected.clone();
+        if command.starts_with("MLSD") {
+            want.insert(0, ".hidden".to_string());
+        }
+        assert!(
+            names == want,
+            "{command}: {} names, first {:?}",
+            names.len(),
+            names.first()
+        );
+    }
+}
