@@ -33,6 +33,12 @@ pub mod stats {
     pub fn direct_upload_bytes() -> u64 {
         crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Of those, the bytes a writer thread wrote while the session received the next buffer
+    /// (uploads past their first 4 MiB).
+    pub fn pipelined_upload_bytes() -> u64 {
+        crate::transfer::PIPELINED_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 pub use server::{Server, StorageFactory, local_storage};
 pub use tls::{CertStore, TlsConfig};

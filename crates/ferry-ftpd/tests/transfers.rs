@@ -201,6 +201,54 @@ async fn interrupted_upload_keeps_the_old_file() {
 }
 
 #[tokio::test]
+async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
+    let s = TestServer::start().await;
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    // Past the 4 MiB written inline, ending in a partly filled buffer.
+    let body = content(11 * 1024 * 1024 + 123, 6);
+    let before = ferry_ftpd::stats::pipelined_upload_bytes();
+    assert_eq!(c.stor_passive("STOR big", &body).await.code, 226);
+    assert!(ferry_ftpd::stats::pipelined_upload_bytes() - before >= 6 * 1024 * 1024);
+    assert_eq!(
+        sha256(&std::fs::read(s.path("big")).unwrap()),
+        sha256(&body)
+    );
+    // A restart: the thread writes on from the offset (it shares the file position).
+    let at = 3 * 1024 * 1024 + 7;
+    c.expect(&format!("REST {at}"), 350).await;
+    assert_eq!(c.stor_passive("STOR big", &body[at..]).await.code, 226);
+    assert_eq!(
+        sha256(&std::fs::read(s.path("big")).unwrap()),
+        sha256(&body)
+    );
+
+    // ABOR in the middle of a pipelined upload: the old file stays, no temporary file is
+    // left, and the session goes on.
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR big", 150).await;
+    data.write_all(&content(9 * 1024 * 1024, 7)).await.unwrap();
+    c.send_raw(b"ABOR\r\n").await;
+    let first = c.read_reply().await;
+    assert!(first.code == 426 || first.code == 226, "{first:?}");
+    if first.code == 426 {
+        assert_eq!(c.read_reply().await.code, 226);
+    }
+    drop(data);
+    c.expect("NOOP", 200).await;
+    assert_eq!(
+        sha256(&std::fs::read(s.path("big")).unwrap()),
+        sha256(&body)
+    );
+    let names: Vec<_> = std::fs::read_dir(s.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["big"], "temporary files left");
+}
+
+#[tokio::test]
 async fn offsets_beyond_four_gib() {
     let s = TestServer::start().await;
     let f = std::fs::File::create(s.path("sparse")).unwrap();
