@@ -217,6 +217,29 @@ impl PassivePlan {
     }
 }
 
+impl PassivePlan {
+    /// The client's connection if it has arrived already: no wait, and (unlike
+    /// [`PassivePlan::accept`]) not registered with the runtime, for a transfer that is done
+    /// at once. Connections from a foreign IP are dropped, as in `accept`.
+    pub fn accept_now(&self, expected_peer: Option<IpAddr>) -> Option<std::net::TcpStream> {
+        let listener = self.listener.as_ref()?;
+        // Bounded, like `drain_backlog`.
+        for _ in 0..64 {
+            match ferry_sys::accept_nonblocking(listener) {
+                Ok((stream, peer)) => match expected_peer {
+                    Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
+                        warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                    }
+                    _ => return Some(stream),
+                },
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
 impl Drop for PassivePlan {
     fn drop(&mut self) {
         // Hand the listener back with its port; without a pool it just closes.

@@ -34,6 +34,12 @@ pub mod stats {
         crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Downloads that began on the quick path (the data connection waiting already, the file
+    /// sent at once from the session, `150` and `226` in one segment) since the process started.
+    pub fn quick_downloads() -> u64 {
+        crate::transfer::QUICK_DOWNLOADS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Of those, the bytes a writer thread wrote while the session received the next buffer
     /// (uploads past their first 4 MiB).
     pub fn pipelined_upload_bytes() -> u64 {

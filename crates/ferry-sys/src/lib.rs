@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
 //! - [`open_read_cached`]: open a file from the kernel's caches only, or say it would wait.
+//! - [`accept_nonblocking`]: take a waiting connection, non-blocking, with its peer address.
 //! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
 
 use std::io;
@@ -24,6 +25,23 @@ pub fn sendfile<S: AsFd, F: AsFd>(socket: S, file: F, count: usize) -> io::Resul
 /// what is held at once. For bulk sends: full-sized segments, fewer packets per megabyte.
 pub fn set_tcp_cork<S: AsFd>(socket: S, on: bool) -> io::Result<()> {
     rustix::net::sockopt::set_tcp_cork(socket, on).map_err(io::Error::from)
+}
+
+/// Take a connection waiting on `listener` (a non-blocking listening socket), as a
+/// non-blocking, close-on-exec stream, with its peer's address: one `accept4(2)`, where
+/// accepting and then switching the stream to non-blocking takes two calls. `WouldBlock`
+/// when no connection is waiting.
+pub fn accept_nonblocking<L: AsFd>(
+    listener: L,
+) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    use rustix::net::SocketFlags;
+    let (fd, peer) =
+        rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let stream = std::net::TcpStream::from(fd);
+    let peer = peer
+        .and_then(|p| std::net::SocketAddr::try_from(p).ok())
+        .ok_or_else(|| io::Error::other("accepted a connection that is not IPv4 or IPv6"))?;
+    Ok((stream, peer))
 }
 
 /// What kind of file [`open_read_cached`] opened.
@@ -95,6 +113,29 @@ mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn accept_nonblocking_says_would_block_then_takes_the_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let e = accept_nonblocking(&l).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let mut tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, peer) = accept_nonblocking(&l).unwrap();
+        assert_eq!(peer, tx.local_addr().unwrap());
+        // Non-blocking: nothing to read yet is WouldBlock, not a wait.
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            rx.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        tx.write_all(b"ok").unwrap();
+        drop(tx);
+        rx.set_nonblocking(false).unwrap();
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"ok");
+    }
 
     #[test]
     fn sendfile_copies_from_the_file_position() {

@@ -31,6 +31,7 @@ pub(crate) struct FileConfig {
     pub(crate) allow_active_foreign_address: Option<bool>,
     pub(crate) allow_active_privileged_port: Option<bool>,
     pub(crate) data_connect_timeout: Option<u64>,
+    pub(crate) quick_download_max: Option<u64>,
     pub(crate) login_timeout: Option<u64>,
     pub(crate) idle_timeout: Option<u64>,
     pub(crate) max_line: Option<usize>,
@@ -156,6 +157,7 @@ impl FileConfig {
         set!(allow_active_foreign_address, allow_active_foreign_address);
         set!(allow_active_privileged_port, allow_active_privileged_port);
         set!(max_line, max_line);
+        set!(quick_download_max, quick_download_max);
         set!(max_sessions, max_sessions);
         set!(max_sessions_per_ip, max_sessions_per_ip);
         set!(max_login_attempts, max_login_attempts);

@@ -24,7 +24,7 @@ use ferry_proto::line::Line;
 use ferry_proto::listing::MlstFacts;
 use ferry_proto::{LineBuffer, Reply, VPath};
 use ferry_vfs::Storage;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -52,6 +52,9 @@ enum DataPlan {
     None,
     Passive(PassivePlan),
     Active(SocketAddr),
+    /// Accepted already (a download that began on the quick path and must wait for the
+    /// client to read the rest).
+    Connected(std::net::TcpStream),
 }
 
 /// Login state.
@@ -282,8 +285,18 @@ impl Session {
     }
 
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        let bytes = reply.to_bytes();
-        self.control.write_all(&bytes).await?;
+        self.send_bytes(&reply.to_bytes()).await
+    }
+
+    /// Two replies in one write (one segment), e.g. `150` and `226` of a transfer done at once.
+    async fn send_two(&mut self, first: &Reply, second: &Reply) -> io::Result<()> {
+        let mut bytes = first.to_bytes();
+        second.encode(&mut bytes);
+        self.send_bytes(&bytes).await
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.control.write_all(bytes).await?;
         // With TLS, write_all may leave encrypted records buffered inside the TLS stream when
         // the socket was momentarily full; only a flush pushes them out. Without it a reply
         // (seen: the 226 after an upload, under load) can sit there until the client gives up.
@@ -559,26 +572,30 @@ impl Session {
 /// Read what the control connection has into `lines`; 0 at end of stream.
 ///
 /// An idle plain session waits for readability holding no buffer (its future stays small, see
-/// the `Box::pin`s in `serve`); the bytes are read into a stack buffer only once they are there.
+/// the `Box::pin`s in `serve`): the bytes are read into a stack buffer that lives only within
+/// one poll. Reading through `poll_read` (not `readable` + `try_read`) lets the runtime take a
+/// short read as "drained", which saves a `recvfrom` that would only say `EAGAIN` per command.
 /// TLS sessions read through rustls, which buffers anyway.
 async fn read_control(control: &mut Stream, lines: &mut LineBuffer) -> io::Result<usize> {
     match control {
-        Stream::Plain(tcp) => loop {
-            tcp.readable().await?;
-            let mut buf = [0u8; 2048];
-            match tcp.try_read(&mut buf) {
-                Ok(0) => return Ok(0),
-                Ok(n) => {
-                    lines.extend(&buf[..n]);
-                    if buf[n - 1] != b'\n' {
-                        drain_after_urgent_mark(tcp, lines, &mut buf);
+        Stream::Plain(tcp) => {
+            std::future::poll_fn(|cx| {
+                let mut buf = [0u8; 2048];
+                let mut read = tokio::io::ReadBuf::new(&mut buf);
+                match std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut read) {
+                    std::task::Poll::Ready(Ok(())) => {
+                        let n = read.filled().len();
+                        lines.extend(read.filled());
+                        if n > 0 && buf[n - 1] != b'\n' {
+                            drain_after_urgent_mark(tcp, lines, &mut buf);
+                        }
+                        std::task::Poll::Ready(Ok(n))
                     }
-                    return Ok(n);
+                    other => other.map(|r| r.map(|()| 0)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        },
+            })
+            .await
+        }
         other => {
             let mut buf = vec![0u8; 4096];
             let n = other.read(&mut buf).await?;

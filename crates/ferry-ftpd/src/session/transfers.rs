@@ -73,13 +73,24 @@ impl Session {
             size.saturating_sub(offset)
         );
         let what = path.to_string();
+        let announced = size.saturating_sub(offset);
+        let mut already = 0;
+        if let Some(file) = handle.file().filter(|_| !ascii) {
+            match self.quick_retr(file, announced, &what) {
+                Quick::NotTaken => {}
+                Quick::Sent(n) => already = n,
+                Quick::Done(reply) => {
+                    self.send_two(&Reply::new(150, opening), &reply).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             // Plain binary download from a local file: the kernel copies (sendfile).
             if let (Stream::Plain(tcp), Some(file), false) = (&stream, handle.file(), ascii) {
-                let announced = size.saturating_sub(offset);
-                let n = transfer::send_file(tcp, file, announced, &progress).await?;
+                let n = transfer::send_file(tcp, file, announced - already, &progress).await?;
                 stream.shutdown().await.map_err(PumpError::Network)?;
-                Ok(Done::from(n))
+                Ok(Done::from(already + n))
             } else {
                 let mut reader = handle.into_reader();
                 transfer::send(&mut reader, &mut stream, ascii, &progress)
@@ -90,6 +101,63 @@ impl Session {
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
             .await?;
         Ok(Flow::Continue)
+    }
+
+    /// The quick path of a small plain binary download in passive mode: when the client's
+    /// data connection is waiting already, send the file at once from here, with no task, no
+    /// registration with the runtime and no `shutdown`, and answer `150` and `226` in one
+    /// segment. About 10 system calls per small download instead of about 17. Data may reach
+    /// the client before the `150`; clients read the two connections independently.
+    ///
+    /// If the socket buffer fills first, the connection becomes the data plan and the
+    /// download goes on as usual (`Quick::Sent`); without a waiting connection nothing
+    /// happens (`Quick::NotTaken`).
+    fn quick_retr(&mut self, file: &std::fs::File, announced: u64, what: &str) -> Quick {
+        // Larger downloads go the usual way, corked (see `transfer::send_file`).
+        if announced > self.shared.config.quick_download_max || self.data_is_protected() {
+            return Quick::NotTaken;
+        }
+        let expected_peer = self.expected_peer();
+        let DataPlan::Passive(plan) = &self.data else {
+            return Quick::NotTaken;
+        };
+        let Some(stream) = plan.accept_now(expected_peer) else {
+            return Quick::NotTaken;
+        };
+        // The listener goes back to the pool.
+        self.data = DataPlan::None;
+        let started = Instant::now();
+        let result = match transfer::send_file_now(&stream, file, announced) {
+            Ok((n, false)) => {
+                self.data = DataPlan::Connected(stream);
+                return Quick::Sent(n);
+            }
+            Ok((n, true)) => Ok(Done::from(n)),
+            Err(e) => Err(e),
+        };
+        // Closing sends FIN after the data: the client has read nothing it must not lose.
+        drop(stream);
+        let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        Quick::Done(
+            final_reply(
+                result,
+                started,
+                bytes,
+                Some(what),
+                "Transfer complete.".to_string(),
+            )
+            .reply,
+        )
+    }
+
+    /// Data connections of this session go through TLS (`PROT P` on a TLS server).
+    fn data_is_protected(&self) -> bool {
+        self.protect_data && self.shared.config.tls.is_some()
+    }
+
+    /// The IP a passive data connection must come from (`None`: any, if so configured).
+    fn expected_peer(&self) -> Option<std::net::IpAddr> {
+        (!self.shared.config.allow_foreign_passive_peer).then_some(self.peer.ip())
     }
 
     pub(super) async fn cmd_store(&mut self, arg: &str, kind: StoreKind) -> io::Result<Flow> {
@@ -252,7 +320,7 @@ impl Session {
         let plan = std::mem::replace(&mut self.data, DataPlan::None);
         let config = &self.shared.config;
         let timeout = config.data_connect_timeout;
-        let expected_peer = (!config.allow_foreign_passive_peer).then_some(self.peer.ip());
+        let expected_peer = self.expected_peer();
         let local_ip = self.local.ip();
         let source_port = config
             .active_source_port_minus_one
@@ -270,41 +338,49 @@ impl Session {
                 let started = Instant::now();
                 let stream = match plan {
                     DataPlan::Passive(p) => p.accept(expected_peer, timeout).await,
-                    DataPlan::Active(target) => connect_active(target, local_ip, source_port, timeout).await,
+                    DataPlan::Active(target) => {
+                        connect_active(target, local_ip, source_port, timeout).await
+                    }
+                    DataPlan::Connected(s) => {
+                        tokio::net::TcpStream::from_std(s).map_err(DataError::Io)
+                    }
                     DataPlan::None => Err(DataError::Io(io::Error::other("no data connection"))),
                 };
                 let stream = match stream {
                     Ok(s) => s,
                     Err(e) => {
                         warn!(error = %e, "data connection failed");
-                        return Outcome { reply: Reply::new(425, format!("Can't open data connection: {e}.")), after: None };
+                        return Outcome {
+                            reply: Reply::new(425, format!("Can't open data connection: {e}.")),
+                            after: None,
+                        };
                     }
                 };
                 let stream = match tls {
                     None => Stream::Plain(stream),
                     Some((acceptor, require_reuse, token)) => {
-                        match protect_data_connection(&acceptor, stream, &token, require_reuse, timeout).await {
+                        match protect_data_connection(
+                            &acceptor,
+                            stream,
+                            &token,
+                            require_reuse,
+                            timeout,
+                        )
+                        .await
+                        {
                             Ok(s) => s,
                             Err(reply) => return Outcome { reply, after: None },
                         }
                     }
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
-                let elapsed = started.elapsed();
-                match result {
-                    Ok(Done { bytes, after }) => {
-                        info!(bytes, ms = elapsed.as_millis() as u64, "transfer complete");
-                        Outcome { reply: Reply::new(226, done), after }
-                    }
-                    Err(PumpError::Network(e)) => {
-                        warn!(error = %e, bytes = task_progress.load(Ordering::Relaxed), "transfer failed: data connection");
-                        Outcome { reply: Reply::new(426, format!("Data connection closed; transfer aborted: {e}.")), after: None }
-                    }
-                    Err(PumpError::Local(e)) => {
-                        warn!(error = %e, "transfer failed: local error");
-                        Outcome { reply: Reply::new(451, format!("Local error; transfer aborted: {}.", local_message(&e))), after: None }
-                    }
-                }
+                final_reply(
+                    result,
+                    started,
+                    task_progress.load(Ordering::Relaxed),
+                    None,
+                    done,
+                )
             }
             .instrument(span),
         );
@@ -314,6 +390,56 @@ impl Session {
             what,
         });
         Ok(())
+    }
+}
+
+/// What [`Session::quick_retr`] did.
+enum Quick {
+    NotTaken,
+    /// Sent this much; the rest goes the usual way.
+    Sent(u64),
+    /// All sent: the final reply.
+    Done(Reply),
+}
+
+/// The final reply of a transfer (`226`, or `426`/`451` with the reason), logged. `what` names
+/// the transfer when no tracing span does.
+fn final_reply(
+    result: Result<Done, PumpError>,
+    started: Instant,
+    progress: u64,
+    what: Option<&str>,
+    done: String,
+) -> Outcome {
+    let ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(Done { bytes, after }) => {
+            info!(bytes, ms, what, "transfer complete");
+            Outcome {
+                reply: Reply::new(226, done),
+                after,
+            }
+        }
+        Err(PumpError::Network(e)) => {
+            warn!(error = %e, bytes = progress, what, "transfer failed: data connection");
+            Outcome {
+                reply: Reply::new(
+                    426,
+                    format!("Data connection closed; transfer aborted: {e}."),
+                ),
+                after: None,
+            }
+        }
+        Err(PumpError::Local(e)) => {
+            warn!(error = %e, what, "transfer failed: local error");
+            Outcome {
+                reply: Reply::new(
+                    451,
+                    format!("Local error; transfer aborted: {}.", local_message(&e)),
+                ),
+                after: None,
+            }
+        }
     }
 }
 
