@@ -7,6 +7,8 @@
 //! - [`open_read_cached`]: open a file from the kernel's caches only, or say it would wait.
 //! - [`accept_nonblocking`]: take a waiting connection, non-blocking, with its peer address.
 //! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
+//! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
+//!   file system a file is on.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -108,11 +110,145 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
+/// The file system type of the one `fd` is on (`statfs`'s `f_type`, e.g. `0x01021994` tmpfs).
+pub fn fs_magic<Fd: AsFd>(fd: Fd) -> io::Result<u64> {
+    let st = rustix::fs::fstatfs(fd)?;
+    // `f_type` is signed on some targets; the magic numbers are bit patterns.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as u64)
+}
+
+/// Directories watched for changes through one non-blocking inotify instance.
+///
+/// A watched directory reports when an entry is created, removed, renamed, written to or has
+/// its attributes changed, or when the directory itself changes, is removed or moved. Reading
+/// or opening files does not count. The kernel queues an event before the system call that
+/// caused it returns, so after [`DirWatcher::drain`] every change completed earlier is known.
+#[derive(Debug)]
+pub struct DirWatcher {
+    fd: rustix::fd::OwnedFd,
+}
+
+/// What [`DirWatcher::drain`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirChange {
+    /// Something changed in the directory of this watch.
+    Changed(i32),
+    /// This watch ended (the directory is gone, or the watch was removed).
+    Ended(i32),
+    /// Events were lost (the kernel's queue overflowed): assume everything changed.
+    Lost,
+}
+
+impl DirWatcher {
+    pub fn new() -> io::Result<DirWatcher> {
+        use rustix::fs::inotify::{CreateFlags, init};
+        let fd = init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
+        Ok(DirWatcher { fd })
+    }
+
+    /// Watch the directory open as `dir` (the same inode, whatever its path; through
+    /// `/proc/self/fd`, so it needs `/proc`). Returns the watch descriptor; the same
+    /// directory watched twice gives the same one.
+    pub fn watch<D: AsFd>(&self, dir: D) -> io::Result<i32> {
+        use rustix::fs::inotify::{WatchFlags, add_watch};
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
+        let flags = WatchFlags::ATTRIB
+            | WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MODIFY
+            | WatchFlags::MOVE_SELF
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::ONLYDIR
+            // Writes to files already removed from the directory change nothing in it.
+            | WatchFlags::EXCL_UNLINK;
+        Ok(add_watch(&self.fd, path.as_str(), flags)?)
+    }
+
+    /// Stop watching (the kernel then reports [`DirChange::Ended`]).
+    pub fn unwatch(&self, wd: i32) {
+        let _ = rustix::fs::inotify::remove_watch(&self.fd, wd);
+    }
+
+    /// Report every pending event to `seen`, without waiting.
+    pub fn drain(&self, mut seen: impl FnMut(DirChange)) {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = Reader::new(&self.fd, &mut buf);
+        // Bounded: a directory changing faster than this is read is simply reported changed.
+        for _ in 0..100_000 {
+            match reader.next() {
+                Ok(event) => {
+                    let flags = event.events();
+                    if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                        seen(DirChange::Lost);
+                    } else if flags.contains(ReadFlags::IGNORED) {
+                        seen(DirChange::Ended(event.wd()));
+                    } else {
+                        seen(DirChange::Changed(event.wd()));
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return,
+                // Anything else: trust nothing that was cached.
+                Err(_) => {
+                    seen(DirChange::Lost);
+                    return;
+                }
+            }
+        }
+        seen(DirChange::Lost);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn dir_watcher_hears_entry_changes_but_not_reads() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("a"), b"1").unwrap();
+        let dir = std::fs::File::open(root.path()).unwrap();
+        let w = DirWatcher::new().unwrap();
+        let wd = w.watch(&dir).unwrap();
+        assert_eq!(w.watch(&dir).unwrap(), wd, "one watch per directory");
+        let changes = || {
+            let mut seen = Vec::new();
+            w.drain(|c| seen.push(c));
+            seen
+        };
+        assert!(changes().is_empty());
+        // Reading is not a change.
+        assert_eq!(std::fs::read(root.path().join("a")).unwrap(), b"1");
+        assert!(changes().is_empty());
+        // Writing, attributes, creating, renaming, removing are.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.path().join("a"))
+            .unwrap();
+        f.write_all(b"2").unwrap();
+        assert!(changes().contains(&DirChange::Changed(wd)));
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(root.path().join("a"), perms).unwrap();
+        assert!(changes().contains(&DirChange::Changed(wd)));
+        std::fs::write(root.path().join("b"), b"").unwrap();
+        assert!(changes().contains(&DirChange::Changed(wd)));
+        std::fs::rename(root.path().join("b"), root.path().join("c")).unwrap();
+        assert!(changes().contains(&DirChange::Changed(wd)));
+        // Writing to a file no longer in the directory is not.
+        std::fs::remove_file(root.path().join("a")).unwrap();
+        assert!(changes().contains(&DirChange::Changed(wd)));
+        f.write_all(b"3").unwrap();
+        assert!(changes().is_empty());
+        w.unwatch(wd);
+        assert!(changes().contains(&DirChange::Ended(wd)));
+        assert!(fs_magic(&dir).unwrap() != 0);
+    }
 
     #[test]
     fn accept_nonblocking_says_would_block_then_takes_the_connection() {

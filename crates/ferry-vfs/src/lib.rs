@@ -10,6 +10,7 @@
 //! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
 //! again (the jail), so a bug above cannot reach outside the root.
 
+pub mod listcache;
 pub mod local;
 pub mod memory;
 

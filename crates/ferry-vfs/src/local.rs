@@ -94,7 +94,7 @@ fn not_regular() -> Error {
     Error::new(ErrorKind::PermissionDenied, "Not a regular file")
 }
 
-fn convert(md: &cap_std::fs::Metadata) -> Metadata {
+pub(crate) fn convert(md: &cap_std::fs::Metadata) -> Metadata {
     let ft = md.file_type();
     let kind = if ft.is_dir() {
         EntryKind::Dir
@@ -121,18 +121,17 @@ const PARALLEL_STAT_MIN: usize = 2000;
 /// Entries per chunk of a streamed listing.
 const STAT_CHUNK: usize = 500;
 
-/// The directory `rel` and the names in it that can be shown: names that aren't UTF-8 or that
-/// hold CR/LF can't be shown safely on a line-based control or data channel.
-fn read_names(dir: &Dir, rel: &str) -> Result<(Dir, Vec<String>)> {
-    let sub = dir.open_dir(rel)?;
+/// The names in `dir` that can be shown: names that aren't UTF-8 or that hold CR/LF can't be
+/// shown safely on a line-based control or data channel.
+fn read_names(dir: &Dir) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in sub.entries()? {
+    for entry in dir.entries()? {
         match entry?.file_name().into_string() {
             Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
             _ => continue,
         }
     }
-    Ok((sub, names))
+    Ok(names)
 }
 
 /// Stat `names` and hand the entries to `emit` in chunks, in the order of `names`. One stat
@@ -362,7 +361,8 @@ impl Storage for LocalFs {
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
         let rel = rel(path);
         self.run(move |dir| {
-            let (sub, names) = read_names(dir, &rel)?;
+            let sub = dir.open_dir(&rel)?;
+            let names = read_names(&sub)?;
             let mut entries = Vec::with_capacity(names.len());
             stat_in_order(&sub, names, |chunk| {
                 entries.extend(chunk?);
@@ -380,10 +380,32 @@ impl Storage for LocalFs {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (opened_tx, opened) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let (sub, mut names) = match read_names(&dir, &rel) {
-                Ok(read) => {
+            let sub = match dir.open_dir(&rel) {
+                Ok(sub) => sub,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            // Kept from an earlier listing, and nothing in the directory changed since.
+            if let Some(entries) = crate::listcache::lookup(&sub) {
+                let _ = opened_tx.send(Ok(()));
+                for kept in entries.chunks(STAT_CHUNK) {
+                    let chunk = kept
+                        .iter()
+                        .filter_map(|e| crate::listcache::fresh(&sub, e))
+                        .collect();
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            let ticket = crate::listcache::prepare(&sub);
+            let mut names = match read_names(&sub) {
+                Ok(names) => {
                     let _ = opened_tx.send(Ok(()));
-                    read
+                    names
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
@@ -391,10 +413,31 @@ impl Storage for LocalFs {
                 }
             };
             names.sort_unstable();
+            // What is sent is kept too, when the directory may be (see `listcache`).
+            let keep = ticket.is_some() && names.len() >= crate::listcache::MIN_ENTRIES;
+            let mut all = Vec::with_capacity(if keep { names.len() } else { 0 });
+            let mut complete = true;
             // Stops (`false`) once the listing's reader has gone away.
-            let sent = stat_in_order(&sub, names, |chunk| Ok(tx.blocking_send(chunk).is_ok()));
-            if let Err(e) = sent {
-                let _ = tx.blocking_send(Err(e));
+            let sent = stat_in_order(&sub, names, |chunk| {
+                if keep {
+                    match &chunk {
+                        Ok(entries) => all.extend_from_slice(entries),
+                        Err(_) => complete = false,
+                    }
+                }
+                let more = tx.blocking_send(chunk).is_ok();
+                complete &= more;
+                Ok(more)
+            });
+            match sent {
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                }
+                Ok(()) => {
+                    if let (Some(ticket), true, true) = (ticket, keep, complete) {
+                        ticket.keep(all);
+                    }
+                }
             }
         });
         match opened.await {

@@ -32,6 +32,7 @@ pub(crate) struct FileConfig {
     pub(crate) allow_active_privileged_port: Option<bool>,
     pub(crate) data_connect_timeout: Option<u64>,
     pub(crate) quick_download_max: Option<u64>,
+    pub(crate) listing_cache_entries: Option<usize>,
     pub(crate) login_timeout: Option<u64>,
     pub(crate) idle_timeout: Option<u64>,
     pub(crate) max_line: Option<usize>,

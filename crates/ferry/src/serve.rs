@@ -113,6 +113,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let auth = Arc::new(Authenticator::new(users, anonymous)?);
 
+    ferry_vfs::listcache::set_limit(
+        file.listing_cache_entries
+            .unwrap_or(ferry_vfs::listcache::DEFAULT_LIMIT),
+    );
     // Each session holds a descriptor or two; lift the soft limit to the hard one.
     match ferry_sys::raise_nofile_limit() {
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),

@@ -1,0 +1,309 @@
+//! Listings of large local directories, kept while the kernel reports no change in them.
+//!
+//! Reading a 10,000-entry directory costs ~2 ms of `getdents` and ~10,000 `statx` calls
+//! (7-10 ms of CPU on a small machine), every time a client lists it. A directory with at least
+//! [`MIN_ENTRIES`] entries is therefore kept once read, as sorted entries with their metadata,
+//! and watched with inotify (see [`ferry_sys::DirWatcher`]): creating, removing, renaming,
+//! writing to an entry or changing its attributes drops the kept listing. Before a kept listing
+//! is used, every pending event is read; the kernel queues an event before the call that caused
+//! it returns, so every change completed before the listing began is seen.
+//!
+//! What inotify on the directory cannot see, and how it is covered:
+//! - a subdirectory's own metadata (its time and link count change when entries inside it
+//!   do): entries that are directories are stat'ed again each time;
+//! - a file with several hard links written through a name in another directory: entries with
+//!   a link count above one are stat'ed again each time;
+//! - a file that gets its second link, then a write through it, and writes through a memory
+//!   mapping: a kept listing is used at most [`MAX_AGE`] after it was read;
+//! - changes made by other machines: only file systems known to be local are kept (tmpfs,
+//!   ext2/3/4, XFS, Btrfs, F2FS), never NFS, CIFS, FUSE or overlays.
+//!
+//! Bounded: at most [`set_limit`] entries over all directories (least recently used go first),
+//! one inotify instance for the process. Without inotify or `/proc`, nothing is kept.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use cap_std::fs::{Dir, MetadataExt};
+use ferry_proto::listing::{Entry, EntryKind};
+use ferry_sys::{DirChange, DirWatcher};
+
+/// Smaller directories are read afresh each time: it is quick, and keeping them is not free.
+pub(crate) const MIN_ENTRIES: usize = 1000;
+
+/// A kept listing is used at most this long after it was read (see the module notes).
+pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Default for [`set_limit`]: ~100 bytes each, some 20 MB.
+pub const DEFAULT_LIMIT: usize = 200_000;
+
+static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
+
+/// Listings answered from what was kept, since the process started.
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+/// Listings answered from what was kept, since the process started.
+pub fn hits() -> u64 {
+    HITS.load(Ordering::Relaxed)
+}
+
+/// Most entries kept over all directories; 0 keeps none (and drops what is kept).
+pub fn set_limit(entries: usize) {
+    LIMIT.store(entries, Ordering::Relaxed);
+    if let Some(cache) = cache() {
+        let mut state = cache.lock();
+        state.evict(&cache.watcher, entries);
+    }
+}
+
+fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// File systems whose every change the kernel here sees (`statfs` magic numbers).
+const LOCAL_FS: [u64; 5] = [
+    0x0102_1994, // tmpfs
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // XFS
+    0x9123_683E, // Btrfs
+    0xF2F5_2010, // F2FS
+];
+
+/// Identity of a directory: device and inode.
+type Key = (u64, u64);
+
+struct Cache {
+    watcher: DirWatcher,
+    state: Mutex<State>,
+}
+
+impl Cache {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data; go on with it.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.catch_up(&self.watcher);
+        state
+    }
+}
+
+#[derive(Default)]
+struct State {
+    watches: HashMap<i32, Watched>,
+    by_key: HashMap<Key, i32>,
+    kept: usize,
+}
+
+/// One watched directory.
+struct Watched {
+    key: Key,
+    /// Bumped by every change: a listing read while it moved is not kept.
+    generation: u64,
+    /// Listings of it being read from disk, to be kept if nothing changed meanwhile.
+    reading: usize,
+    listing: Option<Kept>,
+}
+
+struct Kept {
+    entries: Arc<Vec<Entry>>,
+    read_at: Instant,
+    used_at: Instant,
+}
+
+impl State {
+    /// Apply every pending event.
+    fn catch_up(&mut self, watcher: &DirWatcher) {
+        let mut changed = Vec::new();
+        watcher.drain(|c| changed.push(c));
+        for change in changed {
+            match change {
+                DirChange::Changed(wd) => self.changed(watcher, wd),
+                DirChange::Ended(wd) => {
+                    if let Some(w) = self.watches.remove(&wd) {
+                        self.by_key.remove(&w.key);
+                        self.kept -= w.listing.map_or(0, |k| k.entries.len());
+                    }
+                }
+                DirChange::Lost => {
+                    let wds: Vec<i32> = self.watches.keys().copied().collect();
+                    for wd in wds {
+                        self.changed(watcher, wd);
+                    }
+                }
+            }
+        }
+    }
+
+    fn changed(&mut self, watcher: &DirWatcher, wd: i32) {
+        let dropped = match self.watches.get_mut(&wd) {
+            Some(w) => {
+                w.generation += 1;
+                w.listing.take()
+            }
+            None => return,
+        };
+        self.kept -= dropped.map_or(0, |k| k.entries.len());
+        self.forget_if_unused(watcher, wd);
+    }
+
+    /// Stop watching `wd` if nothing is kept for it and no listing of it is being read.
+    fn forget_if_unused(&mut self, watcher: &DirWatcher, wd: i32) {
+        if let Some(w) = self.watches.get(&wd) {
+            if w.listing.is_none() && w.reading == 0 {
+                self.by_key.remove(&w.key);
+                self.watches.remove(&wd);
+                watcher.unwatch(wd);
+            }
+        }
+    }
+
+    /// Drop the least recently used listings until at most `limit` entries are kept.
+    fn evict(&mut self, watcher: &DirWatcher, limit: usize) {
+        while self.kept > limit {
+            let oldest = self
+                .watches
+                .iter()
+                .filter_map(|(wd, w)| w.listing.as_ref().map(|k| (k.used_at, *wd)))
+                .min();
+            let Some((_, wd)) = oldest else { break };
+            let dropped = self.watches.get_mut(&wd).and_then(|w| w.listing.take());
+            self.kept -= dropped.map_or(0, |k| k.entries.len());
+            self.forget_if_unused(watcher, wd);
+        }
+    }
+}
+
+fn cache() -> Option<&'static Cache> {
+    static CACHE: OnceLock<Option<Cache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            DirWatcher::new().ok().map(|watcher| Cache {
+                watcher,
+                state: Mutex::new(State::default()),
+            })
+        })
+        .as_ref()
+}
+
+fn key_of(dir: &Dir) -> Option<Key> {
+    let md = dir.dir_metadata().ok()?;
+    Some((md.dev(), md.ino()))
+}
+
+/// The kept listing of `dir`, if there is one, still valid: entries in name order, to be
+/// passed through [`fresh`] one by one.
+pub(crate) fn lookup(dir: &Dir) -> Option<Arc<Vec<Entry>>> {
+    let cache = cache()?;
+    if limit() == 0 {
+        return None;
+    }
+    let key = key_of(dir)?;
+    let mut state = cache.lock();
+    let wd = *state.by_key.get(&key)?;
+    let kept = state.watches.get_mut(&wd)?.listing.as_mut()?;
+    if kept.read_at.elapsed() > MAX_AGE {
+        let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
+        state.kept -= stale.map_or(0, |k| k.entries.len());
+        state.forget_if_unused(&cache.watcher, wd);
+        return None;
+    }
+    kept.used_at = Instant::now();
+    HITS.fetch_add(1, Ordering::Relaxed);
+    Some(Arc::clone(&kept.entries))
+}
+
+/// A kept entry as it is now: directories and multiply-linked files are stat'ed again (see
+/// the module notes), the rest is as kept. `None` if it has gone meanwhile.
+pub(crate) fn fresh(dir: &Dir, entry: &Entry) -> Option<Entry> {
+    if entry.kind == EntryKind::Dir || entry.nlink > 1 {
+        // Gone since: the event saying so reaches the next listing.
+        let md = dir.symlink_metadata(&entry.name).ok()?;
+        Some(crate::local::convert(&md).into_entry(entry.name.clone()))
+    } else {
+        Some(entry.clone())
+    }
+}
+
+/// Permission to keep a listing of a directory being read from disk (see [`prepare`]).
+pub(crate) struct Ticket {
+    cache: &'static Cache,
+    wd: i32,
+    generation: u64,
+}
+
+/// Before reading `dir` from disk: watch it, if it is on a local file system and may be kept.
+/// The watch starts before the read, so any change during the read is heard.
+pub(crate) fn prepare(dir: &Dir) -> Option<Ticket> {
+    let cache = cache()?;
+    if limit() == 0 {
+        return None;
+    }
+    let magic = ferry_sys::fs_magic(dir).ok()?;
+    if !LOCAL_FS.contains(&magic) {
+        return None;
+    }
+    let key = key_of(dir)?;
+    let mut state = cache.lock();
+    let wd = cache.watcher.watch(dir).ok()?;
+    let w = state.watches.entry(wd).or_insert(Watched {
+        key,
+        generation: 0,
+        reading: 0,
+        listing: None,
+    });
+    w.reading += 1;
+    let generation = w.generation;
+    state.by_key.insert(key, wd);
+    Some(Ticket {
+        cache,
+        wd,
+        generation,
+    })
+}
+
+impl Ticket {
+    /// Keep `entries` (the whole listing, in name order) unless the directory changed while
+    /// it was read, or it is too small to be worth it.
+    pub(crate) fn keep(self, entries: Vec<Entry>) {
+        if entries.len() < MIN_ENTRIES {
+            return;
+        }
+        let limit = limit();
+        if entries.len() > limit {
+            return;
+        }
+        let mut state = self.cache.lock();
+        let Some(w) = state.watches.get_mut(&self.wd) else {
+            return;
+        };
+        if w.generation != self.generation {
+            return;
+        }
+        let now = Instant::now();
+        let added = entries.len();
+        let old = w.listing.replace(Kept {
+            entries: Arc::new(entries),
+            read_at: now,
+            used_at: now,
+        });
+        let removed = old.map_or(0, |k| k.entries.len());
+        state.kept = state.kept + added - removed;
+        state.evict(&self.cache.watcher, limit);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut state = self.cache.lock();
+        if let Some(w) = state.watches.get_mut(&self.wd) {
+            w.reading = w.reading.saturating_sub(1);
+        }
+        state.forget_if_unused(&self.cache.watcher, self.wd);
+    }
+}
+
+/// Entries kept now, over all directories (for tests and statistics).
+pub fn kept_entries() -> usize {
+    cache().map_or(0, |c| c.lock().kept)
+}
