@@ -65,15 +65,14 @@ impl Session {
             }
         };
         let ascii = self.ttype == TransferType::Ascii;
-        let size = handle.size;
+        let announced = handle.size.saturating_sub(offset);
         let opening = format!(
             "Opening {} mode data connection for {} ({} bytes).",
             if ascii { "ASCII" } else { "BINARY" },
             arg,
-            size.saturating_sub(offset)
+            announced
         );
         let what = path.to_string();
-        let announced = size.saturating_sub(offset);
         let mut already = 0;
         if let Some(file) = handle.file().filter(|_| !ascii) {
             match self.quick_retr(file, announced, &what) {
