@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ferry_proto::listing::{
-    Entry, EntryKind, MlstFacts, MlsxRole, format_list_line, format_mlsx_line, format_nlst_line,
-    parse_list_line,
+    Entry, EntryKind, MlstFacts, MlsxRole, Unique, format_list_line, format_mlsx_line,
+    format_nlst_line, parse_list_line,
 };
 
 const ENTRIES: usize = 10_000;
@@ -29,7 +29,10 @@ fn directory() -> Vec<Entry> {
             mtime: NOW - (i as i64 % 2) * 400 * 86_400 - i as i64 * 37,
             mode: if i % 10 == 0 { 0o755 } else { 0o644 },
             nlink: 1,
-            unique: Some(format!("803g{i:x}")),
+            unique: Some(Unique::DevIno {
+                dev: 0x803,
+                ino: i as u64,
+            }),
         })
         .collect()
 }

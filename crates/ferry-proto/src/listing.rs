@@ -26,8 +26,45 @@ pub struct Entry {
     pub mode: u32,
     /// Link count shown in `LIST`.
     pub nlink: u64,
-    /// Stable identity for the MLSx `unique` fact (e.g. `dev`+`ino` in hex), if known.
-    pub unique: Option<String>,
+    /// Stable identity for the MLSx `unique` fact, if known.
+    pub unique: Option<Unique>,
+}
+
+/// Stable identity of a file for the MLSx `unique` fact. Kept as numbers and rendered only
+/// when the fact is written, so stat'ing a 10,000-entry directory allocates nothing for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unique {
+    /// A local file's device and inode, written `{dev:x}g{ino:x}` (`803g2a1`).
+    DevIno { dev: u64, ino: u64 },
+    /// A backend's own node id, written `m{id:x}` (`m2a`).
+    Id(u64),
+}
+
+impl Unique {
+    /// Append the fact value (lowercase hex, never any fact syntax) to `out`.
+    fn push_to(self, out: &mut Vec<u8>) {
+        match self {
+            Unique::DevIno { dev, ino } => {
+                push_hex(out, dev);
+                out.push(b'g');
+                push_hex(out, ino);
+            }
+            Unique::Id(id) => {
+                out.push(b'm');
+                push_hex(out, id);
+            }
+        }
+    }
+}
+
+/// The same text as the `unique` fact; for logs and tests, not the listing hot path.
+impl std::fmt::Display for Unique {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Unique::DevIno { dev, ino } => write!(f, "{dev:x}g{ino:x}"),
+            Unique::Id(id) => write!(f, "m{id:x}"),
+        }
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -121,59 +158,140 @@ impl Civil {
 
 /// Names come from storage and may hold anything: CR or LF would forge extra listing lines.
 fn push_name(out: &mut Vec<u8>, name: &str) {
-    out.extend(
-        name.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b'?' } else { b }),
-    );
-}
-
-fn mode_string(kind: EntryKind, mode: u32) -> ModeString {
-    let mut s = ModeString::default();
-    s.push(match kind {
-        EntryKind::Dir => 'd',
-        EntryKind::Symlink => 'l',
-        EntryKind::File | EntryKind::Other => '-',
-    });
-    let bit = |mask: u32, c: char| if mode & mask != 0 { c } else { '-' };
-    let special = |exec: bool, special: bool, on: char| match (exec, special) {
-        (true, true) => on,
-        (false, true) => on.to_ascii_uppercase(),
-        (true, false) => 'x',
-        (false, false) => '-',
-    };
-    s.push(bit(0o400, 'r'));
-    s.push(bit(0o200, 'w'));
-    s.push(special(mode & 0o100 != 0, mode & 0o4000 != 0, 's'));
-    s.push(bit(0o040, 'r'));
-    s.push(bit(0o020, 'w'));
-    s.push(special(mode & 0o010 != 0, mode & 0o2000 != 0, 's'));
-    s.push(bit(0o004, 'r'));
-    s.push(bit(0o002, 'w'));
-    s.push(special(mode & 0o001 != 0, mode & 0o1000 != 0, 't'));
-    s
-}
-
-/// `drwxr-xr-x`, built without allocating.
-#[derive(Default)]
-struct ModeString {
-    bytes: [u8; 10],
-    len: usize,
-}
-
-impl ModeString {
-    fn push(&mut self, c: char) {
-        if self.len < self.bytes.len() {
-            self.bytes[self.len] = c as u8;
-            self.len += 1;
+    // Copied whole, then patched in place: cheaper than a byte-by-byte filtered extend.
+    let start = out.len();
+    out.extend_from_slice(name.as_bytes());
+    for b in &mut out[start..] {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b'?';
         }
     }
 }
 
-impl std::fmt::Display for ModeString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only ASCII letters and '-' are ever pushed.
-        f.write_str(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("----------"))
+// Integers are written by hand rather than with `write!`: for a long listing, `core::fmt`
+// (argument plumbing, `pad_integral`) cost more than everything else in a line. Each helper
+// below gives exactly the bytes of the `format!` spec named in its comment (tests check).
+
+/// `"00"` to `"99"`, so decimal digits are produced two per division, as `core` itself does.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
     }
+    t
+};
+
+/// The decimal digits of `v`, written at the end of `buf` (20 bytes hold `u64::MAX`).
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    while v >= 100 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[(v % 100) as usize]);
+        v /= 100;
+    }
+    if v >= 10 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[v as usize]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + v as u8;
+    }
+    &buf[at..]
+}
+
+/// `{}` of a `u64`.
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(decimal(v, &mut [0; 20]));
+}
+
+/// `{:>width$}` of a `u64`: right aligned, space padded; wider values are written whole.
+fn push_u64_padded_right(out: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = [0; 20];
+    let digits = decimal(v, &mut buf);
+    out.resize(out.len() + width.saturating_sub(digits.len()), b' ');
+    out.extend_from_slice(digits);
+}
+
+/// `{:>width$}` of an `i64`: as [`push_u64_padded_right`], the `-` counting in the width.
+fn push_i64_padded_right(out: &mut Vec<u8>, v: i64, width: usize) {
+    let mut buf = [0; 20];
+    let digits = decimal(v.unsigned_abs(), &mut buf);
+    let len = digits.len() + usize::from(v < 0);
+    out.resize(out.len() + width.saturating_sub(len), b' ');
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(digits);
+}
+
+/// `{:02}` of a `u32`: two digits for 0..=99 (times of day, months, days), else all of them.
+fn push_2digits(out: &mut Vec<u8>, v: u32) {
+    match DIGIT_PAIRS.get(v as usize) {
+        Some(pair) => out.extend_from_slice(pair),
+        None => push_u64(out, v.into()),
+    }
+}
+
+/// `{:04}` of a `u32`: four digits for 0..=9999 (MDTM years), else all of them.
+fn push_4digits(out: &mut Vec<u8>, v: u32) {
+    if v < 10_000 {
+        push_2digits(out, v / 100);
+        push_2digits(out, v % 100);
+    } else {
+        push_u64(out, v.into());
+    }
+}
+
+/// `{:x}` of a `u64`: lowercase hex, no leading zeros (`0` for zero).
+fn push_hex(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Number of significant nibbles; at least one so zero is written as `0`.
+    let nibbles = (64 - (v | 1).leading_zeros()).div_ceil(4);
+    for i in (0..nibbles).rev() {
+        out.push(HEX[(v >> (i * 4) & 0xf) as usize]);
+    }
+}
+
+/// `YYYYMMDDHHMMSS` (UTC) as [`format_mdtm`] writes it, appended to `out` without allocating.
+fn push_mdtm(out: &mut Vec<u8>, unix_secs: i64) {
+    let t = Civil::from_unix(unix_secs.clamp(MDTM_MIN, MDTM_MAX));
+    // The clamp keeps the year within 0..=9999, so it converts and takes exactly 4 digits.
+    push_4digits(out, u32::try_from(t.year).unwrap_or(0));
+    push_2digits(out, t.month);
+    push_2digits(out, t.day);
+    push_2digits(out, t.hour);
+    push_2digits(out, t.min);
+    push_2digits(out, t.sec);
+}
+
+/// The `ls -l` mode string (`drwxr-xr-x`, `-rwsr-x--T`), ten ASCII bytes.
+fn push_mode(out: &mut Vec<u8>, kind: EntryKind, mode: u32) {
+    let bit = |mask: u32, c: u8| if mode & mask != 0 { c } else { b'-' };
+    // Execute position with setuid/setgid/sticky: `s`/`t` over `x`, `S`/`T` without it.
+    let special = |exec: u32, special: u32, on: u8| match (mode & exec != 0, mode & special != 0) {
+        (true, true) => on,
+        (false, true) => on.to_ascii_uppercase(),
+        (true, false) => b'x',
+        (false, false) => b'-',
+    };
+    out.extend_from_slice(&[
+        match kind {
+            EntryKind::Dir => b'd',
+            EntryKind::Symlink => b'l',
+            EntryKind::File | EntryKind::Other => b'-',
+        },
+        bit(0o400, b'r'),
+        bit(0o200, b'w'),
+        special(0o100, 0o4000, b's'),
+        bit(0o040, b'r'),
+        bit(0o020, b'w'),
+        special(0o010, 0o2000, b's'),
+        bit(0o004, b'r'),
+        bit(0o002, b'w'),
+        special(0o001, 0o1000, b't'),
+    ]);
 }
 
 /// Append one `LIST` line (`-rw-r--r-- 1 ftp ftp 1234 Nov 28 03:08 name\r\n`) to `out`.
@@ -181,25 +299,33 @@ impl std::fmt::Display for ModeString {
 /// Owner and group are always `ftp` so no local account names leak.
 /// CR or LF in the name are written as `?` so a stored name can't forge listing lines.
 pub fn format_list_line(entry: &Entry, now: i64, out: &mut Vec<u8>) {
-    use std::io::Write;
     let t = Civil::from_unix(entry.mtime);
     let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
     let recent = entry.mtime <= now.saturating_add(DAY) && now.saturating_sub(entry.mtime) < RECENT;
     // Written straight into `out`: a 10,000-entry listing makes no per-line allocation.
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{} {:>4} ftp      ftp      {:>13} {month} {:>2} ",
-        mode_string(entry.kind, entry.mode),
-        entry.nlink,
-        entry.size,
-        t.day
-    );
-    let _ = if recent {
-        write!(out, "{:02}:{:02} ", t.hour, t.min)
+    // 64 bytes cover the columns and CRLF of a line whose numbers fit their widths.
+    out.reserve(64 + entry.name.len());
+    // `{mode} {nlink:>4} ftp      ftp      {size:>13} {month} {day:>2} `
+    push_mode(out, entry.kind, entry.mode);
+    out.push(b' ');
+    push_u64_padded_right(out, entry.nlink, 4);
+    out.extend_from_slice(b" ftp      ftp      ");
+    push_u64_padded_right(out, entry.size, 13);
+    out.push(b' ');
+    out.extend_from_slice(month.as_bytes());
+    out.push(b' ');
+    push_u64_padded_right(out, t.day.into(), 2);
+    out.push(b' ');
+    if recent {
+        // `{hour:02}:{min:02} `
+        push_2digits(out, t.hour);
+        out.push(b':');
+        push_2digits(out, t.min);
     } else {
-        write!(out, "{:>5} ", t.year)
-    };
+        // `{year:>5} `; far-off mtimes give years of any length or sign.
+        push_i64_padded_right(out, t.year, 5);
+    }
+    out.push(b' ');
     push_name(out, &entry.name);
     out.extend_from_slice(b"\r\n");
 }
@@ -306,8 +432,8 @@ pub enum MlsxRole {
 ///
 /// `type` is `file`, `dir`, `cdir`/`pdir` (by `role`), `OS.unix=symlink` or `OS.unix=special`;
 /// `size` is given for files only; `perm` is omitted when empty. Characters that would break
-/// the fact syntax (`;`, `=`, space, CR, LF) are dropped from `perm` and `unique`, and CR/LF in
-/// the name are written as `?`.
+/// the fact syntax (`;`, `=`, space, CR, LF) are dropped from `perm` (`unique` is hex, which
+/// never holds them), and CR/LF in the name are written as `?`.
 pub fn format_mlsx_line(
     entry: &Entry,
     role: MlsxRole,
@@ -315,7 +441,6 @@ pub fn format_mlsx_line(
     perm: &str,
     out: &mut Vec<u8>,
 ) {
-    use std::io::Write;
     // Fact values may not contain the fact syntax; drop such characters as they are copied.
     fn push_clean(out: &mut Vec<u8>, v: &str) {
         out.extend(
@@ -327,6 +452,8 @@ pub fn format_mlsx_line(
         v.bytes()
             .all(|c| matches!(c, b';' | b'=' | b' ' | b'\r' | b'\n'))
     };
+    // Enough for all facts with the longest numbers, so a line is one reservation at most.
+    out.reserve(128 + perm.len() + entry.name.len());
     if facts.kind {
         let kind = match (role, entry.kind) {
             (MlsxRole::Cdir, _) => "cdir",
@@ -340,30 +467,25 @@ pub fn format_mlsx_line(
         out.extend_from_slice(kind.as_bytes());
         out.push(b';');
     }
-    // Writing into a Vec cannot fail.
     if facts.size && entry.kind == EntryKind::File && role == MlsxRole::Entry {
-        let _ = write!(out, "size={};", entry.size);
+        out.extend_from_slice(b"size=");
+        push_u64(out, entry.size);
+        out.push(b';');
     }
     if facts.modify {
-        // As format_mdtm, without its allocation.
-        let t = Civil::from_unix(entry.mtime.clamp(MDTM_MIN, MDTM_MAX));
-        let _ = write!(
-            out,
-            "modify={:04}{:02}{:02}{:02}{:02}{:02};",
-            t.year, t.month, t.day, t.hour, t.min, t.sec
-        );
+        out.extend_from_slice(b"modify=");
+        push_mdtm(out, entry.mtime);
+        out.push(b';');
     }
     if facts.perm && !clean_empty(perm) {
         out.extend_from_slice(b"perm=");
         push_clean(out, perm);
         out.push(b';');
     }
-    if let (true, Some(unique)) = (facts.unique, entry.unique.as_deref()) {
-        if !clean_empty(unique) {
-            out.extend_from_slice(b"unique=");
-            push_clean(out, unique);
-            out.push(b';');
-        }
+    if let (true, Some(unique)) = (facts.unique, entry.unique) {
+        out.extend_from_slice(b"unique=");
+        unique.push_to(out);
+        out.push(b';');
     }
     out.push(b' ');
     push_name(out, &entry.name);
@@ -956,7 +1078,10 @@ mod tests {
     #[test]
     fn mlsx_line_format() {
         let mut e = entry("a file", EntryKind::File, 1234, NOW, 0o644);
-        e.unique = Some("803g2a1".into());
+        e.unique = Some(Unique::DevIno {
+            dev: 0x803,
+            ino: 0x2a1,
+        });
         let all = MlstFacts::default();
         assert_eq!(
             mlsx_line(&e, MlsxRole::Entry, &all, "adfrw"),
@@ -988,11 +1113,11 @@ mod tests {
             mlsx_line(&e, MlsxRole::Entry, &MlstFacts::from_opts(""), "r"),
             " a file\r\n"
         );
-        e.unique = Some("a;b c=d".into());
+        e.unique = Some(Unique::Id(0xabcd));
         e.name = "evil\r\nname".into();
         assert!(
             mlsx_line(&e, MlsxRole::Entry, &all, "r;w")
-                .ends_with("perm=rw;unique=abcd; evil??name\r\n")
+                .ends_with("perm=rw;unique=mabcd; evil??name\r\n")
         );
     }
 
@@ -1311,7 +1436,7 @@ mod tests {
 
         #[test]
         fn mlsx_round_trip(name in name(), kind in kind(), size in any::<u64>(), mtime in MDTM_MIN..=MDTM_MAX) {
-            let e = Entry { name: name.clone(), kind, size, mtime, mode: 0o644, nlink: 1, unique: Some("u1".into()) };
+            let e = Entry { name: name.clone(), kind, size, mtime, mode: 0o644, nlink: 1, unique: Some(Unique::Id(1)) };
             let line = mlsx_line(&e, MlsxRole::Entry, &MlstFacts::default(), "r");
             let p = parse_mlsx_line(&line);
             prop_assert_eq!(p, Some(ParsedEntry {
@@ -1321,6 +1446,16 @@ mod tests {
                 mtime: Some(mtime),
                 link_target: None,
             }));
+        }
+
+        #[test]
+        fn integer_helpers_match_format_any(v in any::<u64>(), width in 0usize..24) {
+            check_integer_helpers(v);
+            let s = v as i64;
+            prop_assert_eq!(
+                pushed(|o| push_i64_padded_right(o, s, width)),
+                format!("x{s:>width$}")
+            );
         }
 
         #[test]
@@ -1336,6 +1471,405 @@ mod tests {
             now in any::<i64>(),
         ) {
             let _ = parse_list_line(&line, now);
+        }
+    }
+
+    /// The `write!`-based formatters the byte-pushing ones replaced, kept as the reference
+    /// they must match byte for byte.
+    mod reference {
+        use super::super::*;
+        use std::io::Write;
+
+        #[derive(Default)]
+        struct ModeString {
+            bytes: [u8; 10],
+            len: usize,
+        }
+
+        impl ModeString {
+            fn push(&mut self, c: char) {
+                if self.len < self.bytes.len() {
+                    self.bytes[self.len] = c as u8;
+                    self.len += 1;
+                }
+            }
+        }
+
+        impl std::fmt::Display for ModeString {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("----------"))
+            }
+        }
+
+        fn mode_string(kind: EntryKind, mode: u32) -> ModeString {
+            let mut s = ModeString::default();
+            s.push(match kind {
+                EntryKind::Dir => 'd',
+                EntryKind::Symlink => 'l',
+                EntryKind::File | EntryKind::Other => '-',
+            });
+            let bit = |mask: u32, c: char| if mode & mask != 0 { c } else { '-' };
+            let special = |exec: bool, special: bool, on: char| match (exec, special) {
+                (true, true) => on,
+                (false, true) => on.to_ascii_uppercase(),
+                (true, false) => 'x',
+                (false, false) => '-',
+            };
+            s.push(bit(0o400, 'r'));
+            s.push(bit(0o200, 'w'));
+            s.push(special(mode & 0o100 != 0, mode & 0o4000 != 0, 's'));
+            s.push(bit(0o040, 'r'));
+            s.push(bit(0o020, 'w'));
+            s.push(special(mode & 0o010 != 0, mode & 0o2000 != 0, 's'));
+            s.push(bit(0o004, 'r'));
+            s.push(bit(0o002, 'w'));
+            s.push(special(mode & 0o001 != 0, mode & 0o1000 != 0, 't'));
+            s
+        }
+
+        fn push_name(out: &mut Vec<u8>, name: &str) {
+            out.extend(
+                name.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b'?' } else { b }),
+            );
+        }
+
+        pub(super) fn format_list_line(entry: &Entry, now: i64, out: &mut Vec<u8>) {
+            let t = Civil::from_unix(entry.mtime);
+            let month = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+            let recent =
+                entry.mtime <= now.saturating_add(DAY) && now.saturating_sub(entry.mtime) < RECENT;
+            let _ = write!(
+                out,
+                "{} {:>4} ftp      ftp      {:>13} {month} {:>2} ",
+                mode_string(entry.kind, entry.mode),
+                entry.nlink,
+                entry.size,
+                t.day
+            );
+            let _ = if recent {
+                write!(out, "{:02}:{:02} ", t.hour, t.min)
+            } else {
+                write!(out, "{:>5} ", t.year)
+            };
+            push_name(out, &entry.name);
+            out.extend_from_slice(b"\r\n");
+        }
+
+        pub(super) fn format_mlsx_line(
+            entry: &Entry,
+            role: MlsxRole,
+            facts: &MlstFacts,
+            perm: &str,
+            out: &mut Vec<u8>,
+        ) {
+            fn push_clean(out: &mut Vec<u8>, v: &str) {
+                out.extend(
+                    v.bytes()
+                        .filter(|c| !matches!(c, b';' | b'=' | b' ' | b'\r' | b'\n')),
+                );
+            }
+            let clean_empty = |v: &str| {
+                v.bytes()
+                    .all(|c| matches!(c, b';' | b'=' | b' ' | b'\r' | b'\n'))
+            };
+            if facts.kind {
+                let kind = match (role, entry.kind) {
+                    (MlsxRole::Cdir, _) => "cdir",
+                    (MlsxRole::Pdir, _) => "pdir",
+                    (MlsxRole::Entry, EntryKind::File) => "file",
+                    (MlsxRole::Entry, EntryKind::Dir) => "dir",
+                    (MlsxRole::Entry, EntryKind::Symlink) => "OS.unix=symlink",
+                    (MlsxRole::Entry, EntryKind::Other) => "OS.unix=special",
+                };
+                out.extend_from_slice(b"type=");
+                out.extend_from_slice(kind.as_bytes());
+                out.push(b';');
+            }
+            if facts.size && entry.kind == EntryKind::File && role == MlsxRole::Entry {
+                let _ = write!(out, "size={};", entry.size);
+            }
+            if facts.modify {
+                let t = Civil::from_unix(entry.mtime.clamp(MDTM_MIN, MDTM_MAX));
+                let _ = write!(
+                    out,
+                    "modify={:04}{:02}{:02}{:02}{:02}{:02};",
+                    t.year, t.month, t.day, t.hour, t.min, t.sec
+                );
+            }
+            if facts.perm && !clean_empty(perm) {
+                out.extend_from_slice(b"perm=");
+                push_clean(out, perm);
+                out.push(b';');
+            }
+            // The old `Option<String>` value, built the way the storage backends built it.
+            let unique = entry.unique.map(|u| match u {
+                Unique::DevIno { dev, ino } => format!("{dev:x}g{ino:x}"),
+                Unique::Id(id) => format!("m{id:x}"),
+            });
+            if let (true, Some(unique)) = (facts.unique, unique.as_deref()) {
+                if !clean_empty(unique) {
+                    out.extend_from_slice(b"unique=");
+                    push_clean(out, unique);
+                    out.push(b';');
+                }
+            }
+            out.push(b' ');
+            push_name(out, &entry.name);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Interesting integers: small ones, every power of ten and its neighbours, the extremes.
+    fn edge_u64s() -> Vec<u64> {
+        let mut v = vec![
+            0,
+            1,
+            2,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            255,
+            256,
+            4096,
+            0xffff_ffff,
+        ];
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            v.extend([p - 1, p, p + 1, next - 1]);
+            p = next;
+        }
+        v.extend([p - 1, p, p + 1, u64::MAX / 2, u64::MAX - 1, u64::MAX]);
+        for shift in 0..64 {
+            v.extend([(1u64 << shift) - 1, 1 << shift]);
+        }
+        v
+    }
+
+    fn pushed(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        // A non-empty buffer, as in a listing: helpers must append, never overwrite.
+        let mut out = b"x".to_vec();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn check_integer_helpers(v: u64) {
+        assert_eq!(pushed(|o| push_u64(o, v)), format!("x{v}"));
+        assert_eq!(pushed(|o| push_hex(o, v)), format!("x{v:x}"));
+        for width in [0, 1, 2, 4, 5, 13, 20, 25] {
+            assert_eq!(
+                pushed(|o| push_u64_padded_right(o, v, width)),
+                format!("x{v:>width$}")
+            );
+            for s in [v as i64, (v as i64).wrapping_neg()] {
+                assert_eq!(
+                    pushed(|o| push_i64_padded_right(o, s, width)),
+                    format!("x{s:>width$}")
+                );
+            }
+        }
+        if let Ok(small) = u32::try_from(v) {
+            assert_eq!(pushed(|o| push_2digits(o, small)), format!("x{small:02}"));
+            assert_eq!(pushed(|o| push_4digits(o, small)), format!("x{small:04}"));
+        }
+    }
+
+    #[test]
+    fn integer_helpers_match_format() {
+        for v in edge_u64s() {
+            check_integer_helpers(v);
+        }
+        for v in 0..=10_100 {
+            check_integer_helpers(v);
+        }
+        for s in [i64::MIN, i64::MIN + 1, i64::MAX, -1, -10, -99_999, -100_000] {
+            for width in [0, 5, 20, 21, 25] {
+                assert_eq!(
+                    pushed(|o| push_i64_padded_right(o, s, width)),
+                    format!("x{s:>width$}")
+                );
+            }
+        }
+        assert_eq!(
+            pushed(|o| push_2digits(o, u32::MAX)),
+            format!("x{:02}", u32::MAX)
+        );
+        assert_eq!(
+            pushed(|o| push_4digits(o, u32::MAX)),
+            format!("x{:04}", u32::MAX)
+        );
+    }
+
+    #[test]
+    fn mdtm_and_unique_bytes_match_format() {
+        let mut times = vec![
+            i64::MIN,
+            MDTM_MIN - 1,
+            MDTM_MIN,
+            MDTM_MIN + 1,
+            -62_135_596_800, // 0001-01-01
+            -1,
+            0,
+            NOW,
+            MDTM_MAX - 1,
+            MDTM_MAX,
+            MDTM_MAX + 1,
+            i64::MAX,
+        ];
+        times.extend((0..2000).map(|i| MDTM_MIN + i * 158_000_123));
+        for t in times {
+            assert_eq!(pushed(|o| push_mdtm(o, t)), format!("x{}", format_mdtm(t)));
+        }
+        for a in edge_u64s() {
+            for u in [Unique::Id(a), Unique::DevIno { dev: a, ino: !a }] {
+                assert_eq!(pushed(|o| u.push_to(o)), format!("x{u}"));
+            }
+        }
+        assert_eq!(
+            Unique::DevIno {
+                dev: 0x803,
+                ino: 0x2a1
+            }
+            .to_string(),
+            "803g2a1"
+        );
+        assert_eq!(Unique::Id(0x2a).to_string(), "m2a");
+        assert_eq!(Unique::Id(0).to_string(), "m0");
+    }
+
+    /// splitmix64: a fixed, dependency-free stream of test values.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+
+        /// Mostly ordinary values, sometimes an edge case.
+        fn u64_of(&mut self, edges: &[u64], ordinary: u64) -> u64 {
+            match self.next() % 4 {
+                0 => self.pick(edges),
+                1 => self.next(),
+                _ => self.next() % ordinary,
+            }
+        }
+    }
+
+    #[test]
+    fn lines_match_reference_formatters() {
+        let mut rng = Rng(0x5eed);
+        let edges = edge_u64s();
+        let kinds = [
+            EntryKind::File,
+            EntryKind::Dir,
+            EntryKind::Symlink,
+            EntryKind::Other,
+        ];
+        let modes = [
+            0,
+            0o644,
+            0o755,
+            0o777,
+            0o4755,
+            0o4644,
+            0o2755,
+            0o2644,
+            0o1777,
+            0o1776,
+            0o7000,
+            0o7777,
+            0o6111,
+            0xffff_ffff,
+        ];
+        let times = [
+            i64::MIN,
+            i64::MIN + 1,
+            MDTM_MIN - 1,
+            MDTM_MIN,
+            -2_000_000_000,
+            -DAY - 1,
+            -1,
+            0,
+            NOW - RECENT,
+            NOW - RECENT + 1,
+            NOW,
+            NOW + DAY,
+            NOW + DAY + 1,
+            MDTM_MAX,
+            MDTM_MAX + 1,
+            1 << 50,
+            i64::MAX,
+        ];
+        let nows = [NOW, 0, -1, i64::MIN, i64::MAX, MDTM_MAX + 10 * DAY];
+        let names = [
+            "a",
+            "entry-000123.dat",
+            "with space",
+            " lead",
+            "evil\r\nname",
+            "ü",
+        ];
+        let perms = ["adfrw", "", "el", "r;w", "; ="];
+        let facts = [
+            MlstFacts::default(),
+            MlstFacts::from_opts(""),
+            MlstFacts::from_opts("size;unique"),
+            MlstFacts::from_opts("type;modify;perm"),
+        ];
+        let roles = [MlsxRole::Entry, MlsxRole::Cdir, MlsxRole::Pdir];
+        for i in 0..600 {
+            let entry = Entry {
+                name: rng.pick(&names).into(),
+                kind: rng.pick(&kinds),
+                size: rng.u64_of(&edges, 100_000_000),
+                mtime: match rng.next() % 3 {
+                    0 => rng.pick(&times),
+                    1 => rng.next() as i64,
+                    _ => NOW - (rng.next() % (2 * RECENT as u64)) as i64 + DAY,
+                },
+                mode: if i % 2 == 0 {
+                    rng.pick(&modes)
+                } else {
+                    (rng.next() % 0o10000) as u32
+                },
+                nlink: rng.u64_of(&edges, 100),
+                unique: match rng.next() % 3 {
+                    0 => None,
+                    1 => Some(Unique::Id(rng.u64_of(&edges, 1000))),
+                    _ => Some(Unique::DevIno {
+                        dev: rng.u64_of(&edges, 0x1000),
+                        ino: rng.u64_of(&edges, 1 << 40),
+                    }),
+                },
+            };
+            let now = if i % 3 == 0 { rng.pick(&nows) } else { NOW };
+            let (mut got, mut want) = (b"prefix\r\n".to_vec(), b"prefix\r\n".to_vec());
+            format_list_line(&entry, now, &mut got);
+            reference::format_list_line(&entry, now, &mut want);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{entry:?} now={now}"
+            );
+            let (role, facts, perm) = (rng.pick(&roles), rng.pick(&facts), rng.pick(&perms));
+            format_mlsx_line(&entry, role, &facts, perm, &mut got);
+            reference::format_mlsx_line(&entry, role, &facts, perm, &mut want);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{entry:?} {role:?} {facts:?} {perm:?}"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind};
+use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalFs;
@@ -134,7 +134,7 @@ pub struct Metadata {
     pub mode: u32,
     pub nlink: u64,
     /// Stable identity (for MLSx `unique`), if the backend has one.
-    pub unique: Option<String>,
+    pub unique: Option<Unique>,
 }
 
 impl Metadata {

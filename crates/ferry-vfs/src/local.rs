@@ -111,7 +111,10 @@ pub(crate) fn convert(md: &cap_std::fs::Metadata) -> Metadata {
         mtime: md.mtime(),
         mode: md.mode() & 0o7777,
         nlink: md.nlink(),
-        unique: Some(format!("{:x}g{:x}", md.dev(), md.ino())),
+        unique: Some(ferry_proto::listing::Unique::DevIno {
+            dev: md.dev(),
+            ino: md.ino(),
+        }),
     }
 }
 

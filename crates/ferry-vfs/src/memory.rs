@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind};
+use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::AsyncWrite;
 
 use crate::{Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode};
@@ -121,7 +121,7 @@ impl Node {
                     mtime: file.mtime,
                     mode: 0o644,
                     nlink: 1,
-                    unique: Some(format!("m{:x}", file.id)),
+                    unique: Some(Unique::Id(file.id)),
                 }
             }
             Node::Dir(dir) => Node::metadata_of_dir(dir),
@@ -135,7 +135,7 @@ impl Node {
             mtime: dir.mtime,
             mode: 0o755,
             nlink: 2,
-            unique: Some(format!("m{:x}", dir.id)),
+            unique: Some(Unique::Id(dir.id)),
         }
     }
 }

@@ -644,7 +644,10 @@ mod local_only {
         let md = fs.metadata(&p("/f")).await.unwrap();
         assert_eq!(
             md.unique,
-            Some(format!("{:x}g{:x}", host.dev(), host.ino()))
+            Some(ferry_proto::listing::Unique::DevIno {
+                dev: host.dev(),
+                ino: host.ino()
+            })
         );
         assert_eq!(md.mode, host.mode() & 0o7777);
     }
