@@ -186,31 +186,76 @@ fn cache() -> Option<&'static Cache> {
         .as_ref()
 }
 
-fn key_of(dir: &Dir) -> Option<Key> {
-    let md = dir.dir_metadata().ok()?;
-    Some((md.dev(), md.ino()))
+/// What [`open`] found.
+pub(crate) enum Found {
+    /// The kept listing, still valid: entries in name order, to pass through [`fresh`].
+    Kept(Arc<Vec<Entry>>),
+    /// Read the directory from disk; with a ticket, what is read may be kept.
+    Read(Option<Ticket>),
 }
 
-/// The kept listing of `dir`, if there is one, still valid: entries in name order, to be
-/// passed through [`fresh`] one by one.
-pub(crate) fn lookup(dir: &Dir) -> Option<Arc<Vec<Entry>>> {
-    let cache = cache()?;
+/// A directory this small (its size as `stat` gives it: ~20 bytes per entry on tmpfs and
+/// Btrfs, more on ext4 and XFS) is never kept, and is not even looked up: one `fstat` and done.
+const MIN_DIR_BYTES: u64 = 8192;
+
+/// Look `dir` up before listing it: its kept listing, or a ticket to keep the listing about
+/// to be read (the watch starts before the read, so a change during the read is heard).
+pub(crate) fn open(dir: &Dir) -> Found {
+    let Some(cache) = cache() else {
+        return Found::Read(None);
+    };
     if limit() == 0 {
-        return None;
+        return Found::Read(None);
     }
-    let key = key_of(dir)?;
+    let Ok(md) = dir.dir_metadata() else {
+        return Found::Read(None);
+    };
+    if md.len() < MIN_DIR_BYTES {
+        return Found::Read(None);
+    }
+    let key = (md.dev(), md.ino());
     let mut state = cache.lock();
-    let wd = *state.by_key.get(&key)?;
-    let kept = state.watches.get_mut(&wd)?.listing.as_mut()?;
-    if kept.read_at.elapsed() > MAX_AGE {
-        let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
-        state.kept -= stale.map_or(0, |k| k.entries.len());
-        state.forget_if_unused(&cache.watcher, wd);
-        return None;
+    if let Some(&wd) = state.by_key.get(&key) {
+        let fresh_enough = state
+            .watches
+            .get(&wd)
+            .and_then(|w| w.listing.as_ref())
+            .map(|k| k.read_at.elapsed() <= MAX_AGE);
+        match fresh_enough {
+            Some(true) => {
+                if let Some(kept) = state.watches.get_mut(&wd).and_then(|w| w.listing.as_mut()) {
+                    kept.used_at = Instant::now();
+                    HITS.fetch_add(1, Ordering::Relaxed);
+                    return Found::Kept(Arc::clone(&kept.entries));
+                }
+            }
+            Some(false) => {
+                let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
+                state.kept -= stale.map_or(0, |k| k.entries.len());
+            }
+            None => {}
+        }
     }
-    kept.used_at = Instant::now();
-    HITS.fetch_add(1, Ordering::Relaxed);
-    Some(Arc::clone(&kept.entries))
+    if !ferry_sys::fs_magic(dir).is_ok_and(|m| LOCAL_FS.contains(&m)) {
+        return Found::Read(None);
+    }
+    let Ok(wd) = cache.watcher.watch(dir) else {
+        return Found::Read(None);
+    };
+    let w = state.watches.entry(wd).or_insert(Watched {
+        key,
+        generation: 0,
+        reading: 0,
+        listing: None,
+    });
+    w.reading += 1;
+    let generation = w.generation;
+    state.by_key.insert(key, wd);
+    Found::Read(Some(Ticket {
+        cache,
+        wd,
+        generation,
+    }))
 }
 
 /// A kept entry as it is now: directories and multiply-linked files are stat'ed again (see
@@ -225,41 +270,11 @@ pub(crate) fn fresh(dir: &Dir, entry: &Entry) -> Option<Entry> {
     }
 }
 
-/// Permission to keep a listing of a directory being read from disk (see [`prepare`]).
+/// Permission to keep a listing of a directory being read from disk (see [`open`]).
 pub(crate) struct Ticket {
     cache: &'static Cache,
     wd: i32,
     generation: u64,
-}
-
-/// Before reading `dir` from disk: watch it, if it is on a local file system and may be kept.
-/// The watch starts before the read, so any change during the read is heard.
-pub(crate) fn prepare(dir: &Dir) -> Option<Ticket> {
-    let cache = cache()?;
-    if limit() == 0 {
-        return None;
-    }
-    let magic = ferry_sys::fs_magic(dir).ok()?;
-    if !LOCAL_FS.contains(&magic) {
-        return None;
-    }
-    let key = key_of(dir)?;
-    let mut state = cache.lock();
-    let wd = cache.watcher.watch(dir).ok()?;
-    let w = state.watches.entry(wd).or_insert(Watched {
-        key,
-        generation: 0,
-        reading: 0,
-        listing: None,
-    });
-    w.reading += 1;
-    let generation = w.generation;
-    state.by_key.insert(key, wd);
-    Some(Ticket {
-        cache,
-        wd,
-        generation,
-    })
 }
 
 impl Ticket {

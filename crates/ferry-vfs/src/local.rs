@@ -390,21 +390,23 @@ impl Storage for LocalFs {
                     return;
                 }
             };
-            // Kept from an earlier listing, and nothing in the directory changed since.
-            if let Some(entries) = crate::listcache::lookup(&sub) {
-                let _ = opened_tx.send(Ok(()));
-                for kept in entries.chunks(STAT_CHUNK) {
-                    let chunk = kept
-                        .iter()
-                        .filter_map(|e| crate::listcache::fresh(&sub, e))
-                        .collect();
-                    if tx.blocking_send(Ok(chunk)).is_err() {
-                        return;
+            let ticket = match crate::listcache::open(&sub) {
+                // Kept from an earlier listing, and nothing in the directory changed since.
+                crate::listcache::Found::Kept(entries) => {
+                    let _ = opened_tx.send(Ok(()));
+                    for kept in entries.chunks(STAT_CHUNK) {
+                        let chunk = kept
+                            .iter()
+                            .filter_map(|e| crate::listcache::fresh(&sub, e))
+                            .collect();
+                        if tx.blocking_send(Ok(chunk)).is_err() {
+                            return;
+                        }
                     }
+                    return;
                 }
-                return;
-            }
-            let ticket = crate::listcache::prepare(&sub);
+                crate::listcache::Found::Read(ticket) => ticket,
+            };
             let mut names = match read_names(&sub) {
                 Ok(names) => {
                     let _ = opened_tx.send(Ok(()));
