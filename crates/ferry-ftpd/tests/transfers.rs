@@ -159,26 +159,13 @@ async fn interrupted_upload_keeps_the_old_file() {
     std::fs::write(s.path("precious"), b"old content").unwrap();
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
-    let addr = c.epsv().await;
-    let data = TcpStream::connect(addr).await.unwrap();
-    c.expect("STOR precious", 150).await;
-    let mut data = data;
-    data.write_all(&content(200_000, 5)).await.unwrap();
-    c.send_raw(b"ABOR\r\n").await;
-    let first = c.read_reply().await;
-    assert!(first.code == 426 || first.code == 226, "{first:?}");
-    if first.code == 426 {
-        assert_eq!(c.read_reply().await.code, 226);
-    }
-    drop(data);
-    c.expect("NOOP", 200).await;
+    abort_upload(&mut c, "STOR precious", &content(200_000, 5)).await;
     assert_eq!(std::fs::read(s.path("precious")).unwrap(), b"old content");
-    let leftovers: Vec<_> = std::fs::read_dir(s.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "precious")
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert_eq!(
+        names_in(s.root.path()),
+        ["precious"],
+        "temporary files left"
+    );
 
     // A connection reset mid-upload (client dies) also keeps the old file.
     let addr = c.epsv().await;
@@ -225,10 +212,21 @@ async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
 
     // ABOR in the middle of a pipelined upload: the old file stays, no temporary file is
     // left, and the session goes on.
+    abort_upload(&mut c, "STOR big", &content(9 * 1024 * 1024, 7)).await;
+    assert_eq!(
+        sha256(&std::fs::read(s.path("big")).unwrap()),
+        sha256(&body)
+    );
+    assert_eq!(names_in(s.root.path()), ["big"], "temporary files left");
+}
+
+/// Start an upload with `command`, send `bytes`, then `ABOR` it (426 then 226, or 226 if the
+/// upload had ended); the session must answer `NOOP` afterwards.
+async fn abort_upload(c: &mut Ctrl, command: &str, bytes: &[u8]) {
     let addr = c.epsv().await;
     let mut data = TcpStream::connect(addr).await.unwrap();
-    c.expect("STOR big", 150).await;
-    data.write_all(&content(9 * 1024 * 1024, 7)).await.unwrap();
+    c.expect(command, 150).await;
+    data.write_all(bytes).await.unwrap();
     c.send_raw(b"ABOR\r\n").await;
     let first = c.read_reply().await;
     assert!(first.code == 426 || first.code == 226, "{first:?}");
@@ -237,15 +235,16 @@ async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
     }
     drop(data);
     c.expect("NOOP", 200).await;
-    assert_eq!(
-        sha256(&std::fs::read(s.path("big")).unwrap()),
-        sha256(&body)
-    );
-    let names: Vec<_> = std::fs::read_dir(s.root.path())
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, ["big"], "temporary files left");
+    names.sort();
+    names
 }
 
 #[tokio::test]
