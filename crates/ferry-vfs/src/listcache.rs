@@ -117,19 +117,23 @@ impl State {
         let mut changed = Vec::new();
         watcher.drain(|c| changed.push(c));
         for change in changed {
-            match change {
-                DirChange::Changed(wd) => self.changed(watcher, wd),
-                DirChange::Ended(wd) => {
-                    if let Some(w) = self.watches.remove(&wd) {
-                        self.by_key.remove(&w.key);
-                        self.kept -= w.listing.map_or(0, |k| k.entries.len());
-                    }
+            self.apply(watcher, change);
+        }
+    }
+
+    fn apply(&mut self, watcher: &DirWatcher, change: DirChange) {
+        match change {
+            DirChange::Changed(wd) => self.changed(watcher, wd),
+            DirChange::Ended(wd) => {
+                if let Some(w) = self.watches.remove(&wd) {
+                    self.by_key.remove(&w.key);
+                    self.kept -= w.listing.map_or(0, |k| k.entries.len());
                 }
-                DirChange::Lost => {
-                    let wds: Vec<i32> = self.watches.keys().copied().collect();
-                    for wd in wds {
-                        self.changed(watcher, wd);
-                    }
+            }
+            DirChange::Lost => {
+                let wds: Vec<i32> = self.watches.keys().copied().collect();
+                for wd in wds {
+                    self.changed(watcher, wd);
                 }
             }
         }
@@ -321,4 +325,101 @@ impl Drop for Ticket {
 /// Entries kept now, over all directories (for tests and statistics).
 pub fn kept_entries() -> usize {
     cache().map_or(0, |c| c.lock().kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: usize) -> Vec<Entry> {
+        (0..n)
+            .map(|i| Entry {
+                name: format!("e{i}"),
+                kind: EntryKind::File,
+                size: 1,
+                mtime: 0,
+                mode: 0o644,
+                nlink: 1,
+                unique: None,
+            })
+            .collect()
+    }
+
+    /// A state with `dirs` kept listings of `each` entries, watch descriptors 1.. (made up:
+    /// the watcher's `unwatch` of an unknown descriptor just fails).
+    fn state(dirs: i32, each: usize) -> State {
+        let mut s = State::default();
+        for wd in 1..=dirs {
+            let key = (1, wd as u64);
+            let now = Instant::now();
+            s.watches.insert(
+                wd,
+                Watched {
+                    key,
+                    generation: 0,
+                    reading: 0,
+                    listing: Some(Kept {
+                        entries: Arc::new(entries(each)),
+                        read_at: now,
+                        used_at: now,
+                    }),
+                },
+            );
+            s.by_key.insert(key, wd);
+            s.kept += each;
+        }
+        s
+    }
+
+    #[test]
+    fn lost_events_drop_every_kept_listing() {
+        let w = DirWatcher::new().unwrap();
+        let mut s = state(3, 10);
+        // A directory being read keeps its watch, with a new generation, so that what is
+        // being read is not kept either.
+        if let Some(x) = s.watches.get_mut(&2) {
+            x.reading = 1;
+        }
+        s.apply(&w, DirChange::Lost);
+        assert_eq!(s.kept, 0);
+        assert_eq!(s.watches.len(), 1);
+        assert_eq!(s.watches.get(&2).map(|x| x.generation), Some(1));
+        assert_eq!(s.by_key.len(), 1);
+    }
+
+    #[test]
+    fn a_change_drops_one_listing_and_an_ended_watch_its_entry() {
+        let w = DirWatcher::new().unwrap();
+        let mut s = state(3, 10);
+        s.apply(&w, DirChange::Changed(1));
+        assert_eq!(s.kept, 20);
+        assert!(!s.watches.contains_key(&1) && !s.by_key.contains_key(&(1, 1)));
+        s.apply(&w, DirChange::Ended(3));
+        assert_eq!(s.kept, 10);
+        assert!(s.watches.contains_key(&2) && !s.watches.contains_key(&3));
+        // Events for watches no longer known change nothing.
+        s.apply(&w, DirChange::Changed(99));
+        s.apply(&w, DirChange::Ended(99));
+        assert_eq!(s.kept, 10);
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_first() {
+        let w = DirWatcher::new().unwrap();
+        let mut s = state(3, 10);
+        let base = Instant::now();
+        for (wd, later) in [(1, 3), (2, 1), (3, 2)] {
+            if let Some(k) = s.watches.get_mut(&wd).and_then(|x| x.listing.as_mut()) {
+                k.used_at = base + Duration::from_millis(later);
+            }
+        }
+        s.evict(&w, 25);
+        assert_eq!(s.kept, 20);
+        assert!(
+            !s.watches.contains_key(&2),
+            "directory 2 was the least recently used"
+        );
+        s.evict(&w, 0);
+        assert_eq!((s.kept, s.watches.len()), (0, 0));
+    }
 }
