@@ -237,17 +237,19 @@ where
     use std::io::Write;
     let mut buf = vec![0u8; UPLOAD_BUFFER];
     let mut total = 0u64;
+    // Whatever arrived before a failure is written before the failure is reported (a client
+    // resuming an upload in place goes on from what the file holds).
     loop {
-        let n = fill(reader, &mut buf).await?;
-        if n == 0 {
-            return Ok(total);
-        }
+        let (n, failed) = fill(reader, &mut buf).await;
         (&*file).write_all(&buf[..n]).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
         DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-        if n == buf.len() && total >= PIPELINE_AFTER {
-            break;
+        match failed {
+            Some(e) => return Err(PumpError::Network(e)),
+            None if n < buf.len() => return Ok(total),
+            None if total >= PIPELINE_AFTER => break,
+            None => {}
         }
     }
     // Shares the file position (a duplicate descriptor of the same open file).
@@ -257,24 +259,21 @@ where
         let Some(mut buf) = writer.free_buffer().await else {
             return Err(writer.failure().await);
         };
-        let n = match fill(reader, &mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = writer.finish().await;
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            return match writer.finish().await {
-                Ok(()) => Ok(total),
-                Err(e) => Err(PumpError::Local(e)),
-            };
-        }
-        if !writer.write(buf, n).await {
+        let (n, failed) = fill(reader, &mut buf).await;
+        if n > 0 && !writer.write(buf, n).await {
             return Err(writer.failure().await);
         }
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
+        let ended = failed.is_some() || n < UPLOAD_BUFFER;
+        if ended {
+            let written = writer.finish().await;
+            return match (failed, written) {
+                (_, Err(e)) => Err(PumpError::Local(e)),
+                (Some(e), Ok(())) => Err(PumpError::Network(e)),
+                (None, Ok(())) => Ok(total),
+            };
+        }
     }
 }
 
@@ -284,9 +283,10 @@ const PIPELINE_AFTER: u64 = 4 * 1024 * 1024;
 /// Buffers of one pipelined upload: one being received into, one being written.
 const WRITE_BUFFERS: usize = 2;
 
-/// Read until `buf` is full or the peer closes; returns the bytes read (0: closed at once).
-/// Full buffers mean fewer, larger writes and handoffs.
-async fn fill<R>(reader: &mut R, buf: &mut [u8]) -> Result<usize, PumpError>
+/// Read until `buf` is full or the peer closes. Returns the bytes read, and the error that
+/// ended the reading early, if one did (the bytes before it are good). Full buffers mean
+/// fewer, larger writes and handoffs.
+async fn fill<R>(reader: &mut R, buf: &mut [u8]) -> (usize, Option<io::Error>)
 where
     R: AsyncRead + Unpin + ?Sized,
 {
@@ -295,10 +295,13 @@ where
         match reader.read(&mut buf[n..]).await {
             Ok(0) => break,
             Ok(k) => n += k,
-            Err(e) => return Err(PumpError::Network(e)),
+            // A TLS peer that closes TCP without close_notify: most FTPS clients do, so (like
+            // vsftpd's default, and `receive`) this is the end of the upload.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
 }
 
 /// The thread side of a pipelined upload: writes the buffers it is handed, in order, and

@@ -378,6 +378,34 @@ async fn many_transfers_keep_resuming_the_session() {
 }
 
 #[tokio::test]
+async fn uploads_ended_without_close_notify_are_complete() {
+    // Most FTPS clients end an upload by closing TCP without a TLS close_notify; the server
+    // takes that as the end of the file, as vsftpd does. Small (written from the session) and
+    // large (handed to a writer thread) uploads alike.
+    let f = start(|_| {}).await;
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    for (i, len) in [70_000usize, 6 * 1024 * 1024 + 5].into_iter().enumerate() {
+        let body = content(len, 50 + i as u64);
+        let addr = c.epsv().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        c.expect(&format!("STOR n{i}"), 150).await;
+        let mut data = c.tls_data(tcp).await.unwrap();
+        data.write_all(&body).await.unwrap();
+        data.flush().await.unwrap();
+        // TCP FIN only: no close_notify.
+        data.get_mut().0.inner.shutdown().await.unwrap();
+        let done = c.read_reply().await;
+        drop(data);
+        assert_eq!(done.code, 226, "upload of {len} bytes: {done:?}");
+        assert_eq!(
+            sha256(&std::fs::read(f.server.path(&format!("n{i}"))).unwrap()),
+            sha256(&body)
+        );
+    }
+}
+
+#[tokio::test]
 async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
     let f = start(|_| {}).await;
     std::fs::write(f.server.path("f"), b"x").unwrap();

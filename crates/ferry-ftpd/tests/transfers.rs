@@ -154,6 +154,33 @@ async fn stat_and_noop_are_answered_during_a_transfer() {
 }
 
 #[tokio::test]
+async fn a_broken_upload_in_place_keeps_what_arrived() {
+    // REST + STOR writes in place; when the connection breaks, every byte that arrived is in
+    // the file, so the client can resume from its size.
+    let s = TestServer::start().await;
+    std::fs::write(s.path("resumable"), b"0123456789").unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    c.expect("REST 10", 350).await;
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR resumable", 150).await;
+    let part = content(300_000, 11);
+    data.write_all(&part).await.unwrap();
+    // Let the server read it all, then reset the connection (the client dies).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(data);
+    assert_eq!(c.read_reply().await.code, 426);
+    let file = std::fs::read(s.path("resumable")).unwrap();
+    assert_eq!(file.len(), 10 + part.len());
+    assert_eq!(&file[10..], &part[..]);
+    c.expect("SIZE resumable", 213).await;
+}
+
+#[tokio::test]
 async fn interrupted_upload_keeps_the_old_file() {
     let s = TestServer::start().await;
     std::fs::write(s.path("precious"), b"old content").unwrap();
