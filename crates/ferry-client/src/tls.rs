@@ -317,8 +317,13 @@ impl TlsClientConfig {
     }
 
     /// A configuration for one control connection and its data connections, with its own
-    /// ticket store.
-    pub(crate) fn for_session(&self) -> (Arc<rustls::ClientConfig>, Arc<TicketStore>) {
+    /// [`TicketStore`]: connect the control connection with it, then every data connection of
+    /// that session with the same configuration, so that they resume the control
+    /// connection's TLS session (strict servers refuse data connections that don't). Each
+    /// TLS 1.3 data connection uses up one single-use ticket; the store says when none is
+    /// left ([`TicketStore::exhausted`]), and a new control connection (a new session) then
+    /// brings fresh tickets.
+    pub fn for_session(&self) -> (Arc<rustls::ClientConfig>, Arc<TicketStore>) {
         let store = Arc::new(TicketStore::default());
         let mut config = (*self.base).clone();
         config.resumption = Resumption::store(store.clone());
@@ -404,9 +409,10 @@ struct Tickets {
 }
 
 /// The session store of one control connection: every connection of that session talks to
-/// the same server under the same name, so the name is not used as a key.
+/// the same server under the same name, so the name is not used as a key. Made by
+/// [`TlsClientConfig::for_session`].
 #[derive(Debug, Default)]
-pub(crate) struct TicketStore {
+pub struct TicketStore {
     inner: Mutex<Tickets>,
 }
 
@@ -420,12 +426,12 @@ impl TicketStore {
 
     /// `true` when the server issues TLS 1.3 tickets and none is left: the next data
     /// connection could not resume the session.
-    pub(crate) fn exhausted(&self) -> bool {
+    pub fn exhausted(&self) -> bool {
         self.with(|t| t.received > 0 && t.tls13.is_empty() && t.tls12.is_none())
     }
 
     /// TLS 1.3 tickets left.
-    pub(crate) fn tickets(&self) -> usize {
+    pub fn tickets(&self) -> usize {
         self.with(|t| t.tls13.len())
     }
 }

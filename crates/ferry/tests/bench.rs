@@ -1,6 +1,6 @@
 //! `ferry bench` against a spawned `ferry serve` on loopback, with tiny sizes: every scenario
-//! runs and the JSON report is sane. Nothing here is timed; the figures are only checked to
-//! be present and positive.
+//! runs and the JSON report is sane, in plain FTP and with `--tls`. Nothing here is timed;
+//! the figures are only checked to be present and positive.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -10,26 +10,37 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
-/// A `ferry serve --tls off` child on 127.0.0.1:0, killed on drop.
+/// A `ferry serve` child on 127.0.0.1:0, killed on drop.
 struct Serve {
     child: Child,
     url: String,
 }
 
 impl Serve {
+    /// Plain FTP only (`--tls off`).
     fn start(root: &std::path::Path) -> Serve {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--tls",
-                "off",
-                "--listen",
-                "127.0.0.1:0",
-                "--user",
-                "bench",
-            ])
-            .arg("--root")
-            .arg(root)
+        Serve::start_with(root, "off", None)
+    }
+
+    /// With a TLS policy (`off`, `optional`, `required`); a self-signed certificate is
+    /// generated into `state`.
+    fn start_with(root: &std::path::Path, tls: &str, state: Option<&std::path::Path>) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--tls",
+            tls,
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bench",
+        ])
+        .arg("--root")
+        .arg(root);
+        if let Some(state) = state {
+            cmd.arg("--state-dir").arg(state);
+        }
+        let mut child = cmd
             .args(["--log", "warn"])
             .env("FERRY_PASSWORD", "bench-pw")
             .stdout(Stdio::piped())
@@ -37,9 +48,11 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        // Keep reading what it prints next (with TLS: the certificate's fingerprint): a
+        // closed pipe would end the server at its next line.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = line
             .trim()
             .strip_prefix("ferry: listening on ftp://")
@@ -228,4 +241,123 @@ fn refuses_hosts_off_this_machine() {
         assert_eq!(status.code(), Some(2), "{url}: {stderr}");
         assert!(stderr.contains("refusing"), "{url}: {stderr}");
     }
+}
+
+/// `--tls` against a server that refuses clear-text logins (`--tls required`): every scenario
+/// but `ceiling` runs over explicit FTPS, with more uploads on one session than the server
+/// gives TLS session tickets (Ferry sends 8 per control connection, none on uploads), so the
+/// bench's session renewal is exercised too.
+#[test]
+fn tls_scenarios_run_against_a_server_that_requires_tls() {
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let serve = Serve::start_with(root.path(), "required", Some(state.path()));
+    let pid = serve.child.id().to_string();
+
+    // The server really refuses plain FTP, so a passing run below can only be TLS.
+    let (status, stdout, stderr) = bench(&[&serve.url, "--scenario", "login", "--timeout", "10"]);
+    assert!(!status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("530 TLS required"), "{stdout}\n{stderr}");
+
+    let (status, stdout, stderr) = bench(&[
+        &serve.url,
+        "--tls",
+        "--json",
+        "--scenario",
+        "idle,stor,retr,login,small,list",
+        "--size",
+        "256KiB",
+        "--runs",
+        "10",
+        "--count",
+        "20",
+        "--concurrency",
+        "4",
+        "--small-files",
+        "5",
+        "--small-size",
+        "1000",
+        "--list-entries",
+        "40",
+        "--sessions",
+        "10",
+        "--settle",
+        "0",
+        "--duration",
+        "60",
+        "--timeout",
+        "20",
+        "--server-pid",
+        &pid,
+    ]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["tls"], true, "{report:#}");
+    assert!(
+        !stdout.contains("bench-pw"),
+        "password leaked into the report"
+    );
+    check_all(&report, &["stor", "retr", "login", "small", "list", "mlsd"]);
+    for r in report["results"].as_array().unwrap() {
+        assert!(r["error"].is_null(), "{r:#}");
+        assert_eq!(r["capped"], false, "{r:#}");
+        if let Some(errors) = r["details"].get("errors") {
+            assert_eq!(errors, 0, "{r:#}");
+        }
+    }
+    for name in ["stor", "retr"] {
+        let r = result(&report, name);
+        assert_eq!(r["details"]["runs"], 10, "{r:#}");
+        assert_eq!(r["details"]["bytes"], 10 * 256 * 1024, "{r:#}");
+    }
+    assert_eq!(result(&report, "login")["details"]["logins"], 20);
+    assert_eq!(result(&report, "small")["details"]["transfers"], 20);
+    assert_eq!(result(&report, "list")["details"]["lines"], 40);
+    let idle = result(&report, "idle");
+    assert_eq!(idle["ok"], true, "{idle:#}");
+    assert_eq!(idle["details"]["alive"], 10, "{idle:#}");
+    // Files uploaded over TLS arrived whole.
+    for i in 0..5 {
+        let p = root.path().join(format!("ferry-bench/small/s{i:05}"));
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            1000,
+            "{}",
+            p.display()
+        );
+    }
+
+    // The table says TLS was used.
+    let (status, stdout, stderr) =
+        bench(&[&serve.url, "--tls", "--scenario", "login", "--count", "3"]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.lines().next().unwrap().contains("(TLS)"), "{stdout}");
+}
+
+/// `--tls` against a server without TLS fails at once, saying `AUTH TLS` was refused.
+#[test]
+fn tls_against_a_plain_server_fails_clearly() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = Serve::start(root.path());
+    let started = std::time::Instant::now();
+    let (status, stdout, stderr) = bench(&[
+        &serve.url,
+        "--tls",
+        "--scenario",
+        "login",
+        "--count",
+        "3",
+        "--timeout",
+        "20",
+    ]);
+    assert!(!status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("AUTH TLS refused: 502"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
 }

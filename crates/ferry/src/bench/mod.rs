@@ -1,15 +1,17 @@
 //! `ferry bench URL`: a load generator for FTP servers on this machine, in the spirit of
 //! pyftpdlib's `ftpbench`.
 //!
-//! It speaks plain FTP over its own lean client (tokio sockets plus `ferry-proto`'s reply
-//! decoder) so that it costs less CPU than the servers it measures, and it reports its own
-//! CPU time beside the server's so that claim can be checked on every run.
+//! It speaks FTP over its own lean client (tokio sockets plus `ferry-proto`'s reply decoder,
+//! and rustls for explicit FTPS with `--tls`) so that it costs less CPU than the servers it
+//! measures, and it reports its own CPU time beside the server's so that claim can be checked
+//! on every run.
 //!
 //! Loopback only: the target must be 127.0.0.0/8, `::1` or `localhost`. A load generator
 //! pointed at someone else's server is an attack, so it refuses any other host.
 //!
 //! # Layout
-//! - `ftp`: the control connection, passive data connections, transfers and listings.
+//! - `ftp`: the control connection, passive data connections, transfers and listings, plain
+//!   or TLS.
 //! - `procfs`: server and bench CPU seconds and memory from `/proc`, over a process tree.
 //! - `scenario`: the scenarios (`stor`, `retr`, `login`, `small`, `list`, `idle`, `ceiling`)
 //!   and their preparation.
@@ -21,10 +23,12 @@ mod scenario;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use ferry_client::{TlsClientConfig, Trust};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -102,6 +106,13 @@ pub(crate) struct BenchArgs {
     /// Use PASV instead of EPSV for data connections.
     #[arg(long)]
     pasv: bool,
+    /// Explicit FTPS (RFC 4217) on every connection: `AUTH TLS` and a full TLS handshake on
+    /// each control connection before the login, then `PBSZ 0` and `PROT P`, so data
+    /// connections are TLS too (resuming the control connection's TLS session). The server's
+    /// certificate is NOT verified (the bench only talks to this machine). `ceiling` stays
+    /// plain TCP.
+    #[arg(long)]
+    tls: bool,
     /// Worker threads of the bench's runtime (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -142,14 +153,19 @@ pub(crate) struct Target {
     pass: String,
     /// Directory prefix for `ferry-bench/` ("" or "dir/").
     base: String,
+    /// `--tls`: explicit FTPS with this configuration (any certificate accepted).
+    tls: Option<TlsClientConfig>,
 }
 
 impl Target {
     /// Parse `ftp://user:pass@host:port/path`, refusing any host that is not loopback.
     fn parse(url: &str, env_password: Option<String>) -> Result<Target> {
         let Some(rest) = url.strip_prefix("ftp://") else {
-            if url.starts_with("ftps://") {
-                bail!("ferry bench speaks plain FTP only; use an ftp:// URL");
+            if url.starts_with("ftps://") || url.starts_with("ftpes://") {
+                bail!(
+                    "ferry bench takes an ftp:// URL; add --tls for explicit FTPS (AUTH TLS), \
+                     implicit FTPS is not supported"
+                );
             }
             bail!("not an ftp:// URL: {url}");
         };
@@ -208,6 +224,7 @@ impl Target {
             } else {
                 format!("{base}/")
             },
+            tls: None,
         })
     }
 
@@ -243,7 +260,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Everything a scenario needs.
 pub(crate) struct Ctx {
-    target: Target,
+    target: Arc<Target>,
     args: BenchArgs,
     mode: DataMode,
     /// 1 MiB of pseudo-random bytes, repeated to make uploads.
@@ -364,6 +381,8 @@ impl Meter {
 #[derive(Debug, Serialize)]
 struct Report {
     target: String,
+    /// `--tls`: explicit FTPS on every connection (but `ceiling`).
+    tls: bool,
     scenarios: Vec<Scenario>,
     size_bytes: u64,
     runs: u32,
@@ -381,12 +400,16 @@ struct Report {
 
 /// Run `ferry bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
-    let target = Target::parse(
+    let mut target = Target::parse(
         &args.url,
         std::env::var("FERRY_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty()),
     )?;
+    if args.tls {
+        // Loopback only (see `Target::parse`): no certificate to check against anyone.
+        target.tls = Some(TlsClientConfig::new(Trust::Insecure).context("TLS configuration")?);
+    }
     for &pid in &args.server_pid {
         if !procfs::exists(pid) {
             bail!("--server-pid {pid}: no such process");
@@ -408,7 +431,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     scenarios.sort();
     scenarios.dedup();
     let ctx = Ctx {
-        target,
+        target: Arc::new(target),
         mode: if args.pasv {
             DataMode::Pasv
         } else {
@@ -421,6 +444,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let results = runtime.block_on(scenario::run_all(&ctx, &scenarios));
     let report = Report {
         target: ctx.target.shown(),
+        tls: ctx.target.tls.is_some(),
         scenarios,
         size_bytes: ctx.args.size,
         runs: ctx.args.runs,
@@ -461,7 +485,8 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 fn print_table(r: &Report) {
-    println!("ferry bench {}  (threads {})", r.target, r.threads);
+    let tls = if r.tls { " (TLS)" } else { "" };
+    println!("ferry bench {}{tls}  (threads {})", r.target, r.threads);
     println!(
         "{:<12} {:>10} {:<13} {:>9} {:>11} {:>10} {:>5}  details",
         "scenario", "figure", "unit", "elapsed s", "server CPU", "bench CPU", "busy"

@@ -66,8 +66,7 @@ fn or_failed(name: &str, unit: &'static str, r: Result<Outcome>) -> Outcome {
 }
 
 async fn session(ctx: &Ctx) -> Result<Ctrl> {
-    let t = &ctx.target;
-    Ctrl::open(t.addr, ctx.mode, &t.user, &t.pass).await
+    Ctrl::open(&ctx.target, ctx.mode).await
 }
 
 /// `MKD`, accepting "already exists" answers.
@@ -132,14 +131,14 @@ async fn ensure_files(ctx: &Ctx, dir: &str, names: &[String], size: u64) -> Resu
     for _ in 0..PREP_SESSIONS.min(missing.len()) {
         let missing = Arc::clone(&missing);
         let next = Arc::clone(&next);
-        let (t, mode) = (ctx.target.clone(), ctx.mode);
+        let (t, mode) = (Arc::clone(&ctx.target), ctx.mode);
         let prefix = ctx.path(dir);
         let pattern = ctx.pattern[..usize::try_from(size)
             .unwrap_or(usize::MAX)
             .min(ctx.pattern.len())]
             .to_vec();
         tasks.spawn(async move {
-            let mut c = Ctrl::open(t.addr, mode, &t.user, &t.pass).await?;
+            let mut c = Ctrl::open(&t, mode).await?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(name) = missing.get(i) else { break };
@@ -329,7 +328,8 @@ impl Tickets {
     }
 }
 
-/// `login`: connect + USER/PASS + QUIT, `--concurrency` at a time, `--count` in all.
+/// `login`: connect + USER/PASS + QUIT, `--concurrency` at a time, `--count` in all; with
+/// `--tls`, `AUTH TLS` and a full handshake before `USER` (no `PBSZ`/`PROT`: no data follows).
 async fn login(ctx: &Ctx) -> Result<Outcome> {
     let mut o = Outcome::new("login", "logins/s");
     let tickets = Tickets::new(ctx.args.count, ctx.deadline());
@@ -337,11 +337,11 @@ async fn login(ctx: &Ctx) -> Result<Outcome> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..ctx.args.concurrency {
         let tickets = Arc::clone(&tickets);
-        let (t, mode) = (ctx.target.clone(), ctx.mode);
+        let (t, mode) = (Arc::clone(&ctx.target), ctx.mode);
         tasks.spawn(async move {
             while tickets.take().is_some() {
                 let r = async {
-                    let mut c = Ctrl::connect(t.addr, mode).await?;
+                    let mut c = Ctrl::connect(&t, mode).await?;
                     c.login(&t.user, &t.pass).await?;
                     c.quit().await;
                     anyhow::Ok(())
@@ -378,7 +378,7 @@ async fn small(ctx: &Ctx) -> Result<Outcome> {
         let names = Arc::clone(&names);
         let prefix = ctx.path("small");
         let want = ctx.args.small_size;
-        let (t, mode) = (ctx.target.clone(), ctx.mode);
+        let (t, mode) = (Arc::clone(&ctx.target), ctx.mode);
         tasks.spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             while let Some(i) = tickets.take() {
@@ -394,7 +394,7 @@ async fn small(ctx: &Ctx) -> Result<Outcome> {
                 if failed {
                     // The control connection's state is unknown after an error: start a new
                     // session so the concurrency stays as asked (the time counts).
-                    match Ctrl::open(t.addr, mode, &t.user, &t.pass).await {
+                    match Ctrl::open(&t, mode).await {
                         Ok(fresh) => c = fresh,
                         Err(e) => {
                             tickets.record(Err(e));
@@ -504,11 +504,11 @@ async fn idle(ctx: &Ctx) -> Result<Outcome> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..ctx.args.concurrency {
         let tickets = Arc::clone(&tickets);
-        let (t, mode) = (ctx.target.clone(), ctx.mode);
+        let (t, mode) = (Arc::clone(&ctx.target), ctx.mode);
         tasks.spawn(async move {
             let mut held = Vec::new();
             while tickets.take().is_some() {
-                match Ctrl::open(t.addr, mode, &t.user, &t.pass).await {
+                match Ctrl::open(&t, mode).await {
                     Ok(c) => {
                         held.push(c);
                         tickets.record(Ok(()));
@@ -620,7 +620,14 @@ async fn ceiling(ctx: &Ctx) -> Result<Vec<Outcome>> {
         o.capped = !complete;
         o.figure = Some(n as f64 / o.elapsed_s / 1e6);
         o.detail("bytes", n);
-        o.detail("note", "bench CPU includes the in-process peer");
+        o.detail(
+            "note",
+            if ctx.target.tls.is_some() {
+                "bench CPU includes the in-process peer; plain TCP, no TLS"
+            } else {
+                "bench CPU includes the in-process peer"
+            },
+        );
         out.push(o);
     }
     Ok(out)
