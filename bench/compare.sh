@@ -13,7 +13,11 @@
 #   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=5
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
 #   DURATION=60  SCENARIOS=idle,stor,retr,login,small,list  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
-#   WARMUP=3
+#   WARMUP=3  TLS=0
+# TLS=1 measures FTPS instead: every peer is started with `--tls` (TLS required on control and
+# data connections, self-signed certificates), Ferry with `--tls required` (its generated
+# certificate), and the bench with `--tls` (explicit FTPS, data connections resuming the control
+# connection's TLS session, certificates not verified: loopback only).
 # WARMUP unmeasured stor/retr transfers precede the measured runs for every server: on a virtual
 # machine whose host takes freed memory back (free page reporting), the first gigabytes a
 # server writes after a quiet spell come in at a fraction of the usual speed. An atomic
@@ -42,6 +46,12 @@ DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-3}
 SCENARIOS=${SCENARIOS:-idle,stor,retr,login,small,list}
 IPERF_SECS=${IPERF_SECS:-5}
+TLS=${TLS:-0}
+if [ "$TLS" = 1 ]; then
+  BENCH_TLS=(--tls); PEER_TLS=(--tls); FERRY_TLS=required
+else
+  BENCH_TLS=(); PEER_TLS=(); FERRY_TLS=off
+fi
 USER_=tester
 PASS_=secret-pass
 
@@ -67,7 +77,7 @@ FERRY_BIN=$(readlink -f "$FERRY_BIN")
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "memory: $(free -g | awk '/Mem:/{print $2}') GiB"
   echo "ferry: $FERRY_BIN"
-  echo "params: SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION"
+  echo "params: SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP COUNT=$COUNT CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS LIST_ENTRIES=$LIST_ENTRIES DURATION=$DURATION TLS=$TLS"
 } > "$OUT/env.txt"
 
 load() { echo "$1 $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"; }
@@ -87,7 +97,8 @@ bench() {  # bench NAME URL PIDS HOME [extra args...]
   load "$name"
   "$FERRY_BIN" bench "$url" --server-pid "$pids" --prepare-dir "$home" --json --scenario "$SCENARIOS" \
     --size "$SIZE" --runs "$RUNS" --warmup "$WARMUP" --count "$COUNT" --concurrency "${B_CONC:-$CONCURRENCY}" \
-    --sessions "${B_SESSIONS:-$SESSIONS}" --list-entries "$LIST_ENTRIES" --duration "$DURATION" "$@" \
+    --sessions "${B_SESSIONS:-$SESSIONS}" --list-entries "$LIST_ENTRIES" --duration "$DURATION" \
+    "${BENCH_TLS[@]}" "$@" \
     > "$OUT/$name.json" 2> "$OUT/$name.log" || log "$name: bench exited $? (see $OUT/$name.log)"
 }
 
@@ -110,7 +121,7 @@ load ceiling
 run_ferry() {
   local root=/dev/shm/ferry-bench-root port=2125
   rm -rf "$root"; mkdir -p "$root"
-  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls off --listen 127.0.0.1:$port --user $USER_ \
+  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
     > "$OUT/ferry-serve.log" 2>&1 &
   local pid=$!
@@ -121,7 +132,7 @@ run_ferry() {
 
   # A fresh server for the 10,000-session idle run.
   case ",$SCENARIOS," in *,idle,*) ;; *) rm -rf "$root" /dev/shm/ferry-bench-state; return ;; esac
-  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls off --listen 127.0.0.1:$port --user $USER_ \
+  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
     > "$OUT/ferry-serve-idle.log" 2>&1 &
   pid=$!
@@ -140,7 +151,7 @@ run_peer() {  # run_peer NAME PORT
     log "$name: another user of $PEERS_DIR is running it (/tmp/ftp-peer-$name/pids); skipped"
     return
   fi
-  out=$(bash "$PEERS_DIR/$name.sh" start --port "$port")
+  out=$(bash "$PEERS_DIR/$name.sh" start "${PEER_TLS[@]}" --port "$port")
   pids=$(sed -n 's/^PID=\(.*\) PORT=.*/\1/p' <<< "$out" | tr ' ' ',')
   home=$(sed -n 's/.* HOME=\([^ ]*\) .*/\1/p' <<< "$out")
   # Serve from tmpfs, as Ferry does: mounted over the home the script made (the servers
