@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -113,8 +113,7 @@ where
 }
 
 /// Bytes sent with `sendfile` since start (observability; lets tests prove the path is taken).
-pub(crate) static ZERO_COPY_BYTES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
+pub(crate) static ZERO_COPY_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Zero-copy download: `sendfile` from `file` (at its current position) to `socket` until end
 /// of file, or until the `announced` bytes (what the `150` reply said) have gone out: that
@@ -204,12 +203,10 @@ pub(crate) fn send_file_now(
 }
 
 /// Bytes that uploads wrote straight into a local file (see [`receive_file`]) since start.
-pub(crate) static DIRECT_UPLOAD_BYTES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
+pub(crate) static DIRECT_UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Of [`DIRECT_UPLOAD_BYTES`], those written by a pipelined upload's thread.
-pub(crate) static PIPELINED_UPLOAD_BYTES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
+pub(crate) static PIPELINED_UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Upload into a local file: read the data connection (plain or TLS) into large buffers and
 /// write them to `file` at its current position, as page-cache writes, until the client
@@ -311,7 +308,7 @@ struct Writer {
     full: Option<tokio::sync::mpsc::Sender<(Vec<u8>, usize)>>,
     free: tokio::sync::mpsc::Receiver<Vec<u8>>,
     thread: Option<tokio::task::JoinHandle<io::Result<()>>>,
-    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -323,7 +320,7 @@ impl Writer {
         for _ in 1..WRITE_BUFFERS {
             let _ = free_tx.try_send(vec![0u8; UPLOAD_BUFFER]);
         }
-        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cancelled = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&cancelled);
         let thread = tokio::task::spawn_blocking(move || {
             let mut file = file;

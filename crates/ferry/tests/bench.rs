@@ -73,6 +73,24 @@ impl Drop for Serve {
     }
 }
 
+/// Small counts for every scenario, so that a whole run takes seconds.
+const LIGHT_LOAD: &[&str] = &[
+    "--count",
+    "20",
+    "--concurrency",
+    "4",
+    "--small-files",
+    "5",
+    "--small-size",
+    "1000",
+    "--sessions",
+    "10",
+    "--settle",
+    "0",
+    "--duration",
+    "60",
+];
+
 fn bench(args: &[&str]) -> (std::process::ExitStatus, String, String) {
     let out = Command::new(BIN)
         .arg("bench")
@@ -111,34 +129,26 @@ fn every_scenario_runs_and_reports_json() {
     let root = tempfile::tempdir().unwrap();
     let serve = Serve::start(root.path());
     let pid = serve.child.id().to_string();
-    let (status, stdout, stderr) = bench(&[
-        &serve.url,
-        "--json",
-        "--scenario",
-        "idle,stor,retr,login,small,list,ceiling",
-        "--size",
-        "3MiB",
-        "--runs",
-        "2",
-        "--count",
-        "20",
-        "--concurrency",
-        "4",
-        "--small-files",
-        "5",
-        "--small-size",
-        "1000",
-        "--list-entries",
-        "50",
-        "--sessions",
-        "10",
-        "--settle",
-        "0",
-        "--duration",
-        "60",
-        "--server-pid",
-        &pid,
-    ]);
+    let (status, stdout, stderr) = bench(
+        &[
+            &[
+                serve.url.as_str(),
+                "--json",
+                "--scenario",
+                "idle,stor,retr,login,small,list,ceiling",
+                "--size",
+                "3MiB",
+                "--runs",
+                "2",
+                "--list-entries",
+                "50",
+                "--server-pid",
+                &pid,
+            ],
+            LIGHT_LOAD,
+        ]
+        .concat(),
+    );
     assert!(status.success(), "{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(
@@ -259,37 +269,29 @@ fn tls_scenarios_run_against_a_server_that_requires_tls() {
     assert!(!status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("530 TLS required"), "{stdout}\n{stderr}");
 
-    let (status, stdout, stderr) = bench(&[
-        &serve.url,
-        "--tls",
-        "--json",
-        "--scenario",
-        "idle,stor,retr,login,small,list",
-        "--size",
-        "256KiB",
-        "--runs",
-        "10",
-        "--count",
-        "20",
-        "--concurrency",
-        "4",
-        "--small-files",
-        "5",
-        "--small-size",
-        "1000",
-        "--list-entries",
-        "40",
-        "--sessions",
-        "10",
-        "--settle",
-        "0",
-        "--duration",
-        "60",
-        "--timeout",
-        "20",
-        "--server-pid",
-        &pid,
-    ]);
+    let (status, stdout, stderr) = bench(
+        &[
+            &[
+                serve.url.as_str(),
+                "--tls",
+                "--json",
+                "--scenario",
+                "idle,stor,retr,login,small,list",
+                "--size",
+                "256KiB",
+                "--runs",
+                "10",
+                "--list-entries",
+                "40",
+                "--timeout",
+                "20",
+                "--server-pid",
+                &pid,
+            ],
+            LIGHT_LOAD,
+        ]
+        .concat(),
+    );
     assert!(status.success(), "{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["tls"], true, "{report:#}");
