@@ -218,48 +218,84 @@ impl Server {
             shutdown_tx,
             limits,
         } = self;
-        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
+        let sessions = Arc::new(Sessions::default());
         let mut accepters = JoinSet::new();
         for (listener, implicit) in listeners {
-            let tx = conn_tx.clone();
-            accepters.spawn(accept_loop(listener, implicit, tx));
+            let accepting = Accepting {
+                shared: Arc::clone(&shared),
+                limits: Arc::clone(&limits),
+                sessions: Arc::clone(&sessions),
+                implicit,
+            };
+            accepters.spawn(accept_loop(listener, accepting));
         }
-        drop(conn_tx);
-        let mut sessions = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                conn = conn_rx.recv() => {
-                    let Some((stream, peer, implicit)) = conn else { break };
-                    start_session(&shared, &limits, &mut sessions, stream, peer, implicit);
-                }
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        info!(sessions = sessions.len(), "shutting down");
+        shutdown.await;
+        info!(sessions = sessions.count(), "shutting down");
         accepters.abort_all();
         let _ = shutdown_tx.send(true);
-        while sessions.join_next().await.is_some() {}
+        sessions.ended().await;
         Ok(())
     }
 }
 
-/// An accepted connection: stream, peer, implicit TLS.
-type Accepted = (TcpStream, SocketAddr, bool);
+/// The sessions running, so that shutdown can wait for the last one.
+#[derive(Default)]
+struct Sessions {
+    running: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
 
-async fn accept_loop(
-    listener: TcpListener,
+impl Sessions {
+    fn count(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Count a session in until the returned guard drops (when its task ends or is dropped).
+    fn enter(self: &Arc<Self>) -> SessionGuard {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        SessionGuard(Arc::clone(self))
+    }
+
+    /// Wait until no session runs.
+    async fn ended(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct SessionGuard(Arc<Sessions>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+/// What an accept loop needs to start sessions itself, with no hop through another task.
+struct Accepting {
+    shared: Arc<Shared>,
+    limits: Arc<Limits>,
+    sessions: Arc<Sessions>,
     implicit: bool,
-    tx: tokio::sync::mpsc::Sender<Accepted>,
-) {
+}
+
+async fn accept_loop(listener: TcpListener, accepting: Accepting) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                if tx.send((stream, peer, implicit)).await.is_err() {
-                    return;
-                }
-            }
+            Ok((stream, peer)) => start_session(&accepting, stream, peer),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 warn!(error = %e, "accept failed");
@@ -269,20 +305,15 @@ async fn accept_loop(
     }
 }
 
-fn start_session(
-    shared: &Arc<Shared>,
-    limits: &Arc<Limits>,
-    sessions: &mut JoinSet<()>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    implicit: bool,
-) {
-    let permit = match Limits::admit(limits, peer.ip()) {
+fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
+    let guard = accepting.sessions.enter();
+    let permit = match Limits::admit(&accepting.limits, peer.ip()) {
         Ok(p) => p,
         Err(why) => {
             debug!(%peer, why, "connection refused");
-            sessions.spawn(async move {
+            tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
+                let _guard = guard;
                 let mut stream = stream;
                 let line = format!("421 {why}, try again later.\r\n");
                 let _ = tokio::time::timeout(
@@ -294,19 +325,26 @@ fn start_session(
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
-    // Telnet "Synch" sends its marker as TCP urgent data; keep it in the stream so an ABOR
-    // sent with MSG_OOB (as Python's ftplib does) arrives whole.
-    let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
-    let shared = Arc::clone(shared);
+    // Nagle off and urgent data inline come from the listener (see `bind_control`).
     let span = info_span!("session", %peer, user = tracing::field::Empty);
-    sessions.spawn(
+    // Made here, not in the task: the task then holds a pointer, not the session's fields.
+    let session = match Session::new(
+        Arc::clone(&accepting.shared),
+        stream,
+        peer,
+        accepting.implicit,
+    ) {
+        Ok(session) => Box::new(session),
+        Err(e) => {
+            span.in_scope(|| debug!(error = %e, "session setup failed"));
+            return;
+        }
+    };
+    tokio::spawn(
         async move {
+            let _guard = guard;
             let _permit = permit;
-            match Session::new(shared, stream, peer, implicit) {
-                Ok(session) => session.run().await,
-                Err(e) => debug!(error = %e, "session setup failed"),
-            }
+            session.run().await;
         }
         .instrument(span),
     );

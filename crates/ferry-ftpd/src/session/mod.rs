@@ -162,7 +162,10 @@ impl Session {
         })
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Serve the connection to its end. Boxed: an `async fn` keeps its by-value arguments
+    /// twice in its state (once as passed, once as moved in), and this one lives as long as
+    /// the connection: the session's fields once, on the heap, instead of twice in the task.
+    pub(crate) async fn run(mut self: Box<Self>) {
         debug!("connected");
         if self.implicit_tls {
             let timeout = self.shared.config.login_timeout;
