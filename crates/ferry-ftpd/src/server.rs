@@ -340,14 +340,13 @@ fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    tokio::spawn(
-        async move {
-            let _guard = guard;
-            let _permit = permit;
-            session.run().await;
-        }
-        .instrument(span),
-    );
+    tokio::spawn(session_task(session, guard, permit).instrument(span));
+}
+
+/// A session's task: small, because it lives as long as the connection (its arguments are
+/// pointers and counters; the session's fields are on the heap, see `Session::run`).
+async fn session_task(session: Box<Session>, _guard: SessionGuard, _permit: Permit) {
+    session.run().await;
 }
 
 fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -457,6 +456,32 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every idle session holds its task for hours: the future must not hold the session's
+    /// fields by value (an `async fn` keeps by-value arguments twice; 2,208 bytes before).
+    #[tokio::test]
+    async fn a_session_task_holds_the_session_by_pointer() {
+        let config = ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            ..ServerConfig::default()
+        };
+        let auth = Arc::new(Authenticator::new(Vec::new(), None).unwrap());
+        let server = Server::bind(config, auth, local_storage()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let session =
+            Box::new(Session::new(Arc::clone(&server.shared), stream, peer, false).unwrap());
+        let sessions = Arc::new(Sessions::default());
+        let permit = Limits::admit(&server.limits, peer.ip()).unwrap();
+        let task = session_task(session, sessions.enter(), permit);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "a session's task is {size} bytes");
+        drop((task, client));
+        assert_eq!(sessions.count(), 0);
+    }
 
     #[test]
     fn roots_are_reused_for_a_while_then_reopened() {
