@@ -434,6 +434,37 @@ async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
 }
 
 #[tokio::test]
+async fn a_data_connection_cannot_resume_another_control_connections_session() {
+    // The point of required reuse: a data connection proves it comes from the client holding
+    // its control connection. Another session's tickets, although issued by this server,
+    // prove nothing, and neither does a session resumed on another data connection.
+    let f = start(|_| {}).await;
+    std::fs::write(f.server.path("f"), b"secret").unwrap();
+    let mut a = TlsCtrl::connect(&f, true).await;
+    a.secure_login().await;
+    let (got, done) = a.get("f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226));
+    let mut b = TlsCtrl::connect(&f, true).await;
+    b.secure_login().await;
+    // B's data connections offer A's tickets only.
+    let own = std::mem::replace(&mut b.connector, a.connector.clone());
+    let addr = b.epsv().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    b.expect("RETR f", 150).await;
+    if let Ok(mut d) = b.tls_data(tcp).await {
+        let mut buf = Vec::new();
+        let _ = d.read_to_end(&mut buf).await;
+        assert!(buf.is_empty(), "another session's ticket got the file");
+    }
+    let r = b.read_reply().await;
+    assert_eq!(r.code, 522, "{r:?}");
+    // With its own tickets, B's next data connection resumes.
+    b.connector = own;
+    let (got, done) = b.get("f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226));
+}
+
+#[tokio::test]
 async fn implicit_tls_listener() {
     let f = start(|_| {}).await;
     std::fs::write(f.server.path("f"), b"implicit").unwrap();
