@@ -1,12 +1,18 @@
 //! FTP over TLS (RFC 4217): certificates, the rustls configuration shared by control and data
 //! connections, the plain-or-TLS [`Stream`], and data-channel session reuse.
 //!
-//! Session reuse: each control connection gets a random token, embedded with
-//! `set_resumption_data` in every session ticket (and TLS 1.2 session-cache entry) it is issued.
-//! A TLS data connection must resume such a session, and rustls hands the token back
-//! (integrity-protected, from our own ticket key) through `received_resumption_data`: equal
-//! tokens prove the data connection was opened by the client holding the control connection.
+//! Session reuse: each control connection gets a random token, carried in every session ticket
+//! (and TLS 1.2 session-cache entry) issued on it or on its data connections, inside the
+//! ticket's encrypted and authenticated plaintext (see [`TicketScope`]). A data connection's
+//! handshake may only resume a session carrying its control connection's token, so a resumed
+//! data connection proves it was opened by the client holding the control connection.
+//!
+//! Control connections run on rustls' unbuffered API (`control`), which keeps an idle session
+//! small; data connections use tokio-rustls.
 
+mod control;
+
+use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -14,7 +20,10 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use ferry_auth::TlsPolicy;
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,6 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+pub(crate) use control::ControlTls;
 
 /// TLS 1.3 tickets sent after each handshake (but see [`TlsConfig::acceptor`]). Some clients
 /// use a ticket once and every data connection resumes, so more than rustls' default of 2;
@@ -142,9 +153,11 @@ pub fn server_config(certs: Arc<CertStore>) -> io::Result<Arc<rustls::ServerConf
         .map_err(io::Error::other)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+    config.ticketer = Arc::new(TokenTickets(
+        rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?,
+    ));
     config.send_tls13_tickets = TLS13_TICKETS;
-    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.session_storage = Arc::new(TokenSessions(ServerSessionMemoryCache::new(16 * 1024)));
     Ok(Arc::new(config))
 }
 
@@ -211,33 +224,172 @@ impl TlsConfig {
     }
 }
 
-/// Accept a TLS handshake on `tcp`, tagging issued tickets with `token`.
+/// Accept a TLS handshake on a data connection: issued tickets carry `token`, and only a
+/// session carrying `token` can be resumed.
 pub(crate) async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     token: &[u8; TOKEN_LEN],
 ) -> io::Result<TlsStream<TcpStream>> {
-    acceptor
-        .accept_with(tcp, |conn| conn.set_resumption_data(token))
-        .await
+    let mut handshake = std::pin::pin!(acceptor.accept(tcp));
+    std::future::poll_fn(|cx| {
+        // Tickets are opened and made within a poll, on this thread.
+        let _scope = TicketScope::data(token);
+        handshake.as_mut().poll(cx)
+    })
+    .await
 }
 
-/// `true` if `tls` resumed a session that carries `token`.
-pub(crate) fn resumed_with(tls: &TlsStream<TcpStream>, token: &[u8; TOKEN_LEN]) -> bool {
-    tls.get_ref().1.received_resumption_data() == Some(&token[..])
+/// `true` if the data connection `tls` (from [`accept`]) resumed a session: one of its control
+/// connection's, as [`accept`] resumes no other.
+pub(crate) fn resumed(tls: &TlsStream<TcpStream>) -> bool {
+    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+/// Which control connection a handshake on this thread belongs to, while rustls runs it.
+///
+/// rustls' unbuffered connection (the control connection) cannot set resumption data, so the
+/// token travels another way: the ticketer and the TLS 1.2 session cache are wrapped
+/// ([`TokenTickets`], [`TokenSessions`]) to prefix each session's plaintext with the token of
+/// the scope they are called in, and to check it when a session is resumed. rustls calls them
+/// synchronously from the connection's processing, which runs inside a scope (the control
+/// stream's record processing, the data handshake's polls); outside any scope no ticket is
+/// issued and none is accepted. The prefix is inside the ticket's AEAD (or the server-side
+/// cache), so the client can neither read nor change it.
+#[derive(Clone, Copy)]
+struct Scope {
+    token: [u8; TOKEN_LEN],
+    /// A data connection: only its own control connection's sessions may be resumed.
+    data: bool,
+}
+
+thread_local! {
+    static SCOPE: Cell<Option<Scope>> = const { Cell::new(None) };
+}
+
+/// Guard for a [`Scope`]; restores the previous one when dropped.
+pub(crate) struct TicketScope {
+    previous: Option<Scope>,
+}
+
+impl TicketScope {
+    /// A control connection's scope: its tickets carry `token`; resuming any of our sessions
+    /// is allowed (the client proves nothing by it, and gains a fast reconnect).
+    pub(crate) fn control(token: &[u8; TOKEN_LEN]) -> Self {
+        Self::enter(Scope {
+            token: *token,
+            data: false,
+        })
+    }
+
+    /// A data connection's scope: tickets carry `token`, and only sessions carrying it resume.
+    pub(crate) fn data(token: &[u8; TOKEN_LEN]) -> Self {
+        Self::enter(Scope {
+            token: *token,
+            data: true,
+        })
+    }
+
+    fn enter(scope: Scope) -> Self {
+        TicketScope {
+            previous: SCOPE.replace(Some(scope)),
+        }
+    }
+}
+
+impl Drop for TicketScope {
+    fn drop(&mut self) {
+        SCOPE.set(self.previous);
+    }
+}
+
+/// `plain` prefixed with the current scope's token; `None` outside a scope.
+fn seal(plain: &[u8]) -> Option<Vec<u8>> {
+    let scope = SCOPE.get()?;
+    let mut sealed = Vec::with_capacity(TOKEN_LEN + plain.len());
+    sealed.extend_from_slice(&scope.token);
+    sealed.extend_from_slice(plain);
+    Some(sealed)
+}
+
+/// The session in `sealed` without its token, if the current scope may resume it.
+fn open(mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+    let scope = SCOPE.get()?;
+    let token = sealed.get(..TOKEN_LEN)?;
+    if scope.data && !same_token(token, &scope.token) {
+        return None;
+    }
+    sealed.drain(..TOKEN_LEN);
+    Some(sealed)
+}
+
+/// Constant-time equality (a token is a secret of its control connection).
+fn same_token(a: &[u8], b: &[u8; TOKEN_LEN]) -> bool {
+    a.len() == TOKEN_LEN && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A ticketer whose tickets carry the token of the [`TicketScope`] they are made in.
+#[derive(Debug)]
+struct TokenTickets(Arc<dyn ProducesTickets>);
+
+impl ProducesTickets for TokenTickets {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(&seal(plain)?)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        open(self.0.decrypt(cipher)?)
+    }
+}
+
+/// A session cache (TLS 1.2 resumption by session ID) whose entries carry the token of the
+/// [`TicketScope`] they are stored in.
+#[derive(Debug)]
+struct TokenSessions(Arc<dyn StoresServerSessions>);
+
+impl StoresServerSessions for TokenSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        match seal(&value) {
+            Some(sealed) => self.0.put(key, sealed),
+            None => false,
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        open(self.0.get(key)?)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        open(self.0.take(key)?)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
 }
 
 /// A control or data connection, plain or TLS.
 pub(crate) enum Stream {
     Plain(TcpStream),
+    /// A data connection.
     Tls(Box<TlsStream<TcpStream>>),
+    /// A control connection.
+    Control(Box<ControlTls>),
     /// Transient state while upgrading; all I/O fails.
     Closed,
 }
 
 impl Stream {
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        matches!(self, Stream::Tls(_) | Stream::Control(_))
     }
 }
 
@@ -254,6 +406,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Control(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -268,6 +421,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Control(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -280,6 +434,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Control(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -288,6 +443,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Control(s) => s.is_write_vectored(),
             Stream::Closed => false,
         }
     }
@@ -296,6 +452,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Control(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
@@ -304,7 +461,48 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Control(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn sessions_open_only_in_their_scope() {
+        let (a, b) = ([1u8; TOKEN_LEN], [2u8; TOKEN_LEN]);
+        let sealed = {
+            let _s = TicketScope::control(&a);
+            seal(b"session").unwrap()
+        };
+        // Outside any scope: nothing is made, nothing resumes.
+        assert!(seal(b"session").is_none());
+        assert!(open(sealed.clone()).is_none());
+        {
+            let _s = TicketScope::data(&b);
+            assert!(
+                open(sealed.clone()).is_none(),
+                "another session's data connection"
+            );
+            assert!(open(sealed[..TOKEN_LEN - 1].to_vec()).is_none());
+        }
+        {
+            let _s = TicketScope::data(&a);
+            assert_eq!(open(sealed.clone()).unwrap(), b"session");
+            // Nested scopes restore the outer one.
+            {
+                let _inner = TicketScope::control(&b);
+                assert_eq!(&seal(b"x").unwrap()[..TOKEN_LEN], &b);
+            }
+            assert_eq!(&seal(b"x").unwrap()[..TOKEN_LEN], &a);
+        }
+        // A control connection may resume any of our sessions.
+        let _s = TicketScope::control(&b);
+        assert_eq!(open(sealed).unwrap(), b"session");
     }
 }

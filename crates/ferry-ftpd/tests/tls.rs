@@ -139,6 +139,26 @@ fn connector(cert_pem: &str, resume: bool) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// A TLS 1.2 client resuming with tickets, or with session IDs only.
+fn connector_tls12(cert_pem: &str, session_ids: bool) -> TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if session_ids {
+        config.resumption = rustls::client::Resumption::default()
+            .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
+    }
+    TlsConnector::from(Arc::new(config))
+}
+
 /// A control connection that can switch to TLS, recording all raw bytes.
 struct TlsCtrl {
     conn: Conn,
@@ -374,6 +394,30 @@ async fn many_transfers_keep_resuming_the_session() {
             sha256(&std::fs::read(f.server.path(&format!("u{i}"))).unwrap()),
             sha256(&body)
         );
+    }
+}
+
+#[tokio::test]
+async fn tls12_clients_resume_on_data_connections() {
+    // By ticket and by session ID; each data connection resumes the control connection's
+    // session (reuse is required by default).
+    let f = start(|_| {}).await;
+    std::fs::write(f.server.path("f"), b"twelve").unwrap();
+    for session_ids in [false, true] {
+        let mut c = TlsCtrl::connect(&f, true).await;
+        c.connector = connector_tls12(&f.cert_pem, session_ids);
+        c.secure_login().await;
+        for i in 0..3 {
+            let (got, done) = c.get("f").await;
+            assert_eq!(
+                done.code, 226,
+                "session ids {session_ids}, transfer {i}: {done:?}"
+            );
+            assert_eq!(got, b"twelve");
+        }
+        let r = c.put(&format!("up{session_ids}"), b"body", false).await;
+        assert_eq!(r.code, 226, "{r:?}");
+        c.expect("QUIT", 221).await;
     }
 }
 

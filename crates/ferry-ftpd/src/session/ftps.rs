@@ -63,8 +63,8 @@ impl Session {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Closed) else {
             return Err(io::Error::other("control connection is not plain"));
         };
-        let stream = tls::accept(&tls.acceptor(false), tcp, &self.tls_token).await?;
-        self.control = Stream::Tls(Box::new(stream));
+        let stream = tls::ControlTls::accept(Arc::clone(&tls.rustls), tcp, &self.tls_token).await?;
+        self.control = Stream::Control(Box::new(stream));
         Ok(())
     }
 
@@ -169,10 +169,10 @@ impl Session {
         }
         self.send(&Reply::new(200, "Control connection now in clear text."))
             .await?;
-        let Stream::Tls(mut tls) = std::mem::replace(&mut self.control, Stream::Closed) else {
+        let Stream::Control(mut tls) = std::mem::replace(&mut self.control, Stream::Closed) else {
             return Ok(Flow::Close);
         };
-        tls.get_mut().1.send_close_notify();
+        tls.send_close_notify()?;
         tls.flush().await?;
         // Wait for the client's close_notify, then carry on over the bare TCP connection.
         let mut buf = [0u8; 512];
@@ -184,7 +184,9 @@ impl Session {
                 Ok(Err(_)) | Err(_) => return Ok(Flow::Close),
             }
         }
-        let (tcp, _) = tls.into_inner();
+        // Clear-text commands may follow the client's close_notify in the same segment.
+        let (tcp, rest) = tls.into_tcp();
+        self.lines.extend(&rest);
         self.control = Stream::Plain(tcp);
         Ok(Flow::Continue)
     }
@@ -215,7 +217,7 @@ pub(super) async fn protect_data_connection(
             ));
         }
     };
-    if require_reuse && !tls::resumed_with(&tls, token) {
+    if require_reuse && !tls::resumed(&tls) {
         warn!("data connection did not resume the control connection's TLS session; refused");
         // Close cleanly (close_notify) so the client sees the refusal on the control
         // connection rather than a reset.
