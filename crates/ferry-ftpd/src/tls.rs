@@ -225,25 +225,28 @@ impl TlsConfig {
 }
 
 /// Accept a TLS handshake on a data connection: issued tickets carry `token`, and only a
-/// session carrying `token` can be resumed.
+/// session carrying `token` can be resumed. Also returns whether the handshake resumed such a
+/// session, as seen by our ticketer or session cache opening one under this scope: with a
+/// ticketer or cache that is not ours (see [`server_config`]) nothing is proven, and the answer
+/// is `false`.
 pub(crate) async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     token: &[u8; TOKEN_LEN],
-) -> io::Result<TlsStream<TcpStream>> {
+) -> io::Result<(TlsStream<TcpStream>, bool)> {
     let mut handshake = std::pin::pin!(acceptor.accept(tcp));
-    std::future::poll_fn(|cx| {
+    let mut opened = false;
+    let tls = std::future::poll_fn(|cx| {
         // Tickets are opened and made within a poll, on this thread.
-        let _scope = TicketScope::data(token);
-        handshake.as_mut().poll(cx)
+        let scope = TicketScope::data(token);
+        let polled = handshake.as_mut().poll(cx);
+        opened |= scope.opened();
+        polled
     })
-    .await
-}
-
-/// `true` if the data connection `tls` (from [`accept`]) resumed a session: one of its control
-/// connection's, as [`accept`] resumes no other.
-pub(crate) fn resumed(tls: &TlsStream<TcpStream>) -> bool {
-    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    .await?;
+    let resumed =
+        opened && tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    Ok((tls, resumed))
 }
 
 /// Which control connection a handshake on this thread belongs to, while rustls runs it.
@@ -261,6 +264,8 @@ struct Scope {
     token: [u8; TOKEN_LEN],
     /// A data connection: only its own control connection's sessions may be resumed.
     data: bool,
+    /// A session carrying `token` was opened in this scope.
+    opened: bool,
 }
 
 thread_local! {
@@ -279,6 +284,7 @@ impl TicketScope {
         Self::enter(Scope {
             token: *token,
             data: false,
+            opened: false,
         })
     }
 
@@ -287,7 +293,13 @@ impl TicketScope {
         Self::enter(Scope {
             token: *token,
             data: true,
+            opened: false,
         })
+    }
+
+    /// Whether a session carrying this scope's token has been opened in it.
+    fn opened(&self) -> bool {
+        SCOPE.get().is_some_and(|s| s.opened)
     }
 
     fn enter(scope: Scope) -> Self {
@@ -314,10 +326,15 @@ fn seal(plain: &[u8]) -> Option<Vec<u8>> {
 
 /// The session in `sealed` without its token, if the current scope may resume it.
 fn open(mut sealed: Vec<u8>) -> Option<Vec<u8>> {
-    let scope = SCOPE.get()?;
+    let mut scope = SCOPE.get()?;
     let token = sealed.get(..TOKEN_LEN)?;
-    if scope.data && !same_token(token, &scope.token) {
+    let own = same_token(token, &scope.token);
+    if scope.data && !own {
         return None;
+    }
+    if own {
+        scope.opened = true;
+        SCOPE.set(Some(scope));
     }
     sealed.drain(..TOKEN_LEN);
     Some(sealed)

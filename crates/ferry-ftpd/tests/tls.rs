@@ -480,32 +480,75 @@ async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
 #[tokio::test]
 async fn a_data_connection_cannot_resume_another_control_connections_session() {
     // The point of required reuse: a data connection proves it comes from the client holding
-    // its control connection. Another session's tickets, although issued by this server,
-    // prove nothing, and neither does a session resumed on another data connection.
+    // its control connection. Another session's tickets (or TLS 1.2 session IDs), although
+    // issued by this server, prove nothing.
     let f = start(|_| {}).await;
     std::fs::write(f.server.path("f"), b"secret").unwrap();
-    let mut a = TlsCtrl::connect(&f, true).await;
-    a.secure_login().await;
-    let (got, done) = a.get("f").await;
-    assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226));
-    let mut b = TlsCtrl::connect(&f, true).await;
-    b.secure_login().await;
-    // B's data connections offer A's tickets only.
-    let own = std::mem::replace(&mut b.connector, a.connector.clone());
-    let addr = b.epsv().await;
+    type MakeConnector = fn(&str) -> TlsConnector;
+    let kinds: [(&str, MakeConnector); 3] = [
+        ("TLS 1.3 tickets", |pem| connector(pem, true)),
+        ("TLS 1.2 tickets", |pem| connector_tls12(pem, false)),
+        ("TLS 1.2 session IDs", |pem| connector_tls12(pem, true)),
+    ];
+    for (kind, make) in kinds {
+        let mut a = TlsCtrl::connect(&f, true).await;
+        a.connector = make(&f.cert_pem);
+        a.secure_login().await;
+        let (got, done) = a.get("f").await;
+        assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226), "{kind}");
+        let mut b = TlsCtrl::connect(&f, true).await;
+        b.connector = make(&f.cert_pem);
+        b.secure_login().await;
+        // B's data connections offer what A's client holds only.
+        let own = std::mem::replace(&mut b.connector, a.connector.clone());
+        let addr = b.epsv().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        b.expect("RETR f", 150).await;
+        if let Ok(mut d) = b.tls_data(tcp).await {
+            let mut buf = Vec::new();
+            let _ = d.read_to_end(&mut buf).await;
+            assert!(
+                buf.is_empty(),
+                "{kind}: another session's ticket got the file"
+            );
+        }
+        let r = b.read_reply().await;
+        assert_eq!(r.code, 522, "{kind}: {r:?}");
+        // With its own, B's next data connection resumes.
+        b.connector = own;
+        let (got, done) = b.get("f").await;
+        assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_ticketer_that_is_not_ferrys_proves_nothing() {
+    // Resumption proves the data connection's owner only through Ferry's own ticketer (which
+    // binds tickets to their control connection); with another one, required reuse fails
+    // closed rather than accepting any resumed session.
+    let f = start(|t| {
+        let mut config = (*t.rustls).clone();
+        config.ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(64);
+        t.rustls = Arc::new(config);
+        t.rustls_upload = Arc::clone(&t.rustls);
+    })
+    .await;
+    std::fs::write(f.server.path("f"), b"x").unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    let addr = c.epsv().await;
     let tcp = TcpStream::connect(addr).await.unwrap();
-    b.expect("RETR f", 150).await;
-    if let Ok(mut d) = b.tls_data(tcp).await {
+    c.expect("RETR f", 150).await;
+    if let Ok(mut d) = c.tls_data(tcp).await {
+        let resumed = d.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        assert!(resumed, "the client did resume");
         let mut buf = Vec::new();
         let _ = d.read_to_end(&mut buf).await;
-        assert!(buf.is_empty(), "another session's ticket got the file");
+        assert!(buf.is_empty());
     }
-    let r = b.read_reply().await;
+    let r = c.read_reply().await;
     assert_eq!(r.code, 522, "{r:?}");
-    // With its own tickets, B's next data connection resumes.
-    b.connector = own;
-    let (got, done) = b.get("f").await;
-    assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226));
 }
 
 #[tokio::test]

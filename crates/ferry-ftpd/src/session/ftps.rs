@@ -200,24 +200,25 @@ pub(super) async fn protect_data_connection(
     require_reuse: bool,
     timeout: std::time::Duration,
 ) -> Result<Stream, Reply> {
-    let tls = match tokio::time::timeout(timeout, tls::accept(acceptor, tcp, token)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            warn!(error = %e, "TLS handshake failed on the data connection");
-            return Err(Reply::new(
-                425,
-                format!("TLS handshake failed on the data connection: {e}."),
-            ));
-        }
-        Err(_) => {
-            warn!("TLS handshake timed out on the data connection");
-            return Err(Reply::new(
-                425,
-                "TLS handshake timed out on the data connection.",
-            ));
-        }
-    };
-    if require_reuse && !tls::resumed(&tls) {
+    let (tls, resumed) =
+        match tokio::time::timeout(timeout, tls::accept(acceptor, tcp, token)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                warn!(error = %e, "TLS handshake failed on the data connection");
+                return Err(Reply::new(
+                    425,
+                    format!("TLS handshake failed on the data connection: {e}."),
+                ));
+            }
+            Err(_) => {
+                warn!("TLS handshake timed out on the data connection");
+                return Err(Reply::new(
+                    425,
+                    "TLS handshake timed out on the data connection.",
+                ));
+            }
+        };
+    if require_reuse && !resumed {
         warn!("data connection did not resume the control connection's TLS session; refused");
         // Close cleanly (close_notify) so the client sees the refusal on the control
         // connection rather than a reset.
