@@ -974,6 +974,39 @@ fn lftp_tls_mirror_round_trip() {
     assert_same_tree(&local, &active, &srv);
 }
 
+/// lftp limited to TLS 1.2 (GnuTLS priority string): its data connections resume the control
+/// connection's session by TLS 1.2 ticket or session ID, which required reuse accepts.
+#[test]
+fn lftp_tls12_round_trip() {
+    if !have_tools("lftp_tls12_round_trip", &["lftp"]) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let local = srv.local("tree");
+    write_tree(&local);
+    let settings = format!(
+        "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:ca-file \"{}\"; set ssl:check-hostname no; \
+         set ssl:priority NORMAL:-VERS-TLS1.3;",
+        srv.cacert().display()
+    );
+    lftp(
+        &srv,
+        srv.v4,
+        &settings,
+        &format!("mirror -R --no-perms \"{}\" up", local.display()),
+    );
+    let back = srv.local("back");
+    lftp(
+        &srv,
+        srv.v4,
+        &settings,
+        &format!("mirror up \"{}\"", back.display()),
+    );
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    assert_same_tree(&local, &back, &srv);
+}
+
 /// Python's ftplib cannot resume TLS sessions on data connections: refused clearly under the
 /// default, accepted when `tls_require_session_reuse = false`.
 fn ftplib_tls(relax: bool) {
