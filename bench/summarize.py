@@ -147,6 +147,17 @@ def main():
             f"receive {fmt(metric(down, 'figure'))} MB/s, send {fmt(metric(up, 'figure'))} MB/s "
             "(its CPU seconds include the in-process peer).\n"
         )
+        m = result(c, "minimal-small")
+        if m and m.get("ok"):
+            count = m.get("details", {}).get("transfers") or 0
+            cpu = m.get("server_cpu_s")
+            per = f"{cpu / count * 1e6:,.1f} µs of server CPU per download" if cpu and count else "server CPU not read"
+            parts.append(
+                "**Minimal server** (`ferry bench --scenario ceiling`, `minimal-small`: the `small` loop "
+                "against a server in a process of its own, one thread, no file system, each download "
+                "`accept`, one `write`, `close`): "
+                f"{fmt(metric(m, 'figure'))} transfers/s, {per}.\n"
+            )
 
     parts.append(table(d, reports, "Single-stream download (RETR)", "retr", [
         ("MB/s (median)", "figure", True),

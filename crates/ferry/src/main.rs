@@ -53,6 +53,13 @@ enum Commands {
     /// Measure an FTP server on this machine (loopback only): throughput, logins/s,
     /// small transfers/s, large listings, idle-session memory, server and bench CPU.
     Bench(bench::BenchArgs),
+    /// The minimal server `ferry bench --scenario ceiling` measures small downloads against.
+    #[command(hide = true, name = "bench-minimal-peer")]
+    BenchMinimalPeer {
+        /// Bytes of each download.
+        #[arg(long)]
+        size: u64,
+    },
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
         Commands::CheckConfig { file } => check_config(&file),
         Commands::HashPassword => hash_password(),
         Commands::Bench(args) => bench::run(args),
+        Commands::BenchMinimalPeer { size } => bench::minimal_peer(size),
         Commands::Client(cmd) => return client::run(cmd),
         Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
     };

@@ -174,8 +174,13 @@ fn every_scenario_runs_and_reports_json() {
             "mlsd",
             "ceiling-down",
             "ceiling-up",
+            "minimal-small",
         ],
     );
+    // The minimal server ran in a process of its own, measured as the server.
+    let minimal = result(&report, "minimal-small");
+    assert_eq!(minimal["details"]["transfers"], 20, "{minimal:#}");
+    assert!(minimal["server_cpu_s"].as_f64().is_some(), "{minimal:#}");
     for name in ["stor", "retr"] {
         let r = result(&report, name);
         assert_eq!(r["details"]["bytes"], 2 * 3 * 1024 * 1024, "{r:#}");

@@ -36,7 +36,7 @@ use serde_json::{Map, Value};
 use ftp::DataMode;
 
 /// Flags of `ferry bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct BenchArgs {
     /// The server: ftp://USER:PASS@127.0.0.1:PORT/ (loopback only). Without a password in
     /// the URL, FERRY_PASSWORD is used. A path, if any, is where the bench's working
@@ -44,7 +44,8 @@ pub(crate) struct BenchArgs {
     #[arg(value_name = "URL")]
     url: String,
     /// Scenarios to run, comma-separated; they always run in the order listed here.
-    /// `ceiling` (the bench's own throughput with no FTP server) runs only when asked for.
+    /// `ceiling` (the bench's own throughput with no FTP server, and `small` against a
+    /// minimal server) runs only when asked for.
     #[arg(
         long,
         value_delimiter = ',',
@@ -141,7 +142,8 @@ pub(crate) enum Scenario {
     Small,
     /// LIST and MLSD of a `--list-entries` directory (milliseconds).
     List,
-    /// The bench's own throughput against an in-process peer, no FTP (MB/s).
+    /// The bench's own throughput against an in-process peer, no FTP (MB/s); and `small`
+    /// against a minimal server in a process of its own (transfers/s, its CPU per transfer).
     Ceiling,
 }
 
@@ -285,7 +287,7 @@ impl Ctx {
 /// The figures of one scenario (one row of the report).
 #[derive(Debug, Serialize)]
 pub(crate) struct Outcome {
-    /// Scenario name (`list` yields two rows, `list` and `mlsd`; `ceiling` two, `-down` and `-up`).
+    /// Scenario name (`list` yields two rows, `list` and `mlsd`; `ceiling` three: `ceiling-down`, `ceiling-up`, `minimal-small`).
     scenario: String,
     ok: bool,
     /// The headline figure, in `unit`.
@@ -399,6 +401,8 @@ struct Report {
 }
 
 /// Run `ferry bench`.
+pub(crate) use scenario::minimal_peer;
+
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let mut target = Target::parse(
         &args.url,

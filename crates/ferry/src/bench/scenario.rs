@@ -364,11 +364,17 @@ async fn small(ctx: &Ctx) -> Result<Outcome> {
     let files = ctx.args.small_files.max(1);
     let names: Vec<String> = (0..files).map(|i| format!("s{i:05}")).collect();
     ensure_files(ctx, "small", &names, ctx.args.small_size).await?;
+    small_loop(ctx, names, "small").await
+}
+
+/// The measured part of `small`: `--count` downloads of `names` (in turn) over
+/// `--concurrency` sessions opened first.
+async fn small_loop(ctx: &Ctx, names: Vec<String>, label: &str) -> Result<Outcome> {
     let mut sessions = Vec::new();
     for _ in 0..ctx.args.concurrency {
         sessions.push(session(ctx).await.context("opening the sessions")?);
     }
-    let mut o = Outcome::new("small", "transfers/s");
+    let mut o = Outcome::new(label, "transfers/s");
     let tickets = Tickets::new(ctx.args.count, ctx.deadline());
     let names = Arc::new(names);
     let meter = Meter::start(&ctx.args.server_pid);
@@ -630,5 +636,150 @@ async fn ceiling(ctx: &Ctx) -> Result<Vec<Outcome>> {
         );
         out.push(o);
     }
+    out.push(small_ceiling(ctx).await?);
     Ok(out)
+}
+
+/// The `small` loop (same client code, sessions, count and concurrency) against a minimal
+/// server in a process of its own (`ferry bench-minimal-peer`, see [`minimal_peer`]): the
+/// same exchange with nothing behind it (no file system, no paths, no checks), each download
+/// an `accept`, one `write`, a `close`, and `150`+`226` in one write, on one thread. Its
+/// transfers/s are what no server can beat on this machine with this client, and its CPU per
+/// transfer is the kernel's floor for a server.
+async fn small_ceiling(ctx: &Ctx) -> Result<Outcome> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().context("finding the ferry binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench-minimal-peer", "--size"])
+        .arg(ctx.args.small_size.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the minimal peer")?;
+    let stdout = child.stdout.take().context("minimal peer's output")?;
+    let mut first = String::new();
+    ftp::bounded(
+        "minimal peer's port",
+        tokio::io::BufReader::new(stdout).read_line(&mut first),
+    )
+    .await?;
+    let port: u16 = first
+        .trim()
+        .parse()
+        .with_context(|| format!("minimal peer said {first:?}"))?;
+    let mut args = ctx.args.clone();
+    args.server_pid = child.id().into_iter().collect();
+    let peer_ctx = Ctx {
+        target: Arc::new(super::Target {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            user: "bench".into(),
+            pass: "bench".into(),
+            base: String::new(),
+            tls: None,
+        }),
+        args,
+        mode: super::DataMode::Epsv,
+        pattern: Vec::new(),
+    };
+    let r = small_loop(&peer_ctx, vec!["f".to_string()], "minimal-small").await;
+    // Its standard input closing tells it to end.
+    drop(child.stdin.take());
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    let mut o = r?;
+    o.detail("note", "server CPU is the minimal peer's");
+    Ok(o)
+}
+
+/// `ferry bench-minimal-peer` (hidden): the server of [`small_ceiling`], on 127.0.0.1 and a
+/// port the system picks, printed on the first line; it ends when its standard input closes.
+pub(crate) fn minimal_peer(size: u64) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let body = Arc::new(vec![b'x'; size as usize]);
+        let mut stdin = tokio::io::stdin();
+        let mut sessions = tokio::task::JoinSet::new();
+        let mut sink = [0u8; 64];
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (s, _) = accepted?;
+                    let _ = s.set_nodelay(true);
+                    sessions.spawn(minimal_session(s, Arc::clone(&body)));
+                }
+                read = stdin.read(&mut sink) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        return Ok(());
+                    }
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+    })
+}
+
+/// One session of the minimal peer of [`small_ceiling`]: a line, an answer; its data
+/// listener is bound once and the downloads are written with plain blocking calls on a socket
+/// that is already connected (as Ferry's quick path does), so the peer costs no more than the
+/// kernel's work.
+async fn minimal_session(s: TcpStream, body: Arc<Vec<u8>>) -> Result<()> {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let data = std::net::TcpListener::bind("127.0.0.1:0")?;
+    data.set_nonblocking(true)?;
+    let port = data.local_addr()?.port();
+    let (r, mut w) = s.into_split();
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    w.write_all(b"220 ready\r\n").await?;
+    while let Some(line) = ftp::bounded("read command", lines.next_line()).await? {
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "USER" => "331 ok\r\n".to_string(),
+            "PASS" => "230 ok\r\n".to_string(),
+            "EPSV" => format!("229 ok (|||{port}|)\r\n"),
+            "RETR" => {
+                // The client connects before it sends RETR; wait briefly if not there yet.
+                let mut conn = None;
+                for _ in 0..1000 {
+                    match data.accept() {
+                        Ok((c, _)) => {
+                            conn = Some(c);
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                match conn {
+                    Some(mut c) => {
+                        c.set_nonblocking(false)?;
+                        c.write_all(&body)?;
+                        drop(c);
+                        "150 ok\r\n226 ok\r\n".to_string()
+                    }
+                    None => "425 no data connection\r\n".to_string(),
+                }
+            }
+            "QUIT" => {
+                w.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            }
+            _ => "200 ok\r\n".to_string(),
+        };
+        w.write_all(reply.as_bytes()).await?;
+    }
+    Ok(())
 }
