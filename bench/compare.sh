@@ -114,7 +114,8 @@ wait "$IPERF_PID" 2>/dev/null || true
 
 log "bench ceiling (no FTP)"
 load ceiling
-"$FERRY_BIN" bench "ftp://u:p@127.0.0.1:1/" --scenario ceiling --size "$SIZE" --json \
+"$FERRY_BIN" bench "ftp://u:p@127.0.0.1:1/" --scenario ceiling --size "$SIZE" \
+  --count "$COUNT" --concurrency "$CONCURRENCY" --json \
   > "$OUT/ceiling.json" 2> "$OUT/ceiling.log"
 
 # --- Ferry ------------------------------------------------------------------------------
