@@ -273,7 +273,9 @@ def targets(reports, fi, ceiling=None):
     # in the same run; here the same loop against a server that does nothing but the kernel's work.
     m = result(ceiling, "minimal-small")
     f = metric(result(reports["ferry"], "small"), "figure")
-    if m and m.get("ok") and m.get("figure") and f:
+    # The minimal server speaks plain FTP only: no ceiling for an FTPS run.
+    tls_run = bool((reports.get("ferry") or {}).get("tls"))
+    if m and m.get("ok") and m.get("figure") and f and not tls_run:
         r = f / m["figure"]
         rows.append(
             f"| small transfers/s ≥ 90% of the client's ceiling (the minimal server) | "
