@@ -121,18 +121,26 @@ async fn start(tweak: impl FnOnce(&mut TlsConfig) + Send) -> Fixture {
     }
 }
 
-fn connector(cert_pem: &str, resume: bool) -> TlsConnector {
+/// A client configuration trusting `cert_pem`, for the TLS `versions` given.
+fn client_config(
+    cert_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth()
+}
+
+fn connector(cert_pem: &str, resume: bool) -> TlsConnector {
+    let mut config = client_config(cert_pem, rustls::DEFAULT_VERSIONS);
     if !resume {
         config.resumption = rustls::client::Resumption::disabled();
     }
@@ -141,17 +149,7 @@ fn connector(cert_pem: &str, resume: bool) -> TlsConnector {
 
 /// A TLS 1.2 client resuming with tickets, or with session IDs only.
 fn connector_tls12(cert_pem: &str, session_ids: bool) -> TlsConnector {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = client_config(cert_pem, &[&rustls::version::TLS12]);
     if session_ids {
         config.resumption = rustls::client::Resumption::default()
             .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);

@@ -941,28 +941,8 @@ fn lftp_tls_mirror_round_trip() {
         return;
     }
     let srv = Server::start_with(false, &["--tls", "required"]);
-    let local = srv.local("tree");
-    write_tree(&local);
-    let settings = format!(
-        "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
-         set ssl:ca-file \"{}\"; set ssl:check-hostname no;",
-        srv.cacert().display()
-    );
-    lftp(
-        &srv,
-        srv.v4,
-        &settings,
-        &format!("mirror -R --no-perms \"{}\" up", local.display()),
-    );
-    let back = srv.local("back");
-    lftp(
-        &srv,
-        srv.v4,
-        &settings,
-        &format!("mirror up \"{}\"", back.display()),
-    );
-    assert_same_tree(&local, &srv.root.join("up"), &srv);
-    assert_same_tree(&local, &back, &srv);
+    let settings = lftp_tls_settings(&srv, "");
+    let local = lftp_mirror_round_trip(&srv, &settings);
     // Active mode (PORT) with TLS on the data connections.
     let active = srv.local("active");
     lftp(
@@ -982,29 +962,40 @@ fn lftp_tls12_round_trip() {
         return;
     }
     let srv = Server::start_with(false, &["--tls", "required"]);
+    let settings = lftp_tls_settings(&srv, "set ssl:priority NORMAL:-VERS-TLS1.3;");
+    lftp_mirror_round_trip(&srv, &settings);
+}
+
+/// lftp settings for FTPS on control and data connections, trusting the server's certificate.
+fn lftp_tls_settings(srv: &Server, extra: &str) -> String {
+    format!(
+        "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:ca-file \"{}\"; set ssl:check-hostname no; {extra}",
+        srv.cacert().display()
+    )
+}
+
+/// Mirror a fresh local tree up to `up/` and back down with lftp, checking both copies; the
+/// local tree is returned.
+fn lftp_mirror_round_trip(srv: &Server, settings: &str) -> PathBuf {
     let local = srv.local("tree");
     write_tree(&local);
-    let settings = format!(
-        "set ftp:ssl-allow yes; set ftp:ssl-force true; set ftp:ssl-protect-data true; \
-         set ssl:ca-file \"{}\"; set ssl:check-hostname no; \
-         set ssl:priority NORMAL:-VERS-TLS1.3;",
-        srv.cacert().display()
-    );
     lftp(
-        &srv,
+        srv,
         srv.v4,
-        &settings,
+        settings,
         &format!("mirror -R --no-perms \"{}\" up", local.display()),
     );
     let back = srv.local("back");
     lftp(
-        &srv,
+        srv,
         srv.v4,
-        &settings,
+        settings,
         &format!("mirror up \"{}\"", back.display()),
     );
-    assert_same_tree(&local, &srv.root.join("up"), &srv);
-    assert_same_tree(&local, &back, &srv);
+    assert_same_tree(&local, &srv.root.join("up"), srv);
+    assert_same_tree(&local, &back, srv);
+    local
 }
 
 /// Python's ftplib cannot resume TLS sessions on data connections: refused clearly under the

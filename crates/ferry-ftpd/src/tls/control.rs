@@ -234,18 +234,14 @@ impl ControlTls {
                 }
                 ConnectionState::WriteTraffic(mut w) => match output.take() {
                     Some(Output::Data(data)) => {
-                        append(&mut self.outgoing, |buf| match w.encrypt(data, buf) {
-                            Ok(n) => Ok(n),
-                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                            Err(_) => Err(None),
+                        append(&mut self.outgoing, |buf| {
+                            w.encrypt(data, buf).map_err(needed)
                         })?;
                         true
                     }
                     Some(Output::CloseNotify) => {
-                        append(&mut self.outgoing, |buf| match w.queue_close_notify(buf) {
-                            Ok(n) => Ok(n),
-                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                            Err(_) => Err(None),
+                        append(&mut self.outgoing, |buf| {
+                            w.queue_close_notify(buf).map_err(needed)
                         })?;
                         true
                     }
@@ -334,6 +330,14 @@ impl ControlTls {
         self.outgoing = Vec::new();
         self.out_pos = 0;
         Poll::Ready(Ok(()))
+    }
+}
+
+/// The room an encryption needs, if more room is what it needs (see [`append`]).
+fn needed(e: EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
     }
 }
 
