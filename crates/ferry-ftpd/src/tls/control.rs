@@ -206,7 +206,14 @@ impl ControlTls {
             let more = match state {
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(record) = r.next_record() {
-                        let record = record.map_err(tls_error)?;
+                        let record = match record {
+                            Ok(record) => record,
+                            Err(e) => {
+                                // No more processing: the same bytes would fail again.
+                                self.failed = true;
+                                return Err(tls_error(e));
+                            }
+                        };
                         if self.plain_pos == self.plaintext.len() {
                             self.plaintext.clear();
                             self.plain_pos = 0;
@@ -281,35 +288,21 @@ impl ControlTls {
         }
     }
 
-    /// After a TLS error, queue the alert rustls has for the peer and send it if the socket
-    /// takes it at once. `rest` is the input not yet discarded (rustls may still index into it).
+    /// After a TLS error, send the alert rustls has for the peer if the socket takes it at
+    /// once. `rest` is the input not yet discarded (rustls may still index into it).
+    ///
+    /// rustls hands out a queued alert before it looks at the input again, so one more call
+    /// yields it; and only one: after a framing error the next call would parse the same bad
+    /// bytes again and queue a second fatal alert, which rustls asserts never happens.
     fn fail(&mut self, rest: &mut [u8]) {
         self.failed = true;
-        let mut at = 0;
-        for _ in 0..4 {
-            let status = self
-                .conn
-                .process_tls_records(rest.get_mut(at..).unwrap_or_default());
-            let discard = status.discard;
-            let more = match status.state {
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    append(&mut self.outgoing, |buf| match e.encode(buf) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                        Err(EncodeError::AlreadyEncoded) => Err(None),
-                    })
-                    .is_ok()
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    true
-                }
-                _ => false,
-            };
-            at += discard;
-            if !more {
-                break;
-            }
+        let status = self.conn.process_tls_records(rest);
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
+            let _ = append(&mut self.outgoing, |buf| match e.encode(buf) {
+                Ok(n) => Ok(n),
+                Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                Err(EncodeError::AlreadyEncoded) => Err(None),
+            });
         }
         if let Some(pending) = self.outgoing.get(self.out_pos..) {
             let _ = self.tcp.try_write(pending);
@@ -531,6 +524,110 @@ mod tests {
                 "{version:?} close_notify"
             );
             s.shutdown().await.unwrap();
+            peer.await.unwrap();
+        }
+    }
+
+    /// A server control stream and the listener's address, for a client to connect to.
+    async fn serve_one(g: &crate::tls::GeneratedCert) -> (TcpListener, Arc<rustls::ServerConfig>) {
+        let key = certified_key_from_pem(g.cert_pem.as_bytes(), g.key_pem.as_bytes()).unwrap();
+        let config = server_config(CertStore::new(key)).unwrap();
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
+    }
+
+    async fn read_line(s: &mut ControlTls) -> Vec<u8> {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "end of stream after {line:?}");
+            line.extend_from_slice(&buf[..n]);
+        }
+        line
+    }
+
+    /// TLS 1.3 key updates from the client (asking for ours in return) between commands: the
+    /// stream answers them and both directions go on under the new keys.
+    #[tokio::test]
+    async fn key_updates_between_commands() {
+        let g = generate_self_signed(&["localhost".to_string()]).unwrap();
+        let (listener, config) = serve_one(&g).await;
+        let addr = listener.local_addr().unwrap();
+        let connector =
+            tokio_rustls::TlsConnector::from(client(&g.cert_pem, &rustls::version::TLS13));
+        let peer = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            for i in 0..3 {
+                tls.get_mut().1.refresh_traffic_keys().unwrap();
+                tls.write_all(format!("NOOP {i}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                tls.flush().await.unwrap();
+                let mut reply = vec![0u8; 8];
+                tls.read_exact(&mut reply).await.unwrap();
+                assert_eq!(reply, format!("200 {i}.\r\n").as_bytes());
+            }
+            tls.shutdown().await.unwrap();
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = ControlTls::accept(config, tcp, &[3; TOKEN_LEN])
+            .await
+            .unwrap();
+        for i in 0..3 {
+            assert_eq!(read_line(&mut s).await, format!("NOOP {i}\r\n").as_bytes());
+            s.write_all(format!("200 {i}.\r\n").as_bytes())
+                .await
+                .unwrap();
+            s.flush().await.unwrap();
+        }
+        peer.await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).await.unwrap(), 0, "close_notify");
+        assert_eq!(s.buffered_capacity(), 0);
+    }
+
+    /// Bytes that are not TLS records after the handshake end the stream with an error (and no
+    /// panic); so does a record cut short by the connection closing.
+    #[tokio::test]
+    async fn garbage_after_the_handshake_is_an_error() {
+        let g = generate_self_signed(&["localhost".to_string()]).unwrap();
+        // Clear text; a record header promising more than ever comes; a well-formed record
+        // that does not decrypt.
+        let mut forged = vec![23, 3, 3, 0, 32];
+        forged.extend_from_slice(&[0x55; 32]);
+        for garbage in [
+            &b"USER plain-text-after-tls\r\n"[..],
+            &[23, 3, 3, 0x40, 0][..],
+            &forged[..],
+        ] {
+            let (listener, config) = serve_one(&g).await;
+            let addr = listener.local_addr().unwrap();
+            let connector =
+                tokio_rustls::TlsConnector::from(client(&g.cert_pem, &rustls::version::TLS13));
+            let sent = garbage.to_vec();
+            let peer = tokio::spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.unwrap();
+                // Behind rustls' back, on the bare socket.
+                let (mut tcp, _) = tls.into_inner();
+                tcp.write_all(&sent).await.unwrap();
+                tcp.shutdown().await.unwrap();
+                let mut rest = Vec::new();
+                let _ = tcp.read_to_end(&mut rest).await;
+            });
+            let (tcp, _) = listener.accept().await.unwrap();
+            // The garbage may arrive with the client's last handshake message: then the
+            // handshake itself fails.
+            if let Ok(mut s) = ControlTls::accept(config, tcp, &[4; TOKEN_LEN]).await {
+                let mut buf = [0u8; 64];
+                let r = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+                    .await
+                    .unwrap();
+                assert!(r.is_err(), "{garbage:?} read as {r:?}");
+            }
             peer.await.unwrap();
         }
     }
