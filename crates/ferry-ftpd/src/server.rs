@@ -479,6 +479,10 @@ mod tests {
         let task = session_task(session, sessions.enter(), permit);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1024, "a session's task is {size} bytes");
+        // And the session's own fields: no large value held inline while idle (a planned
+        // passive listener is boxed; 536 bytes before).
+        let fields = std::mem::size_of::<Session>();
+        assert!(fields <= 448, "a session's fields are {fields} bytes");
         drop((task, client));
         assert_eq!(sessions.count(), 0);
     }

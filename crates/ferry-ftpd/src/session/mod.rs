@@ -50,7 +50,9 @@ const MAX_DEFERRED: usize = 32;
 /// Where the next data connection comes from.
 enum DataPlan {
     None,
-    Passive(PassivePlan),
+    /// Boxed: most sessions sit idle with no data connection planned, and this is the
+    /// largest variant (the session holds ~100 bytes less).
+    Passive(Box<PassivePlan>),
     Active(SocketAddr),
     /// Accepted already (a download that began on the quick path and must wait for the
     /// client to read the rest).
