@@ -631,4 +631,70 @@ mod tests {
             peer.await.unwrap();
         }
     }
+
+    /// Random bytes in random pieces, instead of a handshake or after one, many times over:
+    /// every attempt ends (an error or the end of the stream) without a panic or a hang.
+    #[tokio::test]
+    async fn random_input_never_panics_or_hangs() {
+        use rand::{Rng, SeedableRng};
+        let g = generate_self_signed(&["localhost".to_string()]).unwrap();
+        let (listener, config) = serve_one(&g).await;
+        let addr = listener.local_addr().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        for round in 0..60 {
+            let after_handshake = round % 2 == 1;
+            let len = rng.random_range(1..6000);
+            let mut junk = vec![0u8; len];
+            rng.fill(&mut junk[..]);
+            // Sometimes a plausible record header first, so that rustls reads further.
+            if round % 3 == 0 && len > 5 {
+                junk[..3].copy_from_slice(&[23, 3, 3]);
+            }
+            let cuts: Vec<usize> = (0..rng.random_range(1..8))
+                .map(|_| rng.random_range(0..len))
+                .collect();
+            let connector =
+                tokio_rustls::TlsConnector::from(client(&g.cert_pem, &rustls::version::TLS13));
+            let peer = tokio::spawn(async move {
+                let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                if after_handshake {
+                    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                    let Ok(tls) = connector.connect(name, tcp).await else {
+                        return;
+                    };
+                    tcp = tls.into_inner().0;
+                }
+                let mut cuts = cuts;
+                cuts.sort_unstable();
+                let mut at = 0;
+                for cut in cuts.into_iter().chain([junk.len()]) {
+                    if tcp.write_all(&junk[at..cut.max(at)]).await.is_err() {
+                        return;
+                    }
+                    at = cut.max(at);
+                    tokio::task::yield_now().await;
+                }
+                let _ = tcp.shutdown().await;
+                let mut rest = Vec::new();
+                let _ = tcp.read_to_end(&mut rest).await;
+            });
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                let Ok(mut s) = ControlTls::accept(Arc::clone(&config), tcp, &[5; TOKEN_LEN]).await
+                else {
+                    return;
+                };
+                let mut buf = [0u8; 256];
+                // Random bytes decrypt to nothing: reading ends in an error or end of stream.
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "round {round}: the stream hung");
+            peer.await.unwrap();
+        }
+    }
 }
