@@ -263,6 +263,26 @@ impl TlsCtrl {
         )
     }
 
+    /// A download the server must refuse at the data connection: no byte of `path` may come
+    /// through. Returns the final reply, and whether the client's side of the data
+    /// connection's handshake resumed a session (`None` if the handshake failed).
+    async fn refused_get(&mut self, path: &str) -> (Reply, Option<bool>) {
+        let addr = self.epsv().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        self.expect(&format!("RETR {path}"), 150).await;
+        let mut resumed = None;
+        if let Ok(mut d) = self.tls_data(tcp).await {
+            resumed = Some(d.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+            let mut buf = Vec::new();
+            let _ = d.read_to_end(&mut buf).await;
+            assert!(
+                buf.is_empty(),
+                "{path} came through a refused data connection"
+            );
+        }
+        (self.read_reply().await, resumed)
+    }
+
     /// Download over a protected passive connection.
     async fn get(&mut self, path: &str) -> (Vec<u8>, Reply) {
         let addr = self.epsv().await;
@@ -453,16 +473,7 @@ async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
     std::fs::write(f.server.path("f"), b"x").unwrap();
     let mut c = TlsCtrl::connect(&f, false).await;
     c.secure_login().await;
-    let addr = c.epsv().await;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    c.expect("RETR f", 150).await;
-    let data = c.tls_data(tcp).await;
-    if let Ok(mut d) = data {
-        let mut buf = Vec::new();
-        let _ = d.read_to_end(&mut buf).await;
-        assert!(buf.is_empty());
-    }
-    let r = c.read_reply().await;
+    let (r, _) = c.refused_get("f").await;
     assert_eq!(r.code, 522, "{r:?}");
     assert!(r.text().contains("reuse"), "{r:?}");
     c.expect("NOOP", 200).await;
@@ -499,18 +510,7 @@ async fn a_data_connection_cannot_resume_another_control_connections_session() {
         b.secure_login().await;
         // B's data connections offer what A's client holds only.
         let own = std::mem::replace(&mut b.connector, a.connector.clone());
-        let addr = b.epsv().await;
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        b.expect("RETR f", 150).await;
-        if let Ok(mut d) = b.tls_data(tcp).await {
-            let mut buf = Vec::new();
-            let _ = d.read_to_end(&mut buf).await;
-            assert!(
-                buf.is_empty(),
-                "{kind}: another session's ticket got the file"
-            );
-        }
-        let r = b.read_reply().await;
+        let (r, _) = b.refused_get("f").await;
         assert_eq!(r.code, 522, "{kind}: {r:?}");
         // With its own, B's next data connection resumes.
         b.connector = own;
@@ -535,17 +535,8 @@ async fn a_ticketer_that_is_not_ferrys_proves_nothing() {
     std::fs::write(f.server.path("f"), b"x").unwrap();
     let mut c = TlsCtrl::connect(&f, true).await;
     c.secure_login().await;
-    let addr = c.epsv().await;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    c.expect("RETR f", 150).await;
-    if let Ok(mut d) = c.tls_data(tcp).await {
-        let resumed = d.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        assert!(resumed, "the client did resume");
-        let mut buf = Vec::new();
-        let _ = d.read_to_end(&mut buf).await;
-        assert!(buf.is_empty());
-    }
-    let r = c.read_reply().await;
+    let (r, resumed) = c.refused_get("f").await;
+    assert_eq!(resumed, Some(true), "the client did resume");
     assert_eq!(r.code, 522, "{r:?}");
 }
 
