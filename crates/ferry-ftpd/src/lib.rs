@@ -28,16 +28,22 @@ pub mod stats {
         crate::transfer::ZERO_COPY_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Bytes that uploads wrote straight into a local file (no async file wrapper, no
-    /// blocking-pool round trip per write) since the process started.
-    pub fn direct_upload_bytes() -> u64 {
-        crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    /// Bytes of files that TLS downloads sealed on a thread (large binary downloads from local
+    /// files) since the process started.
+    pub fn sealed_download_bytes() -> u64 {
+        crate::transfer::SEALED_DOWNLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Downloads that began on the quick path (the data connection waiting already, the file
     /// sent at once from the session, `150` and `226` in one segment) since the process started.
     pub fn quick_downloads() -> u64 {
         crate::transfer::QUICK_DOWNLOADS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes that uploads wrote straight into a local file (no async file wrapper, no
+    /// blocking-pool round trip per write) since the process started.
+    pub fn direct_upload_bytes() -> u64 {
+        crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Of those, the bytes a writer thread wrote while the session received the next buffer

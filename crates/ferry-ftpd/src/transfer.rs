@@ -171,6 +171,156 @@ pub(crate) async fn send_file(
     }
 }
 
+/// TLS downloads from a local file of at least this many bytes seal their records on a
+/// thread (see [`send_file_sealed`]); smaller ones are done before a handoff would pay off.
+pub(crate) const SEAL_AFTER: u64 = 1024 * 1024;
+
+/// Plaintext read from the file and sealed per step of a [`send_file_sealed`] download, and
+/// per batch handed to the socket, while the budget allows ...
+const SEAL_CHUNK: usize = 256 * 1024;
+const SEAL_BATCH: usize = 4 * SEAL_CHUNK;
+
+/// ... and beyond it.
+const SEAL_CHUNK_SMALL: usize = 64 * 1024;
+const SEAL_BATCH_SMALL: usize = 4 * SEAL_CHUNK_SMALL;
+
+/// Batches of ciphertext of one sealed download: one being filled, one being sent.
+const SEAL_BUFFERS: usize = 2;
+
+/// Bytes of the file sealed on a thread by TLS downloads (see [`send_file_sealed`]) since start.
+pub(crate) static SEALED_DOWNLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A sealed download's sizes: plaintext chunk, batch, and the budget bytes it holds (released
+/// by [`Reservation`]).
+fn reserve_seal_buffers(
+    reserved: &std::sync::atomic::AtomicUsize,
+    budget: usize,
+) -> (usize, usize, usize) {
+    let want = SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK;
+    if reserve(reserved, budget, want) {
+        (SEAL_CHUNK, SEAL_BATCH, want)
+    } else {
+        (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, 0)
+    }
+}
+
+/// Bytes of [`PIPELINE_BUDGET`] held by a transfer, given back when it ends.
+struct Reservation(usize);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        PIPELINE_RESERVED.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// A TLS download from a local file, in two stages on two cores: a blocking-pool thread reads
+/// the file and has rustls seal it into records, a batch at a time, while the transfer's task
+/// writes the previous batch to the socket. Done in one task, the stages take turns (and the
+/// file is read through tokio's file wrapper, a blocking-pool round trip and one more copy per
+/// read): measured on loopback, 1.6-1.7 → 1.9-2.3 GB/s and a third less server CPU per byte.
+/// Ends with the TLS close_notify. Returns the bytes of the file sent.
+///
+/// rustls' connection moves to the thread; incoming records are not read meanwhile (nor are
+/// they on the usual path: a download's client sends nothing until the end). If the task is
+/// dropped (`ABOR`), the thread stops after the batch in hand.
+pub(crate) async fn send_file_sealed(
+    tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
+    file: std::fs::File,
+    announced: u64,
+    progress: &Arc<AtomicU64>,
+) -> Result<u64, PumpError> {
+    use std::io::{Read, Write};
+    let (mut tcp, mut conn) = (*tls).into_inner();
+    let (chunk, batch, held) = reserve_seal_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
+    let _reservation = Reservation(held);
+    // A batch of ciphertext, the file bytes in it, and whether it is the last.
+    type Batch = io::Result<(Vec<u8>, usize, bool)>;
+    let (full_tx, mut full_rx) = tokio::sync::mpsc::channel::<Batch>(SEAL_BUFFERS);
+    let (free_tx, mut free_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_BUFFERS);
+    for _ in 0..SEAL_BUFFERS {
+        // Room for the records' headers and tags too (29 bytes per 16 KiB record).
+        let _ = free_tx.try_send(Vec::with_capacity(batch + batch / 256));
+    }
+    let thread = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut plain = vec![0u8; chunk];
+        let mut left = announced;
+        // Records go straight to `out`; rustls' own queue only ever holds one chunk's.
+        conn.set_buffer_limit(None);
+        let mut seal = |out: &mut Vec<u8>| -> io::Result<(usize, bool)> {
+            let mut taken = 0;
+            // Whatever rustls holds already (session tickets) goes first.
+            while conn.wants_write() {
+                conn.write_tls(out)?;
+            }
+            while taken < batch && left > 0 {
+                let want = usize::try_from(left).map_or(chunk, |l| l.min(chunk));
+                let n = match file.read(&mut plain[..want]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                // A file that shrank since it was opened: what there was is all.
+                if n == 0 {
+                    left = 0;
+                    break;
+                }
+                conn.writer().write_all(&plain[..n])?;
+                while conn.wants_write() {
+                    conn.write_tls(out)?;
+                }
+                taken += n;
+                left -= n as u64;
+            }
+            let last = left == 0;
+            if last {
+                conn.send_close_notify();
+                while conn.wants_write() {
+                    conn.write_tls(out)?;
+                }
+            }
+            Ok((taken, last))
+        };
+        while let Some(mut out) = free_rx.blocking_recv() {
+            out.clear();
+            let batch = seal(&mut out).map(|(n, last)| (out, n, last));
+            let more = matches!(batch, Ok((_, _, false)));
+            if full_tx.blocking_send(batch).is_err() || !more {
+                break;
+            }
+        }
+    });
+    let mut total = 0u64;
+    let result = loop {
+        match full_rx.recv().await {
+            Some(Ok((out, n, last))) => {
+                if let Err(e) = tcp.write_all(&out).await {
+                    break Err(PumpError::Network(e));
+                }
+                total += n as u64;
+                progress.store(total, Ordering::Relaxed);
+                SEALED_DOWNLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                if last {
+                    break tcp.shutdown().await.map_err(PumpError::Network);
+                }
+                // The thread may have stopped already; then the batch is simply freed.
+                let _ = free_tx.try_send(out);
+            }
+            Some(Err(e)) => break Err(PumpError::Local(e)),
+            None => {
+                break Err(PumpError::Local(io::Error::other(
+                    "TLS sealing thread stopped",
+                )));
+            }
+        }
+    };
+    // Let a thread still sealing see the end, and wait for it (it holds the budget's buffers).
+    drop(full_rx);
+    drop(free_tx);
+    let _ = thread.await;
+    result.map(|()| total)
+}
+
 /// Downloads that began on the quick path (see `stats::quick_downloads`).
 pub(crate) static QUICK_DOWNLOADS: AtomicU64 = AtomicU64::new(0);
 
@@ -286,11 +436,12 @@ const WRITE_BUFFERS: usize = 2;
 /// Size of a pipelined upload's buffers while the budget allows (else [`UPLOAD_BUFFER`]).
 const PIPELINE_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Most bytes of [`PIPELINE_BUFFER`]-sized buffers all uploads hold at once: 32 uploads at
-/// full size (8 MiB each); uploads beyond use [`UPLOAD_BUFFER`]-sized ones (2 MiB each).
+/// Most bytes of large buffers all transfers hold at once: those of pipelined uploads (8 MiB
+/// each at full size; uploads beyond use [`UPLOAD_BUFFER`]-sized ones, 2 MiB each) and of
+/// sealed TLS downloads (2.3 MiB each at full size, 0.6 MiB beyond).
 const PIPELINE_BUDGET: usize = 256 * 1024 * 1024;
 
-/// Bytes of [`PIPELINE_BUFFER`]-sized buffers reserved by running uploads.
+/// Bytes of [`PIPELINE_BUDGET`] reserved by running transfers.
 static PIPELINE_RESERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Reserve room in `reserved` (within `budget`) for one upload's large buffers: their size
@@ -301,12 +452,21 @@ fn reserve_pipeline_buffers(
     budget: usize,
 ) -> (usize, usize) {
     let want = WRITE_BUFFERS * PIPELINE_BUFFER;
-    let before = reserved.fetch_add(want, Ordering::AcqRel);
-    if before + want <= budget {
+    if reserve(reserved, budget, want) {
         (PIPELINE_BUFFER, want)
     } else {
-        reserved.fetch_sub(want, Ordering::AcqRel);
         (UPLOAD_BUFFER, 0)
+    }
+}
+
+/// Take `want` bytes of `budget` in `reserved`, if that many are left.
+fn reserve(reserved: &std::sync::atomic::AtomicUsize, budget: usize, want: usize) -> bool {
+    let before = reserved.fetch_add(want, Ordering::AcqRel);
+    if before + want <= budget {
+        true
+    } else {
+        reserved.fetch_sub(want, Ordering::AcqRel);
+        false
     }
 }
 
@@ -537,6 +697,26 @@ mod tests {
             reserve_pipeline_buffers(&reserved, budget).0,
             PIPELINE_BUFFER
         );
+    }
+
+    #[test]
+    fn sealed_downloads_share_the_budget_with_uploads() {
+        let reserved = std::sync::atomic::AtomicUsize::new(0);
+        let budget = WRITE_BUFFERS * PIPELINE_BUFFER + SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK;
+        let (chunk, batch, held) = reserve_seal_buffers(&reserved, budget);
+        assert_eq!((chunk, batch), (SEAL_CHUNK, SEAL_BATCH));
+        // What is left is one upload's large buffers; the next download gets small ones.
+        assert_eq!(
+            reserve_pipeline_buffers(&reserved, budget).0,
+            PIPELINE_BUFFER
+        );
+        assert_eq!(
+            reserve_seal_buffers(&reserved, budget),
+            (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, 0)
+        );
+        assert_eq!(reserved.load(Ordering::Relaxed), budget);
+        reserved.fetch_sub(held, Ordering::Relaxed);
+        assert_eq!(reserve_seal_buffers(&reserved, budget).0, SEAL_CHUNK);
     }
 
     #[test]

@@ -440,6 +440,87 @@ async fn tls12_clients_resume_on_data_connections() {
 }
 
 #[tokio::test]
+async fn large_downloads_are_sealed_on_a_thread() {
+    // Past 1 MiB a TLS download is sealed on a thread while the socket sends the previous
+    // batch: the same bytes, encrypted, ending in close_notify (`read_to_end` fails without
+    // one); from an offset too, on TLS 1.3 and 1.2, and the session goes on resuming.
+    let f = start(|_| {}).await;
+    let body = content(5 * 1024 * 1024 + 4321, 77);
+    std::fs::write(f.server.path("big.bin"), &body).unwrap();
+    for tls12 in [false, true] {
+        let mut c = TlsCtrl::connect(&f, true).await;
+        if tls12 {
+            c.connector = connector_tls12(&f.cert_pem, false);
+        }
+        c.secure_login().await;
+        let before = ferry_ftpd::stats::sealed_download_bytes();
+        let (got, done) = c.get("big.bin").await;
+        assert_eq!(done.code, 226, "tls12 {tls12}: {done:?}");
+        assert_eq!(sha256(&got), sha256(&body), "tls12 {tls12}");
+        assert!(
+            ferry_ftpd::stats::sealed_download_bytes() - before >= body.len() as u64,
+            "not sealed on a thread"
+        );
+        let at = 1024 * 1024 + 17;
+        c.expect(&format!("REST {at}"), 350).await;
+        let (got, done) = c.get("big.bin").await;
+        assert_eq!(done.code, 226, "{done:?}");
+        assert_eq!(sha256(&got), sha256(&body[at..]));
+        // Below the threshold, the usual path; the session still resumes.
+        c.expect(&format!("REST {}", body.len() - 1000), 350).await;
+        let (got, done) = c.get("big.bin").await;
+        assert_eq!(
+            (done.code, got.as_slice()),
+            (226, &body[body.len() - 1000..])
+        );
+        c.expect("QUIT", 221).await;
+    }
+    let log = f.log.lock().unwrap().clone();
+    assert!(
+        !contains(&log, &body[3_000_000..3_000_064]),
+        "download crossed in the clear"
+    );
+}
+
+#[tokio::test]
+async fn sealed_downloads_can_be_aborted_or_abandoned() {
+    let f = start(|_| {}).await;
+    let body = content(48 * 1024 * 1024, 78);
+    std::fs::write(f.server.path("huge"), &body).unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    // ABOR after a little was read: 426 for the transfer, 226 for the ABOR.
+    let addr = c.epsv().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR huge", 150).await;
+    let mut data = c.tls_data(tcp).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    data.read_exact(&mut buf).await.unwrap();
+    assert_eq!(buf, body[..65536]);
+    let first = c.cmd("ABOR").await;
+    let second = c.read_reply().await;
+    assert_eq!(
+        (first.code, second.code),
+        (426, 226),
+        "{first:?} {second:?}"
+    );
+    drop(data);
+    // The client goes away mid-download: 426, and the session goes on.
+    let addr = c.epsv().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR huge", 150).await;
+    let mut data = c.tls_data(tcp).await.unwrap();
+    data.read_exact(&mut buf).await.unwrap();
+    drop(data);
+    let done = c.read_reply().await;
+    assert_eq!(done.code, 426, "{done:?}");
+    c.expect("NOOP", 200).await;
+    let (got, done) = c.get("huge").await;
+    assert_eq!(done.code, 226, "{done:?}");
+    assert_eq!(sha256(&got), sha256(&body));
+}
+
+#[tokio::test]
 async fn uploads_ended_without_close_notify_are_complete() {
     // Most FTPS clients end an upload by closing TCP without a TLS close_notify; the server
     // takes that as the end of the file, as vsftpd does. Small (written from the session) and

@@ -84,17 +84,28 @@ impl Session {
                 }
             }
         }
-        let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
-            // Plain binary download from a local file: the kernel copies (sendfile).
-            if let (Stream::Plain(tcp), Some(file), false) = (&stream, handle.file(), ascii) {
-                let n = transfer::send_file(tcp, file, announced - already, &progress).await?;
-                stream.shutdown().await.map_err(PumpError::Network)?;
-                Ok(Done::from(already + n))
-            } else {
-                let mut reader = handle.into_reader();
-                transfer::send(&mut reader, &mut stream, ascii, &progress)
-                    .await
-                    .map(Done::from)
+        let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
+            let left = announced - already;
+            let file = handle.file().filter(|_| !ascii);
+            match (stream, file) {
+                // Plain binary download from a local file: the kernel copies (sendfile).
+                (Stream::Plain(mut tcp), Some(file)) => {
+                    let n = transfer::send_file(&tcp, file, left, &progress).await?;
+                    tcp.shutdown().await.map_err(PumpError::Network)?;
+                    Ok(Done::from(already + n))
+                }
+                // A large TLS binary download from a local file: sealed on a thread.
+                (Stream::Tls(tls), Some(file)) if left >= transfer::SEAL_AFTER => {
+                    let file = file.try_clone().map_err(PumpError::Local)?;
+                    let n = transfer::send_file_sealed(tls, file, left, &progress).await?;
+                    Ok(Done::from(already + n))
+                }
+                (mut stream, _) => {
+                    let mut reader = handle.into_reader();
+                    transfer::send(&mut reader, &mut stream, ascii, &progress)
+                        .await
+                        .map(Done::from)
+                }
             }
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
