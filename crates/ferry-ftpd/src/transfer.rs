@@ -74,18 +74,46 @@ impl FromNetworkAscii {
     }
 }
 
+/// A local file read in place by the task, as `sendfile` reads it: the page cache copy costs
+/// less than tokio's file wrapper, which hands every read to a blocking-pool thread and copies
+/// twice. For downloads that can't use `sendfile` (TLS below [`SEAL_AFTER`], `TYPE A`).
+/// Like `sendfile`, a read from a cold page cache waits for the disk.
+pub(crate) struct LocalFile<'a>(pub(crate) &'a std::fs::File);
+
+impl AsyncRead for LocalFile<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::io::Read;
+        let read = loop {
+            match (&mut &*self.0).read(buf.initialize_unfilled()) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        std::task::Poll::Ready(read.map(|n| buf.advance(n)))
+    }
+}
+
 /// Copy `reader` (storage) to `writer` (data connection). Returns the bytes read from storage.
+/// `expected` (the size announced) sizes the buffer: a small file gets a small one (a
+/// 256 KiB buffer zeroed for a 4 KiB download cost more than the download's copies).
 pub(crate) async fn send<R, W>(
     reader: &mut R,
     writer: &mut W,
     ascii: bool,
+    expected: u64,
     progress: &Arc<AtomicU64>,
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let mut buf = vec![0u8; BUFFER_SIZE];
+    // A file that grew since it was opened is sent as it is now, in more reads.
+    let size = usize::try_from(expected).map_or(BUFFER_SIZE, |n| n.clamp(512, BUFFER_SIZE));
+    let mut buf = vec![0u8; size];
     let mut converted = Vec::new();
     let mut conv = ToNetworkAscii::default();
     let mut total = 0u64;
@@ -717,6 +745,28 @@ mod tests {
         assert_eq!(reserved.load(Ordering::Relaxed), budget);
         reserved.fetch_sub(held, Ordering::Relaxed);
         assert_eq!(reserve_seal_buffers(&reserved, budget).0, SEAL_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn a_local_file_is_sent_whole_whatever_size_was_announced() {
+        use std::io::Write;
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&body).unwrap();
+        // Announced small (the file grew since) and exact; from the start and from an offset.
+        for (expected, from) in [(600u64, 0usize), (300_000, 0), (10, 299_990), (0, 123_456)] {
+            use std::io::Seek;
+            (&file).seek(std::io::SeekFrom::Start(from as u64)).unwrap();
+            let mut out = Vec::new();
+            let progress = Arc::new(AtomicU64::new(0));
+            let n = send(&mut LocalFile(&file), &mut out, false, expected, &progress)
+                .await
+                .unwrap();
+            assert_eq!(
+                (n as usize, out.as_slice()),
+                (body.len() - from, &body[from..])
+            );
+        }
     }
 
     #[test]

@@ -100,12 +100,17 @@ impl Session {
                     let n = transfer::send_file_sealed(tls, file, left, &progress).await?;
                     Ok(Done::from(already + n))
                 }
-                (mut stream, _) => {
-                    let mut reader = handle.into_reader();
-                    transfer::send(&mut reader, &mut stream, ascii, &progress)
-                        .await
-                        .map(Done::from)
+                (mut stream, _) => match handle.file() {
+                    Some(file) => {
+                        let mut reader = transfer::LocalFile(file);
+                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                    }
+                    None => {
+                        let mut reader = handle.into_reader();
+                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                    }
                 }
+                .map(Done::from),
             }
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
