@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -97,8 +97,8 @@ impl AsyncRead for LocalFile<'_> {
     }
 }
 
-/// Copy `reader` (storage) to `writer` (data connection). Returns the bytes read from storage.
-/// `expected` (the size announced) sizes the buffer: a small file gets a small one (a
+/// Copy `expected` bytes (the size announced) of `reader` (storage) to `writer` (data
+/// connection). Returns the bytes read from storage. A small file gets a small buffer (a
 /// 256 KiB buffer zeroed for a 4 KiB download cost more than the download's copies).
 pub(crate) async fn send<R, W>(
     reader: &mut R,
@@ -111,14 +111,19 @@ where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    // A file that grew since it was opened is sent as it is now, in more reads.
     let size = usize::try_from(expected).map_or(BUFFER_SIZE, |n| n.clamp(512, BUFFER_SIZE));
     let mut buf = vec![0u8; size];
     let mut converted = Vec::new();
     let mut conv = ToNetworkAscii::default();
     let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf).await.map_err(PumpError::Local)?;
+    // As with `sendfile`, a file that grew since it was opened is sent as it was then (the
+    // size the `150` reply announced), and one that shrank, as far as it goes.
+    while total < expected {
+        let want = usize::try_from(expected - total).map_or(buf.len(), |l| l.min(buf.len()));
+        let n = reader
+            .read(&mut buf[..want])
+            .await
+            .map_err(PumpError::Local)?;
         if n == 0 {
             break;
         }
@@ -212,7 +217,7 @@ const SEAL_BATCH: usize = 4 * SEAL_CHUNK;
 const SEAL_CHUNK_SMALL: usize = 64 * 1024;
 const SEAL_BATCH_SMALL: usize = 4 * SEAL_CHUNK_SMALL;
 
-/// Batches of ciphertext of one sealed download: one being filled, one being sent.
+/// Batches of ciphertext of one sealed download: one being sealed, one being sent.
 const SEAL_BUFFERS: usize = 2;
 
 /// Bytes of the file sealed on a thread by TLS downloads (see [`send_file_sealed`]) since start.
@@ -241,112 +246,159 @@ impl Drop for Reservation {
     }
 }
 
-/// A TLS download from a local file, in two stages on two cores: a blocking-pool thread reads
-/// the file and has rustls seal it into records, a batch at a time, while the transfer's task
-/// writes the previous batch to the socket. Done in one task, the stages take turns (and the
-/// file is read through tokio's file wrapper, a blocking-pool round trip and one more copy per
-/// read): measured on loopback, 1.6-1.7 → 1.9-2.3 GB/s and a third less server CPU per byte.
+/// A TLS download from a local file, in two stages on two cores: a blocking-pool job reads a
+/// batch of the file and has rustls seal it into records while the transfer's task writes the
+/// previous batch to the socket. Done in one task, the stages take turns (and the file was
+/// read through tokio's file wrapper, a blocking-pool round trip and one more copy per read):
+/// measured on loopback, 1.6-1.7 → 1.9-2.3 GB/s and a third less server CPU per byte.
 /// Ends with the TLS close_notify. Returns the bytes of the file sent.
 ///
-/// rustls' connection moves to the thread; incoming records are not read meanwhile (nor are
-/// they on the usual path: a download's client sends nothing until the end). If the task is
-/// dropped (`ABOR`), the thread stops after the batch in hand.
+/// rustls' connection moves into each job and back; incoming records are not read meanwhile
+/// (nor are they on the usual path: a download's client sends nothing until the end). A job
+/// holds a blocking-pool thread only while it seals (~0.5 ms per batch), never while the
+/// client is slow to read: clients that stop reading cannot starve the pool, which logins
+/// and storage calls also use. If the task is dropped (`ABOR`), the job in flight finishes
+/// its batch and nothing more is sealed.
 pub(crate) async fn send_file_sealed(
     tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     file: std::fs::File,
     announced: u64,
     progress: &Arc<AtomicU64>,
 ) -> Result<u64, PumpError> {
-    use std::io::{Read, Write};
-    let (mut tcp, mut conn) = (*tls).into_inner();
+    let (mut tcp, conn) = (*tls).into_inner();
     let (chunk, batch, held) = reserve_seal_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
     let _reservation = Reservation(held);
-    // A batch of ciphertext, the file bytes in it, and whether it is the last.
-    type Batch = io::Result<(Vec<u8>, usize, bool)>;
-    let (full_tx, mut full_rx) = tokio::sync::mpsc::channel::<Batch>(SEAL_BUFFERS);
-    let (free_tx, mut free_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEAL_BUFFERS);
-    for _ in 0..SEAL_BUFFERS {
-        // Room for the records' headers and tags too (29 bytes per 16 KiB record).
-        let _ = free_tx.try_send(Vec::with_capacity(batch + batch / 256));
+    // Room for the records' headers and tags too (29 bytes per 16 KiB record).
+    let capacity = batch + batch / 256;
+    let sealer = Sealer::new(conn, file, chunk, batch, announced);
+    let mut job = Some(seal_next(sealer, Vec::with_capacity(capacity)));
+    let mut spare = Vec::with_capacity(capacity);
+    let mut total = 0u64;
+    while let Some(sealing) = job.take() {
+        let (sealer, out, sealed) = sealing
+            .await
+            .map_err(|e| PumpError::Local(io::Error::other(e)))?;
+        let (n, last) = sealed.map_err(PumpError::Local)?;
+        if !last {
+            job = Some(seal_next(sealer, std::mem::take(&mut spare)));
+        }
+        tcp.write_all(&out).await.map_err(PumpError::Network)?;
+        total += n as u64;
+        progress.store(total, Ordering::Relaxed);
+        SEALED_DOWNLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        spare = out;
     }
-    let thread = tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        let mut plain = vec![0u8; chunk];
-        let mut left = announced;
-        // Records go straight to `out`; rustls' own queue only ever holds one chunk's.
+    tcp.shutdown().await.map_err(PumpError::Network)?;
+    Ok(total)
+}
+
+/// What a job of [`send_file_sealed`] returns: the sealer, the batch, its file bytes and
+/// whether it is the last.
+type Sealed = (Sealer, Vec<u8>, io::Result<(usize, bool)>);
+
+/// Seal the next batch into `out` on the blocking pool.
+fn seal_next(mut sealer: Sealer, mut out: Vec<u8>) -> tokio::task::JoinHandle<Sealed> {
+    tokio::task::spawn_blocking(move || {
+        let sealed = sealer.seal(&mut out);
+        (sealer, out, sealed)
+    })
+}
+
+/// The file side of a sealed download: the file, rustls' connection, and what is left.
+struct Sealer {
+    conn: rustls::ServerConnection,
+    file: std::fs::File,
+    plain: Vec<u8>,
+    batch: usize,
+    left: u64,
+    /// Application data records sealed, and how many more the keys allow: TLS 1.2 with
+    /// AES-GCM stops at 2^24 records (rustls then closes and drops what is written after; TLS
+    /// 1.3 renews its keys instead).
+    records: u64,
+    record_limit: u64,
+}
+
+/// The most plaintext per record (rustls' default, which Ferry keeps).
+const RECORD: usize = 16 * 1024;
+
+/// Records sent under the same keys before the file (Finished, tickets): left as a margin.
+const RECORD_MARGIN: u64 = 64;
+
+impl Sealer {
+    fn new(
+        mut conn: rustls::ServerConnection,
+        file: std::fs::File,
+        chunk: usize,
+        batch: usize,
+        announced: u64,
+    ) -> Sealer {
+        // Records go straight to the batch; rustls' own queue only ever holds one chunk's.
         conn.set_buffer_limit(None);
-        let mut seal = |out: &mut Vec<u8>| -> io::Result<(usize, bool)> {
-            let mut taken = 0;
-            // Whatever rustls holds already (session tickets) goes first.
-            while conn.wants_write() {
-                conn.write_tls(out)?;
-            }
-            while taken < batch && left > 0 {
-                let want = usize::try_from(left).map_or(chunk, |l| l.min(chunk));
-                let n = match file.read(&mut plain[..want]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                // A file that shrank since it was opened: what there was is all.
-                if n == 0 {
-                    left = 0;
-                    break;
-                }
-                conn.writer().write_all(&plain[..n])?;
-                while conn.wants_write() {
-                    conn.write_tls(out)?;
-                }
-                taken += n;
-                left -= n as u64;
-            }
-            let last = left == 0;
-            if last {
-                conn.send_close_notify();
-                while conn.wants_write() {
-                    conn.write_tls(out)?;
-                }
-            }
-            Ok((taken, last))
+        let record_limit = match conn.negotiated_cipher_suite() {
+            Some(rustls::SupportedCipherSuite::Tls12(suite)) => suite
+                .common
+                .confidentiality_limit
+                .saturating_sub(RECORD_MARGIN),
+            _ => u64::MAX,
         };
-        while let Some(mut out) = free_rx.blocking_recv() {
-            out.clear();
-            let batch = seal(&mut out).map(|(n, last)| (out, n, last));
-            let more = matches!(batch, Ok((_, _, false)));
-            if full_tx.blocking_send(batch).is_err() || !more {
+        Sealer {
+            conn,
+            file,
+            plain: vec![0u8; chunk],
+            batch,
+            left: announced,
+            records: 0,
+            record_limit,
+        }
+    }
+
+    /// Read and seal up to a batch of the file into `out` (emptied first), and the
+    /// close_notify after the last of it. Returns the file bytes in the batch and whether it
+    /// is the last.
+    fn seal(&mut self, out: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+        use std::io::{Read, Write};
+        out.clear();
+        // Whatever rustls holds already (session tickets) goes first.
+        self.flush(out)?;
+        let mut taken = 0;
+        while taken < self.batch && self.left > 0 {
+            let room = self.plain.len().min(self.batch - taken);
+            let want = usize::try_from(self.left).map_or(room, |l| l.min(room));
+            let n = match self.file.read(&mut self.plain[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            // A file that shrank since it was opened: what there was is all.
+            if n == 0 {
+                self.left = 0;
                 break;
             }
-        }
-    });
-    let mut total = 0u64;
-    let result = loop {
-        match full_rx.recv().await {
-            Some(Ok((out, n, last))) => {
-                if let Err(e) = tcp.write_all(&out).await {
-                    break Err(PumpError::Network(e));
-                }
-                total += n as u64;
-                progress.store(total, Ordering::Relaxed);
-                SEALED_DOWNLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                if last {
-                    break tcp.shutdown().await.map_err(PumpError::Network);
-                }
-                // The thread may have stopped already; then the batch is simply freed.
-                let _ = free_tx.try_send(out);
+            self.records += n.div_ceil(RECORD) as u64;
+            if self.records > self.record_limit {
+                return Err(io::Error::other(
+                    "the TLS 1.2 session's keys may seal no more records (TLS 1.3 renews them)",
+                ));
             }
-            Some(Err(e)) => break Err(PumpError::Local(e)),
-            None => {
-                break Err(PumpError::Local(io::Error::other(
-                    "TLS sealing thread stopped",
-                )));
-            }
+            self.conn.writer().write_all(&self.plain[..n])?;
+            self.flush(out)?;
+            taken += n;
+            self.left -= n as u64;
         }
-    };
-    // Let a thread still sealing see the end, and wait for it (it holds the budget's buffers).
-    drop(full_rx);
-    drop(free_tx);
-    let _ = thread.await;
-    result.map(|()| total)
+        let last = self.left == 0;
+        if last {
+            self.conn.send_close_notify();
+            self.flush(out)?;
+        }
+        Ok((taken, last))
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(out)?;
+        }
+        Ok(())
+    }
 }
 
 /// Downloads that began on the quick path (see `stats::quick_downloads`).
@@ -391,10 +443,12 @@ pub(crate) static PIPELINED_UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 /// closes. Returns the bytes received.
 ///
 /// The first [`PIPELINE_AFTER`] bytes are written from the calling worker, so a small upload
-/// costs no thread handoff. A larger one hands its writes to a blocking-pool thread through
-/// [`WRITE_BUFFERS`] buffers taking turns: the worker receives into one while the thread
-/// copies another into the page cache, so the two copies of every byte (socket → buffer,
-/// buffer → file) run on two cores instead of one after the other.
+/// costs no thread handoff. A larger one hands each buffer's write to a blocking-pool job, with
+/// [`WRITE_BUFFERS`] buffers taking turns: the worker receives into one while the job copies
+/// the other into the page cache, so the two copies of every byte (socket → buffer, buffer →
+/// file) run on two cores instead of one after the other. A job holds a thread only while it
+/// writes, never while the client is slow to send: clients that trickle cannot starve the
+/// pool, which logins and storage calls also use.
 ///
 /// Measured against `splice` (socket → pipe → file, one copy fewer) on loopback: level when
 /// memory is warm, but the pipe holds on to the sender's pages, so the sender allocates fresh
@@ -431,27 +485,176 @@ where
     }
     // Shares the file position (a duplicate descriptor of the same open file).
     let file = file.try_clone().map_err(PumpError::Local)?;
-    let mut writer = Writer::start(file, buf);
+    let (size, held) = reserve_pipeline_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
+    let _reservation = Reservation(held);
+    let writes = Writes::new(file, (buf.len() == size).then_some(buf));
     loop {
-        let Some(mut buf) = writer.free_buffer().await else {
-            return Err(writer.failure().await);
-        };
+        let mut buf = writes.free_buffer(size).await.map_err(PumpError::Local)?;
         let (n, failed) = fill(reader, &mut buf).await;
-        let short = n < buf.len();
-        if n > 0 && !writer.write(buf, n).await {
-            return Err(writer.failure().await);
-        }
+        writes.queue(buf, n).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
-        let ended = failed.is_some() || short;
-        if ended {
-            let written = writer.finish().await;
-            return match (failed, written) {
-                (_, Err(e)) => Err(PumpError::Local(e)),
-                (Some(e), Ok(())) => Err(PumpError::Network(e)),
-                (None, Ok(())) => Ok(total),
+        if failed.is_some() || n < size {
+            writes.finish().await.map_err(PumpError::Local)?;
+            return match failed {
+                Some(e) => Err(PumpError::Network(e)),
+                None => Ok(total),
             };
         }
+    }
+}
+
+/// The write side of a pipelined upload: the receiving task queues filled buffers, and a
+/// blocking-pool job writes them in order, going from one to the next while any is queued
+/// (as a thread of its own would) and ending when none is: a client that is slow to send, or
+/// stops, holds no thread of the pool, which logins and storage calls also use. The task
+/// starts a job when it queues a buffer and none runs. Dropped (`ABOR`), the queue is
+/// emptied: a job stops after the write in hand.
+struct Writes {
+    shared: Arc<WriteShared>,
+}
+
+struct WriteShared {
+    file: std::fs::File,
+    state: std::sync::Mutex<WriteState>,
+    /// A buffer came back, or the job ended.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct WriteState {
+    queued: std::collections::VecDeque<(Vec<u8>, usize)>,
+    free: Vec<Vec<u8>>,
+    /// Buffers made so far (at most [`WRITE_BUFFERS`]).
+    made: usize,
+    running: bool,
+    failed: Option<io::Error>,
+}
+
+impl WriteShared {
+    fn state(&self) -> std::sync::MutexGuard<'_, WriteState> {
+        // A panic while holding the lock leaves plain data behind; carry on with it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The job: write what is queued, in order, until nothing is.
+    fn run(&self) {
+        use std::io::Write;
+        loop {
+            let next = {
+                let mut state = self.state();
+                let next = state.queued.pop_front();
+                if next.is_none() {
+                    state.running = false;
+                }
+                next
+            };
+            let Some((buf, n)) = next else {
+                self.changed.notify_one();
+                return;
+            };
+            let result = (&self.file).write_all(&buf[..n]);
+            let mut state = self.state();
+            state.free.push(buf);
+            match result {
+                Ok(()) => {
+                    DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                    PIPELINED_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    state.failed = Some(e);
+                    state.queued.clear();
+                    state.running = false;
+                    drop(state);
+                    self.changed.notify_one();
+                    return;
+                }
+            }
+            drop(state);
+            self.changed.notify_one();
+        }
+    }
+}
+
+impl Writes {
+    /// `first` (the direct phase's buffer) is reused when it has the pipelined size.
+    fn new(file: std::fs::File, first: Option<Vec<u8>>) -> Writes {
+        let mut state = WriteState::default();
+        if let Some(buf) = first {
+            state.free.push(buf);
+            state.made = 1;
+        }
+        Writes {
+            shared: Arc::new(WriteShared {
+                file,
+                state: std::sync::Mutex::new(state),
+                changed: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// A buffer of `size` bytes to receive into: a free one, a new one while fewer than
+    /// [`WRITE_BUFFERS`] exist, or the next one written. The first write failure, if any.
+    async fn free_buffer(&self, size: usize) -> io::Result<Vec<u8>> {
+        loop {
+            {
+                let mut state = self.shared.state();
+                if let Some(e) = state.failed.take() {
+                    return Err(e);
+                }
+                if let Some(buf) = state.free.pop() {
+                    return Ok(buf);
+                }
+                if state.made < WRITE_BUFFERS {
+                    state.made += 1;
+                    return Ok(vec![0u8; size]);
+                }
+            }
+            self.shared.changed.notified().await;
+        }
+    }
+
+    /// Queue `buf[..n]` for writing (an empty one is kept for reuse); start a job if none runs.
+    fn queue(&self, buf: Vec<u8>, n: usize) -> io::Result<()> {
+        let mut state = self.shared.state();
+        if let Some(e) = state.failed.take() {
+            return Err(e);
+        }
+        if n == 0 {
+            state.free.push(buf);
+            return Ok(());
+        }
+        state.queued.push_back((buf, n));
+        if !state.running {
+            state.running = true;
+            let shared = Arc::clone(&self.shared);
+            drop(tokio::task::spawn_blocking(move || shared.run()));
+        }
+        Ok(())
+    }
+
+    /// Wait until everything queued is written; the first failure, if any.
+    async fn finish(&self) -> io::Result<()> {
+        loop {
+            {
+                let mut state = self.shared.state();
+                if let Some(e) = state.failed.take() {
+                    return Err(e);
+                }
+                if !state.running && state.queued.is_empty() {
+                    return Ok(());
+                }
+            }
+            self.shared.changed.notified().await;
+        }
+    }
+}
+
+impl Drop for Writes {
+    fn drop(&mut self) {
+        self.shared.state().queued.clear();
     }
 }
 
@@ -517,97 +720,6 @@ where
         }
     }
     (n, None)
-}
-
-/// The thread side of a pipelined upload: writes the buffers it is handed, in order, and
-/// hands each one back. It stops at the first failure, when the upload ends, or, if the
-/// upload's task is dropped (`ABOR`), before its next write.
-struct Writer {
-    full: Option<tokio::sync::mpsc::Sender<(Vec<u8>, usize)>>,
-    free: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    thread: Option<tokio::task::JoinHandle<io::Result<()>>>,
-    cancelled: Arc<AtomicBool>,
-    /// Bytes of the pipeline budget this upload holds (see [`reserve_pipeline_buffers`]).
-    reserved: usize,
-}
-
-impl Writer {
-    /// Start the thread; `first` (the direct phase's buffer) is reused when the budget leaves
-    /// the upload at that size.
-    fn start(file: std::fs::File, first: Vec<u8>) -> Writer {
-        use std::io::Write;
-        let (size, reserved) = reserve_pipeline_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
-        let (full_tx, mut full_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, usize)>(WRITE_BUFFERS);
-        let (free_tx, free_rx) = tokio::sync::mpsc::channel(WRITE_BUFFERS);
-        let mut buffers = 0;
-        if first.len() == size {
-            let _ = free_tx.try_send(first);
-            buffers += 1;
-        }
-        for _ in buffers..WRITE_BUFFERS {
-            let _ = free_tx.try_send(vec![0u8; size]);
-        }
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let stop = Arc::clone(&cancelled);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            while let Some((buf, n)) = full_rx.blocking_recv() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                file.write_all(&buf[..n])?;
-                DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                PIPELINED_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                // The receiving side may be gone already; then the buffer is simply freed.
-                let _ = free_tx.try_send(buf);
-            }
-            Ok(())
-        });
-        Writer {
-            full: Some(full_tx),
-            free: free_rx,
-            thread: Some(thread),
-            cancelled,
-            reserved,
-        }
-    }
-
-    /// A buffer to receive into; `None` once the thread has stopped.
-    async fn free_buffer(&mut self) -> Option<Vec<u8>> {
-        self.free.recv().await
-    }
-
-    /// Queue `buf[..n]`; false if the thread has stopped (see [`Writer::failure`]).
-    async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
-        match &self.full {
-            Some(full) => full.send((buf, n)).await.is_ok(),
-            None => false,
-        }
-    }
-
-    /// Wait for every queued write; the first failure, if any.
-    async fn finish(&mut self) -> io::Result<()> {
-        self.full = None;
-        match self.thread.take() {
-            Some(thread) => thread.await.unwrap_or_else(|e| Err(io::Error::other(e))),
-            None => Ok(()),
-        }
-    }
-
-    /// Why the thread stopped early.
-    async fn failure(&mut self) -> PumpError {
-        match self.finish().await {
-            Err(e) => PumpError::Local(e),
-            Ok(()) => PumpError::Local(io::Error::other("upload writer stopped")),
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.cancelled.store(true, Ordering::Relaxed);
-        PIPELINE_RESERVED.fetch_sub(self.reserved, Ordering::AcqRel);
-    }
 }
 
 /// Buffer of one upload written straight into a local file (and of a pipelined one past the
@@ -719,7 +831,7 @@ mod tests {
             (UPLOAD_BUFFER, 0)
         );
         assert_eq!(reserved.load(Ordering::Relaxed), budget);
-        // One ends (as `Writer::drop` does): the next gets large buffers again.
+        // One ends (as `Reservation::drop` does): the next gets large buffers again.
         reserved.fetch_sub(held.pop().unwrap(), Ordering::Relaxed);
         assert_eq!(
             reserve_pipeline_buffers(&reserved, budget).0,
@@ -748,13 +860,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_local_file_is_sent_whole_whatever_size_was_announced() {
+    async fn a_local_file_is_sent_as_announced() {
         use std::io::Write;
         let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&body).unwrap();
-        // Announced small (the file grew since) and exact; from the start and from an offset.
-        for (expected, from) in [(600u64, 0usize), (300_000, 0), (10, 299_990), (0, 123_456)] {
+        // Announced smaller (the file grew since: sent as it was), exact, larger (it shrank:
+        // sent as far as it goes); from the start and from an offset.
+        for (expected, from) in [
+            (600u64, 0usize),
+            (300_000, 0),
+            (400_000, 0),
+            (10, 299_990),
+            (0, 123_456),
+            (50_000, 123_456),
+        ] {
             use std::io::Seek;
             (&file).seek(std::io::SeekFrom::Start(from as u64)).unwrap();
             let mut out = Vec::new();
@@ -762,10 +882,8 @@ mod tests {
             let n = send(&mut LocalFile(&file), &mut out, false, expected, &progress)
                 .await
                 .unwrap();
-            assert_eq!(
-                (n as usize, out.as_slice()),
-                (body.len() - from, &body[from..])
-            );
+            let end = (from + expected as usize).min(body.len());
+            assert_eq!((n as usize, out.as_slice()), (end - from, &body[from..end]));
         }
     }
 

@@ -285,9 +285,14 @@ impl TlsCtrl {
 
     /// Download over a protected passive connection.
     async fn get(&mut self, path: &str) -> (Vec<u8>, Reply) {
+        self.get_with(&format!("RETR {path}")).await
+    }
+
+    /// What `command` (`RETR`, a listing) sends over a protected passive connection.
+    async fn get_with(&mut self, command: &str) -> (Vec<u8>, Reply) {
         let addr = self.epsv().await;
         let tcp = TcpStream::connect(addr).await.unwrap();
-        self.expect(&format!("RETR {path}"), 150).await;
+        self.expect(command, 150).await;
         let mut data = self.tls_data(tcp).await.unwrap();
         let mut got = Vec::new();
         tokio::time::timeout(WAIT, data.read_to_end(&mut got))
@@ -439,11 +444,16 @@ async fn tls12_clients_resume_on_data_connections() {
     }
 }
 
+/// Tests that seal large downloads on the blocking pool run one at a time: one of them reads
+/// the process-wide count of sealed bytes.
+static SEALING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
-async fn large_downloads_are_sealed_on_a_thread() {
-    // Past 1 MiB a TLS download is sealed on a thread while the socket sends the previous
-    // batch: the same bytes, encrypted, ending in close_notify (`read_to_end` fails without
-    // one); from an offset too, on TLS 1.3 and 1.2, and the session goes on resuming.
+async fn large_downloads_are_sealed_on_the_blocking_pool() {
+    let _one_at_a_time = SEALING.lock().await;
+    // From 1 MiB on, a TLS download is sealed on the blocking pool while the socket sends the
+    // previous batch: the same bytes, encrypted, ending in close_notify (`read_to_end` fails
+    // without one); from an offset too, on TLS 1.3 and 1.2, and the session goes on resuming.
     let f = start(|_| {}).await;
     let body = content(5 * 1024 * 1024 + 4321, 77);
     std::fs::write(f.server.path("big.bin"), &body).unwrap();
@@ -459,7 +469,7 @@ async fn large_downloads_are_sealed_on_a_thread() {
         assert_eq!(sha256(&got), sha256(&body), "tls12 {tls12}");
         assert!(
             ferry_ftpd::stats::sealed_download_bytes() - before >= body.len() as u64,
-            "not sealed on a thread"
+            "not sealed on the blocking pool"
         );
         let at = 1024 * 1024 + 17;
         c.expect(&format!("REST {at}"), 350).await;
@@ -484,6 +494,7 @@ async fn large_downloads_are_sealed_on_a_thread() {
 
 #[tokio::test]
 async fn sealed_downloads_can_be_aborted_or_abandoned() {
+    let _one_at_a_time = SEALING.lock().await;
     let f = start(|_| {}).await;
     let body = content(48 * 1024 * 1024, 78);
     std::fs::write(f.server.path("huge"), &body).unwrap();
@@ -518,6 +529,73 @@ async fn sealed_downloads_can_be_aborted_or_abandoned() {
     let (got, done) = c.get("huge").await;
     assert_eq!(done.code, 226, "{done:?}");
     assert_eq!(sha256(&got), sha256(&body));
+}
+
+#[test]
+fn stalled_transfers_hold_no_blocking_thread() {
+    // Large downloads seal, and large uploads write, on the blocking pool, which failed logins
+    // (their hash check) and storage calls need too. A client that stops reading a download or
+    // sending an upload must not keep a thread of it: with two threads and four stalled
+    // transfers, a failed login and a listing are still answered.
+    let _one_at_a_time = SEALING.blocking_lock();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let test = async {
+        let f = start(|_| {}).await;
+        let body = content(32 * 1024 * 1024, 79);
+        std::fs::write(f.server.path("huge"), &body).unwrap();
+        let mut stalled = Vec::new();
+        for i in 0..4 {
+            let mut c = TlsCtrl::connect(&f, true).await;
+            c.secure_login().await;
+            let addr = c.epsv().await;
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let download = i % 2 == 0;
+            let verb = if download {
+                "RETR huge"
+            } else {
+                "STOR stalled"
+            };
+            c.expect(verb, 150).await;
+            let mut data = c.tls_data(tcp).await.unwrap();
+            if download {
+                let mut buf = vec![0u8; 65536];
+                data.read_exact(&mut buf).await.unwrap();
+            } else {
+                // Past the first 4 MiB (written from the session), then nothing more.
+                data.write_all(&body[..9 * 1024 * 1024]).await.unwrap();
+                data.flush().await.unwrap();
+            }
+            stalled.push((c, data));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut c = TlsCtrl::connect(&f, true).await;
+        c.auth_tls().await;
+        c.expect(&format!("USER {USER}"), 331).await;
+        c.expect("PASS not-the-password", 530).await;
+        c.expect(&format!("USER {USER}"), 331).await;
+        c.expect(&format!("PASS {PASSWORD}"), 230).await;
+        c.expect("PBSZ 0", 200).await;
+        c.expect("PROT P", 200).await;
+        let (list, done) = c.get_with("NLST").await;
+        assert_eq!(done.code, 226, "{done:?}");
+        assert!(
+            contains(&list, b"huge"),
+            "{}",
+            String::from_utf8_lossy(&list)
+        );
+        drop(stalled);
+    };
+    rt.block_on(async {
+        tokio::time::timeout(WAIT, test)
+            .await
+            .expect("stalled transfers kept the blocking pool busy")
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
 }
 
 #[tokio::test]

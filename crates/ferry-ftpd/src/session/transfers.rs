@@ -87,14 +87,14 @@ impl Session {
         let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
             let left = announced - already;
             let file = handle.file().filter(|_| !ascii);
-            match (stream, file) {
+            let done = match (stream, file) {
                 // Plain binary download from a local file: the kernel copies (sendfile).
                 (Stream::Plain(mut tcp), Some(file)) => {
                     let n = transfer::send_file(&tcp, file, left, &progress).await?;
                     tcp.shutdown().await.map_err(PumpError::Network)?;
                     Ok(Done::from(already + n))
                 }
-                // A large TLS binary download from a local file: sealed on a thread.
+                // A large TLS binary download from a local file: sealed on the blocking pool.
                 (Stream::Tls(tls), Some(file)) if left >= transfer::SEAL_AFTER => {
                     let file = file.try_clone().map_err(PumpError::Local)?;
                     let n = transfer::send_file_sealed(tls, file, left, &progress).await?;
@@ -111,7 +111,14 @@ impl Session {
                     }
                 }
                 .map(Done::from),
+            }?;
+            if done.bytes < announced {
+                warn!(
+                    sent = done.bytes,
+                    announced, "the file shrank while it was sent; the client got what there was"
+                );
             }
+            Ok(done)
         };
         self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
             .await?;
