@@ -13,7 +13,10 @@
 #   SERVERS="ferry vsftpd pure-ftpd proftpd pyftpdlib"   SIZE=1GiB  RUNS=5
 #   COUNT=20000  CONCURRENCY=8  SESSIONS=300  FERRY_SESSIONS=10000  LIST_ENTRIES=10000
 #   DURATION=60  SCENARIOS=idle,stor,retr,login,small,list  PEERS_DIR=/work/shared/peers  IPERF_SECS=5  QUIET_LOAD=0.7  QUIET_WAIT=600
-#   WARMUP=3  TLS=0
+#   WARMUP=3  TLS=0  FERRY_AGAIN=1
+# FERRY_AGAIN=1 measures Ferry a second time after the peers (`ferry-again`, every scenario but
+# idle), with the client ceilings again just before it (`ceiling-again`): the machine drifts
+# over a run, and the first slot alone made Ferry's figures hostage to it.
 # TLS=1 measures FTPS instead: every peer is started with `--tls` (TLS required on control and
 # data connections, self-signed certificates), Ferry with `--tls required` (its generated
 # certificate), and the bench with `--tls` (explicit FTPS, data connections resuming the control
@@ -45,6 +48,7 @@ LIST_ENTRIES=${LIST_ENTRIES:-10000}
 DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-3}
 SCENARIOS=${SCENARIOS:-idle,stor,retr,login,small,list}
+FERRY_AGAIN=${FERRY_AGAIN:-1}
 IPERF_SECS=${IPERF_SECS:-5}
 TLS=${TLS:-0}
 if [ "$TLS" = 1 ]; then
@@ -119,16 +123,16 @@ load ceiling
   > "$OUT/ceiling.json" 2> "$OUT/ceiling.log"
 
 # --- Ferry ------------------------------------------------------------------------------
-run_ferry() {
-  local root=/dev/shm/ferry-bench-root port=2125
+run_ferry() {  # run_ferry NAME (ferry, or ferry-again: the same, measured last)
+  local name=$1 root=/dev/shm/ferry-bench-root port=2125
   rm -rf "$root"; mkdir -p "$root"
   FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
-    > "$OUT/ferry-serve.log" 2>&1 &
+    > "$OUT/$name-serve.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 50); do grep -q listening "$OUT/ferry-serve.log" && break; sleep 0.1; done
-  log "ferry: pid $pid, root $root (tmpfs)"
-  bench ferry "ftp://$USER_:$PASS_@127.0.0.1:$port/" "$pid" "$root"
+  for _ in $(seq 50); do grep -q listening "$OUT/$name-serve.log" && break; sleep 0.1; done
+  log "$name: pid $pid, root $root (tmpfs)"
+  bench "$name" "ftp://$USER_:$PASS_@127.0.0.1:$port/" "$pid" "$root"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
   # A fresh server for the 10,000-session idle run.
@@ -168,7 +172,7 @@ run_peer() {  # run_peer NAME PORT
 
 for s in $SERVERS; do
   case $s in
-    ferry) run_ferry ;;
+    ferry) run_ferry ferry ;;
     vsftpd) run_peer vsftpd 2121 ;;
     pure-ftpd) run_peer pure-ftpd 2122 ;;
     proftpd) run_peer proftpd 2123 ;;
@@ -177,5 +181,16 @@ for s in $SERVERS; do
   esac
   sleep 2   # let TIME_WAIT sockets and exiting children settle
 done
+
+# Ferry again, last, with the minimal server just before it: the machine drifts over a run
+# (see docs/BENCHMARKS.md, *Across runs*), and Ferry otherwise always takes the first slot.
+if [ "$FERRY_AGAIN" = 1 ] && [[ " $SERVERS " == *" ferry "* ]]; then
+  log "bench ceiling again (no FTP)"
+  load ceiling-again
+  "$FERRY_BIN" bench "ftp://u:p@127.0.0.1:1/" --scenario ceiling --size "$SIZE" \
+    --count "$COUNT" --concurrency "$CONCURRENCY" --json \
+    > "$OUT/ceiling-again.json" 2> "$OUT/ceiling-again.log"
+  SCENARIOS=$(tr ',' '\n' <<< "$SCENARIOS" | grep -vx idle | paste -sd, -) run_ferry ferry-again
+fi
 load end
 log "results in $OUT"
