@@ -217,14 +217,16 @@ pub struct Authenticator {
 /// A few long-lived threads for password hashing. Each argon2 verification allocates its memory
 /// cost (19 MiB by default); on tokio's blocking pool that memory would be retained by the
 /// allocator of every thread that ever hashed (hundreds of them under a login flood). Here at
-/// most `threads` keep it.
+/// most `threads` keep it. Jobs wait in a bounded queue; a session whose job finds it full
+/// waits asynchronously, holding no thread (a flood of logins must not take the blocking pool
+/// that storage calls and transfers use).
 struct HashPool {
-    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+    jobs: tokio::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
 
 impl HashPool {
     fn new(threads: usize) -> Self {
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(1024);
+        let (jobs, rx) = tokio::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>(1024);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
             let rx = Arc::clone(&rx);
@@ -233,12 +235,12 @@ impl HashPool {
                 .spawn(move || {
                     loop {
                         let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
+                            Ok(mut guard) => guard.blocking_recv(),
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                            Some(job) => job(),
+                            None => return,
                         }
                     }
                 });
@@ -255,12 +257,8 @@ impl HashPool {
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
             let _ = tx.send(f());
         });
-        let jobs = self.jobs.clone();
-        // The channel is bounded; a full queue waits on the blocking pool, not on a worker.
-        tokio::task::spawn_blocking(move || jobs.send(job))
-            .await
-            .ok()?
-            .ok()?;
+        // The queue is bounded; a full one makes this session wait, on no thread.
+        self.jobs.send(job).await.ok()?;
         rx.await.ok()
     }
 }

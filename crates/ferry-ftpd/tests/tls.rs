@@ -533,10 +533,11 @@ async fn sealed_downloads_can_be_aborted_or_abandoned() {
 
 #[test]
 fn stalled_transfers_hold_no_blocking_thread() {
-    // Large downloads seal, and large uploads write, on the blocking pool, which failed logins
-    // (their hash check) and storage calls need too. A client that stops reading a download or
-    // sending an upload must not keep a thread of it: with two threads and four stalled
-    // transfers, a failed login and a listing are still answered.
+    // Large downloads seal, large uploads write, and listings read the directory on the
+    // blocking pool, which storage calls need too. A client that stops reading a download or a
+    // listing, or sending an upload, must not keep a thread of it: with two threads and two
+    // stalled transfers of each kind (any kind holding its threads starves the rest), a failed
+    // login and a listing are still answered.
     let _one_at_a_time = SEALING.blocking_lock();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -548,27 +549,30 @@ fn stalled_transfers_hold_no_blocking_thread() {
         let f = start(|_| {}).await;
         let body = content(32 * 1024 * 1024, 79);
         std::fs::write(f.server.path("huge"), &body).unwrap();
+        // Far more entries than a listing's reader keeps ahead of the sender, with long names.
+        std::fs::create_dir(f.server.path("many")).unwrap();
+        for i in 0..30000 {
+            let name = format!("{i:05}-{}", "n".repeat(200));
+            std::fs::write(f.server.path(&format!("many/{name}")), b"").unwrap();
+        }
         let mut stalled = Vec::new();
-        for i in 0..4 {
+        for verb in ["RETR huge", "STOR stalled", "LIST many"].repeat(2) {
             let mut c = TlsCtrl::connect(&f, true).await;
             c.secure_login().await;
             let addr = c.epsv().await;
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let download = i % 2 == 0;
-            let verb = if download {
-                "RETR huge"
-            } else {
-                "STOR stalled"
-            };
+            // A small receive window, so that the server's writes stop soon after ours do.
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let tcp = socket.connect(addr).await.unwrap();
             c.expect(verb, 150).await;
             let mut data = c.tls_data(tcp).await.unwrap();
-            if download {
-                let mut buf = vec![0u8; 65536];
-                data.read_exact(&mut buf).await.unwrap();
-            } else {
+            if verb.starts_with("STOR") {
                 // Past the first 4 MiB (written from the session), then nothing more.
                 data.write_all(&body[..9 * 1024 * 1024]).await.unwrap();
                 data.flush().await.unwrap();
+            } else {
+                let mut buf = vec![0u8; 4096];
+                data.read_exact(&mut buf).await.unwrap();
             }
             stalled.push((c, data));
         }

@@ -241,7 +241,7 @@ pub trait Upload: AsyncWrite + Send + Unpin {
 /// Chunks of directory entries in name order, from [`Storage::list_sorted`].
 #[derive(Debug)]
 pub struct EntryStream {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<Entry>>>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<Entry>>>,
 }
 
 impl EntryStream {
@@ -250,8 +250,12 @@ impl EntryStream {
         self.rx.recv().await
     }
 
-    /// A stream fed by a backend's own reader.
-    pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<Result<Vec<Entry>>>) -> EntryStream {
+    /// A stream fed by a backend's own reader. Unbounded, so that a reader on the blocking pool
+    /// never waits for a slow client (one that stops reading its listing would hold a pool
+    /// thread otherwise); what it holds is at most the directory's entries.
+    pub fn from_receiver(
+        rx: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<Entry>>>,
+    ) -> EntryStream {
         EntryStream { rx }
     }
 
@@ -280,8 +284,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
         let mut entries = self.list(path).await?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.try_send(Ok(entries));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = tx.send(Ok(entries));
         Ok(EntryStream { rx })
     }
 

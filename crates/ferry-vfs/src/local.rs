@@ -379,8 +379,10 @@ impl Storage for LocalFs {
     async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
         let rel = rel(path);
         let dir = Arc::clone(&self.dir);
-        // A few chunks ahead of the sender at most.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // Unbounded: the reader finishes on its own (a few milliseconds of the blocking pool)
+        // however slowly the client reads; the listing waits in memory, as the parallel stat
+        // below would hold it anyway.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (opened_tx, opened) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
             let sub = match dir.open_dir(&rel) {
@@ -399,7 +401,7 @@ impl Storage for LocalFs {
                             .iter()
                             .filter_map(|e| crate::listcache::fresh(&sub, e))
                             .collect();
-                        if tx.blocking_send(Ok(chunk)).is_err() {
+                        if tx.send(Ok(chunk)).is_err() {
                             return;
                         }
                     }
@@ -430,13 +432,13 @@ impl Storage for LocalFs {
                         Err(_) => complete = false,
                     }
                 }
-                let more = tx.blocking_send(chunk).is_ok();
+                let more = tx.send(chunk).is_ok();
                 complete &= more;
                 Ok(more)
             });
             match sent {
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
+                    let _ = tx.send(Err(e));
                 }
                 Ok(()) => {
                     if let (Some(ticket), true, true) = (ticket, keep, complete) {
