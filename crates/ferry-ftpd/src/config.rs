@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub allow_active_privileged_port: bool,
     /// Time to wait for a data connection.
     pub data_connect_timeout: Duration,
+    /// Time a transfer may go without moving a byte before it is ended with `426` (a client
+    /// that stops reading or sending keeps no connection, buffer or port for longer).
+    pub data_stall_timeout: Duration,
     /// Plain binary passive downloads up to this many bytes whose data connection is waiting
     /// already are sent at once, with `150` and `226` in one segment (0: never).
     pub quick_download_max: u64,
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             allow_active_foreign_address: false,
             allow_active_privileged_port: false,
             data_connect_timeout: Duration::from_secs(30),
+            data_stall_timeout: Duration::from_secs(300),
             quick_download_max: 256 * 1024,
             login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),

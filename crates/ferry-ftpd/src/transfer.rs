@@ -471,7 +471,7 @@ where
     // Whatever arrived before a failure is written before the failure is reported (a client
     // resuming an upload in place goes on from what the file holds).
     loop {
-        let (n, failed) = fill(reader, &mut buf).await;
+        let (n, failed) = fill(reader, &mut buf, progress, total).await;
         (&*file).write_all(&buf[..n]).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
@@ -490,7 +490,7 @@ where
     let writes = Writes::new(file, (buf.len() == size).then_some(buf));
     loop {
         let mut buf = writes.free_buffer(size).await.map_err(PumpError::Local)?;
-        let (n, failed) = fill(reader, &mut buf).await;
+        let (n, failed) = fill(reader, &mut buf, progress, total).await;
         writes.queue(buf, n).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
@@ -704,7 +704,15 @@ fn reserve(reserved: &std::sync::atomic::AtomicUsize, budget: usize, want: usize
 /// Read until `buf` is full or the peer closes. Returns the bytes read, and the error that
 /// ended the reading early, if one did (the bytes before it are good). Full buffers mean
 /// fewer, larger writes and handoffs.
-async fn fill<R>(reader: &mut R, buf: &mut [u8]) -> (usize, Option<io::Error>)
+///
+/// `progress` (at `before` bytes when called) counts what arrives as it arrives: a slow client
+/// fills a 4 MiB buffer in minutes, and must not look stalled meanwhile (`data_stall_timeout`).
+async fn fill<R>(
+    reader: &mut R,
+    buf: &mut [u8],
+    progress: &AtomicU64,
+    before: u64,
+) -> (usize, Option<io::Error>)
 where
     R: AsyncRead + Unpin + ?Sized,
 {
@@ -712,7 +720,10 @@ where
     while n < buf.len() {
         match reader.read(&mut buf[n..]).await {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => {
+                n += k;
+                progress.store(before + n as u64, Ordering::Relaxed);
+            }
             // A TLS peer that closes TCP without close_notify: most FTPS clients do, so (like
             // vsftpd's default, and `receive`) this is the end of the upload.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,

@@ -358,3 +358,58 @@ async fn binary_downloads_are_zero_copy() {
     assert_eq!(c.stor_passive("STOR up", &body[500_000..]).await.code, 226);
     assert_eq!(sha256(&std::fs::read(s.path("up")).unwrap()), sha256(&body));
 }
+
+#[tokio::test]
+async fn transfers_that_move_nothing_end_with_426() {
+    let s = TestServer::start_with(|c| c.data_stall_timeout = Duration::from_secs(1)).await;
+    let body = content(64 * 1024 * 1024, 9);
+    std::fs::write(s.path("huge"), &body).unwrap();
+    std::fs::write(s.path("kept"), b"old").unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    // A download the client stops reading, its data connection left open.
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("RETR huge", 150).await;
+    let mut buf = vec![0u8; 65536];
+    data.read_exact(&mut buf).await.unwrap();
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 426, "{r:?}");
+    assert!(r.text().contains("No data moved"), "{r:?}");
+    drop(data);
+    c.expect("NOOP", 200).await;
+    // An upload the client stops sending: 426, and the old file stays.
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR kept", 150).await;
+    data.write_all(&body[..100_000]).await.unwrap();
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 426, "{r:?}");
+    assert_eq!(std::fs::read(s.path("kept")).unwrap(), b"old");
+    drop(data);
+    c.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_a_stalled_one() {
+    // 100 KB in 10 pieces over ~2.5 s, against a 1 s stall timeout: each piece moves the
+    // transfer on, though the upload's buffer (1 MiB) fills only at the end.
+    let s = TestServer::start_with(|c| c.data_stall_timeout = Duration::from_secs(1)).await;
+    let body = content(100_000, 10);
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    c.expect("STOR slow", 150).await;
+    for piece in body.chunks(10_000) {
+        data.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(data);
+    let r = c.read_reply().await;
+    assert_eq!(r.code, 226, "{r:?}");
+    assert_eq!(
+        sha256(&std::fs::read(s.path("slow")).unwrap()),
+        sha256(&body)
+    );
+}

@@ -31,6 +31,7 @@ pub(crate) struct FileConfig {
     pub(crate) allow_active_foreign_address: Option<bool>,
     pub(crate) allow_active_privileged_port: Option<bool>,
     pub(crate) data_connect_timeout: Option<u64>,
+    pub(crate) data_stall_timeout: Option<u64>,
     pub(crate) quick_download_max: Option<u64>,
     pub(crate) listing_cache_entries: Option<usize>,
     pub(crate) login_timeout: Option<u64>,
@@ -175,6 +176,11 @@ impl FileConfig {
             "data_connect_timeout",
             c.data_connect_timeout,
         )?;
+        c.data_stall_timeout = secs(
+            self.data_stall_timeout,
+            "data_stall_timeout",
+            c.data_stall_timeout,
+        )?;
         c.login_timeout = secs(self.login_timeout, "login_timeout", c.login_timeout)?;
         c.idle_timeout = secs(self.idle_timeout, "idle_timeout", c.idle_timeout)?;
         c.failed_login_window = secs(
@@ -289,6 +295,7 @@ passive_ports = "30000-30009"
 masquerade_address = "203.0.113.7"
 active = false
 data_connect_timeout = 5
+data_stall_timeout = 120
 [[masquerade_overrides]]
 network = "192.168.0.0/16"
 address = "192.168.1.2"
@@ -299,6 +306,7 @@ address = "192.168.1.2"
         assert_eq!(c.passive_ports, Some((30000, 30009)));
         assert!(!c.active_enabled);
         assert_eq!(c.data_connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.data_stall_timeout, Duration::from_secs(120));
         assert_eq!(
             c.masquerade.address_for("192.168.4.4".parse().unwrap()),
             Some(Ipv4Addr::new(192, 168, 1, 2))

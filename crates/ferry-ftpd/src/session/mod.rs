@@ -95,6 +95,8 @@ struct RunningTransfer {
     handle: JoinHandle<Outcome>,
     progress: Arc<AtomicU64>,
     what: String,
+    /// `progress` when last seen to move, and when (see `data_stall_timeout`).
+    moved: (u64, Instant),
 }
 
 /// Result of handling one command.
@@ -238,6 +240,10 @@ impl Session {
                 _ => connected_at + self.shared.config.login_timeout,
             };
             let in_transfer = self.transfer.is_some();
+            // Progress is sampled: the check comes a stall timeout after it last moved.
+            let stall_check = self.transfer.as_ref().map_or(deadline, |t| {
+                t.moved.1 + self.shared.config.data_stall_timeout
+            });
             tokio::select! {
                 read = read_control(&mut self.control, &mut self.lines) => {
                     if read? == 0 {
@@ -262,6 +268,17 @@ impl Session {
                     let sent = self.send(&reply).await;
                     reclaim(after);
                     sent?;
+                }
+                _ = tokio::time::sleep_until(stall_check), if in_transfer => {
+                    if let Some(t) = self.transfer.as_mut() {
+                        let now = t.progress.load(Ordering::Relaxed);
+                        if now != t.moved.0 {
+                            t.moved = (now, Instant::now());
+                        } else if t.moved.1.elapsed() >= self.shared.config.data_stall_timeout {
+                            self.end_stalled_transfer().await?;
+                            last_activity = Instant::now();
+                        }
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline), if !in_transfer => {
                     let text = match self.state {
@@ -364,6 +381,23 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// End a transfer that moved no byte for `data_stall_timeout`: `426`, and the session goes
+    /// on (as after `ABOR`, an upload's partial file is handled as for a broken connection).
+    async fn end_stalled_transfer(&mut self) -> io::Result<()> {
+        let Some(t) = self.transfer.take() else {
+            return Ok(());
+        };
+        t.handle.abort();
+        let _ = t.handle.await;
+        let secs = self.shared.config.data_stall_timeout.as_secs();
+        warn!(what = %t.what, bytes = t.progress.load(Ordering::Relaxed), secs, "transfer stalled; ended");
+        self.send(&Reply::new(
+            426,
+            format!("No data moved for {secs} s; transfer aborted."),
+        ))
+        .await
     }
 
     async fn abort(&mut self) -> io::Result<()> {

@@ -410,6 +410,7 @@ impl Session {
             handle,
             progress,
             what,
+            moved: (0, Instant::now()),
         });
         Ok(())
     }
