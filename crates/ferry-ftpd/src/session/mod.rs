@@ -241,9 +241,10 @@ impl Session {
             };
             let in_transfer = self.transfer.is_some();
             // Progress is sampled: the check comes a stall timeout after it last moved.
-            let stall_check = self.transfer.as_ref().map_or(deadline, |t| {
-                t.moved.1 + self.shared.config.data_stall_timeout
-            });
+            let stall_check = self
+                .transfer
+                .as_ref()
+                .map_or(deadline, |t| t.moved.1 + self.stall_limit(t.moved.0));
             tokio::select! {
                 read = read_control(&mut self.control, &mut self.lines) => {
                     if read? == 0 {
@@ -274,7 +275,7 @@ impl Session {
                         let now = t.progress.load(Ordering::Relaxed);
                         if now != t.moved.0 {
                             t.moved = (now, Instant::now());
-                        } else if t.moved.1.elapsed() >= self.shared.config.data_stall_timeout {
+                        } else if t.moved.1.elapsed() >= self.stall_limit(now) {
                             self.end_stalled_transfer().await?;
                             last_activity = Instant::now();
                         }
@@ -381,6 +382,17 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// How long a transfer that has moved `moved` bytes may go without moving another: before
+    /// the first, the data connection may still be on its way (`data_connect_timeout`).
+    fn stall_limit(&self, moved: u64) -> std::time::Duration {
+        let config = &self.shared.config;
+        if moved == 0 {
+            config.data_stall_timeout.max(config.data_connect_timeout)
+        } else {
+            config.data_stall_timeout
+        }
     }
 
     /// End a transfer that moved no byte for `data_stall_timeout`: `426`, and the session goes
