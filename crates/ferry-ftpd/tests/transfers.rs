@@ -109,9 +109,7 @@ async fn abor_during_download_keeps_session_usable() {
     std::fs::write(s.path("huge"), &body).unwrap();
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
-    let addr = c.epsv().await;
-    let mut data = TcpStream::connect(addr).await.unwrap();
-    c.expect("RETR huge", 150).await;
+    let mut data = c.start_passive("RETR huge").await;
     // Read a little, then abort with Telnet IP + Synch in front, as curl and lftp do.
     let mut buf = vec![0u8; 65536];
     let _ = data.read(&mut buf).await.unwrap();
@@ -368,9 +366,7 @@ async fn transfers_that_move_nothing_end_with_426() {
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
     // A download the client stops reading, its data connection left open.
-    let addr = c.epsv().await;
-    let mut data = TcpStream::connect(addr).await.unwrap();
-    c.expect("RETR huge", 150).await;
+    let mut data = c.start_passive("RETR huge").await;
     let mut buf = vec![0u8; 65536];
     data.read_exact(&mut buf).await.unwrap();
     let r = c.read_reply().await;
@@ -379,9 +375,7 @@ async fn transfers_that_move_nothing_end_with_426() {
     drop(data);
     c.expect("NOOP", 200).await;
     // An upload the client stops sending: 426, and the old file stays.
-    let addr = c.epsv().await;
-    let mut data = TcpStream::connect(addr).await.unwrap();
-    c.expect("STOR kept", 150).await;
+    let mut data = c.start_passive("STOR kept").await;
     data.write_all(&body[..100_000]).await.unwrap();
     let r = c.read_reply().await;
     assert_eq!(r.code, 426, "{r:?}");
@@ -398,9 +392,7 @@ async fn a_slow_upload_is_not_a_stalled_one() {
     let body = content(100_000, 10);
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
-    let addr = c.epsv().await;
-    let mut data = TcpStream::connect(addr).await.unwrap();
-    c.expect("STOR slow", 150).await;
+    let mut data = c.start_passive("STOR slow").await;
     for piece in body.chunks(10_000) {
         data.write_all(piece).await.unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;

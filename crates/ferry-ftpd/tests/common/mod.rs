@@ -249,14 +249,21 @@ impl Ctrl {
 
     /// Upload `bytes` with `command` over passive mode; returns the final reply.
     pub async fn stor_passive(&mut self, command: &str, bytes: &[u8]) -> Reply {
-        let addr = self.epsv().await;
-        let mut data = TcpStream::connect(addr).await.unwrap();
-        let prelim = self.cmd(command).await;
-        assert_eq!(prelim.code, 150, "{command} -> {prelim:?}");
+        let mut data = self.start_passive(command).await;
         data.write_all(bytes).await.unwrap();
         data.shutdown().await.unwrap();
         drop(data);
         self.read_reply().await
+    }
+
+    /// `EPSV`, connect, send `command` and expect `150`: the data connection of a transfer
+    /// that has begun.
+    pub async fn start_passive(&mut self, command: &str) -> TcpStream {
+        let addr = self.epsv().await;
+        let data = TcpStream::connect(addr).await.unwrap();
+        let prelim = self.cmd(command).await;
+        assert_eq!(prelim.code, 150, "{command} -> {prelim:?}");
+        data
     }
 
     /// Open an active-mode listener on `ip`, send PORT (IPv4) or EPRT, return the listener.
