@@ -28,8 +28,8 @@ pub mod stats {
         crate::transfer::ZERO_COPY_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Bytes of files that TLS downloads sealed on a thread (large binary downloads from local
-    /// files) since the process started.
+    /// Bytes of files that TLS downloads sealed on the blocking pool (large binary downloads
+    /// from local files) since the process started.
     pub fn sealed_download_bytes() -> u64 {
         crate::transfer::SEALED_DOWNLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -46,7 +46,7 @@ pub mod stats {
         crate::transfer::DIRECT_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Of those, the bytes a writer thread wrote while the session received the next buffer
+    /// Of those, the bytes a blocking-pool job wrote while the session received the next buffer
     /// (uploads past their first 4 MiB).
     pub fn pipelined_upload_bytes() -> u64 {
         crate::transfer::PIPELINED_UPLOAD_BYTES.load(std::sync::atomic::Ordering::Relaxed)

@@ -220,7 +220,8 @@ const SEAL_BATCH_SMALL: usize = 4 * SEAL_CHUNK_SMALL;
 /// Batches of ciphertext of one sealed download: one being sealed, one being sent.
 const SEAL_BUFFERS: usize = 2;
 
-/// Bytes of the file sealed on a thread by TLS downloads (see [`send_file_sealed`]) since start.
+/// Bytes of files sealed on the blocking pool by TLS downloads (see [`send_file_sealed`])
+/// since start.
 pub(crate) static SEALED_DOWNLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A sealed download's sizes: plaintext chunk, batch, and the budget bytes it holds (released

@@ -606,7 +606,7 @@ fn stalled_transfers_hold_no_blocking_thread() {
 async fn uploads_ended_without_close_notify_are_complete() {
     // Most FTPS clients end an upload by closing TCP without a TLS close_notify; the server
     // takes that as the end of the file, as vsftpd does. Small (written from the session) and
-    // large (handed to a writer thread) uploads alike.
+    // large (written by blocking-pool jobs) uploads alike.
     let f = start(|_| {}).await;
     let mut c = TlsCtrl::connect(&f, true).await;
     c.secure_login().await;

@@ -226,7 +226,7 @@ async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
         sha256(&std::fs::read(s.path("big")).unwrap()),
         sha256(&body)
     );
-    // A restart: the thread writes on from the offset (it shares the file position).
+    // A restart: the write jobs go on from the offset (they share the file position).
     let at = 3 * 1024 * 1024 + 7;
     c.expect(&format!("REST {at}"), 350).await;
     assert_eq!(c.stor_passive("STOR big", &body[at..]).await.code, 226);

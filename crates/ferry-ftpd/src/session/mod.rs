@@ -404,7 +404,8 @@ impl Session {
         t.handle.abort();
         let _ = t.handle.await;
         let secs = self.shared.config.data_stall_timeout.as_secs();
-        warn!(what = %t.what, bytes = t.progress.load(Ordering::Relaxed), secs, "transfer stalled; ended");
+        let bytes = t.progress.load(Ordering::Relaxed);
+        warn!(what = %t.what, bytes, secs, "transfer stalled; ended");
         self.send(&Reply::new(
             426,
             format!("No data moved for {secs} s; transfer aborted."),
