@@ -17,6 +17,8 @@
 #   PEERS_small="pure-ftpd vsftpd proftpd"  PEERS_login="pyftpdlib"
 #   SIZE=1GiB RUNS=2 WARMUP=2 (stor/retr per round)  COUNT=20000 (small) LOGINS=10000 (login)
 #   CONCURRENCY=8  DURATION=30  FERRY_BIN (default: built from the committed HEAD, as compare.sh)
+#   TLS=0 (1: FTPS, as compare.sh's TLS=1: peers with --tls, Ferry --tls required, the bench
+#   --tls; no minimal server, which speaks plain FTP only)
 # Each scenario's peers are the ones that came first in it in compare.sh's runs (every peer not
 # listed was several times slower there: vsftpd and ProFTPD do 35-55 logins/s, so a round of
 # theirs would take a minute and say nothing new; Pure-FTPd's 550/s, 20 s).
@@ -40,6 +42,12 @@ COUNT=${COUNT:-20000}
 LOGINS=${LOGINS:-10000}
 CONCURRENCY=${CONCURRENCY:-8}
 DURATION=${DURATION:-30}
+TLS=${TLS:-0}
+if [ "$TLS" = 1 ]; then
+  BENCH_TLS=(--tls); PEER_TLS=(--tls); FERRY_TLS=required; CEILING=0
+else
+  BENCH_TLS=(); PEER_TLS=(); FERRY_TLS=off
+fi
 USER_=tester
 PASS_=secret-pass
 declare -A PORT=([ferry]=2125 [vsftpd]=2121 [pure-ftpd]=2122 [proftpd]=2123 [pyftpdlib]=2124)
@@ -72,7 +80,7 @@ NEEDED=$(tr ' ' '\n' <<< "$NEEDED" | awk 'NF && !seen[$0]++' | paste -sd' ')
   echo "kernel: $(uname -r)"
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "ferry: $FERRY_BIN"
-  echo "params: ROUNDS=$ROUNDS SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP COUNT=$COUNT LOGINS=$LOGINS CONCURRENCY=$CONCURRENCY DURATION=$DURATION CEILING=$CEILING"
+  echo "params: ROUNDS=$ROUNDS SCENARIOS=$SCENARIOS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP COUNT=$COUNT LOGINS=$LOGINS CONCURRENCY=$CONCURRENCY DURATION=$DURATION CEILING=$CEILING TLS=$TLS"
   echo "servers: $NEEDED"
   for s in ${SCENARIOS//,/ }; do v=PEERS_$s; echo "peers $s: ${!v}"; done
 } > "$OUT/env.txt"
@@ -95,7 +103,7 @@ for name in $NEEDED; do
   if [ "$name" = ferry ]; then
     root=/dev/shm/ferry-bench-root
     rm -rf "$root" /dev/shm/ferry-bench-state; mkdir -p "$root"
-    FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls off --listen 127.0.0.1:${PORT[ferry]} --user $USER_ \
+    FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:${PORT[ferry]} --user $USER_ \
       --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
       > "$OUT/ferry-serve.log" 2>&1 &
     FERRY_PID=$!
@@ -105,7 +113,7 @@ for name in $NEEDED; do
     if [ -f "/tmp/ftp-peer-$name/pids" ]; then
       log "$name: already running (/tmp/ftp-peer-$name/pids); stop it first"; exit 1
     fi
-    out=$(bash "$PEERS_DIR/$name.sh" start --port "${PORT[$name]}")
+    out=$(bash "$PEERS_DIR/$name.sh" start "${PEER_TLS[@]}" --port "${PORT[$name]}")
     STARTED+=("$name")
     PIDS[$name]=$(sed -n 's/^PID=\(.*\) PORT=.*/\1/p' <<< "$out" | tr ' ' ',')
     home=$(sed -n 's/.* HOME=\([^ ]*\) .*/\1/p' <<< "$out")
@@ -126,7 +134,7 @@ bench() {  # bench SCENARIO SERVER ROUND
   esac
   echo "$scen $name $round $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"
   "$FERRY_BIN" bench "ftp://$USER_:$PASS_@127.0.0.1:${PORT[$name]}/" --server-pid "${PIDS[$name]}" \
-    --prepare-dir "${HOMES[$name]}" --json --scenario "$scen" --duration "$DURATION" "${args[@]}" \
+    --prepare-dir "${HOMES[$name]}" --json --scenario "$scen" --duration "$DURATION" "${args[@]}" "${BENCH_TLS[@]}" \
     > "$OUT/$scen-$name-$round.json" 2> "$OUT/$scen-$name-$round.log" \
     || log "$scen $name round $round: bench exited $? (see its .log)"
 }
