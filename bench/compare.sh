@@ -62,17 +62,7 @@ PASS_=secret-pass
 log() { echo "compare: $*" >&2; }
 
 # --- the Ferry binary, from the committed HEAD -------------------------------------------
-COMMIT=$(git rev-parse HEAD)
-if [ -z "${FERRY_BIN:-}" ]; then
-  SRC=/tmp/ferry-bench-src
-  TARGET=/tmp/ferry-bench-target
-  log "building ferry $COMMIT (release) in $SRC"
-  rm -rf "$SRC"; mkdir -p "$SRC"
-  git archive "$COMMIT" | tar -x -C "$SRC"
-  cargo build --release -p ferry --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET" >&2
-  FERRY_BIN=$TARGET/release/ferry
-fi
-FERRY_BIN=$(readlink -f "$FERRY_BIN")
+. bench/ferry-bin.sh
 
 {
   echo "commit: $COMMIT"

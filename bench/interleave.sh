@@ -54,17 +54,7 @@ declare -A PORT=([ferry]=2125 [vsftpd]=2121 [pure-ftpd]=2122 [proftpd]=2123 [pyf
 
 log() { echo "interleave: $*" >&2; }
 
-COMMIT=$(git rev-parse HEAD)
-if [ -z "${FERRY_BIN:-}" ]; then
-  SRC=/tmp/ferry-bench-src
-  TARGET=/tmp/ferry-bench-target
-  log "building ferry $COMMIT (release) in $SRC"
-  rm -rf "$SRC"; mkdir -p "$SRC"
-  git archive "$COMMIT" | tar -x -C "$SRC"
-  cargo build --release -p ferry --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET" >&2
-  FERRY_BIN=$TARGET/release/ferry
-fi
-FERRY_BIN=$(readlink -f "$FERRY_BIN")
+. bench/ferry-bin.sh
 
 # Every server any scenario needs, each started once.
 NEEDED=ferry

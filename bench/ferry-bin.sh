@@ -1,0 +1,15 @@
+# Sourced by compare.sh and interleave.sh (after `log` is defined): sets COMMIT to the
+# committed HEAD and FERRY_BIN to a release build of it, exported with `git archive` into a
+# scratch directory so that uncommitted edits in the work tree are never measured, unless
+# FERRY_BIN already names a binary.
+COMMIT=$(git rev-parse HEAD)
+if [ -z "${FERRY_BIN:-}" ]; then
+  SRC=/tmp/ferry-bench-src
+  TARGET=/tmp/ferry-bench-target
+  log "building ferry $COMMIT (release) in $SRC"
+  rm -rf "$SRC"; mkdir -p "$SRC"
+  git archive "$COMMIT" | tar -x -C "$SRC"
+  cargo build --release -p ferry --manifest-path "$SRC/Cargo.toml" --target-dir "$TARGET" >&2
+  FERRY_BIN=$TARGET/release/ferry
+fi
+FERRY_BIN=$(readlink -f "$FERRY_BIN")
