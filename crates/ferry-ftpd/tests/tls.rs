@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use common::*;
 use ferry_auth::TlsPolicy;
@@ -104,6 +105,13 @@ fn cert() -> (String, String) {
 }
 
 async fn start(tweak: impl FnOnce(&mut TlsConfig) + Send) -> Fixture {
+    start_with(tweak, |_| {}).await
+}
+
+async fn start_with(
+    tweak: impl FnOnce(&mut TlsConfig) + Send,
+    server: impl FnOnce(&mut ferry_ftpd::ServerConfig),
+) -> Fixture {
     let (cert_pem, key_pem) = cert();
     let store =
         CertStore::new(certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap());
@@ -112,6 +120,7 @@ async fn start(tweak: impl FnOnce(&mut TlsConfig) + Send) -> Fixture {
     let server = TestServer::start_with(move |c| {
         c.tls = Some(tls);
         c.implicit_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        server(c);
     })
     .await;
     Fixture {
@@ -164,6 +173,8 @@ struct TlsCtrl {
     connector: TlsConnector,
     log: Log,
     addr: SocketAddr,
+    /// `PROT P` is in force: data connections are TLS.
+    private: bool,
 }
 
 impl TlsCtrl {
@@ -190,6 +201,7 @@ impl TlsCtrl {
             connector,
             log: Arc::clone(&f.log),
             addr,
+            private: false,
         };
         assert_eq!(c.read_reply().await.code, 220);
         c
@@ -240,6 +252,7 @@ impl TlsCtrl {
         self.auth_tls().await;
         self.expect("PBSZ 0", 200).await;
         self.expect("PROT P", 200).await;
+        self.private = true;
         self.expect(&format!("USER {USER}"), 331).await;
         self.expect(&format!("PASS {PASSWORD}"), 230).await;
         self.expect("TYPE I", 200).await;
@@ -327,6 +340,30 @@ impl TlsCtrl {
         data.shutdown().await.unwrap();
         drop(data);
         self.read_reply().await
+    }
+}
+
+impl soup::SoupControl for TlsCtrl {
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.conn.write_all(bytes).await;
+    }
+    async fn read_reply(&mut self) -> Reply {
+        TlsCtrl::read_reply(self).await
+    }
+    async fn data(&mut self, tcp: TcpStream) -> Option<Box<dyn soup::DataIo>> {
+        if self.private {
+            let tls = self.tls_data(tcp).await.ok()?;
+            Some(Box::new(tls))
+        } else {
+            Some(Box::new(tcp))
+        }
+    }
+    fn observe(&mut self, line: &str, reply: &Reply) {
+        let mut words = line.split(' ');
+        let verb = words.next().unwrap_or_default();
+        if verb.eq_ignore_ascii_case("PROT") && reply.code == 200 {
+            self.private = words.next().is_some_and(|l| l.eq_ignore_ascii_case("P"));
+        }
     }
 }
 
@@ -838,4 +875,46 @@ async fn anonymous_can_be_exempted_from_required_tls() {
     // ...but named users still need TLS.
     let mut c = TlsCtrl::connect(&f, true).await;
     c.expect(&format!("USER {USER}"), 530).await;
+}
+
+/// The command soup of `hostile.rs` over TLS control connections (`AUTH TLS`, `PROT P`), with
+/// TLS required and with it optional (where `PROT C` turns data connections plain): every line
+/// gets a well-formed reply, and the server serves a TLS session afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_command_soup_over_tls() {
+    for policy in [TlsPolicy::Required, TlsPolicy::Optional] {
+        let f = start_with(
+            |t| t.policy = policy,
+            |c| {
+                c.data_connect_timeout = Duration::from_millis(300);
+                c.data_stall_timeout = Duration::from_secs(2);
+                c.max_login_attempts = 100_000;
+                c.max_failed_logins_per_ip = 0;
+                c.login_failure_delay = Duration::from_millis(1);
+            },
+        )
+        .await;
+        std::fs::create_dir(f.server.path("dir")).unwrap();
+        std::fs::write(f.server.path("a"), content(5000, 1)).unwrap();
+        let f = Arc::new(f);
+        let (count, commands, first) = soup::soup_knobs(3, 200);
+        let mut sessions = tokio::task::JoinSet::new();
+        for seed in first..first + count {
+            let f = Arc::clone(&f);
+            sessions.spawn(async move {
+                let mut c = TlsCtrl::connect(&f, true).await;
+                c.secure_login().await;
+                let ip = f.server.addr().ip();
+                soup::soup(&mut c, ip, seed, commands).await;
+            });
+        }
+        while let Some(r) = sessions.join_next().await {
+            r.unwrap();
+        }
+        let mut c = TlsCtrl::connect(&f, true).await;
+        c.secure_login().await;
+        let (listing, done) = c.get_with("NLST").await;
+        assert_eq!(done.code, 226, "{policy:?}: {done:?}");
+        assert!(!listing.is_empty());
+    }
 }

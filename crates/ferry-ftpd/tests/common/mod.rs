@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+pub mod soup;
+
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse";
 pub const READER: &str = "reader";
