@@ -3,7 +3,8 @@
 # counterpart of compare.sh. compare.sh gives each server one slot of minutes; this machine
 # drifts by ±20% from one minute to the next (docs/BENCHMARKS.md, *Across runs*), so a ratio
 # of two slots is partly the drift's. Here every round runs each server once per scenario,
-# seconds apart, in an order that rotates from round to round, and interleave.py reads the
+# seconds apart, in an order that rotates from round to round (with the minimal server of
+# `ferry bench --scenario ceiling` in the login and small rounds), and interleave.py reads the
 # ratio within each round, then their median. Needs root (the peer scripts, the tmpfs mounts).
 #
 #   bench/interleave.sh [OUTDIR]          # default OUTDIR: bench/results/<UTC time>-interleaved
@@ -133,7 +134,7 @@ for round in $(seq "$ROUNDS"); do
   for scen in ${SCENARIOS//,/ }; do
     v=PEERS_$scen
     read -r -a order <<< "ferry ${!v}"
-    if [ "$scen" = small ] && [ "$CEILING" = 1 ]; then
+    if [[ "$scen" == small || "$scen" == login ]] && [ "$CEILING" = 1 ]; then
       order+=(minimal)
     fi
     # Rotate the order by the round: no server always goes first (after a quiet spell) or
@@ -143,9 +144,10 @@ for round in $(seq "$ROUNDS"); do
     for name in "${order[@]}"; do
       log "round $round/$ROUNDS: $scen $name"
       if [ "$name" = minimal ]; then
+        n=$COUNT; [ "$scen" = login ] && n=$LOGINS
         "$FERRY_BIN" bench "ftp://u:p@127.0.0.1:1/" --scenario ceiling --size 64MiB \
-          --count "$COUNT" --concurrency "$CONCURRENCY" --json \
-          > "$OUT/small-minimal-$round.json" 2> "$OUT/small-minimal-$round.log"
+          --count "$n" --concurrency "$CONCURRENCY" --json \
+          > "$OUT/$scen-minimal-$round.json" 2> "$OUT/$scen-minimal-$round.log"
       else
         bench "$scen" "$name" "$round"
       fi

@@ -175,11 +175,15 @@ fn every_scenario_runs_and_reports_json() {
             "ceiling-down",
             "ceiling-up",
             "minimal-small",
+            "minimal-login",
         ],
     );
     // The minimal server ran in a process of its own, measured as the server.
     let minimal = result(&report, "minimal-small");
     assert_eq!(minimal["details"]["transfers"], 20, "{minimal:#}");
+    assert!(minimal["server_cpu_s"].as_f64().is_some(), "{minimal:#}");
+    let minimal = result(&report, "minimal-login");
+    assert_eq!(minimal["details"]["logins"], 20, "{minimal:#}");
     assert!(minimal["server_cpu_s"].as_f64().is_some(), "{minimal:#}");
     for name in ["stor", "retr"] {
         let r = result(&report, name);

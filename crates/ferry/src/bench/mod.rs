@@ -44,8 +44,8 @@ pub(crate) struct BenchArgs {
     #[arg(value_name = "URL")]
     url: String,
     /// Scenarios to run, comma-separated; they always run in the order listed here.
-    /// `ceiling` (the bench's own throughput with no FTP server, and `small` against a
-    /// minimal server) runs only when asked for.
+    /// `ceiling` (the bench's own throughput with no FTP server, and `small` and `login`
+    /// against a minimal server) runs only when asked for.
     #[arg(
         long,
         value_delimiter = ',',
@@ -142,8 +142,9 @@ pub(crate) enum Scenario {
     Small,
     /// LIST and MLSD of a `--list-entries` directory (milliseconds).
     List,
-    /// The bench's own throughput against an in-process peer, no FTP (MB/s); and `small`
-    /// against a minimal server in a process of its own (transfers/s, its CPU per transfer).
+    /// The bench's own throughput against an in-process peer, no FTP (MB/s); and `small` and
+    /// `login` against a minimal server in a process of its own (transfers/s and logins/s,
+    /// its CPU per transfer and per login).
     Ceiling,
 }
 
@@ -287,7 +288,7 @@ impl Ctx {
 /// The figures of one scenario (one row of the report).
 #[derive(Debug, Serialize)]
 pub(crate) struct Outcome {
-    /// Scenario name (`list` yields two rows, `list` and `mlsd`; `ceiling` three: `ceiling-down`, `ceiling-up`, `minimal-small`).
+    /// Scenario name (`list` yields two rows, `list` and `mlsd`; `ceiling` four: `ceiling-down`, `ceiling-up`, `minimal-small`, `minimal-login`).
     scenario: String,
     ok: bool,
     /// The headline figure, in `unit`.

@@ -331,7 +331,12 @@ impl Tickets {
 /// `login`: connect + USER/PASS + QUIT, `--concurrency` at a time, `--count` in all; with
 /// `--tls`, `AUTH TLS` and a full handshake before `USER` (no `PBSZ`/`PROT`: no data follows).
 async fn login(ctx: &Ctx) -> Result<Outcome> {
-    let mut o = Outcome::new("login", "logins/s");
+    login_loop(ctx, "login").await
+}
+
+/// The measured part of `login`, reported under `label`.
+async fn login_loop(ctx: &Ctx, label: &str) -> Result<Outcome> {
+    let mut o = Outcome::new(label, "logins/s");
     let tickets = Tickets::new(ctx.args.count, ctx.deadline());
     let meter = Meter::start(&ctx.args.server_pid);
     let mut tasks = tokio::task::JoinSet::new();
@@ -636,17 +641,18 @@ async fn ceiling(ctx: &Ctx) -> Result<Vec<Outcome>> {
         );
         out.push(o);
     }
-    out.push(small_ceiling(ctx).await?);
+    out.extend(minimal_ceilings(ctx).await?);
     Ok(out)
 }
 
-/// The `small` loop (same client code, sessions, count and concurrency) against a minimal
-/// server in a process of its own (`ferry bench-minimal-peer`, see [`minimal_peer`]): the
-/// same exchange with nothing behind it (no file system, no paths, no checks), each download
-/// an `accept`, one `write`, a `close`, and `150`+`226` in one write, on one thread. Its
-/// transfers/s are what no server can beat on this machine with this client, and its CPU per
-/// transfer is the kernel's floor for a server.
-async fn small_ceiling(ctx: &Ctx) -> Result<Outcome> {
+/// The `small` and `login` loops (same client code, sessions, count and concurrency) against a
+/// minimal server in a process of its own (`ferry bench-minimal-peer`, see [`minimal_peer`]):
+/// the same exchanges with nothing behind them (no file system, no paths, no password, no
+/// checks), each download an `accept`, one `write`, a `close`, and `150`+`226` in one write,
+/// each login `331` and `230` for any name and password, one worker thread per CPU. Its
+/// transfers/s and logins/s are what no server can beat on this machine with this client by
+/// much, and its CPU per transfer or login is close to the kernel's floor for a server.
+async fn minimal_ceilings(ctx: &Ctx) -> Result<Vec<Outcome>> {
     use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe().context("finding the ferry binary")?;
     let mut child = tokio::process::Command::new(exe)
@@ -682,7 +688,8 @@ async fn small_ceiling(ctx: &Ctx) -> Result<Outcome> {
         mode: super::DataMode::Epsv,
         pattern: Vec::new(),
     };
-    let r = small_loop(&peer_ctx, vec!["f".to_string()], "minimal-small").await;
+    let small = small_loop(&peer_ctx, vec!["f".to_string()], "minimal-small").await;
+    let logins = login_loop(&peer_ctx, "minimal-login").await;
     // Its standard input closing tells it to end.
     drop(child.stdin.take());
     if tokio::time::timeout(Duration::from_secs(5), child.wait())
@@ -691,15 +698,20 @@ async fn small_ceiling(ctx: &Ctx) -> Result<Outcome> {
     {
         let _ = child.kill().await;
     }
-    let mut o = r?;
-    o.detail("note", "server CPU is the minimal peer's");
-    Ok(o)
+    let mut out = vec![small?, logins?];
+    for o in &mut out {
+        o.detail("note", "server CPU is the minimal peer's");
+    }
+    Ok(out)
 }
 
-/// `ferry bench-minimal-peer` (hidden): the server of [`small_ceiling`], on 127.0.0.1 and a
+/// `ferry bench-minimal-peer` (hidden): the server of [`minimal_ceilings`], on 127.0.0.1 and a
 /// port the system picks, printed on the first line; it ends when its standard input closes.
 pub(crate) fn minimal_peer(size: u64) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One worker per CPU, as the servers it stands for use every core: with one thread its
+    // logins/s were a quarter lower than Ferry's own (session 6), no ceiling at all.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -729,16 +741,14 @@ pub(crate) fn minimal_peer(size: u64) -> Result<()> {
     })
 }
 
-/// One session of the minimal peer of [`small_ceiling`]: a line, an answer; its data
-/// listener is bound once and the downloads are written with plain blocking calls on a socket
-/// that is already connected (as Ferry's quick path does), so the peer costs no more than the
-/// kernel's work.
+/// One session of the minimal peer of [`minimal_ceilings`]: a line, an answer; its data
+/// listener is bound at the first `EPSV` (a login-only session binds none) and the downloads
+/// are written with plain blocking calls on a socket that is already connected (as Ferry's
+/// quick path does), so the peer costs no more than the kernel's work.
 async fn minimal_session(s: TcpStream, body: Arc<Vec<u8>>) -> Result<()> {
     use std::io::Write;
     use tokio::io::AsyncBufReadExt;
-    let data = std::net::TcpListener::bind("127.0.0.1:0")?;
-    data.set_nonblocking(true)?;
-    let port = data.local_addr()?.port();
+    let mut data: Option<std::net::TcpListener> = None;
     let (r, mut w) = s.into_split();
     let mut lines = tokio::io::BufReader::new(r).lines();
     w.write_all(b"220 ready\r\n").await?;
@@ -747,8 +757,24 @@ async fn minimal_session(s: TcpStream, body: Arc<Vec<u8>>) -> Result<()> {
         let reply = match verb.as_str() {
             "USER" => "331 ok\r\n".to_string(),
             "PASS" => "230 ok\r\n".to_string(),
-            "EPSV" => format!("229 ok (|||{port}|)\r\n"),
+            "EPSV" => {
+                let listener = match data.take() {
+                    Some(l) => l,
+                    None => {
+                        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                        l.set_nonblocking(true)?;
+                        l
+                    }
+                };
+                let port = listener.local_addr()?.port();
+                data = Some(listener);
+                format!("229 ok (|||{port}|)\r\n")
+            }
             "RETR" => {
+                let Some(data) = &data else {
+                    w.write_all(b"425 use EPSV first\r\n").await?;
+                    continue;
+                };
                 // The client connects before it sends RETR; wait briefly if not there yet.
                 let mut conn = None;
                 for _ in 0..1000 {
