@@ -748,7 +748,8 @@ pub(crate) fn minimal_peer(size: u64) -> Result<()> {
 async fn minimal_session(s: TcpStream, body: Arc<Vec<u8>>) -> Result<()> {
     use std::io::Write;
     use tokio::io::AsyncBufReadExt;
-    let mut data: Option<std::net::TcpListener> = None;
+    // The data listener and its port, made at the first `EPSV`.
+    let mut data: Option<(std::net::TcpListener, u16)> = None;
     let (r, mut w) = s.into_split();
     let mut lines = tokio::io::BufReader::new(r).lines();
     w.write_all(b"220 ready\r\n").await?;
@@ -758,20 +759,20 @@ async fn minimal_session(s: TcpStream, body: Arc<Vec<u8>>) -> Result<()> {
             "USER" => "331 ok\r\n".to_string(),
             "PASS" => "230 ok\r\n".to_string(),
             "EPSV" => {
-                let listener = match data.take() {
-                    Some(l) => l,
+                let port = match &data {
+                    Some((_, port)) => *port,
                     None => {
                         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
                         l.set_nonblocking(true)?;
-                        l
+                        let port = l.local_addr()?.port();
+                        data = Some((l, port));
+                        port
                     }
                 };
-                let port = listener.local_addr()?.port();
-                data = Some(listener);
                 format!("229 ok (|||{port}|)\r\n")
             }
             "RETR" => {
-                let Some(data) = &data else {
+                let Some((data, _)) = &data else {
                     w.write_all(b"425 use EPSV first\r\n").await?;
                     continue;
                 };
