@@ -194,6 +194,20 @@ impl SoupControl for Ctrl {
     }
 }
 
+/// Where a `229` or `227` reply says to connect (`None` for any other reply).
+fn passive_address(ip: IpAddr, r: &Reply) -> Option<SocketAddr> {
+    let text = r.text();
+    match r.code {
+        229 => ferry_proto::hostport::parse_epsv_reply_text(&text)
+            .map(|port| SocketAddr::new(ip, port))
+            .ok(),
+        227 => ferry_proto::hostport::parse_pasv_reply_text(&text)
+            .map(SocketAddr::V4)
+            .ok(),
+        _ => None,
+    }
+}
+
 async fn cmd<C: SoupControl>(c: &mut C, line: &str) -> Reply {
     c.send_raw(format!("{line}\r\n").as_bytes()).await;
     c.read_reply().await
@@ -231,23 +245,12 @@ pub async fn soup<C: SoupControl>(c: &mut C, ip: IpAddr, seed: u64, commands: us
         if data && passive.is_none() && dice.below(10) < 7 {
             // Most transfers are asked for in passive mode, as clients do.
             let r = cmd(c, if dice.below(2) == 0 { "EPSV" } else { "PASV" }).await;
-            let text = r.text();
-            passive = match r.code {
-                229 => ferry_proto::hostport::parse_epsv_reply_text(&text)
-                    .map(|port| SocketAddr::new(ip, port))
-                    .ok(),
-                227 => ferry_proto::hostport::parse_pasv_reply_text(&text)
-                    .map(SocketAddr::V4)
-                    .ok(),
-                // `PASV` after `EPSV ALL` is refused (503), as it should be.
-                code => {
-                    assert!(
-                        (500..600).contains(&code),
-                        "seed {seed}, command {i}: {r:?}"
-                    );
-                    None
-                }
-            };
+            passive = passive_address(ip, &r);
+            // `PASV` after `EPSV ALL` is refused (503), as it should be.
+            assert!(
+                passive.is_some() || (500..600).contains(&r.code),
+                "seed {seed}, command {i}: {r:?}"
+            );
         }
         // Connect to the passive port first, most of the time (the server waits for the
         // connection otherwise, until its data-connect timeout).
@@ -281,16 +284,10 @@ pub async fn soup<C: SoupControl>(c: &mut C, ip: IpAddr, seed: u64, commands: us
         assert!((100..600).contains(&r.code), "{ctx}");
         assert_ne!(r.code, 421, "{ctx}");
         c.observe(&line, &r);
-        match (upper.as_str(), r.code) {
-            ("EPSV", 229) => {
-                let port = ferry_proto::hostport::parse_epsv_reply_text(&r.text()).unwrap();
-                passive = Some(SocketAddr::new(ip, port));
+        if matches!(upper.as_str(), "EPSV" | "PASV") {
+            if let Some(a) = passive_address(ip, &r) {
+                passive = Some(a);
             }
-            ("PASV", 227) => {
-                let v4 = ferry_proto::hostport::parse_pasv_reply_text(&r.text()).unwrap();
-                passive = Some(SocketAddr::V4(v4));
-            }
-            _ => {}
         }
         if (100..200).contains(&r.code) {
             // A transfer began: feed it, drain it, or drop the connection half way (bounded:
