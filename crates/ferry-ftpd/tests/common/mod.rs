@@ -283,6 +283,16 @@ impl Ctrl {
     }
 }
 
+/// The two replies an `ABOR` of a running transfer gets: `426` for the transfer, then `226`
+/// for the `ABOR` itself.
+pub fn assert_aborted(first: &Reply, second: &Reply) {
+    assert_eq!(
+        (first.code, second.code),
+        (426, 226),
+        "{first:?} {second:?}"
+    );
+}
+
 pub async fn accept(listener: &TcpListener) -> TcpStream {
     tokio::time::timeout(WAIT, listener.accept())
         .await
