@@ -334,3 +334,97 @@ fn help_for_each_verb() {
         assert!(out.stdout.contains("--mode"), "{verb}: {}", out.stdout);
     }
 }
+
+/// A server that puts terminal control sequences in its greeting, its replies and a file
+/// name: serves one connection (`USER`, `PASS`, `EPSV`, `LIST`/`NLST`, anything else 550).
+fn hostile_terminal_server() -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (control, _) = listener.accept().unwrap();
+        control
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let data = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let data_port = data.local_addr().unwrap().port();
+        let mut w = control.try_clone().unwrap();
+        let mut r = BufReader::new(control);
+        w.write_all(b"220 \x1b]0;pwned\x07Welcome \x1b[31mred\x1b[0m\r\n")
+            .unwrap();
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+            line.clear();
+            let reply: Vec<u8> = match verb.as_str() {
+                "USER" => b"331 ok\r\n".to_vec(),
+                "PASS" => b"230 ok\r\n".to_vec(),
+                "TYPE" => b"200 ok\r\n".to_vec(),
+                "EPSV" => format!("229 ok (|||{data_port}|)\r\n").into_bytes(),
+                "LIST" | "NLST" | "MLSD" if verb != "MLSD" => {
+                    w.write_all(b"150 here\r\n").unwrap();
+                    let (mut d, _) = data.accept().unwrap();
+                    let listing: &[u8] = if verb == "LIST" {
+                        b"-rw-r--r-- 1 a b 5 Jan 01 2020 evil\x1b[2Jname\x07\r\n"
+                    } else {
+                        b"evil\x1b[2Jname\x07\r\n"
+                    };
+                    d.write_all(listing).unwrap();
+                    drop(d);
+                    b"226 done\r\n".to_vec()
+                }
+                "QUIT" => {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    return;
+                }
+                _ => b"550 \x1b[2J\x1b[31mgone\x1b[0m\0\r\n".to_vec(),
+            };
+            if w.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn server_text_cannot_drive_the_terminal() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for args in [
+        &["ls", "-v"][..],
+        &["ls", "-l"][..],
+        &["ls"][..],
+        &["mkdir", "-v"][..],
+    ] {
+        let (port, server) = hostile_terminal_server();
+        let url = format!("ftp://u:p@127.0.0.1:{port}/x");
+        let out = ferry_in(
+            w,
+            &[args, &["--mode", "epsv", &url]].concat(),
+            &[("FERRY_PASSWORD", None)],
+            b"",
+        );
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}') && !all.contains('\0'),
+            "{args:?}: {all:?}"
+        );
+        assert!(all.contains("\\x1b["), "{args:?}: {all:?}");
+        if args[0] == "ls" {
+            assert!(
+                out.stdout.contains("evil\\x1b[2Jname\\x07"),
+                "{args:?}: {all:?}"
+            );
+        }
+        server.join().unwrap();
+    }
+    // `quote` prints the server's replies as they came, but not its control sequences.
+    let (port, server) = hostile_terminal_server();
+    let url = format!("ftp://u:p@127.0.0.1:{port}/");
+    let out = ferry_in(w, &["quote", &url, "FOO"], &[("FERRY_PASSWORD", None)], b"");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains('\u{1b}'), "{all:?}");
+    assert!(out.stdout.contains("550 \\x1b[2J"), "{all:?}");
+    server.join().unwrap();
+}

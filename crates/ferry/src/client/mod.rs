@@ -278,6 +278,33 @@ impl Connector {
     }
 }
 
+/// `text` as it may be shown on a terminal: control characters, which a hostile server could
+/// use to move the cursor, retitle the window, clear the screen or hide what follows, and the
+/// bidirectional overrides that make a name read as another, are shown as escapes (`\x1b`,
+/// `\u{202e}`). Everything a server chose (replies, file names from listings, the messages
+/// built from them) goes through here on its way to the terminal; the JSON listing escapes
+/// them itself, and file contents (`cat`, `get -o -`) are data and pass untouched.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn shown_as_escape(c: char) -> bool {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(shown_as_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if !shown_as_escape(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What to print besides results.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ui {
@@ -289,7 +316,7 @@ impl Ui {
     /// A note on standard error, unless quiet.
     pub(crate) fn note(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("ferry: {msg}");
+            eprintln!("ferry: {}", printable(msg));
         }
     }
 
@@ -390,16 +417,16 @@ impl ClientArgs {
                 let mut err = std::io::stderr().lock();
                 match step {
                     Dialogue::Sent(line) => {
-                        let _ = writeln!(err, "> {line}");
+                        let _ = writeln!(err, "> {}", printable(line));
                     }
                     Dialogue::Received(reply) => {
                         let wire = reply.to_bytes();
                         for line in String::from_utf8_lossy(&wire).lines() {
-                            let _ = writeln!(err, "< {line}");
+                            let _ = writeln!(err, "< {}", printable(line));
                         }
                     }
                     Dialogue::Note(note) => {
-                        let _ = writeln!(err, "* {note}");
+                        let _ = writeln!(err, "* {}", printable(note));
                     }
                 }
             }) as ferry_client::Observer
@@ -497,7 +524,7 @@ pub(crate) fn run(cmd: ClientCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ferry: error: {e}");
+            eprintln!("ferry: error: {}", printable(&e.to_string()));
             if wants_tls(&e) {
                 eprintln!(
                     "ferry: hint: the server requires TLS: use an ftpes:// URL (explicit FTPS), \
@@ -632,7 +659,9 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
             let mut out = std::io::stdout().lock();
             for line in commands {
                 let reply = c.quote(&line).await?;
-                let _ = out.write_all(&reply.to_bytes());
+                for text in String::from_utf8_lossy(&reply.to_bytes()).lines() {
+                    let _ = writeln!(out, "{}", printable(text));
+                }
                 let _ = out.flush();
                 if reply.is_error() {
                     return Err(Error::Refused {
@@ -772,10 +801,34 @@ pub(crate) fn print_listing(entries: &[ParsedEntry], long: bool, json: bool) {
             let target = e
                 .link_target
                 .as_ref()
-                .map_or_else(String::new, |t| format!(" -> {t}"));
-            let _ = writeln!(out, "{kind} {size:>14} {when} {}{target}", e.name);
+                .map_or_else(String::new, |t| format!(" -> {}", printable(t)));
+            let _ = writeln!(
+                out,
+                "{kind} {size:>14} {when} {}{target}",
+                printable(&e.name)
+            );
         } else {
-            let _ = writeln!(out, "{}", e.name);
+            let _ = writeln!(out, "{}", printable(&e.name));
         }
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_shown_as_escapes() {
+        assert_eq!(printable("plain name.txt"), "plain name.txt");
+        assert!(matches!(
+            printable("tab\tstays"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("550 \u{1b}[2J\u{1b}]0;title\u{7}x\0y\r\nz\u{7f}\u{9b}"),
+            "550 \\x1b[2J\\x1b]0;title\\x07x\\x00y\\x0d\\x0az\\x7f\\x9b"
+        );
+        assert_eq!(printable("abc\u{202e}txt.exe"), "abc\\u{202e}txt.exe");
+        assert_eq!(printable("caf\u{e9} \u{1f600}"), "caf\u{e9} \u{1f600}");
     }
 }

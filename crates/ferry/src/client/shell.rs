@@ -339,7 +339,7 @@ impl Session {
         }
         let result = self.dispatch(&cmd, args);
         if let Err(e) = result {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", super::printable(&e.to_string()));
             let fatal = e.is_network();
             self.last_error = Some(e);
             if fatal {
@@ -383,14 +383,14 @@ impl Session {
             }
             "nlist" | "nls" => {
                 for n in handle.block_on(c.nlst(args.first().map(String::as_str)))? {
-                    println!("{n}");
+                    println!("{}", super::printable(&n));
                 }
                 Ok(())
             }
             "cd" => handle.block_on(c.cwd(arg(0, "directory")?)),
             "cdup" => handle.block_on(c.cdup()),
             "pwd" => {
-                println!("{}", handle.block_on(c.pwd())?);
+                println!("{}", super::printable(&handle.block_on(c.pwd())?));
                 Ok(())
             }
             "mkdir" => handle.block_on(c.mkdir(arg(0, "directory")?)),
@@ -406,7 +406,9 @@ impl Session {
                     return Err(Error::Usage("quote: missing command".into()));
                 }
                 let reply = handle.block_on(c.quote(&args.join(" ")))?;
-                print!("{}", String::from_utf8_lossy(&reply.to_bytes()));
+                for text in String::from_utf8_lossy(&reply.to_bytes()).lines() {
+                    println!("{}", super::printable(text));
+                }
                 Ok(())
             }
             "mode" => {
@@ -490,7 +492,7 @@ impl Session {
                         if let Err(err) =
                             handle.block_on(get_file(c, &remote, Path::new(&e.name), self.ui))
                         {
-                            eprintln!("error: {err}");
+                            eprintln!("error: {}", super::printable(&err.to_string()));
                             last = Err(err);
                         }
                     }
@@ -520,7 +522,7 @@ impl Session {
                     }
                     for n in names {
                         if let Err(err) = handle.block_on(put_file(c, &dir.join(&n), &n, self.ui)) {
-                            eprintln!("error: {err}");
+                            eprintln!("error: {}", super::printable(&err.to_string()));
                             last = Err(err);
                         }
                     }

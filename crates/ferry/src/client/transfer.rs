@@ -199,7 +199,8 @@ async fn check(c: &mut Client, path: &str, local: &Path, verify: bool, ui: Ui) -
         None => {
             // Said even with -q: the user asked for verification and did not get it.
             eprintln!(
-                "ferry: could not verify {path}: the server offers no HASH, XSHA256, XSHA512 or XMD5"
+                "ferry: could not verify {}: the server offers no HASH, XSHA256, XSHA512 or XMD5",
+                super::printable(path)
             );
             Ok(())
         }
@@ -382,7 +383,8 @@ async fn put_once(
     }
     if verify && append {
         eprintln!(
-            "ferry: could not verify {target}: an append can't be compared with the local file"
+            "ferry: could not verify {}: an append can't be compared with the local file",
+            super::printable(target)
         );
         return Ok(());
     }
