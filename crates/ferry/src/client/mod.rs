@@ -335,7 +335,7 @@ impl Ui {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_message(label.to_string());
+        bar.set_message(printable(label).into_owned());
         Some(bar)
     }
 }

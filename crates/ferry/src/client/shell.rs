@@ -548,7 +548,8 @@ fn report(ui: Ui, verb: &str, name: &str, bytes: u64, started: Instant) {
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     println!(
-        "{verb} {name}: {bytes} bytes in {secs:.2} s ({:.1} KiB/s)",
+        "{verb} {}: {bytes} bytes in {secs:.2} s ({:.1} KiB/s)",
+        super::printable(name),
         bytes as f64 / 1024.0 / secs
     );
 }
