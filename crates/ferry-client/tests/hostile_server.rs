@@ -2,14 +2,15 @@
 //! command with a reply drawn at random (the right one, a wrong code, a malformed line, a
 //! reply cut short, a huge line, NUL bytes, silence, a closed connection, passive addresses
 //! that point elsewhere) and treats data connections at random (data, garbage, nothing, a
-//! reset). Every operation must end, with a result or an error, within its timeouts: no
-//! panic, no hang, no unbounded buffering.
+//! reset), and cannot speak TLS, so every `AUTH TLS` handshake the client tries meets garbage,
+//! silence or a close. Every operation must end, with a result or an error, within its
+//! timeouts: no panic, no hang, no unbounded buffering.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferry_client::{Client, ConnectOptions, Mode, StoreMode};
+use ferry_client::{Client, ConnectOptions, Mode, StoreMode, TlsClientConfig, TlsMode, Trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -43,9 +44,11 @@ fn proper_reply(verb: &str, data: u16) -> String {
         "EPSV" => format!("229 Entering Extended Passive Mode (|||{data}|)\r\n"),
         "PASV" => format!("227 Entering Passive Mode (127,0,0,1,{p1},{p2}).\r\n"),
         "FEAT" => {
-            "211-Features:\r\n EPSV\r\n MLST type*;size*;\r\n SIZE\r\n REST STREAM\r\n211 End\r\n"
+            "211-Features:\r\n AUTH TLS\r\n EPSV\r\n MLST type*;size*;\r\n SIZE\r\n REST STREAM\r\n211 End\r\n"
                 .into()
         }
+        // It cannot speak TLS: what follows is garbage, silence or a close (see below).
+        "AUTH" => "234 Proceed.\r\n".into(),
         "REST" => "350 Restarting.\r\n".into(),
         "RNFR" => "350 Ready for RNTO.\r\n".into(),
         "RETR" | "STOR" | "APPE" | "LIST" | "NLST" | "MLSD" => "150 Opening.\r\n".into(),
@@ -136,6 +139,19 @@ async fn fake_session(mut control: TcpStream, seed: u64) {
         if control.write_all(&reply).await.is_err() {
             return;
         }
+        if reply.starts_with(b"234") {
+            // The client starts a handshake that can't succeed.
+            match d.below(3) {
+                0 => {
+                    let _ = control
+                        .write_all(b"\x16\x03\x03\x00\x05hello garbage\r\n")
+                        .await;
+                }
+                1 => tokio::time::sleep(Duration::from_millis(1500)).await,
+                _ => {}
+            }
+            return;
+        }
         // A transfer "began": treat the data connection at random, then finish (or not).
         if reply.starts_with(b"150") && roll >= 4 {
             let accepted =
@@ -193,8 +209,11 @@ async fn fake_server(first_seed: u64) -> SocketAddr {
 async fn client_session(addr: SocketAddr, seed: u64) {
     let limit = Duration::from_secs(8);
     let mut d = Dice::new(seed ^ 0xC0FFEE);
+    let tls = [TlsMode::Off, TlsMode::Off, TlsMode::Auto, TlsMode::Explicit][d.below(4)];
     let opts = ConnectOptions {
         mode: [Mode::Auto, Mode::Passive, Mode::Epsv][d.below(3)],
+        tls,
+        tls_config: (tls != TlsMode::Off).then(|| TlsClientConfig::new(Trust::Insecure).unwrap()),
         connect_timeout: Duration::from_secs(2),
         data_timeout: Duration::from_millis(500),
         reply_timeout: Duration::from_millis(700),
@@ -205,10 +224,20 @@ async fn client_session(addr: SocketAddr, seed: u64) {
     let connected = tokio::time::timeout(limit, Client::connect(addr, opts))
         .await
         .unwrap_or_else(|_| panic!("{}", ctx("connect")));
+    let trace = std::env::var_os("FERRY_SOUP_TRACE").is_some();
+    if trace {
+        eprintln!(
+            "client {seed} connect ({tls:?}): {:?}",
+            connected.as_ref().err()
+        );
+    }
     let Ok(mut c) = connected else { return };
     let login = tokio::time::timeout(limit, c.login("u", "p"))
         .await
         .unwrap_or_else(|_| panic!("{}", ctx("login")));
+    if trace {
+        eprintln!("client {seed} login: {login:?}");
+    }
     if login.is_err() {
         return;
     }
@@ -239,7 +268,7 @@ async fn client_session(addr: SocketAddr, seed: u64) {
         .await
         .unwrap_or_else(|_| panic!("{}", ctx(&what)))
         .map_err(|e| e.to_string());
-        if std::env::var_os("FERRY_SOUP_TRACE").is_some() {
+        if trace {
             eprintln!("client {seed} {step}: {r:?}");
         }
         // An error that leaves the session unusable ends it; others go on.
