@@ -305,6 +305,14 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A reply's lines as the server sent them, each through [`printable`] (for `-v` and `quote`).
+pub(crate) fn printable_reply(reply: &ferry_client::Reply) -> Vec<String> {
+    String::from_utf8_lossy(&reply.to_bytes())
+        .lines()
+        .map(|line| printable(line).into_owned())
+        .collect()
+}
+
 /// What to print besides results.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ui {
@@ -420,9 +428,8 @@ impl ClientArgs {
                         let _ = writeln!(err, "> {}", printable(line));
                     }
                     Dialogue::Received(reply) => {
-                        let wire = reply.to_bytes();
-                        for line in String::from_utf8_lossy(&wire).lines() {
-                            let _ = writeln!(err, "< {}", printable(line));
+                        for line in printable_reply(reply) {
+                            let _ = writeln!(err, "< {line}");
                         }
                     }
                     Dialogue::Note(note) => {
@@ -659,8 +666,8 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
             let mut out = std::io::stdout().lock();
             for line in commands {
                 let reply = c.quote(&line).await?;
-                for text in String::from_utf8_lossy(&reply.to_bytes()).lines() {
-                    let _ = writeln!(out, "{}", printable(text));
+                for line in printable_reply(&reply) {
+                    let _ = writeln!(out, "{line}");
                 }
                 let _ = out.flush();
                 if reply.is_error() {

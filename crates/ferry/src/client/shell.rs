@@ -406,8 +406,8 @@ impl Session {
                     return Err(Error::Usage("quote: missing command".into()));
                 }
                 let reply = handle.block_on(c.quote(&args.join(" ")))?;
-                for text in String::from_utf8_lossy(&reply.to_bytes()).lines() {
-                    println!("{}", super::printable(text));
+                for line in super::printable_reply(&reply) {
+                    println!("{line}");
                 }
                 Ok(())
             }
