@@ -1,7 +1,7 @@
 //! The error is the reply: one table from failures to FTP replies.
 
 use ferry_proto::Reply;
-use ferry_proto::path::PathError;
+use ferry_vfs::PathError;
 use ferry_vfs::{Error, ErrorKind};
 
 /// The reply for a storage error.

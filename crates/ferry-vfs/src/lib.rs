@@ -2,7 +2,9 @@
 //! errors that map once onto protocol replies.
 //!
 //! # Layout
-//! - [`Storage`], [`Metadata`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - [`Storage`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - `entry`: [`Metadata`] and directory [`Entry`]s, as every protocol sees them.
+//! - `path`: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
 //!   calls run off the async workers.
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
@@ -10,19 +12,21 @@
 //! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
 //! again (the jail), so a bug above cannot reach outside the root.
 
+mod entry;
 pub mod listcache;
 pub mod local;
 pub mod memory;
+mod path;
 
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use entry::{Entry, EntryKind, Metadata, Unique};
 pub use local::LocalFs;
 pub use memory::MemoryFs;
+pub use path::{MAX_NAME, MAX_PATH, PathError, VPath};
 
 /// What went wrong, in terms every protocol can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,35 +126,6 @@ impl From<std::io::Error> for Error {
 
 /// `Result` with a storage [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Metadata of one path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metadata {
-    pub kind: EntryKind,
-    pub size: u64,
-    /// Unix seconds UTC.
-    pub mtime: i64,
-    /// Permission bits.
-    pub mode: u32,
-    pub nlink: u64,
-    /// Stable identity (for MLSx `unique`), if the backend has one.
-    pub unique: Option<Unique>,
-}
-
-impl Metadata {
-    /// A listing [`Entry`] with this metadata and `name`.
-    pub fn into_entry(self, name: String) -> Entry {
-        Entry {
-            name,
-            kind: self.kind,
-            size: self.size,
-            mtime: self.mtime,
-            mode: self.mode,
-            nlink: self.nlink,
-            unique: self.unique,
-        }
-    }
-}
 
 /// An open file for reading, positioned at the requested offset.
 pub struct ReadHandle {

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::VPath;
+use crate::{Entry, EntryKind};
 use async_trait::async_trait;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions};
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{
@@ -111,7 +111,7 @@ pub(crate) fn convert(md: &cap_std::fs::Metadata) -> Metadata {
         mtime: md.mtime(),
         mode: md.mode() & 0o7777,
         nlink: md.nlink(),
-        unique: Some(ferry_proto::listing::Unique::DevIno {
+        unique: Some(crate::Unique::DevIno {
             dev: md.dev(),
             ino: md.ino(),
         }),

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::VPath;
+use crate::{Entry, EntryKind, Unique};
 use async_trait::async_trait;
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::AsyncWrite;
 
 use crate::{Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode};

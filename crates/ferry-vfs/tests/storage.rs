@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use ferry_proto::VPath;
-use ferry_proto::listing::EntryKind;
+use ferry_vfs::EntryKind;
+use ferry_vfs::VPath;
 use ferry_vfs::{ErrorKind, LocalFs, MemoryFs, Storage, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -644,7 +644,7 @@ mod local_only {
         let md = fs.metadata(&p("/f")).await.unwrap();
         assert_eq!(
             md.unique,
-            Some(ferry_proto::listing::Unique::DevIno {
+            Some(ferry_vfs::Unique::DevIno {
                 dev: host.dev(),
                 ino: host.ino()
             })
@@ -748,7 +748,7 @@ async fn large_directory_lists_every_entry_once() {
     let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
     use ferry_vfs::Storage;
     let mut entries = fs
-        .list(&ferry_proto::VPath::root().resolve("big").unwrap())
+        .list(&ferry_vfs::VPath::root().resolve("big").unwrap())
         .await
         .unwrap();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -759,7 +759,7 @@ async fn large_directory_lists_every_entry_once() {
         assert_eq!(e.name, format!("f{i:05}"));
         assert_eq!(e.size, (i % 7) as u64);
     }
-    assert_eq!(entries[5000].kind, ferry_proto::listing::EntryKind::Dir);
+    assert_eq!(entries[5000].kind, ferry_vfs::EntryKind::Dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,7 +773,7 @@ async fn large_directory_streams_sorted_chunks() {
     }
     let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
     use ferry_vfs::Storage;
-    let big = ferry_proto::VPath::root().resolve("big").unwrap();
+    let big = ferry_vfs::VPath::root().resolve("big").unwrap();
     let mut stream = fs.list_sorted(&big).await.unwrap();
     let mut chunks = 0;
     let mut names = Vec::new();
@@ -795,7 +795,7 @@ async fn large_directory_streams_sorted_chunks() {
     assert!(stream.next().await.unwrap().is_ok());
     drop(stream);
     // A missing directory is an error before anything is streamed.
-    let missing = ferry_proto::VPath::root().resolve("nope").unwrap();
+    let missing = ferry_vfs::VPath::root().resolve("nope").unwrap();
     assert_eq!(
         fs.list_sorted(&missing).await.unwrap_err().kind,
         ErrorKind::NotFound

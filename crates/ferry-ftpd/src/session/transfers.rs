@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_auth::TlsPolicy;
+use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
-use ferry_proto::{Reply, VPath};
+use ferry_vfs::VPath;
 use ferry_vfs::{ErrorKind, WriteMode};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
