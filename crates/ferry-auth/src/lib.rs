@@ -7,6 +7,8 @@
 //! - [`Authenticator`]: verifies passwords (argon2id PHC strings) off the async workers, in
 //!   comparable time whether or not the user exists, so user names can't be probed.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
+//! - [`LoginThrottle`] (`throttle`): failed-login limits per client address and per user
+//!   name, counted when a guess starts, so parallel guesses cannot exceed them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +23,9 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
+
+mod throttle;
+pub use throttle::{LoginAttempt, LoginThrottle, Throttled};
 
 /// What a user may do. Parsed from a list such as `["list", "read"]` or `["all"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

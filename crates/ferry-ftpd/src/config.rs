@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// Failed logins from one address, within `failed_login_window`, after which that address
     /// may not try again until the window has passed (0 = no limit).
     pub max_failed_logins_per_ip: u32,
+    /// Failed logins for one user name (from any address), within `failed_login_window`,
+    /// after which that name may not log in until the window has passed (0 = no limit).
+    pub max_failed_logins_per_user: u32,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
     /// FTP over TLS; `None` means no TLS at all.
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
             max_failed_logins_per_ip: 20,
+            max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
             tls: None,
             implicit_tls_listen: Vec::new(),

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ferry_auth::{Account, Authenticator};
+use ferry_auth::{Account, Authenticator, LoginThrottle};
 use ferry_vfs::{LocalFs, Storage};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
@@ -66,64 +66,6 @@ pub(crate) struct Shared {
     pub(crate) throttle: LoginThrottle,
 }
 
-/// Failed logins per client address. Past the limit within the window, further `PASS`
-/// attempts from that address are refused before any password is hashed, so a guessing flood
-/// neither gets more guesses nor takes the hashing threads from everyone else.
-pub(crate) struct LoginThrottle {
-    limit: u32,
-    window: std::time::Duration,
-    failures: Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
-}
-
-impl LoginThrottle {
-    /// Addresses tracked at most; beyond, expired entries are dropped, then the oldest.
-    const MAX_TRACKED: usize = 100_000;
-
-    fn new(limit: u32, window: std::time::Duration) -> Self {
-        LoginThrottle {
-            limit,
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn is_blocked(&self, ip: IpAddr) -> bool {
-        if self.limit == 0 {
-            return false;
-        }
-        let Ok(map) = self.failures.lock() else {
-            return false;
-        };
-        map.get(&ip.to_canonical())
-            .is_some_and(|(n, since)| *n >= self.limit && since.elapsed() < self.window)
-    }
-
-    pub(crate) fn record_failure(&self, ip: IpAddr) {
-        if self.limit == 0 {
-            return;
-        }
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
-        if map.len() >= Self::MAX_TRACKED {
-            let window = self.window;
-            map.retain(|_, (_, since)| since.elapsed() < window);
-            if map.len() >= Self::MAX_TRACKED {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                    map.remove(&oldest);
-                }
-            }
-        }
-        let entry = map
-            .entry(ip.to_canonical())
-            .or_insert((0, std::time::Instant::now()));
-        if entry.1.elapsed() >= self.window {
-            *entry = (0, std::time::Instant::now());
-        }
-        entry.0 += 1;
-    }
-}
-
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
     shared: Arc<Shared>,
@@ -173,8 +115,11 @@ impl Server {
             max_per_ip: config.max_sessions_per_ip,
             counts: Mutex::new(Counts::default()),
         });
-        let throttle =
-            LoginThrottle::new(config.max_failed_logins_per_ip, config.failed_login_window);
+        let throttle = LoginThrottle::new(
+            config.max_failed_logins_per_ip,
+            config.max_failed_logins_per_user,
+            config.failed_login_window,
+        );
         let shared = Arc::new(Shared {
             throttle,
             config,
