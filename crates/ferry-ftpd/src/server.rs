@@ -238,11 +238,36 @@ struct Accepting {
 }
 
 async fn accept_loop(listener: TcpListener, accepting: Accepting) {
+    // One descriptor held in reserve. When the process has none left, the kernel keeps
+    // completing connections into the backlog where nobody answers them; letting the reserve
+    // go for as long as it takes to accept one, tell it `421` and close it means every client
+    // hears why, and the backlog drains instead of filling.
+    let mut reserve = reserve_descriptor();
+    let mut exhausted = Exhaustion::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => start_session(&accepting, stream, peer),
+            Err(e) if ferry_sys::is_out_of_descriptors(&e) => {
+                if reserve.take().is_some() {
+                    if let Some(Ok((stream, _))) = accept_waiting(&listener).await {
+                        refuse(&stream, "Server busy");
+                        exhausted.refused += 1;
+                    }
+                    reserve = reserve_descriptor();
+                }
+                exhausted.note(&e);
+                if reserve.is_none() {
+                    // Not even the reserve came back: wait for sessions to end.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    reserve = reserve_descriptor();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                // Reset by the client before it was accepted: nothing to back off from.
+                debug!(error = %e, "accept failed");
+            }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
+                // Out of memory or buffers: back off instead of spinning.
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
@@ -250,26 +275,62 @@ async fn accept_loop(listener: TcpListener, accepting: Accepting) {
     }
 }
 
+/// A descriptor to let go of when the process runs out: an unbound socket (no port, no file).
+fn reserve_descriptor() -> Option<Socket> {
+    Socket::new(Domain::IPV4, Type::STREAM, None).ok()
+}
+
+/// The connection waiting on `listener`, if any, without waiting for one.
+async fn accept_waiting(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
+/// Runs out of descriptors, reported at most every few seconds (a flood would otherwise
+/// write a line per connection).
+#[derive(Default)]
+struct Exhaustion {
+    refused: u64,
+    reported: Option<std::time::Instant>,
+}
+
+impl Exhaustion {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn note(&mut self, e: &io::Error) {
+        if self.reported.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            warn!(
+                error = %e,
+                refused = self.refused,
+                "out of descriptors: refusing connections with 421 (raise the open-file limit or lower max_sessions)"
+            );
+            self.reported = Some(std::time::Instant::now());
+            self.refused = 0;
+        }
+    }
+}
+
+/// Tell a connection we do not serve why (`421`) and close it. The line goes out with one
+/// non-blocking send: a fresh connection's send buffer is empty, and nothing waits on a
+/// client that does not read.
+fn refuse(stream: &TcpStream, why: &str) {
+    let line = format!("421 {why}, try again later.\r\n");
+    let _ = socket2::SockRef::from(stream).send(line.as_bytes());
+}
+
 fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
-    let guard = accepting.sessions.enter();
     let permit = match Limits::admit(&accepting.limits, peer.ip()) {
         Ok(p) => p,
         Err(why) => {
             debug!(%peer, why, "connection refused");
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let _guard = guard;
-                let mut stream = stream;
-                let line = format!("421 {why}, try again later.\r\n");
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.write_all(line.as_bytes()),
-                )
-                .await;
-            });
+            refuse(&stream, why);
             return;
         }
     };
+    let guard = accepting.sessions.enter();
     // Nagle off and urgent data inline come from the listener (see `bind_control`).
     let span = info_span!("session", %peer, user = tracing::field::Empty);
     // Made here, not in the task: the task then holds a pointer, not the session's fields.

@@ -46,6 +46,12 @@ pub(crate) struct ServeArgs {
     /// Listen for implicit FTPS (TLS from the first byte); repeatable.
     #[arg(long, value_name = "ADDR:PORT")]
     implicit_tls_listen: Vec<SocketAddr>,
+    /// Most concurrent control connections (0: as many as the open-file limit carries).
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// Most concurrent control connections from one IP address (default 50; 0: no limit).
+    #[arg(long, value_name = "N")]
+    max_sessions_per_ip: Option<usize>,
     /// Directory for generated state (self-signed certificate). Default ./ferry-state.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -73,6 +79,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = args.passive_ports {
         config.passive_ports = Some((r.0, r.1));
+    }
+    if let Some(n) = args.max_sessions {
+        config.max_sessions = n;
+    }
+    if let Some(n) = args.max_sessions_per_ip {
+        config.max_sessions_per_ip = n;
     }
     let tls = prepare_tls(&file, &args)?;
     if let Some(t) = &tls {
@@ -117,10 +129,30 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         file.listing_cache_entries
             .unwrap_or(ferry_vfs::listcache::DEFAULT_LIMIT),
     );
-    // Each session holds a descriptor or two; lift the soft limit to the hard one.
-    match ferry_sys::raise_nofile_limit() {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    // Each session holds a descriptor or a few; lift the soft limit to the hard one, and keep
+    // the sessions within it.
+    let nofile = ferry_sys::raise_nofile_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+        ferry_sys::nofile_limit()
+    });
+    let asked_for = args.max_sessions.or(file.max_sessions);
+    match config.fit_open_file_limit(nofile) {
+        Some(asked) if asked_for.is_some() => tracing::warn!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            asked,
+            "max_sessions lowered to what the open-file limit carries; raise the limit (LimitNOFILE) for more"
+        ),
+        Some(_) => tracing::info!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            "sessions limited by the open-file limit"
+        ),
+        None => tracing::debug!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            "open-file limit"
+        ),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
