@@ -10,6 +10,8 @@
 //! - [`hostport`]: `PORT`/`PASV` `h1,h2,h3,h4,p1,p2` and `EPRT`/`EPSV` `|af|addr|port|` codecs.
 //! - [`listing`]: `LIST` (`ls -l`), `NLST`, `MLSD`/`MLST` facts, `MDTM` times; listing parsers for clients.
 //! - [`path`]: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
+//! - [`text`]: peer-chosen text made safe for terminals and logs (controls, bidi overrides and
+//!   invisible characters escaped), shared by the server's logs and the client's output.
 
 pub mod command;
 pub mod hostport;
@@ -17,6 +19,7 @@ pub mod line;
 pub mod listing;
 pub mod path;
 pub mod reply;
+pub mod text;
 
 pub use command::{Command, ParseError, SiteCommand};
 pub use line::LineBuffer;

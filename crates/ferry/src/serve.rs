@@ -66,7 +66,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .init();
 
     let file = match &args.config {
@@ -195,6 +195,28 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// Standard error for the log, with what clients chose (user names, paths, commands, errors
+/// that quote them) unable to reorder, hide or forge what the log shows: every control,
+/// bidirectional or invisible character is written as an escape (`\u{202e}`), as the
+/// client shows server text. tracing-subscriber escapes ESC and a few other controls in field
+/// values itself, so a raw ESC here is its own colouring, and stays, as do tab and the
+/// newline that ends each event.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One call per event: the formatter writes each event whole.
+        let text = String::from_utf8_lossy(buf);
+        let safe = ferry_proto::text::escaped(&text, |c| matches!(c, '\t' | '\n' | '\x1b'));
+        std::io::stderr().lock().write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// `--tls` values.

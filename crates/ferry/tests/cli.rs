@@ -14,6 +14,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 struct Serve {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// What it logs (standard error), line by line.
+    log: mpsc::Receiver<String>,
+}
+
+/// Send each line `from` yields to a channel, from a thread of its own.
+fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 impl Serve {
@@ -23,22 +38,28 @@ impl Serve {
             .args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         match password {
             Some(p) => cmd.env("FERRY_PASSWORD", p),
             None => cmd.env_remove("FERRY_PASSWORD"),
         };
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+        let lines = lines_of(child.stdout.take().unwrap());
+        let log = lines_of(child.stderr.take().unwrap());
+        Serve { child, lines, log }
+    }
+
+    /// The first line logged from now on that contains `needle`.
+    fn logged(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("ferry serve logged no line with {needle:?} in time"),
             }
-        });
-        Serve { child, lines }
+        }
     }
 
     fn line(&self) -> String {
@@ -400,4 +421,46 @@ print(fp(b), flush=True)
         "new sessions must see the reloaded certificate"
     );
     assert!(py.wait().unwrap().success());
+}
+
+/// A name chosen by a client cannot reorder or hide what the log shows: a user name and a path
+/// with a right-to-left override (and other invisible or control characters) are logged with
+/// those characters escaped.
+#[test]
+fn client_text_is_escaped_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+            "--root",
+            "files",
+            "--tls",
+            "off",
+        ],
+        dir.path(),
+        Some("pw-for-bob"),
+    );
+    let addr = serve.listening();
+    let mut c = Ctrl::connect(addr);
+    assert!(
+        c.cmd("USER eve\u{202e}nimda\u{200b}\x0e")
+            .starts_with("331")
+    );
+    assert!(c.cmd("PASS wrong").starts_with("530"));
+    let failed = serve.logged("login failed");
+    assert!(
+        failed.contains(r"eve\u{202e}nimda\u{200b}\x0e"),
+        "{failed:?}"
+    );
+    assert!(c.cmd("USER bob").starts_with("331"));
+    assert!(c.cmd("PASS pw-for-bob").starts_with("230"));
+    assert!(c.cmd("MKD gpj.\u{202e}\u{2066}exe").starts_with("257"));
+    let created = serve.logged("directory created");
+    assert!(created.contains(r"gpj.\u{202e}\u{2066}exe"), "{created:?}");
+    for line in [&failed, &created] {
+        assert!(!line.chars().any(ferry_proto::text::is_hidden), "{line:?}");
+    }
 }

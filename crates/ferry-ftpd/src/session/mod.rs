@@ -693,12 +693,11 @@ fn help(arg: Option<&str>) -> Reply {
     }
 }
 
-/// A client-supplied string made safe for logs and replies.
+/// A client-supplied string made safe for logs and replies: at most 64 characters, with
+/// control, bidirectional and invisible characters escaped as the client shows them.
 fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let head: String = s.chars().take(64).collect();
+    ferry_proto::text::printable(&head).into_owned()
 }
 
 fn local_message(e: &io::Error) -> String {
