@@ -61,7 +61,11 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.is_empty() && EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| args.log.clone());
+    let filter = quiet_filter(&spec);
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -197,6 +201,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log filter `spec`, with rustls' notes on the server names clients send kept below
+/// warnings unless `spec` says what to do with rustls: FTP clients given an IP address (lftp,
+/// wget) send it as the TLS server name, which RFC 6066 does not allow and rustls warns about
+/// at every connection, although nothing is wrong.
+fn quiet_filter(spec: &str) -> EnvFilter {
+    let filter = EnvFilter::new(spec);
+    if spec.contains("rustls") {
+        return filter;
+    }
+    match "rustls::msgs::handshake=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 /// Standard error for the log, with what clients chose (user names, paths, commands, errors
 /// that quote them) unable to reorder, hide or forge what the log shows: every control,
 /// bidirectional or invisible character is written as an escape (`\u{202e}`), as the
@@ -279,6 +298,9 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
             (c, k)
         }
     };
+    // Printed (in the `curl` line, among others) and read again on SIGHUP: the same file from
+    // any directory.
+    let (cert_path, key_path) = (absolute(cert_path), absolute(key_path));
     let key = ferry_ftpd::tls::load_pem_files(&cert_path, &key_path)
         .with_context(|| format!("loading the TLS certificate {}", cert_path.display()))?;
     let mut config = TlsConfig::new(CertStore::new(key))?;
@@ -293,13 +315,28 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
     }))
 }
 
-/// Generate a self-signed certificate for this host's loopback names into `dir`.
+/// `path` made absolute against the current directory (left as it is if that is unknown).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// Generate a self-signed certificate for this host's loopback names into `dir`. A directory
+/// made here gets a `.gitignore` that ignores it whole: `ferry serve` run in a checkout (the
+/// default state directory is `./ferry-state`) must not offer its private key to `git add`.
 fn write_self_signed(
     dir: &std::path::Path,
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let ignore = dir.join(".gitignore");
+        std::fs::write(
+            &ignore,
+            "# Made by ferry serve: generated state, never to be committed.\n*\n",
+        )
+        .with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
     let generated = ferry_ftpd::tls::generate_self_signed(&names)?;
     write_private(key, generated.key_pem.as_bytes())?;
@@ -307,7 +344,7 @@ fn write_self_signed(
         .with_context(|| format!("cannot write {}", cert.display()))?;
     eprintln!(
         "ferry: generated a self-signed certificate in {}",
-        dir.display()
+        absolute(dir.to_path_buf()).display()
     );
     Ok(())
 }

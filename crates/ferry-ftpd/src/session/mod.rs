@@ -437,9 +437,12 @@ impl Session {
 
     fn status_reply(&self) -> Reply {
         let mut lines = vec!["Ferry FTP server status:".to_string()];
-        lines.push(format!("Connected from {}", self.peer.ip()));
+        // Before login, nothing about the connection (whoever asks may be a scanner).
         match &self.state {
-            State::LoggedIn(l) => lines.push(format!("Logged in as {}", l.account.name)),
+            State::LoggedIn(l) => {
+                lines.push(format!("Connected from {}", self.peer.ip()));
+                lines.push(format!("Logged in as {}", l.account.name));
+            }
             _ => lines.push("Not logged in".to_string()),
         }
         lines.push(format!(
