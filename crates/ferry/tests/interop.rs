@@ -1,5 +1,5 @@
 //! Interoperability: the real `ferry serve` binary driven by real clients (curl, Python's
-//! ftplib, lftp) over loopback only (127.0.0.1 and ::1).
+//! ftplib, lftp, rclone) over loopback only (127.0.0.1 and ::1).
 //!
 //! Each test starts its own server on port 0 with a fresh root, so tests run in parallel. Every
 //! external command runs under coreutils `timeout`, and every wait here is bounded. A missing
@@ -1090,4 +1090,90 @@ fn ftplib_tls_works_when_reuse_is_relaxed() {
     if have_tools("ftplib_tls_works_when_reuse_is_relaxed", &["python3"]) {
         ftplib_tls(true);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rclone
+
+/// Dozens of files in nested directories (names with spaces too), for rclone's parallel
+/// transfers and checkers.
+fn write_wide_tree(dir: &Path) {
+    let dirs = ["", "a", "a/b", "a/b/c", "d", "e/f g", "e/h"];
+    for (d, sub) in dirs.iter().enumerate() {
+        for i in 0..8 {
+            let p = dir.join(sub).join(format!("file {i}.bin"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let len = (i * 37_003 + d * 1_009) % 150_000;
+            fs::write(&p, pseudo_random(len, (d * 8 + i) as u64 + 500)).unwrap();
+        }
+    }
+}
+
+/// Run rclone against the server as remote `ferry:` (FTPS, explicit TLS), with its defaults
+/// for parallelism (4 transfers, 8 checkers) and no retries: an error fails the command
+/// instead of being retried away. Panics unless it exits 0 with no `ERROR` line.
+fn rclone(srv: &Server, args: &[&str]) -> Output {
+    let obscured = srv.run("rclone", ["obscure", PASSWORD]);
+    let config = srv.dir.path().join("rclone.conf");
+    fs::write(&config, "").unwrap();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", COMMAND_SECS, "rclone"])
+        .args(args)
+        .args(["--retries", "1", "--low-level-retries", "1"])
+        .arg("--config")
+        .arg(&config)
+        .env("RCLONE_CONFIG_FERRY_TYPE", "ftp")
+        .env("RCLONE_CONFIG_FERRY_HOST", srv.v4.ip().to_string())
+        .env("RCLONE_CONFIG_FERRY_PORT", srv.v4.port().to_string())
+        .env("RCLONE_CONFIG_FERRY_USER", USER)
+        .env("RCLONE_CONFIG_FERRY_PASS", text(&obscured.stdout).trim())
+        .env("RCLONE_CONFIG_FERRY_EXPLICIT_TLS", "true")
+        .env("RCLONE_CONFIG_FERRY_NO_CHECK_CERTIFICATE", "true");
+    let out = srv.run_command(cmd);
+    let log = text(&out.stderr);
+    assert!(
+        !log.contains("ERROR"),
+        "rclone {args:?} reported errors:\n{}\n{}",
+        tail(&log, 60),
+        srv.log_tail()
+    );
+    out
+}
+
+/// rclone shares one TLS session cache among its parallel control connections, so its data
+/// connections resume sessions that other control connections received; the server's
+/// required session reuse accepts those of the same user from the same address.
+#[test]
+fn rclone_ftps_copy_sync_and_check_both_ways() {
+    if !have_tools("rclone_ftps_copy_sync_and_check_both_ways", &["rclone"]) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let local = srv.local("wide");
+    write_wide_tree(&local);
+    let local_arg = local.to_str().unwrap();
+    rclone(&srv, &["copy", local_arg, "ferry:up"]);
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    rclone(&srv, &["check", "--download", local_arg, "ferry:up"]);
+    let back = srv.local("back");
+    let back_arg = back.to_str().unwrap();
+    rclone(&srv, &["copy", "ferry:up", back_arg]);
+    assert_same_tree(&local, &back, &srv);
+
+    // Changes on each side, carried over by sync.
+    fs::write(local.join("a/b/file 3.bin"), pseudo_random(99_999, 900)).unwrap();
+    fs::remove_file(local.join("d/file 5.bin")).unwrap();
+    fs::create_dir_all(local.join("new/deeper")).unwrap();
+    fs::write(local.join("new/deeper/n.bin"), pseudo_random(12_345, 901)).unwrap();
+    rclone(&srv, &["sync", local_arg, "ferry:up"]);
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    fs::write(
+        srv.root.join("up/e/h/file 1.bin"),
+        pseudo_random(54_321, 902),
+    )
+    .unwrap();
+    fs::remove_file(srv.root.join("up/file 0.bin")).unwrap();
+    rclone(&srv, &["sync", "ferry:up", back_arg]);
+    assert_same_tree(&srv.root.join("up"), &back, &srv);
+    rclone(&srv, &["check", "--download", "ferry:up", back_arg]);
 }

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::data::PassivePlan;
 use crate::server::Shared;
-use crate::tls::{Stream, TOKEN_LEN};
+use crate::tls::{DataOwner, Stream, TOKEN_LEN};
 
 mod access;
 mod data;
@@ -91,6 +91,15 @@ fn reclaim(after: Option<ferry_vfs::Reclaim>) {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Before the fields: gone from the registry when the client sees the connection close.
+        if let (true, Some(tls)) = (self.tls_registered, &self.shared.config.tls) {
+            tls.logins.remove(&self.tls_token);
+        }
+    }
+}
+
 struct RunningTransfer {
     handle: JoinHandle<Outcome>,
     progress: Arc<AtomicU64>,
@@ -112,6 +121,10 @@ pub(crate) struct Session {
     implicit_tls: bool,
     /// Random per-connection token carried in this session's TLS tickets (see `tls`).
     tls_token: [u8; TOKEN_LEN],
+    /// This session is in the server's TLS [`crate::tls::Logins`] (from its TLS handshake on):
+    /// while it is logged in as a named user, its tickets also serve that user's other
+    /// sessions from the same address (see [`DataOwner`]).
+    tls_registered: bool,
     pbsz_done: bool,
     /// `PROT P`: data connections use TLS.
     protect_data: bool,
@@ -146,6 +159,7 @@ impl Session {
             control: Stream::Plain(control),
             implicit_tls,
             tls_token: rand::random(),
+            tls_registered: false,
             pbsz_done: false,
             protect_data: false,
             peer,
@@ -519,6 +533,7 @@ impl Session {
             }
             Command::Rein => {
                 self.state = State::Fresh;
+                self.tls_logged_out();
                 self.reset_transfer_state();
                 self.cwd = VPath::root();
                 self.failed_logins = 0;

@@ -348,7 +348,11 @@ impl Session {
             .active_source_port_minus_one
             .then(|| self.local.port().saturating_sub(1));
         let tls = match (&self.shared.config.tls, self.protect_data) {
-            (Some(t), true) => Some((t.acceptor(upload), t.require_session_reuse, self.tls_token)),
+            (Some(t), true) => Some((
+                t.acceptor(upload),
+                t.require_session_reuse,
+                self.data_owner(),
+            )),
             _ => None,
         };
         self.send(&Reply::new(150, opening.to_string())).await?;
@@ -380,11 +384,11 @@ impl Session {
                 };
                 let stream = match tls {
                     None => Stream::Plain(stream),
-                    Some((acceptor, require_reuse, token)) => {
+                    Some((acceptor, require_reuse, owner)) => {
                         match protect_data_connection(
                             &acceptor,
                             stream,
-                            &token,
+                            &owner,
                             require_reuse,
                             timeout,
                         )
