@@ -218,6 +218,27 @@ impl PassivePlan {
 }
 
 impl PassivePlan {
+    /// The next connection from `expected_peer` (any, if `None`), leaving the listener in
+    /// place for more; connections from elsewhere are dropped and logged, as in `accept`. Not
+    /// bounded in time: callers are. Cancel-safe.
+    pub async fn accept_one(&self, expected_peer: Option<IpAddr>) -> Result<TcpStream, DataError> {
+        let Some(listener) = &self.listener else {
+            return Err(DataError::Io(io::Error::other("passive listener gone")));
+        };
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Err(e) if is_transient_accept_error(&e) => continue,
+                r => r?,
+            };
+            match expected_peer {
+                Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
+                    warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                }
+                _ => return Ok(stream),
+            }
+        }
+    }
+
     /// The client's connection if it has arrived already: no wait, and (unlike
     /// [`PassivePlan::accept`]) not registered with the runtime, for a transfer that is done
     /// at once. Connections from a foreign IP are dropped, as in `accept`.

@@ -39,7 +39,7 @@ use tokio_rustls::server::TlsStream;
 
 pub(crate) use control::ControlTls;
 
-/// TLS 1.3 tickets sent after each handshake (but see [`TlsConfig::acceptor`]). Some clients
+/// TLS 1.3 tickets sent after each handshake (but see [`TlsConfig::config`]). Some clients
 /// use a ticket once and every data connection resumes, so more than rustls' default of 2;
 /// rustls clients keep at most 8 per server.
 const TLS13_TICKETS: usize = 8;
@@ -180,7 +180,7 @@ pub struct TlsConfig {
     pub certs: Arc<CertStore>,
     /// The rustls configuration of control connections and downloads.
     pub rustls: Arc<rustls::ServerConfig>,
-    /// The same, issuing no TLS 1.3 tickets: for uploads (see [`TlsConfig::acceptor`]).
+    /// The same, issuing no TLS 1.3 tickets: for uploads (see [`TlsConfig::config`]).
     pub rustls_upload: Arc<rustls::ServerConfig>,
     /// Control connections logged in over TLS, whose sessions their user's data connections
     /// from the same address may resume.
@@ -218,17 +218,17 @@ impl TlsConfig {
         })
     }
 
-    /// The acceptor for a connection. An upload's data connection gets no session tickets:
-    /// the client never reads on it, and closing a socket with unread tickets makes the kernel
-    /// send a reset that can destroy the end of the upload. Downloads and listings (which the
-    /// client reads to the end) issue tickets, replenishing clients that use each ticket once.
-    pub(crate) fn acceptor(&self, upload: bool) -> TlsAcceptor {
-        let config = if upload {
+    /// The configuration for a data connection. An upload's data connection gets no session
+    /// tickets: the client never reads on it, and closing a socket with unread tickets makes
+    /// the kernel send a reset that can destroy the end of the upload. Downloads and listings
+    /// (which the client reads to the end) issue tickets, replenishing clients that use each
+    /// ticket once.
+    pub(crate) fn config(&self, upload: bool) -> Arc<rustls::ServerConfig> {
+        Arc::clone(if upload {
             &self.rustls_upload
         } else {
             &self.rustls
-        };
-        TlsAcceptor::from(Arc::clone(config))
+        })
     }
 }
 
@@ -238,31 +238,24 @@ impl TlsConfig {
 /// scope: with a ticketer or cache that is not ours (see [`server_config`]) nothing is proven,
 /// and the answer is `false`. A session of another control connection proves something only
 /// once that connection is logged in as the owner's user: this may wait for a login under
-/// way, until `deadline` (which bounds the handshake too).
+/// way. Not bounded in time: callers are.
 pub(crate) async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     owner: &DataOwner,
-    deadline: tokio::time::Instant,
 ) -> io::Result<(TlsStream<TcpStream>, bool)> {
     let mut handshake = std::pin::pin!(acceptor.accept(tcp));
     let mut opened = Opened::default();
-    let handshake = std::future::poll_fn(|cx| {
+    let tls = std::future::poll_fn(|cx| {
         // Tickets are opened and made within a poll, on this thread.
         let scope = TicketScope::data(owner);
         let polled = handshake.as_mut().poll(cx);
         opened.add(scope.opened());
         polled
-    });
-    let tls = tokio::time::timeout_at(deadline, handshake)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    })
+    .await?;
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-    let proven = resumed
-        && tokio::time::timeout_at(deadline, owner.proven_by(opened))
-            .await
-            .unwrap_or(false);
-    Ok((tls, proven))
+    Ok((tls, resumed && owner.proven_by(opened).await))
 }
 
 /// Whose data connection a handshake is for: the control connection's token and, while it is

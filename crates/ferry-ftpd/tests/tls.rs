@@ -841,6 +841,68 @@ async fn a_data_connection_may_resume_its_users_other_live_session_from_its_addr
 }
 
 #[tokio::test]
+async fn connections_refused_or_stalled_on_a_passive_port_do_not_cost_the_client_its_transfer() {
+    // Another program at the client's address connects to the passive port first. Refused (it
+    // holds no session of this user's), or stalled before its handshake, it must not take the
+    // transfer: the client's own connection, arriving next, gets the file.
+    let f = start(|_| {}).await;
+    let body = content(100_000, 60);
+    std::fs::write(f.server.path("f"), &body).unwrap();
+    let mut v = TlsCtrl::connect(&f, true).await;
+    v.secure_login().await;
+    let name = || ServerName::try_from("localhost").unwrap();
+    let stranger = connector(&f.cert_pem, false);
+    /// The client's own data connection to `addr` for a download of `body` under way.
+    async fn own_connection(v: &mut TlsCtrl, addr: SocketAddr, body: &[u8]) -> Reply {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut data = v.tls_data(tcp).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got == body, "the client's download differs");
+        v.read_reply().await
+    }
+
+    // Refused first: a full handshake without any session of this server's.
+    let addr = v.epsv().await;
+    let first = TcpStream::connect(addr).await.unwrap();
+    v.expect("RETR f", 150).await;
+    let mut first = stranger.connect(name(), first).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, first.read_to_end(&mut got))
+        .await
+        .expect("the refused connection was kept open");
+    assert!(got.is_empty(), "the stranger got data");
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(done.code, 226, "after a refused connection: {done:?}");
+
+    // Stalled first: connected, never starting its handshake.
+    let addr = v.epsv().await;
+    let stalled = TcpStream::connect(addr).await.unwrap();
+    v.expect("RETR f", 150).await;
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(done.code, 226, "after a stalled connection: {done:?}");
+    drop(stalled);
+
+    // More stalled connections than handshakes run at once: the oldest give way.
+    let addr = v.epsv().await;
+    v.expect("RETR f", 150).await;
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        stalled.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(
+        done.code, 226,
+        "after a dozen stalled connections: {done:?}"
+    );
+    drop(stalled);
+    v.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
 async fn a_ticketer_that_is_not_ferrys_proves_nothing() {
     // Resumption proves the data connection's owner only through Ferry's own ticketer (which
     // binds tickets to their control connection); with another one, required reuse fails

@@ -9,7 +9,8 @@
 //! The loop, the state and the dispatch live here; the commands, by family, in
 //! `access` (USER, PASS, FEAT, OPTS), `files` (CWD, MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM,
 //! MFMT, MLST, STAT path), `listings` (LIST, NLST, MLSD), `transfers` (RETR, STOR, APPE, STOU
-//! and the transfer task), `ftps` (AUTH, PBSZ, PROT, CCC) and `data` (PORT, EPRT, PASV, EPSV).
+//! and the transfer task), `ftps` (AUTH, PBSZ, PROT, CCC), `protected` (TLS data connections:
+//! handshake, proof of session reuse, the passive wait) and `data` (PORT, EPRT, PASV, EPSV).
 
 use std::collections::VecDeque;
 use std::io;
@@ -38,9 +39,9 @@ mod data;
 mod files;
 mod ftps;
 mod listings;
+mod protected;
 mod transfers;
 
-use ftps::protect_data_connection;
 use listings::{ListStyle, parse_stat_args, perm_facts};
 use transfers::StoreKind;
 

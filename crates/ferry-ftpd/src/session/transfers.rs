@@ -9,9 +9,11 @@ use ferry_proto::command::TransferType;
 use ferry_proto::{Reply, VPath};
 use ferry_vfs::{ErrorKind, WriteMode};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::protected::{DataTls, accept_passive, data_failed};
 use crate::data::{DataError, connect_active};
 use crate::replies::{path_error, permission_denied, storage_error};
 use crate::tls::Stream;
@@ -348,11 +350,7 @@ impl Session {
             .active_source_port_minus_one
             .then(|| self.local.port().saturating_sub(1));
         let tls = match (&self.shared.config.tls, self.protect_data) {
-            (Some(t), true) => Some((
-                t.acceptor(upload),
-                t.require_session_reuse,
-                self.data_owner(),
-            )),
+            (Some(t), true) => Some(DataTls::new(t, self.data_owner())),
             _ => None,
         };
         self.send(&Reply::new(150, opening.to_string())).await?;
@@ -362,42 +360,36 @@ impl Session {
         let handle = tokio::spawn(
             async move {
                 let started = Instant::now();
-                let stream = match plan {
-                    DataPlan::Passive(p) => p.accept(expected_peer, timeout).await,
-                    DataPlan::Active(target) => {
-                        connect_active(target, local_ip, source_port, timeout).await
+                let stream = match (plan, tls) {
+                    (DataPlan::Passive(p), Some(tls)) => {
+                        let (_, command) = watch::channel(Some(upload));
+                        accept_passive(*p, expected_peer, tls, timeout, command).await
                     }
-                    DataPlan::Connected(s) => {
-                        tokio::net::TcpStream::from_std(s).map_err(DataError::Io)
+                    (DataPlan::Passive(p), None) => p
+                        .accept(expected_peer, timeout)
+                        .await
+                        .map(Stream::Plain)
+                        .map_err(|e| data_failed(&e)),
+                    (DataPlan::Active(target), tls) => {
+                        match connect_active(target, local_ip, source_port, timeout).await {
+                            Ok(tcp) => match tls {
+                                Some(tls) => tls.handshake_within(tcp, upload, timeout).await,
+                                None => Ok(Stream::Plain(tcp)),
+                            },
+                            Err(e) => Err(data_failed(&e)),
+                        }
                     }
-                    DataPlan::None => Err(DataError::Io(io::Error::other("no data connection"))),
+                    // Only plain downloads begin on the quick path.
+                    (DataPlan::Connected(s), _) => tokio::net::TcpStream::from_std(s)
+                        .map(Stream::Plain)
+                        .map_err(|e| data_failed(&DataError::Io(e))),
+                    (DataPlan::None, _) => Err(data_failed(&DataError::Io(io::Error::other(
+                        "no data connection",
+                    )))),
                 };
                 let stream = match stream {
                     Ok(s) => s,
-                    Err(e) => {
-                        warn!(error = %e, "data connection failed");
-                        return Outcome {
-                            reply: Reply::new(425, format!("Can't open data connection: {e}.")),
-                            after: None,
-                        };
-                    }
-                };
-                let stream = match tls {
-                    None => Stream::Plain(stream),
-                    Some((acceptor, require_reuse, owner)) => {
-                        match protect_data_connection(
-                            &acceptor,
-                            stream,
-                            &owner,
-                            require_reuse,
-                            timeout,
-                        )
-                        .await
-                        {
-                            Ok(s) => s,
-                            Err(reply) => return Outcome { reply, after: None },
-                        }
-                    }
+                    Err(reply) => return Outcome { reply, after: None },
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
                 final_reply(
