@@ -34,7 +34,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 pub(crate) use control::ControlTls;
@@ -239,23 +239,80 @@ impl TlsConfig {
 /// and the answer is `false`. A session of another control connection proves something only
 /// once that connection is logged in as the owner's user: this may wait for a login under
 /// way. Not bounded in time: callers are.
+///
+/// `upload` holds `Some(true)` for an upload, `Some(false)` for a download or listing, `None`
+/// while the command is yet to come: a client may begin the handshake as soon as it connects
+/// (curl, aioftp), and must not wait for an answer until it sends the command (aioftp sends it
+/// only once the handshake is done). So the server answers at once; what it cannot know yet
+/// is whether to send TLS 1.3 session tickets (see [`TlsConfig::config`]), which go out when
+/// the client's last handshake message (its Finished) is read. Until the command has come,
+/// that message is left unread: the client, done with the handshake once it has sent it,
+/// goes on to send the command, and the tickets follow its answer. (TLS 1.2 tickets travel
+/// inside the handshake, which the client reads, so they are always sent.)
 pub(crate) async fn accept(
-    acceptor: &TlsAcceptor,
     tcp: TcpStream,
+    configs: &DataConfigs,
+    upload: &mut tokio::sync::watch::Receiver<Option<bool>>,
     owner: &DataOwner,
 ) -> io::Result<(TlsStream<TcpStream>, bool)> {
-    let mut handshake = std::pin::pin!(acceptor.accept(tcp));
+    let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    // TLS 1.3 whenever the client offers it (we do).
+    let tls13 = hello
+        .client_hello()
+        .cipher_suites()
+        .iter()
+        .any(|s| u16::from(*s) & 0xff00 == 0x1300);
+    let tickets = |upload: Option<bool>| !tls13 || upload == Some(false);
+    let known = *upload.borrow();
+    let config = match known {
+        Some(true) => Arc::clone(&configs.upload),
+        Some(false) | None => Arc::clone(&configs.download),
+    };
     let mut opened = Opened::default();
-    let tls = std::future::poll_fn(|cx| {
+    let handshake = {
+        // The ClientHello, with the session it offers, is processed here.
+        let scope = TicketScope::data(owner, tickets(known));
+        let handshake = hello.into_stream(config);
+        opened.add(scope.opened());
+        handshake
+    };
+    let mut handshake = std::pin::pin!(handshake);
+    let mut step = |cx: &mut Context<'_>, upload: Option<bool>| {
         // Tickets are opened and made within a poll, on this thread.
-        let scope = TicketScope::data(owner);
+        let scope = TicketScope::data(owner, tickets(upload));
         let polled = handshake.as_mut().poll(cx);
         opened.add(scope.opened());
         polled
-    })
-    .await?;
+    };
+    // The first step sends the server's answer to the ClientHello; then the client's last
+    // message waits for the command (see above). A handshake that needed a second
+    // ClientHello (a HelloRetryRequest, when the client guessed no key share the server
+    // takes) waits for the command too.
+    let first = std::future::poll_fn(|cx| Poll::Ready(step(cx, known))).await;
+    let tls = match first {
+        Poll::Ready(result) => result?,
+        Poll::Pending => {
+            if tls13 {
+                while upload.borrow_and_update().is_none() {
+                    if upload.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            std::future::poll_fn(|cx| step(cx, *upload.borrow())).await?
+        }
+    };
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     Ok((tls, resumed && owner.proven_by(opened).await))
+}
+
+/// The configurations of a data connection's handshake: one issuing TLS 1.3 tickets (for
+/// downloads, and for handshakes begun before the command, whose tickets are then held back
+/// as needed), one issuing none (uploads; see [`TlsConfig::config`]).
+#[derive(Clone)]
+pub(crate) struct DataConfigs {
+    pub(crate) download: Arc<rustls::ServerConfig>,
+    pub(crate) upload: Arc<rustls::ServerConfig>,
 }
 
 /// Whose data connection a handshake is for: the control connection's token and, while it is
@@ -464,6 +521,9 @@ struct Scope {
     data: Option<DataOwner>,
     /// The sessions opened in this scope (for a data connection).
     opened: Opened,
+    /// Sessions may be issued (a data connection holds back TLS 1.3 tickets the client would
+    /// never read).
+    issue: bool,
 }
 
 thread_local! {
@@ -483,16 +543,18 @@ impl TicketScope {
             token: *token,
             data: None,
             opened: Opened::default(),
+            issue: true,
         })
     }
 
-    /// A data connection's scope: tickets carry its owner's token, and only sessions the owner
-    /// may resume open.
-    pub(crate) fn data(owner: &DataOwner) -> Self {
+    /// A data connection's scope: tickets carry its owner's token (and are made only if
+    /// `issue`), and only sessions the owner may resume open.
+    pub(crate) fn data(owner: &DataOwner, issue: bool) -> Self {
         Self::enter(Scope {
             token: owner.token,
             data: Some(owner.clone()),
             opened: Opened::default(),
+            issue,
         })
     }
 
@@ -514,10 +576,11 @@ impl Drop for TicketScope {
     }
 }
 
-/// `plain` prefixed with the current scope's token; `None` outside a scope.
+/// `plain` prefixed with the current scope's token; `None` outside a scope, or where no
+/// session may be issued.
 fn seal(plain: &[u8]) -> Option<Vec<u8>> {
     SCOPE.with_borrow(|scope| {
-        let scope = scope.as_ref()?;
+        let scope = scope.as_ref().filter(|s| s.issue)?;
         let mut sealed = Vec::with_capacity(TOKEN_LEN + plain.len());
         sealed.extend_from_slice(&scope.token);
         sealed.extend_from_slice(plain);
@@ -705,7 +768,7 @@ mod tests {
         assert!(seal(b"session").is_none());
         assert!(open(sealed.clone()).is_none());
         {
-            let _s = TicketScope::data(&owner(b));
+            let _s = TicketScope::data(&owner(b), true);
             assert!(
                 open(sealed.clone()).is_none(),
                 "another session's data connection"
@@ -713,7 +776,11 @@ mod tests {
             assert!(open(sealed[..TOKEN_LEN - 1].to_vec()).is_none());
         }
         {
-            let _s = TicketScope::data(&owner(a));
+            let _s = TicketScope::data(&owner(b), false);
+            assert!(seal(b"session").is_none(), "tickets held back");
+        }
+        {
+            let _s = TicketScope::data(&owner(a), true);
             assert_eq!(open(sealed.clone()).unwrap(), b"session");
             // Nested scopes restore the outer one.
             {
@@ -748,7 +815,7 @@ mod tests {
             seal(b"session").unwrap()
         };
         let opened_by = |owner: &DataOwner| {
-            let scope = TicketScope::data(owner);
+            let scope = TicketScope::data(owner, true);
             open(sealed.clone()).map(|_| scope.opened())
         };
         let elsewhere = "127.0.0.2".parse().unwrap();

@@ -903,6 +903,64 @@ async fn connections_refused_or_stalled_on_a_passive_port_do_not_cost_the_client
 }
 
 #[tokio::test]
+async fn data_handshakes_begun_before_the_command_are_answered_at_once() {
+    // Some clients start the TLS handshake on a passive data connection as soon as it
+    // connects, and send the transfer command only afterwards (aioftp waits for the handshake
+    // to end first; curl sends other commands meanwhile). The handshake is answered at once,
+    // the session still resumes, and uploads, downloads and listings all work.
+    let f = start(|_| {}).await;
+    let body = content(300_000, 61);
+    std::fs::write(f.server.path("f"), &body).unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    // More transfers than the tickets the control connection's handshake gave: the client
+    // uses each ticket once.
+    for round in 0..3 {
+        for command in ["RETR f", "STOR up", "LIST", "MLSD", "NLST"] {
+            let addr = c.epsv().await;
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut data = tokio::time::timeout(WAIT, c.tls_data(tcp))
+                .await
+                .unwrap_or_else(|_| panic!("{command}: the handshake waited for the command"))
+                .unwrap();
+            assert_eq!(
+                data.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed),
+                "{command}"
+            );
+            // Commands on the control connection go on meanwhile.
+            c.expect("TYPE I", 200).await;
+            c.expect(command, 150).await;
+            let mut got = Vec::new();
+            if command == "STOR up" {
+                data.write_all(&body).await.unwrap();
+                data.shutdown().await.unwrap();
+                // Whatever the server sent: its close_notify, and no ticket.
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(WAIT, data.read_to_end(&mut rest)).await;
+            } else {
+                tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            // Tickets replenish the client's on downloads and listings only: an upload's
+            // client may never read them (see `TlsConfig::config`).
+            let tickets = data.get_ref().1.tls13_tickets_received();
+            let upload = command.starts_with("STOR");
+            assert_eq!(tickets > 0, !upload, "{command}: {tickets} tickets");
+            let done = c.read_reply().await;
+            assert_eq!(done.code, 226, "round {round}, {command}: {done:?}");
+            match command {
+                "RETR f" => assert!(got == body, "the download differs"),
+                "STOR up" => assert!(std::fs::read(f.server.path("up")).unwrap() == body),
+                _ => assert!(contains(&got, b"up"), "{}", String::from_utf8_lossy(&got)),
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_ticketer_that_is_not_ferrys_proves_nothing() {
     // Resumption proves the data connection's owner only through Ferry's own ticketer (which
     // binds tickets to their control connection); with another one, required reuse fails

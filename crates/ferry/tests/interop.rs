@@ -1,5 +1,5 @@
 //! Interoperability: the real `ferry serve` binary driven by real clients (curl, Python's
-//! ftplib, lftp, rclone) over loopback only (127.0.0.1 and ::1).
+//! ftplib, lftp, rclone, aioftp) over loopback only (127.0.0.1 and ::1).
 //!
 //! Each test starts its own server on port 0 with a fresh root, so tests run in parallel. Every
 //! external command runs under coreutils `timeout`, and every wait here is bounded. A missing
@@ -1176,4 +1176,93 @@ fn rclone_ftps_copy_sync_and_check_both_ways() {
     rclone(&srv, &["sync", "ferry:up", back_arg]);
     assert_same_tree(&srv.root.join("up"), &back, &srv);
     rclone(&srv, &["check", "--download", "ferry:up", back_arg]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// aioftp
+
+/// Whether `python3` can import `module`. If not: a note and `false` (skip), or a panic when
+/// `FERRY_REQUIRE_INTEROP=1`.
+fn have_python_module(test: &str, module: &str) -> bool {
+    if !have_tools(test, &["python3"]) {
+        return false;
+    }
+    let imported = Command::new("timeout")
+        .args(["30", "python3", "-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if imported {
+        return true;
+    }
+    if std::env::var("FERRY_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{test}: python3 cannot import {module} and FERRY_REQUIRE_INTEROP=1");
+    }
+    eprintln!(
+        "note: skipping {test}: python3 cannot import {module} (pip install {module}; FERRY_REQUIRE_INTEROP=1 makes this a failure)"
+    );
+    false
+}
+
+/// aioftp starts the TLS handshake on a data connection as soon as it connects, and sends the
+/// transfer command only once the handshake is done; it resumes the control connection's
+/// session. Uploads, a listing and downloads over explicit FTPS, with session reuse required.
+#[test]
+fn aioftp_ftps_transfers() {
+    if !have_python_module("aioftp_ftps_transfers", "aioftp") {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let script = r#"
+import asyncio, hashlib, ssl, sys, aioftp
+
+async def main(host, port, user, pw, cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    # Short timeouts: a data connection whose handshake is not answered fails the test.
+    client = aioftp.Client(socket_timeout=15, connection_timeout=15, path_timeout=15)
+    await client.connect(host, port)
+    await client.upgrade_to_tls(ctx)
+    await client.login(user, pw)
+    await client.make_directory("aio/sub")
+    files = {}
+    for i in range(12):
+        data = hashlib.sha256(str(i).encode()).digest() * (1000 * (i + 1))
+        name = f"aio/sub/f{i}.bin"
+        async with client.upload_stream(name) as stream:
+            await stream.write(data)
+        files[name] = data
+    listed = sorted(str(p) for p, info in await client.list("aio/sub"))
+    assert listed == sorted(files), listed
+    for name, data in files.items():
+        got = bytearray()
+        async with client.download_stream(name) as stream:
+            async for block in stream.iter_by_block():
+                got += block
+        assert bytes(got) == data, name
+    await client.quit()
+    print("aioftp ok:", len(files), "files up and down")
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]))
+"#;
+    let out = srv.run(
+        "python3",
+        [
+            "-c",
+            script,
+            "127.0.0.1",
+            &srv.v4.port().to_string(),
+            USER,
+            PASSWORD,
+            srv.cacert().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("aioftp ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    for i in 0..12u64 {
+        let on_disk = fs::read(srv.root.join(format!("aio/sub/f{i}.bin"))).unwrap();
+        assert_eq!(on_disk.len(), 32 * 1000 * (i as usize + 1), "f{i}.bin");
+    }
 }

@@ -187,6 +187,10 @@ impl Session {
             ),
             ProtLevel::Clear => {
                 self.protect_data = false;
+                // A passive port already handshaking TLS cannot carry a clear connection.
+                if matches!(self.data, DataPlan::Protected(_)) {
+                    self.data = DataPlan::None;
+                }
                 Reply::new(200, "PROT now Clear.")
             }
             ProtLevel::Safe | ProtLevel::Confidential => Reply::new(

@@ -58,6 +58,8 @@ enum DataPlan {
     /// Accepted already (a download that began on the quick path and must wait for the
     /// client to read the rest).
     Connected(std::net::TcpStream),
+    /// Passive with TLS (`PROT P`): waited for, and handshaken, from `PASV` on.
+    Protected(Box<protected::ProtectedPassive>),
 }
 
 /// Login state.

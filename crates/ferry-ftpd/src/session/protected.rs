@@ -1,15 +1,21 @@
 //! Protected (TLS) data connections: the handshake with its proof of session reuse, and the
 //! passive wait that tries every connection reaching the port until one passes.
 //!
+//! A passive port is waited on from `PASV` on, not from the transfer command: some clients
+//! (curl, aioftp) start the TLS handshake as soon as they connect and send the command only
+//! later, or only once the handshake is done; answering it at once spares them a stall (or a
+//! deadlock). Whether session tickets go out (for a download, not for an upload) is settled
+//! once the command has come (see [`tls::accept`]).
+//!
 //! Another program at the client's address can connect to a passive port before the client
 //! does. Its connection fails the proof (it holds no session of this user's), and must not
 //! cost the client its transfer: the wait goes on accepting, and handshakes the connections
 //! that arrive side by side (a handshake that stalls does not hold up the next connection).
 
 use std::future::Future;
+use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -18,10 +24,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use crate::data::{DataError, PassivePlan};
-use crate::tls::{self, DataOwner, Stream, TlsConfig};
+use crate::tls::{self, DataConfigs, DataOwner, Stream, TlsConfig};
 
 /// Handshakes under way at once on one passive port. A connection arriving when this many
 /// are unfinished ends the oldest of them: connections that stall their handshake cannot keep
@@ -47,8 +53,7 @@ fn grace(timeout: Duration) -> Duration {
 /// required, and whose data connection it is.
 #[derive(Clone)]
 pub(super) struct DataTls {
-    download: Arc<rustls::ServerConfig>,
-    upload: Arc<rustls::ServerConfig>,
+    configs: DataConfigs,
     require_reuse: bool,
     owner: DataOwner,
 }
@@ -56,20 +61,27 @@ pub(super) struct DataTls {
 impl DataTls {
     pub(super) fn new(tls: &TlsConfig, owner: DataOwner) -> Self {
         DataTls {
-            download: tls.config(false),
-            upload: tls.config(true),
+            configs: DataConfigs {
+                download: tls.config(false),
+                upload: tls.config(true),
+            },
             require_reuse: tls.require_session_reuse,
             owner,
         }
     }
 
-    /// The TLS handshake on `tcp`, checking it resumed a session its owner may use. A refused
-    /// connection is closed with close_notify, so that its client looks for the refusal on the
-    /// control connection rather than seeing a reset. Not bounded in time: callers are.
-    async fn handshake(&self, tcp: TcpStream, upload: bool) -> Result<Stream, Reply> {
-        let config = if upload { &self.upload } else { &self.download };
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
-        let (mut tls, proven) = match tls::accept(&acceptor, tcp, &self.owner).await {
+    /// The TLS handshake on `tcp`, checking it resumed a session its owner may use. `upload`
+    /// holds whether the connection is for an upload once the command has come (`None`
+    /// before). A refused connection is closed with close_notify, so that its client looks for
+    /// the refusal on the control connection rather than seeing a reset. Not bounded in time:
+    /// callers are.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        mut upload: watch::Receiver<Option<bool>>,
+    ) -> Result<Stream, Reply> {
+        let accepted = tls::accept(tcp, &self.configs, &mut upload, &self.owner).await;
+        let (mut tls, proven) = match accepted {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "TLS handshake failed on the data connection");
@@ -100,7 +112,8 @@ impl DataTls {
         upload: bool,
         timeout: Duration,
     ) -> Result<Stream, Reply> {
-        match tokio::time::timeout(timeout, self.handshake(tcp, upload)).await {
+        let (_, known) = watch::channel(Some(upload));
+        match tokio::time::timeout(timeout, self.handshake(tcp, known)).await {
             Ok(result) => result,
             Err(_) => {
                 warn!("TLS handshake timed out on the data connection");
@@ -110,6 +123,46 @@ impl DataTls {
                 ))
             }
         }
+    }
+}
+
+/// A protected passive data connection waited for from `PASV` on (see the module's
+/// documentation), in its own task; dropping this ends the wait and frees the port.
+pub(super) struct ProtectedPassive {
+    /// `Some(upload)` once the transfer command has come.
+    command: watch::Sender<Option<bool>>,
+    wait: tokio::task::JoinHandle<Result<Stream, Reply>>,
+}
+
+impl ProtectedPassive {
+    /// Start waiting on `plan`'s port (see [`accept_passive`]).
+    pub(super) fn start(
+        plan: PassivePlan,
+        expected_peer: Option<IpAddr>,
+        tls: DataTls,
+        timeout: Duration,
+    ) -> Self {
+        let (command, told) = watch::channel(None);
+        let wait = accept_passive(plan, expected_peer, tls, timeout, told);
+        ProtectedPassive {
+            command,
+            wait: tokio::spawn(wait.in_current_span()),
+        }
+    }
+
+    /// The data connection for a transfer command (an upload or not) that has just come.
+    pub(super) async fn connection(mut self, upload: bool) -> Result<Stream, Reply> {
+        self.command.send_replace(Some(upload));
+        match (&mut self.wait).await {
+            Ok(result) => result,
+            Err(e) => Err(data_failed(&DataError::Io(io::Error::other(e)))),
+        }
+    }
+}
+
+impl Drop for ProtectedPassive {
+    fn drop(&mut self) {
+        self.wait.abort();
     }
 }
 
@@ -156,10 +209,7 @@ pub(super) async fn accept_passive(
                     drop(candidates.remove(0));
                 }
                 let (tls, command) = (tls.clone(), command.clone());
-                candidates.push(Box::pin(async move {
-                    let upload = command.borrow().unwrap_or(true);
-                    tls.handshake(tcp, upload).await
-                }));
+                candidates.push(Box::pin(async move { tls.handshake(tcp, command).await }));
             }
             changed = command.changed(), if command_at.is_none() => match changed {
                 Ok(()) => command_at = command.borrow().is_some().then(Instant::now),

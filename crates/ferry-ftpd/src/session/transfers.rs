@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::protected::{DataTls, accept_passive, data_failed};
-use crate::data::{DataError, connect_active};
+use super::protected::{DataTls, ProtectedPassive, accept_passive, data_failed};
+use crate::data::{DataError, PassivePlan, connect_active};
 use crate::replies::{path_error, permission_denied, storage_error};
 use crate::tls::Stream;
 use crate::transfer::{self, PumpError};
@@ -177,6 +177,20 @@ impl Session {
     /// Data connections of this session go through TLS (`PROT P` on a TLS server).
     fn data_is_protected(&self) -> bool {
         self.protect_data && self.shared.config.tls.is_some()
+    }
+
+    /// The plan for a passive listener just opened: with TLS, its wait starts now (see
+    /// [`ProtectedPassive`]).
+    pub(super) fn passive_plan(&self, plan: PassivePlan) -> DataPlan {
+        match (&self.shared.config.tls, self.protect_data) {
+            (Some(tls), true) => DataPlan::Protected(Box::new(ProtectedPassive::start(
+                plan,
+                self.expected_peer(),
+                DataTls::new(tls, self.data_owner()),
+                self.shared.config.data_connect_timeout,
+            ))),
+            _ => DataPlan::Passive(Box::new(plan)),
+        }
     }
 
     /// The IP a passive data connection must come from (`None`: any, if so configured).
@@ -361,6 +375,7 @@ impl Session {
             async move {
                 let started = Instant::now();
                 let stream = match (plan, tls) {
+                    (DataPlan::Protected(p), _) => p.connection(upload).await,
                     (DataPlan::Passive(p), Some(tls)) => {
                         let (_, command) = watch::channel(Some(upload));
                         accept_passive(*p, expected_peer, tls, timeout, command).await
