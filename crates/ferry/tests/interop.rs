@@ -844,6 +844,64 @@ fn curl_tls_ipv6() {
     curl_round_trip_on("curl_tls_ipv6", true, true, &[], "EPSV", &["PASV"]);
 }
 
+/// curl starts the TLS handshake on a passive data connection as soon as it connects, then
+/// sends `TYPE I` and `SIZE` before `RETR`, and reads no reply until its handshake moves on
+/// (or its own ~200 ms timer fires): a server that answers the handshake only after `RETR`
+/// costs every small download about 200 ms. The handshake must be answered at once: curl's
+/// log shows the data connection's Server hello before `> RETR`. Up to three downloads, as
+/// on a loaded machine the answer can lose the race against two control round trips; a
+/// server that waits for the command can never show it.
+#[test]
+fn curl_tls_download_handshake_is_answered_before_retr() {
+    if !have_tools(
+        "curl_tls_download_handshake_is_answered_before_retr",
+        &["curl"],
+    ) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    fs::write(srv.root.join("small.bin"), pseudo_random(5_000, 88)).unwrap();
+    let cacert = srv.cacert();
+    let userpw = format!("{USER}:{PASSWORD}");
+    let url = format!("{}/small.bin", url_host(srv.v4));
+    let local = srv.local("curl-small");
+    let mut logs = Vec::new();
+    for attempt in 0..3 {
+        let got = local.join(format!("got{attempt}.bin"));
+        let out = srv.run(
+            "curl",
+            [
+                "-sS",
+                "-v",
+                "--max-time",
+                "60",
+                "--ssl-reqd",
+                "--cacert",
+                cacert.to_str().unwrap(),
+                "-u",
+                &userpw,
+                "-o",
+                got.to_str().unwrap(),
+                &url,
+            ],
+        );
+        assert_same_file(&srv.root.join("small.bin"), &got, &srv);
+        let log = text(&out.stderr);
+        let retr = log.find("> RETR").expect("curl sent no RETR");
+        // The second Server hello is the data connection's.
+        let data_hello = log.match_indices("Server hello").nth(1).map(|(i, _)| i);
+        if data_hello.is_some_and(|hello| hello < retr) {
+            return;
+        }
+        logs.push(log);
+    }
+    panic!(
+        "the data connection's handshake was answered only after RETR, three times:\n{}\n{}",
+        tail(&logs.join("\n----\n"), 120),
+        srv.log_tail()
+    );
+}
+
 #[test]
 fn curl_tls_implicit_ftps_url() {
     if !have_tools("curl_tls_implicit_ftps_url", &["curl"]) {
