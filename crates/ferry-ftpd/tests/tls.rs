@@ -961,6 +961,45 @@ async fn data_handshakes_begun_before_the_command_are_answered_at_once() {
 }
 
 #[tokio::test]
+async fn a_protected_passive_port_nobody_uses_is_given_up() {
+    // Waited on from PASV on, a protected passive port is given back when no transfer command
+    // comes within the data-connect timeout: one idle session cannot hold it.
+    let port = quiet_ports(1) + 7;
+    let f = start_with(
+        |_| {},
+        |c| {
+            c.passive_ports = Some((port, port));
+            c.data_connect_timeout = Duration::from_millis(500);
+        },
+    )
+    .await;
+    std::fs::write(f.server.path("f"), b"x").unwrap();
+    let mut idle = TlsCtrl::connect(&f, true).await;
+    idle.secure_login().await;
+    idle.epsv().await;
+    let mut other = TlsCtrl::connect(&f, true).await;
+    other.secure_login().await;
+    assert_eq!(other.cmd("EPSV").await.code, 425, "the only port is taken");
+    let freed = tokio::time::timeout(WAIT, async {
+        while other.cmd("EPSV").await.code != 229 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    freed.await.expect("the idle session kept the port");
+    // A new EPSV gives up the session's last port at once, and takes it again.
+    let (got, done) = other.get_with("RETR f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"x"[..], 226));
+    // The idle session's late command hears that its port is gone.
+    let r = idle.cmd("RETR f").await;
+    let r = if r.code == 150 {
+        idle.read_reply().await
+    } else {
+        r
+    };
+    assert_eq!(r.code, 425, "{r:?}");
+}
+
+#[tokio::test]
 async fn a_ticketer_that_is_not_ferrys_proves_nothing() {
     // Resumption proves the data connection's owner only through Ferry's own ticketer (which
     // binds tickets to their control connection); with another one, required reuse fails

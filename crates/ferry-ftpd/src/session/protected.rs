@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{Instrument, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::data::{DataError, PassivePlan};
 use crate::tls::{self, DataConfigs, DataOwner, Stream, TlsConfig};
@@ -126,12 +127,29 @@ impl DataTls {
     }
 }
 
+/// A passive plan shared between the session and the task waiting on it: whichever is done
+/// with it first takes it out, and the port is free at once (the session may ask for another
+/// right away; a task only stops at its next poll).
+type SharedPlan = Arc<Mutex<Option<PassivePlan>>>;
+
+/// Takes the plan out of a [`SharedPlan`] (freeing the port) when dropped.
+struct Release(SharedPlan);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Ok(mut plan) = self.0.lock() {
+            drop(plan.take());
+        }
+    }
+}
+
 /// A protected passive data connection waited for from `PASV` on (see the module's
 /// documentation), in its own task; dropping this ends the wait and frees the port.
 pub(super) struct ProtectedPassive {
     /// `Some(upload)` once the transfer command has come.
     command: watch::Sender<Option<bool>>,
     wait: tokio::task::JoinHandle<Result<Stream, Reply>>,
+    _plan: Release,
 }
 
 impl ProtectedPassive {
@@ -143,10 +161,12 @@ impl ProtectedPassive {
         timeout: Duration,
     ) -> Self {
         let (command, told) = watch::channel(None);
-        let wait = accept_passive(plan, expected_peer, tls, timeout, told);
+        let plan = Arc::new(Mutex::new(Some(plan)));
+        let wait = wait_passive(Arc::clone(&plan), expected_peer, tls, timeout, told);
         ProtectedPassive {
             command,
             wait: tokio::spawn(wait.in_current_span()),
+            _plan: Release(plan),
         }
     }
 
@@ -180,8 +200,29 @@ pub(super) async fn accept_passive(
     expected_peer: Option<IpAddr>,
     tls: DataTls,
     timeout: Duration,
+    command: watch::Receiver<Option<bool>>,
+) -> Result<Stream, Reply> {
+    let plan = Arc::new(Mutex::new(Some(plan)));
+    wait_passive(plan, expected_peer, tls, timeout, command).await
+}
+
+/// [`accept_passive`] on a shared plan, which it takes out (freeing the port) when it ends.
+async fn wait_passive(
+    plan: SharedPlan,
+    expected_peer: Option<IpAddr>,
+    tls: DataTls,
+    timeout: Duration,
     mut command: watch::Receiver<Option<bool>>,
 ) -> Result<Stream, Reply> {
+    let plan = Release(plan);
+    let accept_one = || {
+        std::future::poll_fn(|cx| match plan.0.lock().as_deref() {
+            Ok(Some(plan)) => plan.poll_accept_one(cx, expected_peer),
+            Ok(None) | Err(_) => Poll::Ready(Err(DataError::Io(io::Error::other(
+                "passive listener given up",
+            )))),
+        })
+    };
     let began = Instant::now();
     let mut command_at = command.borrow().is_some().then_some(began);
     let mut refused: Option<(Instant, Reply)> = None;
@@ -198,7 +239,7 @@ pub(super) async fn accept_passive(
                 Ok(stream) => return Ok(stream),
                 Err(reply) => refused = Some((Instant::now(), reply)),
             },
-            accepted = plan.accept_one(expected_peer), if tried < MAX_CANDIDATES => {
+            accepted = accept_one(), if tried < MAX_CANDIDATES => {
                 let tcp = match accepted {
                     Ok(tcp) => tcp,
                     Err(e) => return Err(data_failed(&e)),
@@ -217,9 +258,15 @@ pub(super) async fn accept_passive(
                 Err(_) => return Err(data_failed(&DataError::Timeout)),
             },
             _ = tokio::time::sleep_until(deadline) => {
-                return Err(match refused {
-                    Some((_, reply)) => reply,
-                    None => data_failed(&DataError::Timeout),
+                return Err(match (refused, command_at) {
+                    (Some((_, reply)), _) => reply,
+                    (None, Some(_)) => data_failed(&DataError::Timeout),
+                    // No command came: nothing failed that anyone waits for.
+                    (None, None) => {
+                        debug!("passive port given up: no transfer command came");
+                        let e = DataError::Timeout;
+                        Reply::new(425, format!("Can't open data connection: {e}."))
+                    }
                 });
             }
         }
