@@ -964,7 +964,7 @@ async fn data_handshakes_begun_before_the_command_are_answered_at_once() {
 async fn a_protected_passive_port_nobody_uses_is_given_up() {
     // Waited on from PASV on, a protected passive port is given back when no transfer command
     // comes within the data-connect timeout: one idle session cannot hold it.
-    let port = quiet_ports(1) + 7;
+    let port = quiet_ports(10) + 7;
     let f = start_with(
         |_| {},
         |c| {
