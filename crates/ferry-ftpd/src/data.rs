@@ -218,6 +218,37 @@ impl PassivePlan {
 }
 
 impl PassivePlan {
+    /// Poll for the next connection from `expected_peer` (any, if `None`), leaving the
+    /// listener in place for more; connections from elsewhere are dropped and logged, as in
+    /// `accept`. Synchronous, so that the plan can be dropped (and its port freed) at any time
+    /// between polls by whoever holds it.
+    pub fn poll_accept_one(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        expected_peer: Option<IpAddr>,
+    ) -> std::task::Poll<Result<TcpStream, DataError>> {
+        use std::task::Poll;
+        let Some(listener) = &self.listener else {
+            return Poll::Ready(Err(DataError::Io(io::Error::other(
+                "passive listener gone",
+            ))));
+        };
+        loop {
+            let (stream, peer) = match listener.poll_accept(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) if is_transient_accept_error(&e) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Ready(Ok(accepted)) => accepted,
+            };
+            match expected_peer {
+                Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
+                    warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                }
+                _ => return Poll::Ready(Ok(stream)),
+            }
+        }
+    }
+
     /// The client's connection if it has arrived already: no wait, and (unlike
     /// [`PassivePlan::accept`]) not registered with the runtime, for a transfer that is done
     /// at once. Connections from a foreign IP are dropped, as in `accept`.

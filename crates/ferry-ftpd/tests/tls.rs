@@ -249,11 +249,15 @@ impl TlsCtrl {
     }
 
     async fn secure_login(&mut self) {
+        self.secure_login_as(USER).await;
+    }
+
+    async fn secure_login_as(&mut self, user: &str) {
         self.auth_tls().await;
         self.expect("PBSZ 0", 200).await;
         self.expect("PROT P", 200).await;
         self.private = true;
-        self.expect(&format!("USER {USER}"), 331).await;
+        self.expect(&format!("USER {user}"), 331).await;
         self.expect(&format!("PASS {PASSWORD}"), 230).await;
         self.expect("TYPE I", 200).await;
     }
@@ -682,37 +686,317 @@ async fn data_connection_without_session_reuse_is_refused_unless_relaxed() {
     assert_eq!((got.as_slice(), done.code), (&b"x"[..], 226));
 }
 
+type MakeConnector = fn(&str) -> TlsConnector;
+
+/// Clients resuming by TLS 1.3 ticket, TLS 1.2 ticket and TLS 1.2 session ID.
+const RESUMPTION_KINDS: [(&str, MakeConnector); 3] = [
+    ("TLS 1.3 tickets", |pem| connector(pem, true)),
+    ("TLS 1.2 tickets", |pem| connector_tls12(pem, false)),
+    ("TLS 1.2 session IDs", |pem| connector_tls12(pem, true)),
+];
+
+impl TlsCtrl {
+    /// A control connection to `addr` logged in as `user` with PROT P, whose client's TLS
+    /// sessions come from this connection only (a fresh connector made by `make`).
+    async fn logged_in(f: &Fixture, addr: SocketAddr, user: &str, make: MakeConnector) -> TlsCtrl {
+        let mut c = TlsCtrl::connect_to(f, addr, true, false).await;
+        c.connector = make(&f.cert_pem);
+        c.secure_login_as(user).await;
+        c
+    }
+}
+
 #[tokio::test]
-async fn a_data_connection_cannot_resume_another_control_connections_session() {
-    // The point of required reuse: a data connection proves it comes from the client holding
-    // its control connection. Another session's tickets (or TLS 1.2 session IDs), although
-    // issued by this server, prove nothing.
+async fn a_data_connection_cannot_resume_another_users_session() {
+    // The point of required reuse: a data connection proves it comes from a TLS client that
+    // logged in as its control connection's user. Another user's tickets (or TLS 1.2 session
+    // IDs), although issued by this server, prove nothing.
     let f = start(|_| {}).await;
     std::fs::write(f.server.path("f"), b"secret").unwrap();
-    type MakeConnector = fn(&str) -> TlsConnector;
-    let kinds: [(&str, MakeConnector); 3] = [
-        ("TLS 1.3 tickets", |pem| connector(pem, true)),
-        ("TLS 1.2 tickets", |pem| connector_tls12(pem, false)),
-        ("TLS 1.2 session IDs", |pem| connector_tls12(pem, true)),
-    ];
-    for (kind, make) in kinds {
-        let mut a = TlsCtrl::connect(&f, true).await;
-        a.connector = make(&f.cert_pem);
-        a.secure_login().await;
+    let addr = f.server.addr();
+    for (kind, make) in RESUMPTION_KINDS {
+        let mut a = TlsCtrl::logged_in(&f, addr, USER, make).await;
         let (got, done) = a.get("f").await;
         assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226), "{kind}");
-        let mut b = TlsCtrl::connect(&f, true).await;
-        b.connector = make(&f.cert_pem);
-        b.secure_login().await;
+        let mut b = TlsCtrl::logged_in(&f, addr, READER, make).await;
         // B's data connections offer what A's client holds only.
         let own = std::mem::replace(&mut b.connector, a.connector.clone());
-        let (r, _) = b.refused_get("f").await;
+        let (r, resumed) = b.refused_get("f").await;
         assert_eq!(r.code, 522, "{kind}: {r:?}");
+        assert_eq!(
+            resumed,
+            Some(false),
+            "{kind}: resumed another user's session"
+        );
         // With its own, B's next data connection resumes.
         b.connector = own;
         let (got, done) = b.get("f").await;
         assert_eq!((got.as_slice(), done.code), (&b"secret"[..], 226), "{kind}");
     }
+    // Anyone can log in as anonymous: anonymous sessions share nothing.
+    std::fs::write(f.server.anon_root.path().join("pub"), b"public").unwrap();
+    let a = TlsCtrl::logged_in(&f, addr, "anonymous", RESUMPTION_KINDS[0].1).await;
+    let mut b = TlsCtrl::logged_in(&f, addr, "anonymous", RESUMPTION_KINDS[0].1).await;
+    b.connector = a.connector.clone();
+    let (r, _) = b.refused_get("pub").await;
+    assert_eq!(r.code, 522, "anonymous: {r:?}");
+}
+
+#[tokio::test]
+async fn a_data_connection_may_resume_its_users_other_live_session_from_its_address() {
+    // Clients such as rclone share one TLS session cache among parallel control connections:
+    // a data connection may offer a session another control connection received. Accepted
+    // while that one is logged in as the same user from the same address; refused from
+    // another address, or once it has logged out or gone.
+    let ipv6 = ipv6_available();
+    let f = start_with(
+        |_| {},
+        |c| {
+            if ipv6 {
+                c.listen.push("[::1]:0".parse().unwrap());
+            }
+        },
+    )
+    .await;
+    std::fs::write(f.server.path("f"), b"shared").unwrap();
+    let (v4, v6) = (f.server.addrs[0], f.server.addrs.get(1).copied());
+    for (kind, make) in RESUMPTION_KINDS {
+        // Each check borrows a fresh issuer's sessions: a data connection's handshake leaves
+        // tickets of its own session in the client it used.
+        let a = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        let mut b = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        b.connector = a.connector.clone();
+        let (got, done) = b.get("f").await;
+        assert_eq!((got.as_slice(), done.code), (&b"shared"[..], 226), "{kind}");
+
+        if let Some(v6) = v6 {
+            let a = TlsCtrl::logged_in(&f, v4, USER, make).await;
+            let mut b = TlsCtrl::logged_in(&f, v6, USER, make).await;
+            b.connector = a.connector.clone();
+            let (r, resumed) = b.refused_get("f").await;
+            assert_eq!(r.code, 522, "{kind}, from another address: {r:?}");
+            assert_eq!(resumed, Some(false), "{kind}: resumed from another address");
+        } else {
+            eprintln!("note: cannot bind [::1]: the other-address check is skipped");
+        }
+
+        let mut a = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        let mut b = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        b.connector = a.connector.clone();
+        a.expect("REIN", 220).await;
+        let (r, _) = b.refused_get("f").await;
+        assert_eq!(r.code, 522, "{kind}, issuer logged out: {r:?}");
+
+        let mut a = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        let mut b = TlsCtrl::logged_in(&f, v4, USER, make).await;
+        b.connector = a.connector.clone();
+        a.expect("QUIT", 221).await;
+        // The session is gone once its connection closes.
+        let mut rest = [0u8; 64];
+        let closed = tokio::time::timeout(WAIT, async {
+            let Conn::Tls(tls) = &mut a.conn else {
+                panic!("not TLS")
+            };
+            while tls.read(&mut rest).await.unwrap_or(0) > 0 {}
+        });
+        closed
+            .await
+            .expect("the server kept the connection after QUIT");
+        let (r, _) = b.refused_get("f").await;
+        assert_eq!(r.code, 522, "{kind}, issuer gone: {r:?}");
+    }
+
+    // The issuer is still logging in when the data connection offers its session: the proof
+    // waits for the login.
+    let mut a = TlsCtrl::connect_to(&f, v4, true, false).await;
+    a.auth_tls().await;
+    // Reading a reply takes in the TLS 1.3 tickets sent after the handshake.
+    a.expect("PBSZ 0", 200).await;
+    let mut b = TlsCtrl::logged_in(&f, v4, USER, RESUMPTION_KINDS[0].1).await;
+    b.connector = a.connector.clone();
+    let addr = b.epsv().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    b.expect("RETR f", 150).await;
+    let mut data = b.tls_data(tcp).await.unwrap();
+    // The server sends a download's tickets once the handshake is done, just before it checks
+    // the session it resumed: when they arrive, the check has found the login under way.
+    let mut peeked = [0u8; 1];
+    tokio::time::timeout(WAIT, data.get_ref().0.inner.peek(&mut peeked))
+        .await
+        .unwrap()
+        .unwrap();
+    a.expect(&format!("USER {USER}"), 331).await;
+    a.expect(&format!("PASS {PASSWORD}"), 230).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let done = b.read_reply().await;
+    assert_eq!(
+        (got.as_slice(), done.code),
+        (&b"shared"[..], 226),
+        "login under way"
+    );
+}
+
+#[tokio::test]
+async fn connections_refused_or_stalled_on_a_passive_port_do_not_cost_the_client_its_transfer() {
+    // Another program at the client's address connects to the passive port first. Refused (it
+    // holds no session of this user's), or stalled before its handshake, it must not take the
+    // transfer: the client's own connection, arriving next, gets the file.
+    let f = start(|_| {}).await;
+    let body = content(100_000, 60);
+    std::fs::write(f.server.path("f"), &body).unwrap();
+    let mut v = TlsCtrl::connect(&f, true).await;
+    v.secure_login().await;
+    let name = || ServerName::try_from("localhost").unwrap();
+    let stranger = connector(&f.cert_pem, false);
+    /// The client's own data connection to `addr` for a download of `body` under way.
+    async fn own_connection(v: &mut TlsCtrl, addr: SocketAddr, body: &[u8]) -> Reply {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut data = v.tls_data(tcp).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got == body, "the client's download differs");
+        v.read_reply().await
+    }
+
+    // Refused first: a full handshake without any session of this server's.
+    let addr = v.epsv().await;
+    let first = TcpStream::connect(addr).await.unwrap();
+    v.expect("RETR f", 150).await;
+    let mut first = stranger.connect(name(), first).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, first.read_to_end(&mut got))
+        .await
+        .expect("the refused connection was kept open");
+    assert!(got.is_empty(), "the stranger got data");
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(done.code, 226, "after a refused connection: {done:?}");
+
+    // Stalled first: connected, never starting its handshake.
+    let addr = v.epsv().await;
+    let stalled = TcpStream::connect(addr).await.unwrap();
+    v.expect("RETR f", 150).await;
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(done.code, 226, "after a stalled connection: {done:?}");
+    drop(stalled);
+
+    // More stalled connections than handshakes run at once: the oldest give way.
+    let addr = v.epsv().await;
+    v.expect("RETR f", 150).await;
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        stalled.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let done = own_connection(&mut v, addr, &body).await;
+    assert_eq!(
+        done.code, 226,
+        "after a dozen stalled connections: {done:?}"
+    );
+    drop(stalled);
+    v.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
+async fn data_handshakes_begun_before_the_command_are_answered_at_once() {
+    // Some clients start the TLS handshake on a passive data connection as soon as it
+    // connects, and send the transfer command only afterwards (aioftp waits for the handshake
+    // to end first; curl sends other commands meanwhile). The handshake is answered at once,
+    // the session still resumes, and uploads, downloads and listings all work.
+    let f = start(|_| {}).await;
+    let body = content(300_000, 61);
+    std::fs::write(f.server.path("f"), &body).unwrap();
+    let mut c = TlsCtrl::connect(&f, true).await;
+    c.secure_login().await;
+    // More transfers than the tickets the control connection's handshake gave: the client
+    // uses each ticket once.
+    for round in 0..3 {
+        for command in ["RETR f", "STOR up", "LIST", "MLSD", "NLST"] {
+            let addr = c.epsv().await;
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut data = tokio::time::timeout(WAIT, c.tls_data(tcp))
+                .await
+                .unwrap_or_else(|_| panic!("{command}: the handshake waited for the command"))
+                .unwrap();
+            assert_eq!(
+                data.get_ref().1.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed),
+                "{command}"
+            );
+            // Commands on the control connection go on meanwhile.
+            c.expect("TYPE I", 200).await;
+            c.expect(command, 150).await;
+            let mut got = Vec::new();
+            if command == "STOR up" {
+                data.write_all(&body).await.unwrap();
+                data.shutdown().await.unwrap();
+                // Whatever the server sent: its close_notify, and no ticket.
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(WAIT, data.read_to_end(&mut rest)).await;
+            } else {
+                tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            // Tickets replenish the client's on downloads and listings only: an upload's
+            // client may never read them (see `TlsConfig::config`).
+            let tickets = data.get_ref().1.tls13_tickets_received();
+            let upload = command.starts_with("STOR");
+            assert_eq!(tickets > 0, !upload, "{command}: {tickets} tickets");
+            let done = c.read_reply().await;
+            assert_eq!(done.code, 226, "round {round}, {command}: {done:?}");
+            match command {
+                "RETR f" => assert!(got == body, "the download differs"),
+                "STOR up" => assert!(std::fs::read(f.server.path("up")).unwrap() == body),
+                _ => assert!(contains(&got, b"up"), "{}", String::from_utf8_lossy(&got)),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_protected_passive_port_nobody_uses_is_given_up() {
+    // Waited on from PASV on, a protected passive port is given back when no transfer command
+    // comes within the data-connect timeout: one idle session cannot hold it.
+    let port = quiet_ports(10) + 7;
+    let f = start_with(
+        |_| {},
+        |c| {
+            c.passive_ports = Some((port, port));
+            c.data_connect_timeout = Duration::from_millis(500);
+        },
+    )
+    .await;
+    std::fs::write(f.server.path("f"), b"x").unwrap();
+    let mut idle = TlsCtrl::connect(&f, true).await;
+    idle.secure_login().await;
+    idle.epsv().await;
+    let mut other = TlsCtrl::connect(&f, true).await;
+    other.secure_login().await;
+    assert_eq!(other.cmd("EPSV").await.code, 425, "the only port is taken");
+    let freed = tokio::time::timeout(WAIT, async {
+        while other.cmd("EPSV").await.code != 229 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    freed.await.expect("the idle session kept the port");
+    // A new EPSV gives up the session's last port at once, and takes it again.
+    let (got, done) = other.get_with("RETR f").await;
+    assert_eq!((got.as_slice(), done.code), (&b"x"[..], 226));
+    // The idle session's late command hears that its port is gone.
+    let r = idle.cmd("RETR f").await;
+    let r = if r.code == 150 {
+        idle.read_reply().await
+    } else {
+        r
+    };
+    assert_eq!(r.code, 425, "{r:?}");
 }
 
 #[tokio::test]

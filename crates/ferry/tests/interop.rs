@@ -1,5 +1,5 @@
 //! Interoperability: the real `ferry serve` binary driven by real clients (curl, Python's
-//! ftplib, lftp) over loopback only (127.0.0.1 and ::1).
+//! ftplib, lftp, rclone, aioftp) over loopback only (127.0.0.1 and ::1).
 //!
 //! Each test starts its own server on port 0 with a fresh root, so tests run in parallel. Every
 //! external command runs under coreutils `timeout`, and every wait here is bounded. A missing
@@ -844,6 +844,64 @@ fn curl_tls_ipv6() {
     curl_round_trip_on("curl_tls_ipv6", true, true, &[], "EPSV", &["PASV"]);
 }
 
+/// curl starts the TLS handshake on a passive data connection as soon as it connects, then
+/// sends `TYPE I` and `SIZE` before `RETR`, and reads no reply until its handshake moves on
+/// (or its own ~200 ms timer fires): a server that answers the handshake only after `RETR`
+/// costs every small download about 200 ms. The handshake must be answered at once: curl's
+/// log shows the data connection's Server hello before `> RETR`. Up to three downloads, as
+/// on a loaded machine the answer can lose the race against two control round trips; a
+/// server that waits for the command can never show it.
+#[test]
+fn curl_tls_download_handshake_is_answered_before_retr() {
+    if !have_tools(
+        "curl_tls_download_handshake_is_answered_before_retr",
+        &["curl"],
+    ) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    fs::write(srv.root.join("small.bin"), pseudo_random(5_000, 88)).unwrap();
+    let cacert = srv.cacert();
+    let userpw = format!("{USER}:{PASSWORD}");
+    let url = format!("{}/small.bin", url_host(srv.v4));
+    let local = srv.local("curl-small");
+    let mut logs = Vec::new();
+    for attempt in 0..3 {
+        let got = local.join(format!("got{attempt}.bin"));
+        let out = srv.run(
+            "curl",
+            [
+                "-sS",
+                "-v",
+                "--max-time",
+                "60",
+                "--ssl-reqd",
+                "--cacert",
+                cacert.to_str().unwrap(),
+                "-u",
+                &userpw,
+                "-o",
+                got.to_str().unwrap(),
+                &url,
+            ],
+        );
+        assert_same_file(&srv.root.join("small.bin"), &got, &srv);
+        let log = text(&out.stderr);
+        let retr = log.find("> RETR").expect("curl sent no RETR");
+        // The second Server hello is the data connection's.
+        let data_hello = log.match_indices("Server hello").nth(1).map(|(i, _)| i);
+        if data_hello.is_some_and(|hello| hello < retr) {
+            return;
+        }
+        logs.push(log);
+    }
+    panic!(
+        "the data connection's handshake was answered only after RETR, three times:\n{}\n{}",
+        tail(&logs.join("\n----\n"), 120),
+        srv.log_tail()
+    );
+}
+
 #[test]
 fn curl_tls_implicit_ftps_url() {
     if !have_tools("curl_tls_implicit_ftps_url", &["curl"]) {
@@ -1089,5 +1147,180 @@ fn ftplib_tls_without_session_reuse_is_refused_clearly() {
 fn ftplib_tls_works_when_reuse_is_relaxed() {
     if have_tools("ftplib_tls_works_when_reuse_is_relaxed", &["python3"]) {
         ftplib_tls(true);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rclone
+
+/// Dozens of files in nested directories (names with spaces too), for rclone's parallel
+/// transfers and checkers.
+fn write_wide_tree(dir: &Path) {
+    let dirs = ["", "a", "a/b", "a/b/c", "d", "e/f g", "e/h"];
+    for (d, sub) in dirs.iter().enumerate() {
+        for i in 0..8 {
+            let p = dir.join(sub).join(format!("file {i}.bin"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let len = (i * 37_003 + d * 1_009) % 150_000;
+            fs::write(&p, pseudo_random(len, (d * 8 + i) as u64 + 500)).unwrap();
+        }
+    }
+}
+
+/// Run rclone against the server as remote `ferry:` (FTPS, explicit TLS), with its defaults
+/// for parallelism (4 transfers, 8 checkers) and no retries: an error fails the command
+/// instead of being retried away. Panics unless it exits 0 with no `ERROR` line.
+fn rclone(srv: &Server, args: &[&str]) -> Output {
+    let obscured = srv.run("rclone", ["obscure", PASSWORD]);
+    let config = srv.dir.path().join("rclone.conf");
+    fs::write(&config, "").unwrap();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", COMMAND_SECS, "rclone"])
+        .args(args)
+        .args(["--retries", "1", "--low-level-retries", "1"])
+        .arg("--config")
+        .arg(&config)
+        .env("RCLONE_CONFIG_FERRY_TYPE", "ftp")
+        .env("RCLONE_CONFIG_FERRY_HOST", srv.v4.ip().to_string())
+        .env("RCLONE_CONFIG_FERRY_PORT", srv.v4.port().to_string())
+        .env("RCLONE_CONFIG_FERRY_USER", USER)
+        .env("RCLONE_CONFIG_FERRY_PASS", text(&obscured.stdout).trim())
+        .env("RCLONE_CONFIG_FERRY_EXPLICIT_TLS", "true")
+        .env("RCLONE_CONFIG_FERRY_NO_CHECK_CERTIFICATE", "true");
+    let out = srv.run_command(cmd);
+    let log = text(&out.stderr);
+    assert!(
+        !log.contains("ERROR"),
+        "rclone {args:?} reported errors:\n{}\n{}",
+        tail(&log, 60),
+        srv.log_tail()
+    );
+    out
+}
+
+/// rclone shares one TLS session cache among its parallel control connections, so its data
+/// connections resume sessions that other control connections received; the server's
+/// required session reuse accepts those of the same user from the same address.
+#[test]
+fn rclone_ftps_copy_sync_and_check_both_ways() {
+    if !have_tools("rclone_ftps_copy_sync_and_check_both_ways", &["rclone"]) {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let local = srv.local("wide");
+    write_wide_tree(&local);
+    let local_arg = local.to_str().unwrap();
+    rclone(&srv, &["copy", local_arg, "ferry:up"]);
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    rclone(&srv, &["check", "--download", local_arg, "ferry:up"]);
+    let back = srv.local("back");
+    let back_arg = back.to_str().unwrap();
+    rclone(&srv, &["copy", "ferry:up", back_arg]);
+    assert_same_tree(&local, &back, &srv);
+
+    // Changes on each side, carried over by sync.
+    fs::write(local.join("a/b/file 3.bin"), pseudo_random(99_999, 900)).unwrap();
+    fs::remove_file(local.join("d/file 5.bin")).unwrap();
+    fs::create_dir_all(local.join("new/deeper")).unwrap();
+    fs::write(local.join("new/deeper/n.bin"), pseudo_random(12_345, 901)).unwrap();
+    rclone(&srv, &["sync", local_arg, "ferry:up"]);
+    assert_same_tree(&local, &srv.root.join("up"), &srv);
+    fs::write(
+        srv.root.join("up/e/h/file 1.bin"),
+        pseudo_random(54_321, 902),
+    )
+    .unwrap();
+    fs::remove_file(srv.root.join("up/file 0.bin")).unwrap();
+    rclone(&srv, &["sync", "ferry:up", back_arg]);
+    assert_same_tree(&srv.root.join("up"), &back, &srv);
+    rclone(&srv, &["check", "--download", "ferry:up", back_arg]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// aioftp
+
+/// Whether `python3` can import `module`. If not: a note and `false` (skip), or a panic when
+/// `FERRY_REQUIRE_INTEROP=1`.
+fn have_python_module(test: &str, module: &str) -> bool {
+    if !have_tools(test, &["python3"]) {
+        return false;
+    }
+    let imported = Command::new("timeout")
+        .args(["30", "python3", "-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if imported {
+        return true;
+    }
+    if std::env::var("FERRY_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{test}: python3 cannot import {module} and FERRY_REQUIRE_INTEROP=1");
+    }
+    eprintln!(
+        "note: skipping {test}: python3 cannot import {module} (pip install {module}; FERRY_REQUIRE_INTEROP=1 makes this a failure)"
+    );
+    false
+}
+
+/// aioftp starts the TLS handshake on a data connection as soon as it connects, and sends the
+/// transfer command only once the handshake is done; it resumes the control connection's
+/// session. Uploads, a listing and downloads over explicit FTPS, with session reuse required.
+#[test]
+fn aioftp_ftps_transfers() {
+    if !have_python_module("aioftp_ftps_transfers", "aioftp") {
+        return;
+    }
+    let srv = Server::start_with(false, &["--tls", "required"]);
+    let script = r#"
+import asyncio, hashlib, ssl, sys, aioftp
+
+async def main(host, port, user, pw, cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    # Short timeouts: a data connection whose handshake is not answered fails the test.
+    client = aioftp.Client(socket_timeout=15, connection_timeout=15, path_timeout=15)
+    await client.connect(host, port)
+    await client.upgrade_to_tls(ctx)
+    await client.login(user, pw)
+    await client.make_directory("aio/sub")
+    files = {}
+    for i in range(12):
+        data = hashlib.sha256(str(i).encode()).digest() * (1000 * (i + 1))
+        name = f"aio/sub/f{i}.bin"
+        async with client.upload_stream(name) as stream:
+            await stream.write(data)
+        files[name] = data
+    listed = sorted(str(p) for p, info in await client.list("aio/sub"))
+    assert listed == sorted(files), listed
+    for name, data in files.items():
+        got = bytearray()
+        async with client.download_stream(name) as stream:
+            async for block in stream.iter_by_block():
+                got += block
+        assert bytes(got) == data, name
+    await client.quit()
+    print("aioftp ok:", len(files), "files up and down")
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]))
+"#;
+    let out = srv.run(
+        "python3",
+        [
+            "-c",
+            script,
+            "127.0.0.1",
+            &srv.v4.port().to_string(),
+            USER,
+            PASSWORD,
+            srv.cacert().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("aioftp ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    for i in 0..12u64 {
+        let on_disk = fs::read(srv.root.join(format!("aio/sub/f{i}.bin"))).unwrap();
+        assert_eq!(on_disk.len(), 32 * 1000 * (i as usize + 1), "f{i}.bin");
     }
 }

@@ -110,6 +110,7 @@ impl Session {
         } else {
             "Login successful."
         };
+        self.tls_logged_in(&account);
         self.state = State::LoggedIn(LoggedIn { account, storage });
         self.cwd = VPath::root();
         self.send(&Reply::new(230, text)).await?;

@@ -121,7 +121,7 @@ impl Session {
         match PassivePlan::open(local_ip, self.shared.ports.as_ref()) {
             Ok(plan) => {
                 let port = plan.local.port();
-                self.data = DataPlan::Passive(Box::new(plan));
+                self.data = self.passive_plan(plan);
                 Ok(port)
             }
             Err(DataError::PortsExhausted) => {

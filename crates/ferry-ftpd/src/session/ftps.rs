@@ -8,7 +8,7 @@ use ferry_proto::{LineBuffer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use crate::tls::{self, Stream, TOKEN_LEN};
+use crate::tls::{self, Stream};
 
 use super::*;
 
@@ -56,6 +56,46 @@ impl Session {
         }
     }
 
+    /// This session's entry in the server's TLS logins, if it has one (see [`DataOwner`]).
+    fn tls_logins(&self) -> Option<&Arc<tls::Logins>> {
+        let tls = self.shared.config.tls.as_ref()?;
+        self.tls_registered.then_some(&tls.logins)
+    }
+
+    /// Note the login in the server's TLS logins (see [`DataOwner`]).
+    pub(super) fn tls_logged_in(&self, account: &Account) {
+        if let Some(logins) = self.tls_logins() {
+            let named = (!account.anonymous).then_some(account.name.as_str());
+            logins.logged_in(&self.tls_token, named);
+        }
+    }
+
+    /// Note the logout (`REIN`) in the server's TLS logins.
+    pub(super) fn tls_logged_out(&self) {
+        if let Some(logins) = self.tls_logins() {
+            logins.logged_out(&self.tls_token);
+        }
+    }
+
+    /// Whose data connections this session's are (see [`DataOwner`]).
+    pub(super) fn data_owner(&self) -> DataOwner {
+        let named = self.logged_in().filter(|l| !l.account.anonymous);
+        let login = match (self.tls_logins(), named) {
+            (Some(logins), Some(l)) => Some((
+                Arc::clone(logins),
+                tls::Login {
+                    ip: self.peer.ip().to_canonical(),
+                    user: l.account.name.as_str().into(),
+                },
+            )),
+            _ => None,
+        };
+        DataOwner {
+            token: self.tls_token,
+            login,
+        }
+    }
+
     pub(super) async fn upgrade_control(&mut self) -> io::Result<()> {
         let Some(tls) = self.shared.config.tls.clone() else {
             return Err(io::Error::other("TLS is not configured"));
@@ -63,6 +103,10 @@ impl Session {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.control, Stream::Closed) else {
             return Err(io::Error::other("control connection is not plain"));
         };
+        if !self.tls_registered {
+            tls.logins.register(&self.tls_token, self.peer.ip());
+            self.tls_registered = true;
+        }
         let stream = tls::ControlTls::accept(Arc::clone(&tls.rustls), tcp, &self.tls_token).await?;
         self.control = Stream::Control(Box::new(stream));
         Ok(())
@@ -143,6 +187,10 @@ impl Session {
             ),
             ProtLevel::Clear => {
                 self.protect_data = false;
+                // A passive port already handshaking TLS cannot carry a clear connection.
+                if matches!(self.data, DataPlan::Protected(_)) {
+                    self.data = DataPlan::None;
+                }
                 Reply::new(200, "PROT now Clear.")
             }
             ProtLevel::Safe | ProtLevel::Confidential => Reply::new(
@@ -190,44 +238,4 @@ impl Session {
         self.control = Stream::Plain(tcp);
         Ok(Flow::Continue)
     }
-}
-
-/// TLS handshake on a data connection, checking it resumed the control connection's session.
-pub(super) async fn protect_data_connection(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    token: &[u8; TOKEN_LEN],
-    require_reuse: bool,
-    timeout: std::time::Duration,
-) -> Result<Stream, Reply> {
-    let (tls, resumed) =
-        match tokio::time::timeout(timeout, tls::accept(acceptor, tcp, token)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                warn!(error = %e, "TLS handshake failed on the data connection");
-                return Err(Reply::new(
-                    425,
-                    format!("TLS handshake failed on the data connection: {e}."),
-                ));
-            }
-            Err(_) => {
-                warn!("TLS handshake timed out on the data connection");
-                return Err(Reply::new(
-                    425,
-                    "TLS handshake timed out on the data connection.",
-                ));
-            }
-        };
-    if require_reuse && !resumed {
-        warn!("data connection did not resume the control connection's TLS session; refused");
-        // Close cleanly (close_notify) so the client sees the refusal on the control
-        // connection rather than a reset.
-        let mut tls = tls;
-        let _ = tokio::time::timeout(timeout, tls.shutdown()).await;
-        return Err(Reply::new(
-            522,
-            "TLS session reuse required: the data connection must resume the control connection's TLS session (server key tls_require_session_reuse).",
-        ));
-    }
-    Ok(Stream::Tls(Box::new(tls)))
 }

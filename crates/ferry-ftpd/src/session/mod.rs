@@ -9,7 +9,8 @@
 //! The loop, the state and the dispatch live here; the commands, by family, in
 //! `access` (USER, PASS, FEAT, OPTS), `files` (CWD, MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM,
 //! MFMT, MLST, STAT path), `listings` (LIST, NLST, MLSD), `transfers` (RETR, STOR, APPE, STOU
-//! and the transfer task), `ftps` (AUTH, PBSZ, PROT, CCC) and `data` (PORT, EPRT, PASV, EPSV).
+//! and the transfer task), `ftps` (AUTH, PBSZ, PROT, CCC), `protected` (TLS data connections:
+//! handshake, proof of session reuse, the passive wait) and `data` (PORT, EPRT, PASV, EPSV).
 
 use std::collections::VecDeque;
 use std::io;
@@ -32,16 +33,16 @@ use tracing::{debug, info, warn};
 
 use crate::data::PassivePlan;
 use crate::server::Shared;
-use crate::tls::{Stream, TOKEN_LEN};
+use crate::tls::{DataOwner, Stream, TOKEN_LEN};
 
 mod access;
 mod data;
 mod files;
 mod ftps;
 mod listings;
+mod protected;
 mod transfers;
 
-use ftps::protect_data_connection;
 use listings::{ListStyle, listed, listed_kind, parse_stat_args, perm_facts};
 use transfers::StoreKind;
 
@@ -58,6 +59,8 @@ enum DataPlan {
     /// Accepted already (a download that began on the quick path and must wait for the
     /// client to read the rest).
     Connected(std::net::TcpStream),
+    /// Passive with TLS (`PROT P`): waited for, and handshaken, from `PASV` on.
+    Protected(Box<protected::ProtectedPassive>),
 }
 
 /// Login state.
@@ -92,6 +95,15 @@ fn reclaim(after: Option<ferry_vfs::Reclaim>) {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Before the fields: gone from the registry when the client sees the connection close.
+        if let (true, Some(tls)) = (self.tls_registered, &self.shared.config.tls) {
+            tls.logins.remove(&self.tls_token);
+        }
+    }
+}
+
 struct RunningTransfer {
     handle: JoinHandle<Outcome>,
     progress: Arc<AtomicU64>,
@@ -113,6 +125,10 @@ pub(crate) struct Session {
     implicit_tls: bool,
     /// Random per-connection token carried in this session's TLS tickets (see `tls`).
     tls_token: [u8; TOKEN_LEN],
+    /// This session is in the server's TLS [`crate::tls::Logins`] (from its TLS handshake on):
+    /// while it is logged in as a named user, its tickets also serve that user's other
+    /// sessions from the same address (see [`DataOwner`]).
+    tls_registered: bool,
     pbsz_done: bool,
     /// `PROT P`: data connections use TLS.
     protect_data: bool,
@@ -147,6 +163,7 @@ impl Session {
             control: Stream::Plain(control),
             implicit_tls,
             tls_token: rand::random(),
+            tls_registered: false,
             pbsz_done: false,
             protect_data: false,
             peer,
@@ -523,6 +540,7 @@ impl Session {
             }
             Command::Rein => {
                 self.state = State::Fresh;
+                self.tls_logged_out();
                 self.reset_transfer_state();
                 self.cwd = VPath::root();
                 self.failed_logins = 0;

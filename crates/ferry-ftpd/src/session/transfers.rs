@@ -10,10 +10,12 @@ use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
 use ferry_vfs::{ErrorKind, WriteMode};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::data::{DataError, connect_active};
+use super::protected::{DataTls, ProtectedPassive, accept_passive, data_failed};
+use crate::data::{DataError, PassivePlan, connect_active};
 use crate::replies::{path_error, permission_denied, storage_error};
 use crate::tls::Stream;
 use crate::transfer::{self, PumpError};
@@ -176,6 +178,20 @@ impl Session {
     /// Data connections of this session go through TLS (`PROT P` on a TLS server).
     fn data_is_protected(&self) -> bool {
         self.protect_data && self.shared.config.tls.is_some()
+    }
+
+    /// The plan for a passive listener just opened: with TLS, its wait starts now (see
+    /// [`ProtectedPassive`]).
+    pub(super) fn passive_plan(&self, plan: PassivePlan) -> DataPlan {
+        match (&self.shared.config.tls, self.protect_data) {
+            (Some(tls), true) => DataPlan::Protected(Box::new(ProtectedPassive::start(
+                plan,
+                self.expected_peer(),
+                DataTls::new(tls, self.data_owner()),
+                self.shared.config.data_connect_timeout,
+            ))),
+            _ => DataPlan::Passive(Box::new(plan)),
+        }
     }
 
     /// The IP a passive data connection must come from (`None`: any, if so configured).
@@ -357,7 +373,7 @@ impl Session {
             .active_source_port_minus_one
             .then(|| self.local.port().saturating_sub(1));
         let tls = match (&self.shared.config.tls, self.protect_data) {
-            (Some(t), true) => Some((t.acceptor(upload), t.require_session_reuse, self.tls_token)),
+            (Some(t), true) => Some(DataTls::new(t, self.data_owner())),
             _ => None,
         };
         self.send(&Reply::new(150, opening.to_string())).await?;
@@ -367,42 +383,37 @@ impl Session {
         let handle = tokio::spawn(
             async move {
                 let started = Instant::now();
-                let stream = match plan {
-                    DataPlan::Passive(p) => p.accept(expected_peer, timeout).await,
-                    DataPlan::Active(target) => {
-                        connect_active(target, local_ip, source_port, timeout).await
+                let stream = match (plan, tls) {
+                    (DataPlan::Protected(p), _) => p.connection(upload).await,
+                    (DataPlan::Passive(p), Some(tls)) => {
+                        let (_, command) = watch::channel(Some(upload));
+                        accept_passive(*p, expected_peer, tls, timeout, command).await
                     }
-                    DataPlan::Connected(s) => {
-                        tokio::net::TcpStream::from_std(s).map_err(DataError::Io)
+                    (DataPlan::Passive(p), None) => p
+                        .accept(expected_peer, timeout)
+                        .await
+                        .map(Stream::Plain)
+                        .map_err(|e| data_failed(&e)),
+                    (DataPlan::Active(target), tls) => {
+                        match connect_active(target, local_ip, source_port, timeout).await {
+                            Ok(tcp) => match tls {
+                                Some(tls) => tls.handshake_within(tcp, upload, timeout).await,
+                                None => Ok(Stream::Plain(tcp)),
+                            },
+                            Err(e) => Err(data_failed(&e)),
+                        }
                     }
-                    DataPlan::None => Err(DataError::Io(io::Error::other("no data connection"))),
+                    // Only plain downloads begin on the quick path.
+                    (DataPlan::Connected(s), _) => tokio::net::TcpStream::from_std(s)
+                        .map(Stream::Plain)
+                        .map_err(|e| data_failed(&DataError::Io(e))),
+                    (DataPlan::None, _) => Err(data_failed(&DataError::Io(io::Error::other(
+                        "no data connection",
+                    )))),
                 };
                 let stream = match stream {
                     Ok(s) => s,
-                    Err(e) => {
-                        warn!(error = %e, "data connection failed");
-                        return Outcome {
-                            reply: Reply::new(425, format!("Can't open data connection: {e}.")),
-                            after: None,
-                        };
-                    }
-                };
-                let stream = match tls {
-                    None => Stream::Plain(stream),
-                    Some((acceptor, require_reuse, token)) => {
-                        match protect_data_connection(
-                            &acceptor,
-                            stream,
-                            &token,
-                            require_reuse,
-                            timeout,
-                        )
-                        .await
-                        {
-                            Ok(s) => s,
-                            Err(reply) => return Outcome { reply, after: None },
-                        }
-                    }
+                    Err(reply) => return Outcome { reply, after: None },
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
                 final_reply(
