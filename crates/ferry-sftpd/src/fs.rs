@@ -123,7 +123,8 @@ impl SftpFs {
 
     /// Open a file for writing. A new or truncated file is written beside its target and
     /// renamed into place on [`close`](Self::close), so the old file stays whole until then;
-    /// an existing file opened without truncation is written in place (resumed uploads).
+    /// an existing file opened without truncation is written in place, nothing cut off
+    /// (resumed uploads; on storage without positional writes, only at its end).
     pub(crate) async fn open_write(
         &self,
         path: &VPath,
@@ -160,16 +161,13 @@ impl SftpFs {
                 WriteIntent {
                     exclusive: true, ..
                 },
-            ) => Some(WriteMode::CreateNew),
-            (_, WriteIntent { append: true, .. }) => Some(WriteMode::Append),
-            (None, _) | (Some(_), WriteIntent { truncate: true, .. }) => Some(WriteMode::Replace),
-            // In place, from wherever the first write lands.
-            (Some(_), _) => None,
+            ) => WriteMode::CreateNew,
+            (_, WriteIntent { append: true, .. }) => WriteMode::Append,
+            (None, _) | (Some(_), WriteIntent { truncate: true, .. }) => WriteMode::Replace,
+            // In place: "truncated" at its own length, so nothing is lost.
+            (Some(md), _) => WriteMode::At(md.size),
         };
-        let state = match mode {
-            Some(mode) => FileState::Write(self.start_upload(path, mode).await?),
-            None => FileState::WriteInPlace(None),
-        };
+        let state = FileState::Write(self.start_upload(path, mode).await?);
         Ok(FileHandle {
             path: path.clone(),
             state,
@@ -191,6 +189,7 @@ impl SftpFs {
                 _ => 0,
             },
             append: mode == WriteMode::Append,
+            replacing: mode == WriteMode::Replace,
             pending: AttrChange::default(),
         })
     }
@@ -266,13 +265,11 @@ impl SftpFs {
         offset: u64,
         data: bytes::Bytes,
     ) -> FsResult<()> {
-        if let FileState::WriteInPlace(None) = file.state {
-            let writer = self.start_upload(&file.path, WriteMode::At(offset)).await?;
-            file.state = FileState::WriteInPlace(Some(writer));
-        }
         let writer = match &mut file.state {
-            FileState::Write(w) | FileState::WriteInPlace(Some(w)) => w,
-            _ => return Err(FsError::Unsupported("this handle was opened for reading")),
+            FileState::Write(w) => w,
+            FileState::Read(_) => {
+                return Err(FsError::Unsupported("this handle was opened for reading"));
+            }
         };
         if let Some(f) = &writer.local {
             let f = Arc::clone(f);
@@ -299,7 +296,7 @@ impl SftpFs {
     /// Flush a file to stable storage (`fsync@openssh.com`).
     pub(crate) async fn fsync(&self, file: &mut FileHandle) -> FsResult<()> {
         match &file.state {
-            FileState::Write(w) | FileState::WriteInPlace(Some(w)) => match &w.local {
+            FileState::Write(w) => match &w.local {
                 Some(f) => {
                     let f = Arc::clone(f);
                     match tokio::task::spawn_blocking(move || f.sync_data()).await {
@@ -311,7 +308,7 @@ impl SftpFs {
                     "fsync is not supported by this storage",
                 )),
             },
-            _ => Ok(()),
+            FileState::Read(_) => Ok(()),
         }
     }
 
@@ -319,8 +316,8 @@ impl SftpFs {
     /// attribute changes made while it was open are applied.
     pub(crate) async fn close(&self, file: FileHandle) -> FsResult<()> {
         let writer = match file.state {
-            FileState::Write(w) | FileState::WriteInPlace(Some(w)) => w,
-            _ => return Ok(()),
+            FileState::Write(w) => w,
+            FileState::Read(_) => return Ok(()),
         };
         let pending = writer.pending;
         writer.upload.commit().await?;
@@ -345,7 +342,7 @@ impl SftpFs {
     ) -> FsResult<()> {
         self.validate(change)?;
         match &mut file.state {
-            FileState::Write(w) => {
+            FileState::Write(w) if w.replacing => {
                 let p = &mut w.pending;
                 p.mode = change.mode.or(p.mode);
                 p.mtime = change.mtime.or(p.mtime);
@@ -445,10 +442,7 @@ impl FileHandle {
 
 enum FileState {
     Read(ReadSource),
-    /// A new file, a replacement or an append.
     Write(Writer),
-    /// An existing file written in place; opened at the first write's offset.
-    WriteInPlace(Option<Writer>),
 }
 
 enum ReadSource {
@@ -466,6 +460,8 @@ struct Writer {
     /// Where the next sequential write must land.
     pos: u64,
     append: bool,
-    /// `FSETSTAT` changes to apply after commit.
+    /// Written beside the target, renamed over it on commit.
+    replacing: bool,
+    /// `FSETSTAT` changes to apply after commit (while replacing, the path names the old file).
     pending: AttrChange,
 }

@@ -148,9 +148,12 @@ impl SftpServer {
                     authenticated: Arc::clone(&authenticated),
                 };
                 let grace = inner.config.login_grace;
-                let session =
-                    tokio::time::timeout(grace, russh::server::run_stream(ssh, stream, handler))
-                        .await;
+                let deadline = tokio::time::Instant::now() + grace;
+                let session = tokio::time::timeout_at(
+                    deadline,
+                    russh::server::run_stream(ssh, stream, handler),
+                )
+                .await;
                 let session = match session {
                     Ok(Ok(session)) => session,
                     Ok(Err(e)) => {
@@ -168,7 +171,7 @@ impl SftpServer {
                         }
                         return;
                     }
-                    () = tokio::time::sleep(grace) => {}
+                    () = tokio::time::sleep_until(deadline) => {}
                 }
                 if !authenticated.load(Ordering::Acquire) {
                     tracing::info!(%peer, "ssh: no login within {grace:?}; closing");

@@ -357,3 +357,28 @@ async fn handles_are_bounded() {
     );
     let _c = c.open(5, "/f", OpenFlags::READ).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_without_truncate_patches_in_place_keeping_the_rest() {
+    let h = Harness::start().await;
+    let target = h.root.path().join("f");
+    std::fs::write(&target, b"0123456789").unwrap();
+    let mut c = Sftp::connect(&h, true).await;
+    let handle = c.open(1, "/f", OpenFlags::WRITE).await;
+    let r = c
+        .call(
+            2,
+            Request::Write {
+                handle: handle.clone(),
+                offset: 2,
+                data: Bytes::from_static(b"ab"),
+            },
+        )
+        .await;
+    assert_eq!(status_code(&r), StatusCode::OK);
+    assert_eq!(
+        status_code(&c.call(3, Request::Close { handle }).await),
+        StatusCode::OK
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"01ab456789");
+}
