@@ -85,6 +85,9 @@ impl Harness {
             "PubkeyAuthentication=no",
             "-o",
             "LogLevel=ERROR",
+            // The cipher OpenSSH users pick for speed (not in russh's default offer).
+            "-o",
+            "Ciphers=aes128-gcm@openssh.com",
             // `sftp -b` turns batch mode on, which forbids password prompts; the first value
             // given wins, so this lets sshpass answer.
             "-o",
