@@ -7,6 +7,9 @@
 //! - [`Authenticator`]: verifies passwords (argon2id PHC strings) off the async workers, in
 //!   comparable time whether or not the user exists, so user names can't be probed.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
+//! - [`keys`]: public keys from OpenSSH `authorized_keys` lines.
+
+pub mod keys;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +24,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
+
+pub use keys::{AuthorizedKey, KeyError};
 
 /// What a user may do. Parsed from a list such as `["list", "read"]` or `["all"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -490,7 +490,7 @@ impl Client {
     /// The current directory (`PWD`).
     pub async fn pwd(&mut self) -> Result<String> {
         let reply = self.expect("PWD", |c| c == 257).await?;
-        parse_257(&reply.text()).ok_or_else(|| {
+        ferry_proto::reply::parse_257(&reply.text()).ok_or_else(|| {
             Error::Protocol(format!("no quoted path in PWD reply: {}", reply.text()))
         })
     }
@@ -560,10 +560,10 @@ impl Client {
         let now = unix_now();
         if self.features.has("MLST") {
             let raw = self.listing_raw("MLSD", path).await?;
-            Ok(parse_mlsd(&raw))
+            Ok(listing::parse_mlsd(&raw))
         } else {
             let raw = self.listing_raw("LIST", path).await?;
-            Ok(parse_list(&raw, now))
+            Ok(listing::parse_list(&raw, now))
         }
     }
 
@@ -969,56 +969,6 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The path in a `257 "path" ...` reply (`""` inside stands for `"`).
-pub fn parse_257(text: &str) -> Option<String> {
-    let start = text.find('"')? + 1;
-    let mut out = String::new();
-    let mut chars = text[start..].chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '"' {
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                out.push('"');
-            } else {
-                return Some(out);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    None
-}
-
-/// `true` for an MLSx line whose `type` fact is `cdir` or `pdir`.
-fn is_cdir_or_pdir(line: &str) -> bool {
-    let facts = line.trim_start().split(' ').next().unwrap_or("");
-    facts.split(';').any(|f| {
-        f.split_once('=').is_some_and(|(k, v)| {
-            k.eq_ignore_ascii_case("type")
-                && (v.eq_ignore_ascii_case("cdir") || v.eq_ignore_ascii_case("pdir"))
-        })
-    })
-}
-
-/// Entries of an `MLSD` body, without `cdir`/`pdir`, `.` and `..`.
-pub fn parse_mlsd(raw: &[u8]) -> Vec<ParsedEntry> {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !is_cdir_or_pdir(l))
-        .filter_map(listing::parse_mlsx_line)
-        .filter(|e| e.name != "." && e.name != ".." && !e.name.contains('/'))
-        .collect()
-}
-
-/// Entries of a `LIST` body (Unix or DOS lines), without `total`, `.` and `..`.
-pub fn parse_list(raw: &[u8], now: i64) -> Vec<ParsedEntry> {
-    String::from_utf8_lossy(raw)
-        .lines()
-        .filter_map(|l| listing::parse_list_line(l, now))
-        .filter(|e| e.name != "." && e.name != "..")
-        .collect()
-}
-
 /// A download in progress: read the file's bytes, then [`finish`](Self::finish).
 ///
 /// Reading fails with `TimedOut` when the data connection stays silent longer than the idle
@@ -1235,28 +1185,5 @@ impl AsyncWrite for Upload<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         Pin::new(&mut this.data).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_257() {
-        assert_eq!(parse_257(r#""/" is current"#), Some("/".into()));
-        assert_eq!(parse_257(r#""/a ""b""" created"#), Some(r#"/a "b""#.into()));
-        assert_eq!(parse_257("no quotes"), None);
-        assert_eq!(parse_257(r#""unterminated"#), None);
-    }
-
-    #[test]
-    fn mlsd_skips_cdir_pdir() {
-        let raw = b"type=cdir;modify=20260101000000; /pub\r\ntype=pdir;modify=20260101000000; /\r\ntype=file;size=3;modify=20260101000000; a b.txt\r\ntype=dir;modify=20260101000000; sub\r\n";
-        let e = parse_mlsd(raw);
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].name, "a b.txt");
-        assert_eq!(e[0].size, Some(3));
-        assert_eq!(e[1].name, "sub");
     }
 }

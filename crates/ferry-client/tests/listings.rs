@@ -2,8 +2,8 @@
 //! (fixtures/README.md describes each), parsed as the client parses them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_client::client::{parse_list, parse_mlsd};
 use ferry_client::{EntryKind, ParsedEntry};
+use ferry_proto::listing::{parse_list, parse_mlsd};
 
 /// 2026-11-28 03:11:03 UTC.
 const NOW: i64 = 1_795_835_463;

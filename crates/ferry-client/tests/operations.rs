@@ -80,7 +80,7 @@ async fn exercise(listen: &str, mode: Mode) {
     assert_eq!(entries[1].mtime, Some(mtime));
     assert_eq!(entries[1].kind, EntryKind::File);
     let raw = c.listing_raw("LIST", None).await.unwrap();
-    let listed = ferry_client::client::parse_list(&raw, mtime + 10);
+    let listed = ferry_proto::listing::parse_list(&raw, mtime + 10);
     assert_eq!(listed.len(), 3, "{}", String::from_utf8_lossy(&raw));
     assert!(
         listed

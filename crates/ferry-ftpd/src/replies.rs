@@ -1,7 +1,7 @@
 //! The error is the reply: one table from failures to FTP replies.
 
 use ferry_proto::Reply;
-use ferry_proto::path::PathError;
+use ferry_vfs::PathError;
 use ferry_vfs::{Error, ErrorKind};
 
 /// The reply for a storage error.
@@ -15,6 +15,11 @@ pub(crate) fn storage_error(e: &Error) -> Reply {
         | ErrorKind::DirectoryNotEmpty => 550,
         ErrorKind::InsufficientStorage => 552,
         ErrorKind::InvalidName => 553,
+        // Not for this storage (appending to an object, say): the command exists, not for
+        // this argument.
+        ErrorKind::Unsupported => 504,
+        // The storage did not answer: transient, the client may try again.
+        ErrorKind::Unavailable => 450,
         ErrorKind::Other => 451,
     };
     Reply::new(code, e.message.clone())

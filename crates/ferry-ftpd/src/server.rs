@@ -517,7 +517,7 @@ mod tests {
             .build()
             .unwrap();
         let names = |fs: &Arc<dyn Storage>| -> Vec<String> {
-            let entries = rt.block_on(fs.list(&ferry_proto::VPath::root())).unwrap();
+            let entries = rt.block_on(fs.list(&ferry_vfs::VPath::root())).unwrap();
             entries.into_iter().map(|e| e.name).collect()
         };
         assert_eq!(names(&third), ["new-file"]);

@@ -9,16 +9,13 @@
 //! - [`reply`]: [`Reply`] encoding (single and multi-line) and a streaming [`ReplyDecoder`].
 //! - [`hostport`]: `PORT`/`PASV` `h1,h2,h3,h4,p1,p2` and `EPRT`/`EPSV` `|af|addr|port|` codecs.
 //! - [`listing`]: `LIST` (`ls -l`), `NLST`, `MLSD`/`MLST` facts, `MDTM` times; listing parsers for clients.
-//! - [`path`]: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 
 pub mod command;
 pub mod hostport;
 pub mod line;
 pub mod listing;
-pub mod path;
 pub mod reply;
 
 pub use command::{Command, ParseError, SiteCommand};
 pub use line::LineBuffer;
-pub use path::VPath;
 pub use reply::{Reply, ReplyDecoder};

@@ -284,6 +284,26 @@ impl Default for ReplyDecoder {
     }
 }
 
+/// The path in a `257 "path" ...` reply (`""` inside stands for `"`).
+pub fn parse_257(text: &str) -> Option<String> {
+    let start = text.find('"')? + 1;
+    let mut out = String::new();
+    let mut chars = text[start..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +551,13 @@ mod tests {
                 if let Ok(None) = d.next_reply() { break; }
             }
         }
+    }
+
+    #[test]
+    fn quoted_257() {
+        assert_eq!(parse_257(r#""/" is current"#), Some("/".into()));
+        assert_eq!(parse_257(r#""/a ""b""" created"#), Some(r#"/a "b""#.into()));
+        assert_eq!(parse_257("no quotes"), None);
+        assert_eq!(parse_257(r#""unterminated"#), None);
     }
 }

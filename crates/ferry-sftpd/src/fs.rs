@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use ferry_auth::{Account, Permissions};
-use ferry_proto::VPath;
-use ferry_proto::listing::Entry;
+use ferry_vfs::Entry;
+use ferry_vfs::VPath;
 use ferry_vfs::{EntryStream, Error, ErrorKind, Metadata, Storage, Upload, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,7 +93,7 @@ impl SftpFs {
     pub(crate) async fn open_dir(&self, path: &VPath) -> FsResult<DirReader> {
         check(self.perms().list)?;
         let md = self.storage.metadata(path).await?;
-        if md.kind != ferry_proto::listing::EntryKind::Dir {
+        if md.kind != ferry_vfs::EntryKind::Dir {
             return Err(Error::new(ErrorKind::NotADirectory, "Not a directory").into());
         }
         let stream = self.storage.list_sorted(path).await?;
@@ -138,7 +138,7 @@ impl SftpFs {
         };
         if existing
             .as_ref()
-            .is_some_and(|md| md.kind == ferry_proto::listing::EntryKind::Dir)
+            .is_some_and(|md| md.kind == ferry_vfs::EntryKind::Dir)
         {
             return Err(Error::new(ErrorKind::IsADirectory, "Is a directory").into());
         }

@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind};
 use ferry_sftp_proto::attrs::file_type;
 use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
 use ferry_sftp_proto::{
@@ -25,6 +23,8 @@ use ferry_sftp_proto::{
     ServerMessage, Status, StatusCode, Times, ext, longname::longname, split_packet,
 };
 use ferry_vfs::Metadata;
+use ferry_vfs::VPath;
+use ferry_vfs::{Entry, EntryKind};
 use russh::ChannelMsg;
 use russh::server::Msg;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};

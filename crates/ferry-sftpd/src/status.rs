@@ -11,7 +11,10 @@ pub(crate) fn code_for(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NotFound => StatusCode::NO_SUCH_FILE,
         ErrorKind::PermissionDenied => StatusCode::PERMISSION_DENIED,
-        ErrorKind::AlreadyExists
+        ErrorKind::Unsupported => StatusCode::OP_UNSUPPORTED,
+        // v3 has no "try again later"; the message says it.
+        ErrorKind::Unavailable
+        | ErrorKind::AlreadyExists
         | ErrorKind::NotADirectory
         | ErrorKind::IsADirectory
         | ErrorKind::DirectoryNotEmpty
@@ -42,6 +45,7 @@ mod tests {
             StatusCode::PERMISSION_DENIED
         );
         assert_eq!(code_for(ErrorKind::DirectoryNotEmpty), StatusCode::FAILURE);
+        assert_eq!(code_for(ErrorKind::Unsupported), StatusCode::OP_UNSUPPORTED);
         let s = status_for(&FsError::Unsupported("no"));
         assert_eq!(s.code, StatusCode::OP_UNSUPPORTED);
     }

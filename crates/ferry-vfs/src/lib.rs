@@ -2,7 +2,9 @@
 //! errors that map once onto protocol replies.
 //!
 //! # Layout
-//! - [`Storage`], [`Metadata`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - [`Storage`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - `entry`: [`Metadata`] and directory [`Entry`]s, as every protocol sees them.
+//! - `path`: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
 //!   calls run off the async workers.
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
@@ -10,40 +12,49 @@
 //! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
 //! again (the jail), so a bug above cannot reach outside the root.
 
+mod entry;
 pub mod listcache;
 pub mod local;
 pub mod memory;
+mod path;
 
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use entry::{Entry, EntryKind, Metadata, Unique};
 pub use local::LocalFs;
 pub use memory::MemoryFs;
+pub use path::{MAX_NAME, MAX_PATH, PathError, VPath};
 
-/// What went wrong, in terms every protocol can answer.
+/// What went wrong, in terms every protocol can answer (each protocol maps every kind once:
+/// FTP in `ferry-ftpd`'s reply table, SFTP to its status codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// No such file or directory (FTP 550).
+    /// No such file or directory.
     NotFound,
-    /// The backend (or the jail) refused (FTP 550).
+    /// The backend, the jail or the user's permissions refused.
     PermissionDenied,
-    /// Target exists (FTP 550/553).
+    /// The target exists.
     AlreadyExists,
-    /// A directory was expected (FTP 550).
+    /// A directory was expected.
     NotADirectory,
-    /// A file was expected (FTP 550).
+    /// A file was expected.
     IsADirectory,
-    /// `RMD` of a non-empty directory (FTP 550).
+    /// Removing a directory that is not empty.
     DirectoryNotEmpty,
-    /// Out of space or quota (FTP 552).
+    /// Out of space or quota.
     InsufficientStorage,
-    /// A name the backend can't store (FTP 553).
+    /// A name the backend can't store.
     InvalidName,
-    /// Anything else, a local I/O failure (FTP 451).
+    /// An operation this backend cannot do at all (see [`Capabilities`]): appending to an
+    /// object, writing at a random offset, renaming a non-empty directory of objects.
+    Unsupported,
+    /// The backend can't be reached for now (an object store that doesn't answer); trying
+    /// again later may succeed.
+    Unavailable,
+    /// Anything else, a local I/O failure.
     Other,
 }
 
@@ -105,7 +116,7 @@ impl Error {
             K::FileTooLarge => (ErrorKind::InsufficientStorage, "File too large"),
             K::ReadOnlyFilesystem => (ErrorKind::PermissionDenied, "Read-only file system"),
             K::InvalidInput => (ErrorKind::PermissionDenied, "Invalid argument"),
-            K::Unsupported => (ErrorKind::PermissionDenied, "Operation not supported"),
+            K::Unsupported => (ErrorKind::Unsupported, "Operation not supported"),
             K::OutOfMemory => (ErrorKind::InsufficientStorage, "Out of memory"),
             other => return Error::new(ErrorKind::Other, format!("Local error: {other}")),
         };
@@ -122,35 +133,6 @@ impl From<std::io::Error> for Error {
 
 /// `Result` with a storage [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Metadata of one path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metadata {
-    pub kind: EntryKind,
-    pub size: u64,
-    /// Unix seconds UTC.
-    pub mtime: i64,
-    /// Permission bits.
-    pub mode: u32,
-    pub nlink: u64,
-    /// Stable identity (for MLSx `unique`), if the backend has one.
-    pub unique: Option<Unique>,
-}
-
-impl Metadata {
-    /// A listing [`Entry`] with this metadata and `name`.
-    pub fn into_entry(self, name: String) -> Entry {
-        Entry {
-            name,
-            kind: self.kind,
-            size: self.size,
-            mtime: self.mtime,
-            mode: self.mode,
-            nlink: self.nlink,
-            unique: self.unique,
-        }
-    }
-}
 
 /// An open file for reading, positioned at the requested offset.
 pub struct ReadHandle {
@@ -211,6 +193,78 @@ pub enum WriteMode {
     At(u64),
     /// Create a new file; fail with `AlreadyExists` if the name is taken (STOU).
     CreateNew,
+    /// Write in place at any offset, truncating nothing (SFTP resuming or patching a file);
+    /// the file is created if missing. Needs [`Capabilities::write_at`].
+    Update,
+}
+
+/// What a backend can do beyond reading, writing whole files and listing. Protocols consult it
+/// to refuse clearly ([`ErrorKind::Unsupported`]) what would otherwise corrupt an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Appending to an existing file ([`WriteMode::Append`]).
+    pub append: bool,
+    /// Writing at any offset of an existing file ([`WriteMode::At`], [`WriteMode::Update`],
+    /// [`FileHandle::write_at`] out of order).
+    pub write_at: bool,
+    /// `rename` replaces its target atomically, and renames directories with their contents.
+    pub atomic_rename: bool,
+    /// Directories exist on their own (empty ones included), not only as name prefixes.
+    pub directories: bool,
+    /// Permission bits can be changed ([`Storage::set_mode`]).
+    pub chmod: bool,
+    /// Symbolic links exist (and are followed within the root).
+    pub symlinks: bool,
+}
+
+impl Capabilities {
+    /// A POSIX file system: everything.
+    pub const POSIX: Capabilities = Capabilities {
+        append: true,
+        write_at: true,
+        atomic_rename: true,
+        directories: true,
+        chmod: true,
+        symlinks: true,
+    };
+}
+
+/// How [`Storage::open_file`] opens a file for random access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileAccess {
+    /// [`FileHandle::read_at`] allowed.
+    pub read: bool,
+    /// [`FileHandle::write_at`] allowed, and how an existing file is treated.
+    pub write: Option<WriteMode>,
+}
+
+/// A file open for reads and writes at offsets (SFTP's handles): requests may arrive out of
+/// order and several at once. A handle opened with [`WriteMode::Replace`] writes beside its
+/// target and takes its place only on [`FileHandle::close`]; [`FileHandle::abort`] (or a
+/// handle dropped unclosed) leaves the old file as it was.
+#[async_trait]
+pub trait FileHandle: Send + Sync {
+    /// Up to `len` bytes from `offset`; fewer only at the end of the file, none past it.
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+
+    /// Write all of `data` at `offset` (at the end, whatever `offset`, in append mode).
+    async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// The file's metadata now (its size includes what was written through this handle).
+    async fn metadata(&self) -> Result<Metadata>;
+
+    /// Truncate or extend the file to `len` bytes.
+    async fn set_len(&self, len: u64) -> Result<()>;
+
+    /// Make what was written durable (`fsync`) where the backend can.
+    async fn sync(&self) -> Result<()>;
+
+    /// Finish: a [`WriteMode::Replace`] file takes its target's place now.
+    async fn close(self: Box<Self>) -> Result<()>;
+
+    /// Give up: a [`WriteMode::Replace`] file is discarded and its target left untouched;
+    /// writes made in place stay, as on any file system.
+    async fn abort(self: Box<Self>) -> Result<()>;
 }
 
 /// Blocking cleanup left over by [`Upload::commit_then_reclaim`].
@@ -227,6 +281,15 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     /// may block, once the client has been answered. The default does it all in `commit`.
     async fn commit_then_reclaim(self: Box<Self>) -> Result<Option<Reclaim>> {
         self.commit().await.map(|()| None)
+    }
+
+    /// Give up: a [`WriteMode::Replace`] upload is discarded, its target left untouched (what
+    /// was written in place stays). Backends whose cleanup needs I/O (a multipart upload to
+    /// abort) do it here; dropping an upload without commit or abort is a best-effort
+    /// fallback only.
+    async fn abort(self: Box<Self>) -> Result<()> {
+        drop(self);
+        Ok(())
     }
 
     /// Fast path: the local file this upload writes to, positioned where the next byte goes,
@@ -295,6 +358,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Open a file for writing.
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>>;
 
+    /// Open a file for reads and writes at offsets (see [`FileHandle`]).
+    async fn open_file(&self, path: &VPath, access: FileAccess) -> Result<Box<dyn FileHandle>>;
+
+    /// What this backend can do (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
+
     /// Create one directory (parent must exist).
     async fn mkdir(&self, path: &VPath) -> Result<()>;
 
@@ -315,7 +384,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
         let _ = (path, mode);
         Err(Error::new(
-            ErrorKind::PermissionDenied,
+            ErrorKind::Unsupported,
             "Permissions are not supported by this storage",
         ))
     }

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::{Entry, EntryKind};
 use cap_std::fs::{Dir, MetadataExt};
-use ferry_proto::listing::{Entry, EntryKind};
 use ferry_sys::{DirChange, DirWatcher};
 
 /// Smaller directories are read afresh each time: it is quick, and keeping them is not free.

@@ -1,9 +1,9 @@
 //! [`MemoryFs`]: an in-memory tree for fast tests; same semantics as [`crate::LocalFs`].
 //!
 //! Files behave like inodes: an upload opened in place ([`WriteMode::Append`], [`WriteMode::At`],
-//! [`WriteMode::CreateNew`]) writes through to the file as it goes, so an interrupted transfer
-//! leaves its partial data, exactly as on disk. A [`WriteMode::Replace`] upload is buffered and
-//! becomes visible only on [`Upload::commit`]. Readers get a snapshot taken at open. There are
+//! [`WriteMode::CreateNew`], [`WriteMode::Update`]) writes through to the file as it goes, so an
+//! interrupted transfer leaves its partial data, exactly as on disk. A [`WriteMode::Replace`]
+//! upload goes to a detached file that takes the name only on commit. Readers get a snapshot taken at open. There are
 //! no symlinks; files are `0o644`, directories `0o755`.
 
 use std::collections::BTreeMap;
@@ -14,12 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::VPath;
+use crate::{Entry, EntryKind, Unique};
 use async_trait::async_trait;
-use ferry_proto::VPath;
-use ferry_proto::listing::{Entry, EntryKind, Unique};
 use tokio::io::AsyncWrite;
 
-use crate::{Error, ErrorKind, Metadata, ReadHandle, Result, Storage, Upload, WriteMode};
+use crate::{
+    Capabilities, Error, ErrorKind, FileAccess, FileHandle, Metadata, ReadHandle, Result, Storage,
+    Upload, WriteMode,
+};
 
 /// An in-memory file tree.
 #[derive(Debug, Default)]
@@ -205,21 +208,63 @@ fn find<'a>(root: &'a mut DirNode, comps: &[String]) -> Result<Found<'a>> {
         .ok_or_else(not_found)
 }
 
+/// Where an upload or a writable handle writes: a file of the tree, or a detached one that
+/// takes its place on commit.
+struct Target {
+    file: Arc<Mutex<FileData>>,
+    /// `Some` for [`WriteMode::Replace`]: the path the file is inserted at on commit.
+    replace: Option<Vec<String>>,
+    append: bool,
+}
+
+impl Target {
+    /// Write `buf` at `pos` (at the end in append mode); the position after it.
+    fn write_at(&self, pos: u64, buf: &[u8]) -> Result<u64> {
+        let mut file = lock(&self.file);
+        let len = file.data.len();
+        let start = if self.append {
+            len
+        } else {
+            usize::try_from(pos).map_err(|_| too_large())?
+        };
+        let end = start.checked_add(buf.len()).ok_or_else(too_large)?;
+        if end > file.data.len() {
+            file.data.resize(end, 0);
+        }
+        file.data[start..end].copy_from_slice(buf);
+        file.mtime = now();
+        Ok(end as u64)
+    }
+
+    /// Make a replacing file visible at its path.
+    fn commit(self, inner: &Mutex<Inner>) -> Result<()> {
+        let Some(path) = self.replace else {
+            return Ok(());
+        };
+        let mut inner = lock(inner);
+        let id = inner.new_id();
+        lock(&self.file).id = id;
+        let (parent, name) = parent_mut(&mut inner.root, &path)?;
+        if let Some(Node::Dir(_)) = parent.children.get(name) {
+            return Err(is_a_directory());
+        }
+        parent
+            .children
+            .insert(name.to_string(), Node::File(self.file));
+        parent.mtime = now();
+        Ok(())
+    }
+}
+
+fn too_large() -> Error {
+    Error::new(ErrorKind::InsufficientStorage, "File too large")
+}
+
 /// An upload into a [`MemoryFs`].
 struct MemoryUpload {
     inner: Arc<Mutex<Inner>>,
     target: Target,
-}
-
-enum Target {
-    /// Buffered; inserted at `path` on commit.
-    Replace { path: Vec<String>, buf: Vec<u8> },
-    /// Written through to the file.
-    InPlace {
-        file: Arc<Mutex<FileData>>,
-        pos: u64,
-        append: bool,
-    },
+    pos: u64,
 }
 
 impl AsyncWrite for MemoryUpload {
@@ -228,26 +273,11 @@ impl AsyncWrite for MemoryUpload {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match &mut self.target {
-            Target::Replace { buf: pending, .. } => pending.extend_from_slice(buf),
-            Target::InPlace { file, pos, append } => {
-                let mut file = lock(file);
-                let len = file.data.len();
-                let start = if *append {
-                    len
-                } else {
-                    usize::try_from(*pos).map_err(|_| std::io::Error::other("file too large"))?
-                };
-                if start > len {
-                    file.data.resize(start, 0);
-                }
-                let overlap = (file.data.len() - start).min(buf.len());
-                file.data[start..start + overlap].copy_from_slice(&buf[..overlap]);
-                file.data.extend_from_slice(&buf[overlap..]);
-                file.mtime = now();
-                *pos = (start + buf.len()) as u64;
-            }
-        }
+        let pos = self
+            .target
+            .write_at(self.pos, buf)
+            .map_err(|e| std::io::Error::other(e.message))?;
+        self.pos = pos;
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -263,19 +293,143 @@ impl AsyncWrite for MemoryUpload {
 #[async_trait]
 impl Upload for MemoryUpload {
     async fn commit(self: Box<Self>) -> Result<()> {
-        let MemoryUpload { inner, target } = *self;
-        let Target::Replace { path, buf } = target else {
-            return Ok(());
-        };
-        let mut inner = lock(&inner);
-        let file = inner.new_file(buf);
-        let (parent, name) = parent_mut(&mut inner.root, &path)?;
-        if let Some(Node::Dir(_)) = parent.children.get(name) {
-            return Err(is_a_directory());
+        let MemoryUpload { inner, target, .. } = *self;
+        target.commit(&inner)
+    }
+}
+
+/// A [`MemoryFs`] file open for reads and writes at offsets.
+struct MemoryHandle {
+    inner: Arc<Mutex<Inner>>,
+    target: Target,
+    readable: bool,
+    writable: bool,
+}
+
+fn not_open_for(what: &str) -> Error {
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!("File not open for {what}"),
+    )
+}
+
+#[async_trait]
+impl FileHandle for MemoryHandle {
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if !self.readable {
+            return Err(not_open_for("reading"));
         }
-        parent.children.insert(name.to_string(), Node::File(file));
-        parent.mtime = now();
+        let file = lock(&self.target.file);
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(file.data.len());
+        let end = start.saturating_add(len).min(file.data.len());
+        Ok(file.data[start..end].to_vec())
+    }
+
+    async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(not_open_for("writing"));
+        }
+        self.target.write_at(offset, data).map(drop)
+    }
+
+    async fn metadata(&self) -> Result<Metadata> {
+        Ok(Node::File(Arc::clone(&self.target.file)).metadata())
+    }
+
+    async fn set_len(&self, len: u64) -> Result<()> {
+        if !self.writable {
+            return Err(not_open_for("writing"));
+        }
+        let len = usize::try_from(len).map_err(|_| too_large())?;
+        let mut file = lock(&self.target.file);
+        file.data.resize(len, 0);
+        file.mtime = now();
         Ok(())
+    }
+
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        let MemoryHandle { inner, target, .. } = *self;
+        target.commit(&inner)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl MemoryFs {
+    /// The file an upload or writable handle in `mode` writes to, created or truncated as
+    /// `mode` says.
+    fn target(&self, path: &VPath, mode: WriteMode) -> Result<Target> {
+        let path = comps(path);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some((name, parents)) = path.split_last() else {
+            return Err(match mode {
+                WriteMode::CreateNew => already_exists(),
+                _ => is_a_directory(),
+            });
+        };
+        let parent = dir_mut(&mut inner.root, parents)?;
+        let existing = match parent.children.get(name) {
+            Some(Node::Dir(_)) if mode == WriteMode::CreateNew => return Err(already_exists()),
+            Some(Node::Dir(_)) => return Err(is_a_directory()),
+            Some(Node::File(file)) => Some(Arc::clone(file)),
+            None => None,
+        };
+        if mode == WriteMode::Replace {
+            // Detached until commit; its id is given then.
+            let file = Arc::new(Mutex::new(FileData {
+                data: Vec::new(),
+                mtime: now(),
+                id: 0,
+            }));
+            return Ok(Target {
+                file,
+                replace: Some(path.clone()),
+                append: false,
+            });
+        }
+        if mode == WriteMode::CreateNew && existing.is_some() {
+            return Err(already_exists());
+        }
+        let offset = match mode {
+            WriteMode::At(offset) => offset,
+            _ => 0,
+        };
+        let file = match existing {
+            Some(file) => file,
+            None if offset > 0 => return Err(beyond_end()),
+            None => {
+                let file = inner.new_file(Vec::new());
+                let parent = dir_mut(&mut inner.root, parents)?;
+                parent
+                    .children
+                    .insert(name.clone(), Node::File(Arc::clone(&file)));
+                parent.mtime = now();
+                file
+            }
+        };
+        if let WriteMode::At(offset) = mode {
+            let mut data = lock(&file);
+            let keep = usize::try_from(offset).map_err(|_| beyond_end())?;
+            if keep > data.data.len() {
+                return Err(beyond_end());
+            }
+            data.data.truncate(keep);
+            data.mtime = now();
+        }
+        Ok(Target {
+            file,
+            replace: None,
+            append: mode == WriteMode::Append,
+        })
     }
 }
 
@@ -314,67 +468,47 @@ impl Storage for MemoryFs {
     }
 
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
-        let path = comps(path);
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some((name, parents)) = path.split_last() else {
-            return Err(match mode {
-                WriteMode::CreateNew => already_exists(),
-                _ => is_a_directory(),
-            });
+        let pos = match mode {
+            WriteMode::At(offset) => offset,
+            _ => 0,
         };
-        let parent = dir_mut(&mut inner.root, parents)?;
-        let existing = match parent.children.get(name) {
-            Some(Node::Dir(_)) if mode == WriteMode::CreateNew => return Err(already_exists()),
-            Some(Node::Dir(_)) => return Err(is_a_directory()),
-            Some(Node::File(file)) => Some(Arc::clone(file)),
-            None => None,
-        };
-        let target = match mode {
-            WriteMode::Replace => Target::Replace {
-                path: path.clone(),
-                buf: Vec::new(),
-            },
-            WriteMode::CreateNew if existing.is_some() => return Err(already_exists()),
-            WriteMode::Append | WriteMode::At(_) | WriteMode::CreateNew => {
-                let offset = match mode {
-                    WriteMode::At(offset) => offset,
-                    _ => 0,
+        Ok(Box::new(MemoryUpload {
+            inner: Arc::clone(&self.inner),
+            target: self.target(path, mode)?,
+            pos,
+        }))
+    }
+
+    async fn open_file(&self, path: &VPath, access: FileAccess) -> Result<Box<dyn FileHandle>> {
+        let target = match access.write {
+            Some(mode) => self.target(path, mode)?,
+            None => {
+                let mut inner = self.lock();
+                let file = match find(&mut inner.root, &comps(path))? {
+                    Found::Root(_) | Found::Child(Node::Dir(_)) => return Err(is_a_directory()),
+                    Found::Child(Node::File(file)) => Arc::clone(file),
                 };
-                let file = match existing {
-                    Some(file) => file,
-                    None if offset > 0 => return Err(beyond_end()),
-                    None => {
-                        let file = inner.new_file(Vec::new());
-                        let parent = dir_mut(&mut inner.root, parents)?;
-                        parent
-                            .children
-                            .insert(name.clone(), Node::File(Arc::clone(&file)));
-                        parent.mtime = now();
-                        file
-                    }
-                };
-                if let WriteMode::At(offset) = mode {
-                    let mut data = lock(&file);
-                    let keep = usize::try_from(offset).map_err(|_| beyond_end())?;
-                    if keep > data.data.len() {
-                        return Err(beyond_end());
-                    }
-                    data.data.truncate(keep);
-                    data.mtime = now();
-                }
-                Target::InPlace {
+                Target {
                     file,
-                    pos: offset,
-                    append: mode == WriteMode::Append,
+                    replace: None,
+                    append: false,
                 }
             }
         };
-        drop(guard);
-        Ok(Box::new(MemoryUpload {
+        Ok(Box::new(MemoryHandle {
             inner: Arc::clone(&self.inner),
             target,
+            readable: access.read,
+            writable: access.write.is_some(),
         }))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            chmod: false,
+            symlinks: false,
+            ..Capabilities::POSIX
+        }
     }
 
     async fn mkdir(&self, path: &VPath) -> Result<()> {

@@ -4,8 +4,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use ferry_proto::VPath;
-use ferry_proto::listing::Entry;
+use ferry_vfs::Entry;
+use ferry_vfs::VPath;
 use ferry_vfs::{LocalFs, Storage, listcache};
 
 async fn list(fs: &LocalFs, path: &str) -> Vec<Entry> {

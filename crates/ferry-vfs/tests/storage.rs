@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use ferry_proto::VPath;
-use ferry_proto::listing::EntryKind;
-use ferry_vfs::{ErrorKind, LocalFs, MemoryFs, Storage, WriteMode};
+use ferry_vfs::EntryKind;
+use ferry_vfs::VPath;
+use ferry_vfs::{ErrorKind, FileAccess, LocalFs, MemoryFs, Storage, WriteMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Fs = Arc<dyn Storage>;
@@ -402,6 +402,150 @@ async fn listing(fs: Fs) {
     assert_eq!(kind!(fs.list(&p("/nope")).await), ErrorKind::NotFound);
 }
 
+fn rw(mode: WriteMode) -> FileAccess {
+    FileAccess {
+        read: true,
+        write: Some(mode),
+    }
+}
+
+const READ: FileAccess = FileAccess {
+    read: true,
+    write: None,
+};
+
+/// Reads at offsets, several in flight at once, short only at the end of the file.
+async fn positional_reads(fs: Fs) {
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    put(&fs, "/f", WriteMode::Replace, &data).await;
+    let h = fs.open_file(&p("/f"), READ).await.unwrap();
+    let offsets = [90_000u64, 0, 32_768, 99_999, 100_000, 250_000];
+    let reads = offsets.map(|o| h.read_at(o, 32_768));
+    let got = futures_join(reads).await;
+    for (o, r) in offsets.iter().zip(got) {
+        let r = r.unwrap();
+        let start = (*o as usize).min(data.len());
+        let end = (start + 32_768).min(data.len());
+        assert_eq!(r, &data[start..end], "read at {o}");
+    }
+    assert_eq!(h.metadata().await.unwrap().size, 100_000);
+    // Opened for reading only: no writes.
+    assert_eq!(
+        kind!(h.write_at(0, b"x").await),
+        ErrorKind::PermissionDenied
+    );
+    h.close().await.unwrap();
+    assert_eq!(
+        kind!(fs.open_file(&p("/nope"), READ).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind!(fs.open_file(&VPath::root(), READ).await),
+        ErrorKind::IsADirectory
+    );
+}
+
+/// Writes out of order make the whole file; a replacing handle shows nothing until closed.
+async fn positional_writes_replace(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"old content").await;
+    let h = fs
+        .open_file(&p("/f"), rw(WriteMode::Replace))
+        .await
+        .unwrap();
+    let chunk = |i: u8| vec![i; 1000];
+    for i in [3u8, 0, 2, 1] {
+        h.write_at(u64::from(i) * 1000, &chunk(i)).await.unwrap();
+    }
+    assert_eq!(
+        h.read_at(1500, 1000).await.unwrap(),
+        [vec![1u8; 500], vec![2u8; 500]].concat()
+    );
+    assert_eq!(h.metadata().await.unwrap().size, 4000);
+    // Not visible yet: readers still get the old file.
+    assert_eq!(get(&fs, "/f").await, b"old content");
+    h.close().await.unwrap();
+    let want: Vec<u8> = (0..4u8).flat_map(chunk).collect();
+    assert_eq!(get(&fs, "/f").await, want);
+    assert_eq!(names(&fs, "/").await, ["f"]);
+}
+
+/// An aborted replacing handle, or upload, leaves the old file and nothing beside it.
+async fn abort_keeps_the_old_file(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"keep me").await;
+    let h = fs
+        .open_file(&p("/f"), rw(WriteMode::Replace))
+        .await
+        .unwrap();
+    h.write_at(0, b"half of a new").await.unwrap();
+    h.abort().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"keep me");
+    let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+    up.write_all(b"half of another").await.unwrap();
+    up.abort().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"keep me");
+    // A new name aborted leaves no file at all.
+    let mut up = fs.open_write(&p("/g"), WriteMode::Replace).await.unwrap();
+    up.write_all(b"never").await.unwrap();
+    up.abort().await.unwrap();
+    assert_eq!(names(&fs, "/").await, ["f"]);
+}
+
+/// In place: `Update` keeps what is not overwritten (a resumed upload), `Append` always
+/// writes at the end, `At` truncates at its offset, `set_len` cuts or extends.
+async fn positional_writes_in_place(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"0123456789").await;
+    let h = fs.open_file(&p("/f"), rw(WriteMode::Update)).await.unwrap();
+    h.write_at(10, b"abc").await.unwrap();
+    h.write_at(2, b"XY").await.unwrap();
+    // Visible at once, as on disk.
+    assert_eq!(get(&fs, "/f").await, b"01XY456789abc");
+    h.set_len(4).await.unwrap();
+    h.sync().await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"01XY");
+    let h = fs.open_file(&p("/f"), rw(WriteMode::Append)).await.unwrap();
+    h.write_at(0, b"++").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(get(&fs, "/f").await, b"01XY++");
+    // Update creates a missing file; CreateNew refuses an existing one.
+    let h = fs
+        .open_file(&p("/new"), rw(WriteMode::Update))
+        .await
+        .unwrap();
+    h.write_at(3, b"x").await.unwrap();
+    h.close().await.unwrap();
+    assert_eq!(get(&fs, "/new").await, b"\0\0\0x");
+    assert_eq!(
+        kind!(fs.open_file(&p("/new"), rw(WriteMode::CreateNew)).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind!(fs.open_file(&VPath::root(), rw(WriteMode::Update)).await),
+        ErrorKind::IsADirectory
+    );
+}
+
+/// What the backend claims it can do, it does.
+async fn capabilities_hold(fs: Fs) {
+    let caps = fs.capabilities();
+    assert!(caps.directories && caps.atomic_rename && caps.append && caps.write_at);
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    let chmod = fs.set_mode(&p("/f"), 0o600).await;
+    if caps.chmod {
+        chmod.unwrap();
+        assert_eq!(fs.metadata(&p("/f")).await.unwrap().mode & 0o777, 0o600);
+    } else {
+        assert_eq!(kind!(chmod), ErrorKind::Unsupported);
+    }
+}
+
+/// Runs futures at once (all in flight), in order of results.
+async fn futures_join<F: std::future::Future>(futures: [F; 6]) -> Vec<F::Output> {
+    let [a, b, c, d, e, f] = futures;
+    let (a, b, c, d, e, f) = tokio::join!(a, b, c, d, e, f);
+    vec![a, b, c, d, e, f]
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod local_backend {
@@ -439,6 +583,11 @@ suite!(
     renames,
     mtimes,
     listing,
+    positional_reads,
+    positional_writes_replace,
+    abort_keeps_the_old_file,
+    positional_writes_in_place,
+    capabilities_hold,
 );
 
 mod local_only {
@@ -644,7 +793,7 @@ mod local_only {
         let md = fs.metadata(&p("/f")).await.unwrap();
         assert_eq!(
             md.unique,
-            Some(ferry_proto::listing::Unique::DevIno {
+            Some(ferry_vfs::Unique::DevIno {
                 dev: host.dev(),
                 ino: host.ino()
             })
@@ -748,7 +897,7 @@ async fn large_directory_lists_every_entry_once() {
     let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
     use ferry_vfs::Storage;
     let mut entries = fs
-        .list(&ferry_proto::VPath::root().resolve("big").unwrap())
+        .list(&ferry_vfs::VPath::root().resolve("big").unwrap())
         .await
         .unwrap();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -759,7 +908,7 @@ async fn large_directory_lists_every_entry_once() {
         assert_eq!(e.name, format!("f{i:05}"));
         assert_eq!(e.size, (i % 7) as u64);
     }
-    assert_eq!(entries[5000].kind, ferry_proto::listing::EntryKind::Dir);
+    assert_eq!(entries[5000].kind, ferry_vfs::EntryKind::Dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,7 +922,7 @@ async fn large_directory_streams_sorted_chunks() {
     }
     let fs = ferry_vfs::LocalFs::new(root.path()).unwrap();
     use ferry_vfs::Storage;
-    let big = ferry_proto::VPath::root().resolve("big").unwrap();
+    let big = ferry_vfs::VPath::root().resolve("big").unwrap();
     let mut stream = fs.list_sorted(&big).await.unwrap();
     let mut chunks = 0;
     let mut names = Vec::new();
@@ -795,7 +944,7 @@ async fn large_directory_streams_sorted_chunks() {
     assert!(stream.next().await.unwrap().is_ok());
     drop(stream);
     // A missing directory is an error before anything is streamed.
-    let missing = ferry_proto::VPath::root().resolve("nope").unwrap();
+    let missing = ferry_vfs::VPath::root().resolve("nope").unwrap();
     assert_eq!(
         fs.list_sorted(&missing).await.unwrap_err().kind,
         ErrorKind::NotFound

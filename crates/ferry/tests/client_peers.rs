@@ -279,40 +279,43 @@ fn exercise_tls(name: &str, port: u16, requires_reuse: bool) {
     }
 }
 
-macro_rules! peer_test {
-    ($test:ident, $name:literal, $port:literal) => {
-        #[test]
-        fn $test() {
-            if !enabled() {
-                eprintln!("skipped: set FERRY_PEER_TESTS=1 (needs root and ../shared/peers)");
-                return;
-            }
-            exercise($name, $port);
-        }
-    };
+/// Each peer in plain FTP, then with TLS (whether it requires the data connection to resume the
+/// control connection's session). vsftpd (`require_ssl_reuse`) and ProFTPD refuse data
+/// connections that don't resume it; Pure-FTPd issues no TLS 1.3 tickets and pyftpdlib doesn't
+/// check.
+const PEERS: [(&str, u16, u16, bool); 4] = [
+    ("vsftpd", 2131, 2141, true),
+    ("pure-ftpd", 2132, 2142, false),
+    ("proftpd", 2133, 2143, true),
+    ("pyftpdlib", 2134, 2144, false),
+];
+
+/// Without `FERRY_PEER_TESTS=1` every test is listed as ignored, with the reason, rather than
+/// counted as passed.
+fn main() -> std::process::ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    let off = !enabled();
+    let mut trials = Vec::new();
+    for (name, port, tls_port, reuse) in PEERS {
+        let id = name.replace('-', "_");
+        trials.push(libtest_mimic::Trial::test(id.clone(), move || {
+            exercise(name, port);
+            Ok(())
+        }));
+        trials.push(libtest_mimic::Trial::test(format!("{id}_tls"), move || {
+            exercise_tls(name, tls_port, reuse);
+            Ok(())
+        }));
+    }
+    let trials = trials
+        .into_iter()
+        .map(|t| {
+            t.with_ignored_flag(off).with_kind(if off {
+                "needs FERRY_PEER_TESTS=1, root and ../shared/peers"
+            } else {
+                ""
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }
-
-peer_test!(vsftpd, "vsftpd", 2131);
-peer_test!(pure_ftpd, "pure-ftpd", 2132);
-peer_test!(proftpd, "proftpd", 2133);
-peer_test!(pyftpdlib, "pyftpdlib", 2134);
-
-macro_rules! peer_tls_test {
-    ($test:ident, $name:literal, $port:literal, $reuse:literal) => {
-        #[test]
-        fn $test() {
-            if !enabled() {
-                eprintln!("skipped: set FERRY_PEER_TESTS=1 (needs root and ../shared/peers)");
-                return;
-            }
-            exercise_tls($name, $port, $reuse);
-        }
-    };
-}
-
-// vsftpd (`require_ssl_reuse`) and ProFTPD refuse data connections that don't resume the
-// session; Pure-FTPd issues no TLS 1.3 tickets and pyftpdlib doesn't check.
-peer_tls_test!(vsftpd_tls, "vsftpd", 2141, true);
-peer_tls_test!(pure_ftpd_tls, "pure-ftpd", 2142, false);
-peer_tls_test!(proftpd_tls, "proftpd", 2143, true);
-peer_tls_test!(pyftpdlib_tls, "pyftpdlib", 2144, false);

@@ -3,8 +3,9 @@
 use std::io;
 
 use ferry_auth::TlsPolicy;
+use ferry_proto::Reply;
 use ferry_proto::listing::MlstFacts;
-use ferry_proto::{Reply, VPath};
+use ferry_vfs::VPath;
 use tracing::{info, warn};
 
 use super::*;

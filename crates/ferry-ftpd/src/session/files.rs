@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use ferry_proto::listing::{self, EntryKind, MlsxRole};
-use ferry_proto::{Reply, VPath};
+use ferry_proto::Reply;
+use ferry_proto::listing::{self, MlsxRole};
+use ferry_vfs::EntryKind;
+use ferry_vfs::VPath;
 use ferry_vfs::{Metadata, Storage};
 
 use tracing::info;
@@ -185,8 +187,8 @@ impl Session {
         match storage.metadata(&path).await {
             Ok(m) => {
                 let name = arg.map(str::to_string).unwrap_or_else(|| path.to_string());
-                let perm = perm_facts(self.perms(), m.kind);
-                let entry = m.into_entry(name);
+                let perm = perm_facts(self.perms(), listed_kind(m.kind));
+                let entry = listed(m.into_entry(name));
                 let mut line = Vec::new();
                 listing::format_mlsx_line(&entry, MlsxRole::Entry, &self.facts, &perm, &mut line);
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();

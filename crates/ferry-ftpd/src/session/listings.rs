@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_auth::Permissions;
+use ferry_proto::Reply;
 use ferry_proto::command::{Command, ListArgs};
-use ferry_proto::listing::{self, Entry, EntryKind, MlsxRole};
-use ferry_proto::{Reply, VPath};
+use ferry_proto::listing::{self, EntryKind, MlsxRole};
 use ferry_vfs::Metadata;
+use ferry_vfs::VPath;
 use tokio::io::AsyncWriteExt;
 
 use crate::replies::{permission_denied, storage_error};
@@ -35,7 +36,7 @@ impl Session {
                 .await
                 .map_err(|e| storage_error(&e))?,
         };
-        if meta.kind != EntryKind::Dir {
+        if meta.kind != ferry_vfs::EntryKind::Dir {
             let name = path.file_name().unwrap_or("").to_string();
             return Ok(Listing {
                 dir: None,
@@ -70,7 +71,7 @@ impl Session {
             if let Ok(path) = self.resolve(args.path.as_deref().unwrap_or("")) {
                 if let Some(storage) = self.storage() {
                     if let Ok(m) = storage.metadata(&path).await {
-                        if m.kind != EntryKind::Dir {
+                        if m.kind != ferry_vfs::EntryKind::Dir {
                             self.send(&Reply::new(
                                 501,
                                 "MLSD needs a directory; use MLST for a file.",
@@ -109,7 +110,7 @@ impl Session {
                 if let Some(dir) = listing.dir.clone() {
                     let perm = perm_facts(perms, EntryKind::Dir);
                     listing::format_mlsx_line(
-                        &dir.into_entry(".".to_string()),
+                        &listed(dir.into_entry(".".to_string())),
                         MlsxRole::Cdir,
                         &facts,
                         &perm,
@@ -186,7 +187,7 @@ pub(super) struct Listing {
     /// Metadata of the listed directory, `None` when a single file was listed.
     pub(super) dir: Option<Metadata>,
     /// The file listed, when it is one.
-    file: Option<Entry>,
+    file: Option<ferry_vfs::Entry>,
     /// The directory's entries in name order, when a directory is listed.
     stream: Option<ferry_vfs::EntryStream>,
     /// Whether dot files are shown (`-a`).
@@ -195,29 +196,59 @@ pub(super) struct Listing {
 
 impl Listing {
     /// The next entries to show, in name order; `None` at the end.
-    pub(super) async fn next_chunk(&mut self) -> Option<ferry_vfs::Result<Vec<Entry>>> {
+    pub(super) async fn next_chunk(&mut self) -> Option<ferry_vfs::Result<Vec<listing::Entry>>> {
         if let Some(file) = self.file.take() {
-            return Some(Ok(vec![file]));
+            return Some(Ok(vec![listed(file)]));
         }
-        let mut chunk = match self.stream.as_mut()?.next().await? {
+        let chunk = match self.stream.as_mut()?.next().await? {
             Ok(chunk) => chunk,
             Err(e) => return Some(Err(e)),
         };
         // Uploads in progress are not files yet.
-        chunk.retain(|e| {
-            !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX)
-                && (self.all || !e.name.starts_with('.'))
-        });
-        Some(Ok(chunk))
+        let shown = chunk
+            .into_iter()
+            .filter(|e| {
+                !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX)
+                    && (self.all || !e.name.starts_with('.'))
+            })
+            .map(listed)
+            .collect();
+        Some(Ok(shown))
     }
 
     /// Every entry (for `STAT`, whose answer is one reply).
-    pub(super) async fn collect(mut self) -> ferry_vfs::Result<Vec<Entry>> {
+    pub(super) async fn collect(mut self) -> ferry_vfs::Result<Vec<listing::Entry>> {
         let mut all = Vec::new();
         while let Some(chunk) = self.next_chunk().await {
             all.extend(chunk?);
         }
         Ok(all)
+    }
+}
+
+/// A storage entry as FTP listings show it.
+pub(super) fn listed(e: ferry_vfs::Entry) -> listing::Entry {
+    listing::Entry {
+        name: e.name,
+        kind: listed_kind(e.kind),
+        size: e.size,
+        mtime: e.mtime,
+        mode: e.mode,
+        nlink: e.nlink,
+        unique: e.unique.map(|u| match u {
+            ferry_vfs::Unique::DevIno { dev, ino } => listing::Unique::DevIno { dev, ino },
+            ferry_vfs::Unique::Id(id) => listing::Unique::Id(id),
+        }),
+    }
+}
+
+/// A storage entry kind as FTP listings show it.
+pub(super) fn listed_kind(kind: ferry_vfs::EntryKind) -> EntryKind {
+    match kind {
+        ferry_vfs::EntryKind::File => EntryKind::File,
+        ferry_vfs::EntryKind::Dir => EntryKind::Dir,
+        ferry_vfs::EntryKind::Symlink => EntryKind::Symlink,
+        ferry_vfs::EntryKind::Other => EntryKind::Other,
     }
 }
 

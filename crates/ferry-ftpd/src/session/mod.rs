@@ -22,8 +22,9 @@ use ferry_auth::{Account, Permissions};
 use ferry_proto::command::{Command, ListArgs, ParseError, SiteCommand, TransferType};
 use ferry_proto::line::Line;
 use ferry_proto::listing::MlstFacts;
-use ferry_proto::{LineBuffer, Reply, VPath};
+use ferry_proto::{LineBuffer, Reply};
 use ferry_vfs::Storage;
+use ferry_vfs::VPath;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -41,7 +42,7 @@ mod listings;
 mod transfers;
 
 use ftps::protect_data_connection;
-use listings::{ListStyle, parse_stat_args, perm_facts};
+use listings::{ListStyle, listed, listed_kind, parse_stat_args, perm_facts};
 use transfers::StoreKind;
 
 /// Lines a client may send ahead while a transfer runs; more is abuse.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_auth::TlsPolicy;
+use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
-use ferry_proto::{Reply, VPath};
+use ferry_vfs::VPath;
 use ferry_vfs::{ErrorKind, WriteMode};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -307,10 +308,18 @@ impl Session {
         };
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
-            let n = match (upload.local_file(), ascii) {
+            let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
-                (Some(file), false) => transfer::receive_file(&mut stream, file, &progress).await?,
-                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await?,
+                (Some(file), false) => transfer::receive_file(&mut stream, file, &progress).await,
+                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await,
+            };
+            let n = match received {
+                Ok(n) => n,
+                Err(e) => {
+                    // The old file stays; the storage cleans up what it started.
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
             };
             // Answer the client's TLS close_notify with ours (ftplib waits for it); a client
             // that already closed makes this fail, which changes nothing.

@@ -1,0 +1,254 @@
+//! [`UserFs`]: an account plus its storage, authorizing every operation.
+//!
+//! Protocols never call [`Storage`] directly for a user's request: they call the method of
+//! [`UserFs`] that names the operation, which refuses with [`ErrorKind::PermissionDenied`] what
+//! the account may not do, and with [`ErrorKind::Unsupported`] what the backend can't do, before
+//! storage is touched. Each protocol maps the resulting [`Error`] once (FTP reply codes, SFTP
+//! status codes).
+
+use std::sync::Arc;
+
+use ferry_auth::{Account, Permissions};
+use ferry_vfs::{
+    EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Metadata, ReadHandle, Result,
+    Storage, Upload, VPath, WriteMode,
+};
+
+/// Everything a user can ask of storage, by the permission it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Enter a directory (FTP `CWD`, SFTP `realpath` of a directory): needs nothing, since a
+    /// user who can do nothing else still has a home.
+    Enter,
+    /// Metadata of a named path (`SIZE`, `MDTM`, SFTP `stat`): `list` or `read`.
+    Stat,
+    /// A directory's entries, or a path described as a listing would (`LIST`, `MLSD`, `MLST`,
+    /// SFTP `opendir`): `list`.
+    List,
+    /// A file's content (`RETR`, SFTP `open` for reading): `read`.
+    Read,
+    /// Create or change a file's content (`STOR`, `APPE`, SFTP `open` for writing): `write`.
+    Write,
+    /// Change a file's times or permission bits (`MFMT`, `SITE CHMOD`, SFTP `setstat`): `write`.
+    SetAttributes,
+    /// Create a directory: `mkdir`.
+    MakeDir,
+    /// Remove a file or an empty directory: `delete`.
+    Delete,
+    /// Rename or move: `rename`.
+    Rename,
+}
+
+impl Operation {
+    /// Every operation, for tables and tests.
+    pub const ALL: [Operation; 9] = [
+        Operation::Enter,
+        Operation::Stat,
+        Operation::List,
+        Operation::Read,
+        Operation::Write,
+        Operation::SetAttributes,
+        Operation::MakeDir,
+        Operation::Delete,
+        Operation::Rename,
+    ];
+
+    /// Whether `permissions` allow this operation.
+    pub fn allowed_by(self, p: Permissions) -> bool {
+        match self {
+            Operation::Enter => true,
+            Operation::Stat => p.list || p.read,
+            Operation::List => p.list,
+            Operation::Read => p.read,
+            Operation::Write | Operation::SetAttributes => p.write,
+            Operation::MakeDir => p.mkdir,
+            Operation::Delete => p.delete,
+            Operation::Rename => p.rename,
+        }
+    }
+}
+
+fn denied() -> Error {
+    Error::new(ErrorKind::PermissionDenied, "Permission denied")
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("{what} is not supported by this storage"),
+    )
+}
+
+/// One logged-in user's storage: the account, its storage, and the checks between them.
+#[derive(Clone)]
+pub struct UserFs {
+    account: Arc<Account>,
+    storage: Arc<dyn Storage>,
+}
+
+impl std::fmt::Debug for UserFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserFs")
+            .field("user", &self.account.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserFs {
+    /// `account`'s view of `storage`.
+    pub fn new(account: Arc<Account>, storage: Arc<dyn Storage>) -> Self {
+        UserFs { account, storage }
+    }
+
+    /// The logged-in account.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// Whether the account may do `op` at all (for what a protocol advertises, such as MLSx
+    /// `perm` facts).
+    pub fn allows(&self, op: Operation) -> bool {
+        op.allowed_by(self.account.permissions)
+    }
+
+    fn check(&self, op: Operation) -> Result<()> {
+        if self.allows(op) {
+            Ok(())
+        } else {
+            Err(denied())
+        }
+    }
+
+    /// Check `op`, then ask storage.
+    fn storage_for(&self, op: Operation) -> Result<&Arc<dyn Storage>> {
+        self.check(op)?;
+        Ok(&self.storage)
+    }
+
+    /// Checks that a write in `mode` is possible on this backend.
+    fn check_mode(&self, mode: WriteMode) -> Result<()> {
+        let caps = self.storage.capabilities();
+        match mode {
+            WriteMode::Append if !caps.append => Err(unsupported("Appending")),
+            WriteMode::At(offset) if offset > 0 && !caps.write_at => {
+                Err(unsupported("Writing from an offset"))
+            }
+            WriteMode::Update if !caps.write_at => Err(unsupported("Writing in place")),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Operation::Enter`]: `path` must be a directory; its metadata.
+    pub async fn enter(&self, path: &VPath) -> Result<Metadata> {
+        let meta = self.storage_for(Operation::Enter)?.metadata(path).await?;
+        if meta.kind != EntryKind::Dir {
+            return Err(Error::new(ErrorKind::NotADirectory, "Not a directory"));
+        }
+        Ok(meta)
+    }
+
+    /// [`Operation::Stat`]: metadata of `path`.
+    pub async fn stat(&self, path: &VPath) -> Result<Metadata> {
+        self.storage_for(Operation::Stat)?.metadata(path).await
+    }
+
+    /// [`Operation::List`]: metadata of `path`, to be shown as a listing shows it.
+    pub async fn describe(&self, path: &VPath) -> Result<Metadata> {
+        self.storage_for(Operation::List)?.metadata(path).await
+    }
+
+    /// [`Operation::List`]: the entries of directory `path`, sorted by name, in chunks.
+    pub async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
+        self.storage_for(Operation::List)?.list_sorted(path).await
+    }
+
+    /// [`Operation::Read`]: a file's content from `offset`.
+    pub async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {
+        self.storage_for(Operation::Read)?
+            .open_read(path, offset)
+            .await
+    }
+
+    /// [`Operation::Write`]: an upload in `mode`.
+    pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
+        let storage = self.storage_for(Operation::Write)?;
+        self.check_mode(mode)?;
+        storage.open_write(path, mode).await
+    }
+
+    /// [`Operation::Read`] and/or [`Operation::Write`], as `access` asks: a handle for reads
+    /// and writes at offsets.
+    pub async fn open_file(&self, path: &VPath, access: FileAccess) -> Result<Box<dyn FileHandle>> {
+        if access.read {
+            self.check(Operation::Read)?;
+        }
+        if let Some(mode) = access.write {
+            self.check(Operation::Write)?;
+            self.check_mode(mode)?;
+        }
+        self.storage.open_file(path, access).await
+    }
+
+    /// [`Operation::MakeDir`].
+    pub async fn mkdir(&self, path: &VPath) -> Result<()> {
+        self.storage_for(Operation::MakeDir)?.mkdir(path).await
+    }
+
+    /// [`Operation::Delete`] of an empty directory; never the root.
+    pub async fn rmdir(&self, path: &VPath) -> Result<()> {
+        let storage = self.storage_for(Operation::Delete)?;
+        if path.is_root() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "Cannot remove the root directory",
+            ));
+        }
+        storage.rmdir(path).await
+    }
+
+    /// [`Operation::Delete`] of a file.
+    pub async fn remove_file(&self, path: &VPath) -> Result<()> {
+        self.storage_for(Operation::Delete)?.remove_file(path).await
+    }
+
+    /// [`Operation::Rename`]: checks that `from` exists (and is not the root), for protocols
+    /// that name the source first (FTP `RNFR`).
+    pub async fn rename_source(&self, from: &VPath) -> Result<Metadata> {
+        let storage = self.storage_for(Operation::Rename)?;
+        if from.is_root() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "Cannot rename the root directory",
+            ));
+        }
+        storage.metadata(from).await
+    }
+
+    /// [`Operation::Rename`] of `from` to `to` (replacing a file at `to`).
+    pub async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+        let storage = self.storage_for(Operation::Rename)?;
+        if from.is_root() || to.is_root() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "Cannot rename the root directory",
+            ));
+        }
+        storage.rename(from, to).await
+    }
+
+    /// [`Operation::SetAttributes`]: the modification time.
+    pub async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()> {
+        self.storage_for(Operation::SetAttributes)?
+            .set_mtime(path, unix_secs)
+            .await
+    }
+
+    /// [`Operation::SetAttributes`]: permission bits (`0o777` at most).
+    pub async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
+        let storage = self.storage_for(Operation::SetAttributes)?;
+        if !storage.capabilities().chmod {
+            return Err(unsupported("Changing permissions"));
+        }
+        storage.set_mode(path, mode & 0o777).await
+    }
+}
