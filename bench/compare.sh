@@ -117,7 +117,7 @@ run_ferry() {  # run_ferry NAME (ferry, or ferry-again: the same, measured last)
   local name=$1 root=/dev/shm/ferry-bench-root port=2125
   rm -rf "$root"; mkdir -p "$root"
   FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
-    --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
+    --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --max-sessions-per-ip 0 --log warn \
     > "$OUT/$name-serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 50); do grep -q listening "$OUT/$name-serve.log" && break; sleep 0.1; done
@@ -128,7 +128,7 @@ run_ferry() {  # run_ferry NAME (ferry, or ferry-again: the same, measured last)
   # A fresh server for the 10,000-session idle run.
   case ",$SCENARIOS," in *,idle,*) ;; *) rm -rf "$root" /dev/shm/ferry-bench-state; return ;; esac
   FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
-    --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --log warn \
+    --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --max-sessions-per-ip 0 --log warn \
     > "$OUT/ferry-serve-idle.log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do grep -q listening "$OUT/ferry-serve-idle.log" && break; sleep 0.1; done

@@ -13,3 +13,7 @@ if [ -z "${FERRY_BIN:-}" ]; then
   FERRY_BIN=$TARGET/release/ferry
 fi
 FERRY_BIN=$(readlink -f "$FERRY_BIN")
+# Every session of the bench comes from 127.0.0.1 (hence --max-sessions-per-ip 0 where Ferry
+# is started), and Ferry keeps its sessions within the open-file limit, four descriptors each:
+# the 10,000-session idle run needs more than the usual 20,000 (root may raise the hard limit).
+ulimit -n 65536 2>/dev/null || true

@@ -8,6 +8,8 @@
 //!   comparable time whether or not the user exists, so user names can't be probed.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
 //! - [`keys`]: public keys from OpenSSH `authorized_keys` lines.
+//! - [`LoginThrottle`] (`throttle`): failed-login limits per client address and per user
+//!   name, counted when a guess starts, so parallel guesses cannot exceed them.
 
 pub mod keys;
 
@@ -25,7 +27,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
+mod throttle;
 pub use keys::{AuthorizedKey, KeyError};
+pub use throttle::{LoginAttempt, LoginThrottle, Throttled};
 
 /// What a user may do. Parsed from a list such as `["list", "read"]` or `["all"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -65,9 +65,11 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest accepted control line, in bytes.
     pub max_line: usize,
-    /// Most concurrent control connections (0 = unlimited).
+    /// Most concurrent control connections (0 = unlimited). The process's open-file limit
+    /// must carry them: see [`ServerConfig::fit_open_file_limit`], which `ferry serve` applies.
     pub max_sessions: usize,
-    /// Most concurrent control connections from one IP (0 = unlimited).
+    /// Most concurrent control connections from one IP (0 = unlimited). On by default, so that
+    /// one address cannot take every session (and descriptor) before logging in.
     pub max_sessions_per_ip: usize,
     /// Failed `PASS` attempts before the connection is closed.
     pub max_login_attempts: u32,
@@ -76,12 +78,44 @@ pub struct ServerConfig {
     /// Failed logins from one address, within `failed_login_window`, after which that address
     /// may not try again until the window has passed (0 = no limit).
     pub max_failed_logins_per_ip: u32,
+    /// Failed logins for one user name (from any address), within `failed_login_window`,
+    /// after which that name may not log in until the window has passed (0 = no limit).
+    pub max_failed_logins_per_user: u32,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
     /// FTP over TLS; `None` means no TLS at all.
     pub tls: Option<TlsConfig>,
     /// Listeners for implicit FTPS (TLS from the first byte, classically port 990).
     pub implicit_tls_listen: Vec<SocketAddr>,
+}
+
+/// Descriptors the process needs besides its sessions' own: standard streams, the runtime's
+/// (epoll, wakers), listeners, inotify, the shared root directories, log files.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Descriptors one session may hold at once: its control connection, a passive listener (kept
+/// open in the port pool between transfers), the data connection and the file it transfers.
+pub const DESCRIPTORS_PER_SESSION: u64 = 4;
+
+impl ServerConfig {
+    /// The most sessions an open-file limit of `nofile` carries with every session holding
+    /// [`DESCRIPTORS_PER_SESSION`] at once: never fewer than one.
+    pub fn sessions_within(nofile: u64) -> usize {
+        let sessions = nofile.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_SESSION;
+        usize::try_from(sessions).unwrap_or(usize::MAX).max(1)
+    }
+
+    /// Lower `max_sessions` (0 counting as unlimited) to what an open-file limit of `nofile`
+    /// carries, so that control connections alone never use up the descriptors that data
+    /// connections and files need. Returns the value it replaced when it lowered it.
+    pub fn fit_open_file_limit(&mut self, nofile: u64) -> Option<usize> {
+        let most = Self::sessions_within(nofile);
+        if self.max_sessions == 0 || self.max_sessions > most {
+            Some(std::mem::replace(&mut self.max_sessions, most))
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -104,13 +138,34 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(600),
             max_line: 8192,
             max_sessions: 20_000,
-            max_sessions_per_ip: 0,
+            max_sessions_per_ip: 50,
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
             max_failed_logins_per_ip: 20,
+            max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
             tls: None,
             implicit_tls_listen: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_fit_the_open_file_limit() {
+        let mut c = ServerConfig::default();
+        // A typical systemd hard limit leaves the default alone.
+        assert_eq!(c.fit_open_file_limit(1 << 20), None);
+        assert_eq!(c.max_sessions, 20_000);
+        // 20,000 descriptors carry (20,000 - 64) / 4 sessions.
+        assert_eq!(c.fit_open_file_limit(20_000), Some(20_000));
+        assert_eq!(c.max_sessions, 4_984);
+        c.max_sessions = 0;
+        assert_eq!(c.fit_open_file_limit(1_024), Some(0));
+        assert_eq!(c.max_sessions, 240);
+        assert_eq!(ServerConfig::sessions_within(10), 1);
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ferry_auth::{Account, Authenticator};
+use ferry_auth::{Account, Authenticator, LoginThrottle};
 use ferry_vfs::{LocalFs, Storage};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
@@ -66,64 +66,6 @@ pub(crate) struct Shared {
     pub(crate) throttle: LoginThrottle,
 }
 
-/// Failed logins per client address. Past the limit within the window, further `PASS`
-/// attempts from that address are refused before any password is hashed, so a guessing flood
-/// neither gets more guesses nor takes the hashing threads from everyone else.
-pub(crate) struct LoginThrottle {
-    limit: u32,
-    window: std::time::Duration,
-    failures: Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
-}
-
-impl LoginThrottle {
-    /// Addresses tracked at most; beyond, expired entries are dropped, then the oldest.
-    const MAX_TRACKED: usize = 100_000;
-
-    fn new(limit: u32, window: std::time::Duration) -> Self {
-        LoginThrottle {
-            limit,
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn is_blocked(&self, ip: IpAddr) -> bool {
-        if self.limit == 0 {
-            return false;
-        }
-        let Ok(map) = self.failures.lock() else {
-            return false;
-        };
-        map.get(&ip.to_canonical())
-            .is_some_and(|(n, since)| *n >= self.limit && since.elapsed() < self.window)
-    }
-
-    pub(crate) fn record_failure(&self, ip: IpAddr) {
-        if self.limit == 0 {
-            return;
-        }
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
-        if map.len() >= Self::MAX_TRACKED {
-            let window = self.window;
-            map.retain(|_, (_, since)| since.elapsed() < window);
-            if map.len() >= Self::MAX_TRACKED {
-                if let Some(oldest) = map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                    map.remove(&oldest);
-                }
-            }
-        }
-        let entry = map
-            .entry(ip.to_canonical())
-            .or_insert((0, std::time::Instant::now()));
-        if entry.1.elapsed() >= self.window {
-            *entry = (0, std::time::Instant::now());
-        }
-        entry.0 += 1;
-    }
-}
-
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
     shared: Arc<Shared>,
@@ -173,8 +115,11 @@ impl Server {
             max_per_ip: config.max_sessions_per_ip,
             counts: Mutex::new(Counts::default()),
         });
-        let throttle =
-            LoginThrottle::new(config.max_failed_logins_per_ip, config.failed_login_window);
+        let throttle = LoginThrottle::new(
+            config.max_failed_logins_per_ip,
+            config.max_failed_logins_per_user,
+            config.failed_login_window,
+        );
         let shared = Arc::new(Shared {
             throttle,
             config,
@@ -293,11 +238,36 @@ struct Accepting {
 }
 
 async fn accept_loop(listener: TcpListener, accepting: Accepting) {
+    // One descriptor held in reserve. When the process has none left, the kernel keeps
+    // completing connections into the backlog where nobody answers them; letting the reserve
+    // go for as long as it takes to accept one, tell it `421` and close it means every client
+    // hears why, and the backlog drains instead of filling.
+    let mut reserve = reserve_descriptor();
+    let mut exhausted = Exhaustion::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => start_session(&accepting, stream, peer),
+            Err(e) if ferry_sys::is_out_of_descriptors(&e) => {
+                if reserve.take().is_some() {
+                    if let Some(Ok((stream, _))) = accept_waiting(&listener).await {
+                        refuse(&stream, "Server busy");
+                        exhausted.refused += 1;
+                    }
+                    reserve = reserve_descriptor();
+                }
+                exhausted.note(&e);
+                if reserve.is_none() {
+                    // Not even the reserve came back: wait for sessions to end.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    reserve = reserve_descriptor();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                // Reset by the client before it was accepted: nothing to back off from.
+                debug!(error = %e, "accept failed");
+            }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
+                // Out of memory or buffers: back off instead of spinning.
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
@@ -305,26 +275,62 @@ async fn accept_loop(listener: TcpListener, accepting: Accepting) {
     }
 }
 
+/// A descriptor to let go of when the process runs out: an unbound socket (no port, no file).
+fn reserve_descriptor() -> Option<Socket> {
+    Socket::new(Domain::IPV4, Type::STREAM, None).ok()
+}
+
+/// The connection waiting on `listener`, if any, without waiting for one.
+async fn accept_waiting(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
+/// Runs out of descriptors, reported at most every few seconds (a flood would otherwise
+/// write a line per connection).
+#[derive(Default)]
+struct Exhaustion {
+    refused: u64,
+    reported: Option<std::time::Instant>,
+}
+
+impl Exhaustion {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn note(&mut self, e: &io::Error) {
+        if self.reported.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            warn!(
+                error = %e,
+                refused = self.refused,
+                "out of descriptors: refusing connections with 421 (raise the open-file limit or lower max_sessions)"
+            );
+            self.reported = Some(std::time::Instant::now());
+            self.refused = 0;
+        }
+    }
+}
+
+/// Tell a connection we do not serve why (`421`) and close it. The line goes out with one
+/// non-blocking send: a fresh connection's send buffer is empty, and nothing waits on a
+/// client that does not read.
+fn refuse(stream: &TcpStream, why: &str) {
+    let line = format!("421 {why}, try again later.\r\n");
+    let _ = socket2::SockRef::from(stream).send(line.as_bytes());
+}
+
 fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
-    let guard = accepting.sessions.enter();
     let permit = match Limits::admit(&accepting.limits, peer.ip()) {
         Ok(p) => p,
         Err(why) => {
             debug!(%peer, why, "connection refused");
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let _guard = guard;
-                let mut stream = stream;
-                let line = format!("421 {why}, try again later.\r\n");
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.write_all(line.as_bytes()),
-                )
-                .await;
-            });
+            refuse(&stream, why);
             return;
         }
     };
+    let guard = accepting.sessions.enter();
     // Nagle off and urgent data inline come from the listener (see `bind_control`).
     let span = info_span!("session", %peer, user = tracing::field::Empty);
     // Made here, not in the task: the task then holds a pointer, not the session's fields.

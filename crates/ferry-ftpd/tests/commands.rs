@@ -352,3 +352,16 @@ async fn large_directory_listings_stream_every_entry_in_order() {
         );
     }
 }
+
+/// `STAT` before login tells nothing about the connection (the peer address is for logged-in
+/// users, who know it anyway); after login it does.
+#[tokio::test]
+async fn stat_before_login_does_not_disclose_the_peer_address() {
+    let s = TestServer::start().await;
+    let mut c = s.connect().await;
+    let before = c.expect("STAT", 211).await;
+    assert!(!before.text().contains("127.0.0.1"), "{before:?}");
+    c.login(USER, PASSWORD).await;
+    let after = c.expect("STAT", 211).await;
+    assert!(after.text().contains("127.0.0.1"), "{after:?}");
+}

@@ -6,7 +6,9 @@
 //! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
 //! - [`open_read_cached`]: open a file from the kernel's caches only, or say it would wait.
 //! - [`accept_nonblocking`]: take a waiting connection, non-blocking, with its peer address.
-//! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
+//! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start;
+//!   [`nofile_limit`] reads it, [`set_nofile_limit`] lowers it; [`is_out_of_descriptors`] recognises the errors of a full
+//!   descriptor table.
 //! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
 //!   file system a file is on.
 
@@ -108,6 +110,31 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         }
     }
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
+}
+
+/// The soft `RLIMIT_NOFILE` in force (`u64::MAX` when unlimited).
+pub fn nofile_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit};
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Set the soft `RLIMIT_NOFILE` to `soft` (at most the hard limit), e.g. to run with fewer
+/// descriptors than allowed. Returns the limit now in force.
+pub fn set_nofile_limit(soft: u64) -> io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = Some(limit.maximum.map_or(soft, |hard| soft.min(hard)));
+    setrlimit(Resource::Nofile, limit).map_err(io::Error::from)?;
+    Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
+}
+
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) has no descriptor left.
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::MFILE) | Some(Errno::NFILE)
+    )
 }
 
 /// The file system type of the one `fd` is on (`statfs`'s `f_type`, e.g. `0x01021994` tmpfs).
@@ -386,5 +413,16 @@ mod tests {
             .current
             .unwrap_or(0);
         assert!(raise_nofile_limit().unwrap() >= before);
+    }
+
+    #[test]
+    fn out_of_descriptors_is_recognised() {
+        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
+            rustix::io::Errno::MFILE.raw_os_error()
+        )));
+        assert!(!is_out_of_descriptors(&io::Error::other("no")));
+        assert!(!is_out_of_descriptors(&io::Error::from_raw_os_error(
+            rustix::io::Errno::CONNABORTED.raw_os_error()
+        )));
     }
 }

@@ -42,6 +42,7 @@ pub(crate) struct FileConfig {
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
     pub(crate) max_failed_logins_per_ip: Option<u32>,
+    pub(crate) max_failed_logins_per_user: Option<u32>,
     pub(crate) failed_login_window: Option<u64>,
     pub(crate) tls: Option<TlsPolicy>,
     pub(crate) tls_cert: Option<PathBuf>,
@@ -164,6 +165,7 @@ impl FileConfig {
         set!(max_sessions_per_ip, max_sessions_per_ip);
         set!(max_login_attempts, max_login_attempts);
         set!(max_failed_logins_per_ip, max_failed_logins_per_ip);
+        set!(max_failed_logins_per_user, max_failed_logins_per_user);
         let secs = |v: Option<u64>, key: &str, default: Duration| -> anyhow::Result<Duration> {
             match v {
                 None => Ok(default),

@@ -46,6 +46,12 @@ pub(crate) struct ServeArgs {
     /// Listen for implicit FTPS (TLS from the first byte); repeatable.
     #[arg(long, value_name = "ADDR:PORT")]
     implicit_tls_listen: Vec<SocketAddr>,
+    /// Most concurrent control connections (0: as many as the open-file limit carries).
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// Most concurrent control connections from one IP address (default 50; 0: no limit).
+    #[arg(long, value_name = "N")]
+    max_sessions_per_ip: Option<usize>,
     /// Directory for generated state (self-signed certificate). Default ./ferry-state.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -55,12 +61,16 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.is_empty() && EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| args.log.clone());
+    let filter = quiet_filter(&spec);
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .init();
 
     let file = match &args.config {
@@ -73,6 +83,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = args.passive_ports {
         config.passive_ports = Some((r.0, r.1));
+    }
+    if let Some(n) = args.max_sessions {
+        config.max_sessions = n;
+    }
+    if let Some(n) = args.max_sessions_per_ip {
+        config.max_sessions_per_ip = n;
     }
     let tls = prepare_tls(&file, &args)?;
     if let Some(t) = &tls {
@@ -117,10 +133,30 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         file.listing_cache_entries
             .unwrap_or(ferry_vfs::listcache::DEFAULT_LIMIT),
     );
-    // Each session holds a descriptor or two; lift the soft limit to the hard one.
-    match ferry_sys::raise_nofile_limit() {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    // Each session holds a descriptor or a few; lift the soft limit to the hard one, and keep
+    // the sessions within it.
+    let nofile = ferry_sys::raise_nofile_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+        ferry_sys::nofile_limit()
+    });
+    let asked_for = args.max_sessions.or(file.max_sessions);
+    match config.fit_open_file_limit(nofile) {
+        Some(asked) if asked_for.is_some() => tracing::warn!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            asked,
+            "max_sessions lowered to what the open-file limit carries; raise the limit (LimitNOFILE) for more"
+        ),
+        Some(_) => tracing::info!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            "sessions limited by the open-file limit"
+        ),
+        None => tracing::debug!(
+            open_file_limit = nofile,
+            max_sessions = config.max_sessions,
+            "open-file limit"
+        ),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -163,6 +199,43 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// The log filter `spec`, with rustls' notes on the server names clients send kept below
+/// warnings unless `spec` says what to do with rustls: FTP clients given an IP address (lftp,
+/// wget) send it as the TLS server name, which RFC 6066 does not allow and rustls warns about
+/// at every connection, although nothing is wrong.
+fn quiet_filter(spec: &str) -> EnvFilter {
+    let filter = EnvFilter::new(spec);
+    if spec.contains("rustls") {
+        return filter;
+    }
+    match "rustls::msgs::handshake=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+/// Standard error for the log, with what clients chose (user names, paths, commands, errors
+/// that quote them) unable to reorder, hide or forge what the log shows: every control,
+/// bidirectional or invisible character is written as an escape (`\u{202e}`), as the
+/// client shows server text. tracing-subscriber escapes ESC and a few other controls in field
+/// values itself, so a raw ESC here is its own colouring, and stays, as do tab and the
+/// newline that ends each event.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One call per event: the formatter writes each event whole.
+        let text = String::from_utf8_lossy(buf);
+        let safe = ferry_proto::text::escaped(&text, |c| matches!(c, '\t' | '\n' | '\x1b'));
+        std::io::stderr().lock().write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// `--tls` values.
@@ -225,6 +298,9 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
             (c, k)
         }
     };
+    // Printed (in the `curl` line, among others) and read again on SIGHUP: the same file from
+    // any directory.
+    let (cert_path, key_path) = (absolute(cert_path), absolute(key_path));
     let key = ferry_ftpd::tls::load_pem_files(&cert_path, &key_path)
         .with_context(|| format!("loading the TLS certificate {}", cert_path.display()))?;
     let mut config = TlsConfig::new(CertStore::new(key))?;
@@ -239,13 +315,28 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
     }))
 }
 
-/// Generate a self-signed certificate for this host's loopback names into `dir`.
+/// `path` made absolute against the current directory (left as it is if that is unknown).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// Generate a self-signed certificate for this host's loopback names into `dir`. A directory
+/// made here gets a `.gitignore` that ignores it whole: `ferry serve` run in a checkout (the
+/// default state directory is `./ferry-state`) must not offer its private key to `git add`.
 fn write_self_signed(
     dir: &std::path::Path,
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let ignore = dir.join(".gitignore");
+        std::fs::write(
+            &ignore,
+            "# Made by ferry serve: generated state, never to be committed.\n*\n",
+        )
+        .with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
     let generated = ferry_ftpd::tls::generate_self_signed(&names)?;
     write_private(key, generated.key_pem.as_bytes())?;
@@ -253,7 +344,7 @@ fn write_self_signed(
         .with_context(|| format!("cannot write {}", cert.display()))?;
     eprintln!(
         "ferry: generated a self-signed certificate in {}",
-        dir.display()
+        absolute(dir.to_path_buf()).display()
     );
     Ok(())
 }

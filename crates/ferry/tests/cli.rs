@@ -14,6 +14,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 struct Serve {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// What it logs (standard error), line by line.
+    log: mpsc::Receiver<String>,
+}
+
+/// Send each line `from` yields to a channel, from a thread of its own.
+fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 impl Serve {
@@ -23,22 +38,39 @@ impl Serve {
             .args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         match password {
             Some(p) => cmd.env("FERRY_PASSWORD", p),
             None => cmd.env_remove("FERRY_PASSWORD"),
         };
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        let lines = lines_of(child.stdout.take().unwrap());
+        let log = lines_of(child.stderr.take().unwrap());
+        Serve { child, lines, log }
+    }
+
+    /// The first line logged from now on that contains `needle`.
+    fn logged(&self, needle: &str) -> String {
+        self.logged_until(needle).pop().unwrap()
+    }
+
+    /// The lines logged from now on, up to and including the first that contains `needle`.
+    fn logged_until(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        return lines;
+                    }
                 }
+                Err(_) => panic!("ferry serve logged no line with {needle:?} in time: {lines:#?}"),
             }
-        });
-        Serve { child, lines }
+        }
     }
 
     fn line(&self) -> String {
@@ -400,4 +432,188 @@ print(fp(b), flush=True)
         "new sessions must see the reloaded certificate"
     );
     assert!(py.wait().unwrap().success());
+}
+
+/// A name chosen by a client cannot reorder or hide what the log shows: a user name and a path
+/// with a right-to-left override (and other invisible or control characters) are logged with
+/// those characters escaped.
+#[test]
+fn client_text_is_escaped_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+            "--root",
+            "files",
+            "--tls",
+            "off",
+        ],
+        dir.path(),
+        Some("pw-for-bob"),
+    );
+    let addr = serve.listening();
+    let mut c = Ctrl::connect(addr);
+    assert!(
+        c.cmd("USER eve\u{202e}nimda\u{200b}\x0e")
+            .starts_with("331")
+    );
+    assert!(c.cmd("PASS wrong").starts_with("530"));
+    let failed = serve.logged("login failed");
+    assert!(
+        failed.contains(r"eve\u{202e}nimda\u{200b}\x0e"),
+        "{failed:?}"
+    );
+    assert!(c.cmd("USER bob").starts_with("331"));
+    assert!(c.cmd("PASS pw-for-bob").starts_with("230"));
+    assert!(c.cmd("MKD gpj.\u{202e}\u{2066}exe").starts_with("257"));
+    let created = serve.logged("directory created");
+    assert!(created.contains(r"gpj.\u{202e}\u{2066}exe"), "{created:?}");
+    for line in [&failed, &created] {
+        assert!(!line.chars().any(ferry_proto::text::is_hidden), "{line:?}");
+    }
+}
+
+/// `ferry --help` describes what is built: FTP and FTPS, not SFTP yet.
+#[test]
+fn help_promises_only_what_is_built() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("FTPS"), "{help}");
+    assert!(!help.contains("SFTP"), "{help}");
+}
+
+/// `git`, or `None` (said on standard error) when it is not installed.
+fn git(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output();
+    match out {
+        Ok(out) => {
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Err(e) => {
+            eprintln!("skipping: git is not available ({e})");
+            None
+        }
+    }
+}
+
+/// `ferry serve` run with its defaults inside a git checkout leaves nothing for `git status`
+/// to show: the generated state (with its private key) ignores itself, and the project's
+/// .gitignore covers the default served folder. The printed certificate path is absolute, so
+/// the printed `curl` line works from any directory.
+#[test]
+fn serve_defaults_stay_out_of_git_status_and_print_absolute_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    if git(dir.path(), &["init", "-q"]).is_none() {
+        return;
+    }
+    let serve = Serve::start(&["--listen", "127.0.0.1:0"], dir.path(), None);
+    serve.listening();
+    let tls = serve.line();
+    let _credentials = serve.line();
+    let hint = serve.line();
+    let cert = hint
+        .split_once("--cacert ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{hint}"));
+    assert!(std::path::Path::new(cert).is_absolute(), "{hint}");
+    assert!(std::path::Path::new(cert).is_file(), "{hint}");
+    assert!(tls.contains(cert), "{tls}");
+    let status = git(
+        dir.path(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    )
+    .unwrap();
+    assert_eq!(status, "", "git status shows what ferry serve made");
+    // A file uploaded into the default root, in Ferry's own checkout.
+    std::fs::write(dir.path().join("ferry-data/uploaded.txt"), b"x").unwrap();
+    std::fs::write(
+        dir.path().join(".git/info/exclude"),
+        include_str!("../../../.gitignore"),
+    )
+    .unwrap();
+    let status = git(
+        dir.path(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    )
+    .unwrap();
+    assert_eq!(
+        status, "",
+        "the project's .gitignore leaves out the default root"
+    );
+}
+
+/// A TLS ClientHello (TLS 1.2) that names an IP address as its server name, as lftp and wget
+/// send: RFC 6066 says a host name, but FTP clients given an address send the address.
+fn client_hello_naming(address: &str) -> Vec<u8> {
+    fn extension(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
+        out.extend(kind.to_be_bytes());
+        out.extend((body.len() as u16).to_be_bytes());
+        out.extend(body);
+    }
+    let name = address.as_bytes();
+    let mut sni = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name);
+    let mut extensions = Vec::new();
+    extension(&mut extensions, 0x0000, &sni);
+    // x25519 and P-256; uncompressed points; ECDSA P-256, RSA-PSS and RSA PKCS#1 with SHA-256.
+    extension(&mut extensions, 0x000a, &[0, 4, 0, 0x1d, 0, 0x17]);
+    extension(&mut extensions, 0x000b, &[1, 0]);
+    extension(&mut extensions, 0x000d, &[0, 6, 4, 3, 8, 4, 4, 1]);
+    let mut hello = vec![3, 3];
+    hello.extend([7u8; 32]);
+    hello.push(0);
+    // ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256; no compression.
+    hello.extend([0, 4, 0xc0, 0x2b, 0xc0, 0x2f, 1, 0]);
+    hello.extend((extensions.len() as u16).to_be_bytes());
+    hello.extend(extensions);
+    let mut handshake = vec![1];
+    handshake.extend(&(hello.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(hello);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// An IP address as the TLS server name is what FTP clients send; it is not worth a warning
+/// in the server's log.
+#[test]
+fn an_ip_address_as_tls_server_name_is_not_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+            "--root",
+            "files",
+        ],
+        dir.path(),
+        Some("pw-for-bob"),
+    );
+    let addr = serve.listening();
+    let mut c = Ctrl::connect(addr);
+    assert!(c.cmd("AUTH TLS").starts_with("234"));
+    let mut tcp = c.0.into_inner();
+    tcp.write_all(&client_hello_naming("127.0.0.1")).unwrap();
+    // The server answers (its hello, or an alert): it has read ours.
+    let mut answer = [0u8; 1];
+    assert_eq!(tcp.read(&mut answer).unwrap(), 1);
+    drop(tcp);
+    // The handshake we leave unfinished is logged; nothing about the name before it.
+    let lines = serve.logged_until("TLS handshake failed");
+    assert!(!lines.iter().any(|l| l.contains("SNI")), "{lines:#?}");
 }

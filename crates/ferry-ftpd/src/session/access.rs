@@ -51,20 +51,25 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let ip = self.peer.ip();
-        if self.shared.throttle.is_blocked(ip) {
-            warn!(user = %sanitize(&name), "login refused: too many failed logins from this address");
-            self.send(&Reply::new(
-                421,
-                "Too many failed logins from your address; try again later.",
-            ))
-            .await?;
-            return Ok(Flow::Close);
-        }
+        // The guess takes its place before the password is hashed: guesses sent at once over
+        // many connections cannot all be checked (see `ferry_auth::LoginThrottle`).
+        let throttle = self.shared.throttle.clone();
+        let attempt = match throttle.begin(self.peer.ip(), &name).await {
+            Ok(attempt) => attempt,
+            Err(why) => {
+                warn!(user = %sanitize(&name), "login refused: {why}");
+                self.send(&Reply::new(
+                    421,
+                    format!("Login refused: {why}; try again later."),
+                ))
+                .await?;
+                return Ok(Flow::Close);
+            }
+        };
         let account = self.shared.auth.authenticate(&name, &password).await;
         drop(password);
         let Some(account) = account else {
-            self.shared.throttle.record_failure(ip);
+            drop(attempt);
             self.failed_logins += 1;
             warn!(user = %sanitize(&name), attempt = self.failed_logins, "login failed");
             tokio::time::sleep(self.shared.config.login_failure_delay).await;
@@ -79,6 +84,7 @@ impl Session {
             self.send(&Reply::new(530, "Login incorrect.")).await?;
             return Ok(Flow::Continue);
         };
+        attempt.succeeded();
         let storage = match (self.shared.storage)(&account) {
             Ok(s) => s,
             Err(e) => {

@@ -438,9 +438,12 @@ impl Session {
 
     fn status_reply(&self) -> Reply {
         let mut lines = vec!["Ferry FTP server status:".to_string()];
-        lines.push(format!("Connected from {}", self.peer.ip()));
+        // Before login, nothing about the connection (whoever asks may be a scanner).
         match &self.state {
-            State::LoggedIn(l) => lines.push(format!("Logged in as {}", l.account.name)),
+            State::LoggedIn(l) => {
+                lines.push(format!("Connected from {}", self.peer.ip()));
+                lines.push(format!("Logged in as {}", l.account.name));
+            }
             _ => lines.push("Not logged in".to_string()),
         }
         lines.push(format!(
@@ -694,12 +697,11 @@ fn help(arg: Option<&str>) -> Reply {
     }
 }
 
-/// A client-supplied string made safe for logs and replies.
+/// A client-supplied string made safe for logs and replies: at most 64 characters, with
+/// control, bidirectional and invisible characters escaped as the client shows them.
 fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    let head: String = s.chars().take(64).collect();
+    ferry_proto::text::printable(&head).into_owned()
 }
 
 fn local_message(e: &io::Error) -> String {

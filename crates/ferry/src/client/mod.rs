@@ -280,29 +280,13 @@ impl Connector {
 
 /// `text` as it may be shown on a terminal: control characters, which a hostile server could
 /// use to move the cursor, retitle the window, clear the screen or hide what follows, and the
-/// bidirectional overrides that make a name read as another, are shown as escapes (`\x1b`,
-/// `\u{202e}`). Everything a server chose (replies, file names from listings, the messages
-/// built from them) goes through here on its way to the terminal; the JSON listing escapes
-/// them itself, and file contents (`cat`, `get -o -`) are data and pass untouched.
+/// bidirectional overrides and invisible characters that make a name read as another, are
+/// shown as escapes (`\x1b`, `\u{202e}`). Everything a server chose (replies, file names from
+/// listings, the messages built from them) goes through here on its way to the terminal; the
+/// JSON listing escapes them itself, and file contents (`cat`, `get -o -`) are data and pass
+/// untouched.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    fn shown_as_escape(c: char) -> bool {
-        (c.is_control() && c != '\t')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
-    if !text.chars().any(shown_as_escape) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if !shown_as_escape(c) {
-            out.push(c);
-        } else if (c as u32) < 0x100 {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    ferry_proto::text::printable(text)
 }
 
 /// A reply's lines as the server sent them, each through [`printable`] (for `-v` and `quote`).
