@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ferry_auth::{Account, Authenticator};
+use ferry_auth::{Account, Authenticator, LoginThrottle};
 use ferry_vfs::{LocalFs, Storage};
 use russh::keys::PrivateKey;
 use russh::{MethodKind, MethodSet};
@@ -51,6 +51,14 @@ pub struct SftpConfig {
     pub max_auth_attempts: usize,
     /// Minimum time a rejected authentication takes (hides what was wrong).
     pub auth_rejection_time: Duration,
+    /// Failed logins per client address within `failed_login_window` before that address is
+    /// refused (0: no limit). Ignored when a throttle is shared with
+    /// [`SftpServer::with_login_throttle`].
+    pub max_failed_logins_per_ip: u32,
+    /// Failed logins per user name within the window (0: no limit).
+    pub max_failed_logins_per_user: u32,
+    /// How long a failed login counts.
+    pub failed_login_window: Duration,
 }
 
 impl SftpConfig {
@@ -66,6 +74,9 @@ impl SftpConfig {
             max_channels: 8,
             max_auth_attempts: 6,
             auth_rejection_time: Duration::from_secs(1),
+            max_failed_logins_per_ip: 20,
+            max_failed_logins_per_user: 0,
+            failed_login_window: Duration::from_secs(300),
         }
     }
 }
@@ -75,6 +86,7 @@ pub(crate) struct Inner {
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) storage: StorageFactory,
     pub(crate) config: SftpConfig,
+    pub(crate) throttle: LoginThrottle,
 }
 
 /// An SFTP server: host key loaded, ready to serve listeners.
@@ -94,15 +106,34 @@ impl SftpServer {
         let key = hostkey::load_or_create(&config.state_dir)?;
         let fingerprints = vec![hostkey::fingerprint(&key)];
         let ssh = ssh_config(&config, vec![key]);
+        let throttle = LoginThrottle::new(
+            config.max_failed_logins_per_ip,
+            config.max_failed_logins_per_user,
+            config.failed_login_window,
+        );
         Ok(SftpServer {
             inner: Arc::new(Inner {
                 auth,
                 storage,
                 config,
+                throttle,
             }),
             ssh: Arc::new(ssh),
             fingerprints,
         })
+    }
+
+    /// Count failed logins in `throttle` (share FTP's, so that guesses over either protocol
+    /// add up) instead of a throttle of this server's own.
+    pub fn with_login_throttle(mut self, throttle: LoginThrottle) -> Self {
+        // Connections already running keep the throttle they started with.
+        self.inner = Arc::new(Inner {
+            auth: Arc::clone(&self.inner.auth),
+            storage: Arc::clone(&self.inner.storage),
+            config: self.inner.config.clone(),
+            throttle,
+        });
+        self
     }
 
     /// Host key fingerprints in OpenSSH's `SHA256:...` form (what a client asks the user to

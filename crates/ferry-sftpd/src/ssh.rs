@@ -73,8 +73,23 @@ impl russh::server::Handler for Connection {
             tracing::info!(peer = ?self.peer, "ssh: anonymous login refused");
             return Ok(password_only());
         }
+        // Every guess takes a place in the throttle shared by all protocols before its
+        // password is checked; a refused one is never checked.
+        let attempt = match self.peer {
+            Some(peer) => match self.server.throttle.begin(peer.ip(), user).await {
+                Ok(attempt) => Some(attempt),
+                Err(why) => {
+                    tracing::info!(peer = ?self.peer, "ssh: login refused: {why}");
+                    return Ok(password_only());
+                }
+            },
+            None => None,
+        };
         match self.server.auth.authenticate(user, password).await {
             Some(account) => {
+                if let Some(attempt) = attempt {
+                    attempt.succeeded();
+                }
                 tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login");
                 self.account = Some(account);
                 self.authenticated.store(true, Ordering::Release);

@@ -382,3 +382,20 @@ async fn write_without_truncate_patches_in_place_keeping_the_rest() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"01ab456789");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_per_address() {
+    let h = Harness::start_with(|c| c.max_failed_logins_per_ip = 2).await;
+    let config = Arc::new(client::Config::default());
+    for _ in 0..2 {
+        let mut ssh = client::connect(Arc::clone(&config), h.addr, TrustAll)
+            .await
+            .unwrap();
+        let r = ssh.authenticate_password(USER, "wrong").await.unwrap();
+        assert!(!r.success());
+    }
+    // The address has used its guesses: even the right password is not checked now.
+    let mut ssh = client::connect(config, h.addr, TrustAll).await.unwrap();
+    let r = ssh.authenticate_password(USER, PASSWORD).await.unwrap();
+    assert!(!r.success());
+}
