@@ -386,3 +386,44 @@ async fn unspecified_ipv6_listener_is_dual_stack() {
     let (got, done) = v6.retr_passive("RETR f").await;
     assert_eq!((got.as_slice(), done.code), (&b"both"[..], 226));
 }
+
+/// `PORT 0,0,0,0,...` and `EPRT |2|::|...|` (lftp's active mode over IPv6) name no host: the
+/// server connects back to the control connection's peer instead of refusing a bounce.
+#[tokio::test]
+async fn unspecified_active_address_means_the_client() {
+    async fn download(c: &mut Ctrl, ip: IpAddr, line: impl Fn(u16) -> String) {
+        let l = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        c.expect(&line(port), 200).await;
+        c.expect("RETR f", 150).await;
+        let (mut data, from) = tokio::time::timeout(WAIT, l.accept())
+            .await
+            .expect("no active data connection")
+            .unwrap();
+        assert_eq!(from.ip(), ip);
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"back to you");
+        assert_eq!(c.read_reply().await.code, 226);
+    }
+    let s = TestServer::start().await;
+    std::fs::write(s.path("f"), b"back to you").unwrap();
+    let mut c = s.login().await;
+    download(&mut c, LOCAL4, |p| {
+        format!("PORT 0,0,0,0,{},{}", p >> 8, p & 0xff)
+    })
+    .await;
+    download(&mut c, LOCAL4, |p| format!("EPRT |1|0.0.0.0|{p}|")).await;
+    // Still no privileged port, even on the client's own address.
+    c.expect("PORT 0,0,0,0,0,25", 504).await;
+    if !ipv6_available() {
+        eprintln!("skipping the IPv6 half: ::1 not available");
+        return;
+    }
+    let s = TestServer::start_with(|c| c.listen = vec!["[::1]:0".parse().unwrap()]).await;
+    std::fs::write(s.path("f"), b"back to you").unwrap();
+    let mut c = s.login().await;
+    download(&mut c, LOCAL6, |p| format!("EPRT |2|::|{p}|")).await;
+}

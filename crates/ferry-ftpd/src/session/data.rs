@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use ferry_proto::Reply;
 use ferry_proto::command::EpsvArg;
 use ferry_proto::hostport;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::data::{DataError, PassivePlan};
 
@@ -24,6 +24,14 @@ impl Session {
             );
         }
         let peer_ip = self.peer.ip().to_canonical();
+        // An unspecified address (lftp sends `EPRT |2|::|port|`) names no host but the
+        // client's own: connect back to the control connection's peer, so no bounce is possible.
+        let target = if target.ip().to_canonical().is_unspecified() {
+            debug!(%target, peer = %peer_ip, "unspecified active address taken as the client's");
+            SocketAddr::new(peer_ip, target.port())
+        } else {
+            target
+        };
         if !config.allow_active_foreign_address && target.ip().to_canonical() != peer_ip {
             warn!(%target, "refused active data address other than the client's (FTP bounce)");
             return Reply::new(
