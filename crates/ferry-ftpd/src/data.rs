@@ -120,6 +120,8 @@ pub struct PassivePlan {
     lease: Option<PortLease>,
     /// Local address the listener is bound to.
     pub local: SocketAddr,
+    /// When the listener was handed out (an unused one is released a timeout later).
+    pub opened: tokio::time::Instant,
 }
 
 impl PassivePlan {
@@ -132,6 +134,7 @@ impl PassivePlan {
                 listener: Some(TcpListener::from_std(listener)?),
                 lease: None,
                 local,
+                opened: tokio::time::Instant::now(),
             });
         };
         // Try each free port at most once: some may be held by other programs. Those go back
@@ -182,6 +185,7 @@ impl PassivePlan {
                 listener: Some(listener),
                 lease: Some(lease),
                 local,
+                opened: tokio::time::Instant::now(),
             });
         }
         Err(DataError::PortsExhausted)
