@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Passive ports available to lease, each with the listener it had, if any.
 ///
@@ -256,6 +256,9 @@ impl Drop for PassivePlan {
 /// Drop the connections that reached an idle listener: they were not made for this transfer.
 /// Asks the kernel directly (the socket is non-blocking), not the runtime's cached readiness,
 /// which may not have seen a connection that has just arrived.
+///
+/// Logged at debug level only: most are a client's own, left when the command it connected
+/// for failed (`550` on a missing file, a refused `STOR`), which is not worth a warning.
 fn drain_backlog(listener: &TcpListener) {
     let socket = socket2::SockRef::from(listener);
     // Bounded: the backlog is small, and a flood is cut short.
@@ -263,7 +266,7 @@ fn drain_backlog(listener: &TcpListener) {
         match socket.accept() {
             Ok((stream, peer)) => {
                 let peer = peer.as_socket();
-                warn!(?peer, "dropped a connection made to an idle passive port");
+                debug!(?peer, "dropped a connection made to an idle passive port");
                 drop(stream);
             }
             Err(e) if is_transient_accept_error(&e) => continue,

@@ -18,12 +18,23 @@ struct Serve {
 
 impl Serve {
     fn start(args: &[&str], dir: &std::path::Path, password: Option<&str>) -> Serve {
+        Self::start_logging(args, dir, password, Stdio::null())
+    }
+
+    /// Like `start`, with the server's log going to `stderr`.
+    fn start_logging(
+        args: &[&str],
+        dir: &std::path::Path,
+        password: Option<&str>,
+        stderr: Stdio,
+    ) -> Serve {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .args(args)
             .current_dir(dir)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         match password {
             Some(p) => cmd.env("FERRY_PASSWORD", p),
             None => cmd.env_remove("FERRY_PASSWORD"),
@@ -218,6 +229,57 @@ fn sigterm_shuts_down_gracefully() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A client whose command fails after it opened its data connection (here `RETR` of a missing
+/// file) leaves that connection on the passive port; dropping it later is routine, not a
+/// warning in the default log.
+#[test]
+fn failed_commands_leave_no_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let serve = Serve::start_logging(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+            "--root",
+            "files",
+            "--tls",
+            "off",
+        ],
+        dir.path(),
+        Some("pw-for-bob"),
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = serve.listening();
+    let mut c = Ctrl::connect(addr);
+    assert!(c.cmd("USER bob").starts_with("331"));
+    assert!(c.cmd("PASS pw-for-bob").starts_with("230"));
+    let mut data = Vec::new();
+    for _ in 0..5 {
+        let r = c.cmd("EPSV");
+        let port: u16 = r
+            .split("|||")
+            .nth(1)
+            .and_then(|p| p.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{r}"));
+        data.push(
+            TcpStream::connect_timeout(&(addr.ip(), port).into(), Duration::from_secs(10)).unwrap(),
+        );
+        let r = c.cmd("RETR missing.bin");
+        assert!(r.starts_with("550"), "{r}");
+    }
+    // The log is written before the reply to the EPSV that dropped the last connection.
+    assert!(c.cmd("EPSV").starts_with("229"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.lines().any(|l| l.contains("WARN")),
+        "warnings in the default log:\n{text}"
+    );
 }
 
 #[test]
