@@ -9,6 +9,7 @@
 //! - [`raise_nofile_limit`]: lift the soft open-file limit to the hard limit at start.
 //! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
 //!   file system a file is on.
+//! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -95,6 +96,25 @@ pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 /// opening it touches nothing (no FIFO, device or symlink is followed or opened).
 pub const O_PATH_NOFOLLOW: i32 =
     (rustix::fs::OFlags::PATH.bits() | rustix::fs::OFlags::NOFOLLOW.bits()) as i32;
+
+/// `O_NOFOLLOW`: opening a symbolic link fails instead of following it.
+pub const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
+/// `O_DIRECTORY`: opening anything but a directory fails.
+pub const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
+
+/// Take an exclusive advisory lock (`flock(2)`) on the open file behind `fd` without waiting:
+/// `Ok(true)` when taken, `Ok(false)` when another open file (in this process or another)
+/// holds it. The lock goes when the last descriptor of that open file is closed, so the
+/// kernel drops the locks of a process that dies, even by `SIGKILL`.
+pub fn try_lock_exclusive<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (each session holds one or two
 /// descriptors). Returns the limit now in force.
@@ -386,5 +406,24 @@ mod tests {
             .current
             .unwrap_or(0);
         assert!(raise_nofile_limit().unwrap() >= before);
+    }
+
+    #[test]
+    fn a_lock_is_held_per_open_file_until_its_last_descriptor_closes() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("f");
+        let first = std::fs::File::create(&path).unwrap();
+        assert!(try_lock_exclusive(&first).unwrap());
+        let dup = first.try_clone().unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        // Another open file of the same process is refused, as another process would be.
+        assert!(!try_lock_exclusive(&other).unwrap());
+        drop(first);
+        assert!(
+            !try_lock_exclusive(&other).unwrap(),
+            "the dup still holds it"
+        );
+        drop(dup);
+        assert!(try_lock_exclusive(&other).unwrap());
     }
 }

@@ -6,10 +6,13 @@
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
 //!   calls run off the async workers.
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
+//! - [`leftovers`]: uploads' temporary files, hidden from every operation, and those a crash
+//!   left removed.
 //!
 //! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
 //! again (the jail), so a bug above cannot reach outside the root.
 
+pub mod leftovers;
 pub mod listcache;
 pub mod local;
 pub mod memory;

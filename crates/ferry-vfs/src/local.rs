@@ -8,6 +8,9 @@
 //!
 //! Only regular files are opened for reading or writing: a FIFO or device node under the root is
 //! refused ([`ErrorKind::PermissionDenied`]) rather than opened, so it can't block a worker.
+//!
+//! Uploads' temporary files do not exist for clients, and those a crash left are removed (see
+//! [`crate::leftovers`]).
 
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
@@ -22,13 +25,14 @@ use ferry_proto::VPath;
 use ferry_proto::listing::{Entry, EntryKind};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::leftovers::{self, hides};
 use crate::{
     EntryStream, Error, ErrorKind, Metadata, ReadHandle, Reclaim, Result, Storage, Upload,
     WriteMode,
 };
 
 /// Prefix of the temporary file a [`WriteMode::Replace`] upload is written to, beside its target.
-pub const TEMP_PREFIX: &str = ".ferry-upload.";
+pub use crate::leftovers::TEMP_PREFIX;
 
 /// A local directory served as `/`.
 #[derive(Debug, Clone)]
@@ -37,10 +41,13 @@ pub struct LocalFs {
 }
 
 impl LocalFs {
-    /// Open `root` (which must exist and be a directory) as a jail.
+    /// Open `root` (which must exist and be a directory) as a jail. The first time a root is
+    /// opened in the process, the temporary files that uploads of a process that died left in
+    /// it are looked for and removed, in the background (see [`crate::leftovers`]).
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
-        Ok(LocalFs { dir: Arc::new(dir) })
+        let dir = Arc::new(Dir::open_ambient_dir(root, cap_std::ambient_authority())?);
+        leftovers::sweep_once(&dir);
+        Ok(LocalFs { dir })
     }
 
     /// Run `f` with the root directory on the blocking pool.
@@ -125,14 +132,20 @@ const PARALLEL_STAT_MIN: usize = 2000;
 const STAT_CHUNK: usize = 500;
 
 /// The names in `dir` that can be shown: names that aren't UTF-8 or that hold CR/LF can't be
-/// shown safely on a line-based control or data channel.
+/// shown safely on a line-based control or data channel, and uploads' temporary files are not
+/// files yet (those no upload owns any more are removed on the way).
 fn read_names(dir: &Dir) -> Result<Vec<String>> {
     let mut names = Vec::new();
+    let mut temps = Vec::new();
     for entry in dir.entries()? {
         match entry?.file_name().into_string() {
+            Ok(name) if leftovers::is_upload_temp(&name) => temps.push(name),
             Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
             _ => continue,
         }
+    }
+    for name in temps {
+        leftovers::remove_if_stale(dir, &name);
     }
     Ok(names)
 }
@@ -357,11 +370,17 @@ impl Upload for LocalUpload {
 #[async_trait]
 impl Storage for LocalFs {
     async fn metadata(&self, path: &VPath) -> Result<Metadata> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(convert(&dir.metadata(&rel)?))).await
     }
 
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| {
             let sub = dir.open_dir(&rel)?;
@@ -377,6 +396,9 @@ impl Storage for LocalFs {
     }
 
     async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         let dir = Arc::clone(&self.dir);
         // Unbounded: the reader finishes on its own (a few milliseconds of the blocking pool)
@@ -455,6 +477,9 @@ impl Storage for LocalFs {
     }
 
     async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         // Fast path: a file whose path the kernel has cached opens here, on the async worker,
         // without a round trip through the blocking pool (half the system calls and two
@@ -498,6 +523,9 @@ impl Storage for LocalFs {
     }
 
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
+        if hides(path) {
+            return Err(leftovers::reserved());
+        }
         let Some((parent, name)) = split(path) else {
             return Err(match mode {
                 WriteMode::CreateNew => Error::new(ErrorKind::AlreadyExists, "File exists"),
@@ -523,12 +551,12 @@ impl Storage for LocalFs {
                 }
                 match mode {
                     WriteMode::Replace => {
-                        let temp_name = format!("{TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>());
-                        let temp_rel = join(&parent, &temp_name);
+                        let temp_rel = join(&parent, &leftovers::temp_name());
                         let file = dir.open_with(
                             &temp_rel,
                             OpenOptions::new().write(true).create_new(true),
                         )?;
+                        leftovers::claim(&file);
                         let guard = TempFile {
                             dir: root,
                             temp: temp_rel,
@@ -591,6 +619,9 @@ impl Storage for LocalFs {
     }
 
     async fn mkdir(&self, path: &VPath) -> Result<()> {
+        if hides(path) {
+            return Err(leftovers::reserved());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.create_dir(&rel)?)).await
     }
@@ -598,6 +629,9 @@ impl Storage for LocalFs {
     async fn rmdir(&self, path: &VPath) -> Result<()> {
         if path.is_root() {
             return Err(root_refused());
+        }
+        if hides(path) {
+            return Err(leftovers::not_found());
         }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.remove_dir(&rel)?)).await
@@ -607,6 +641,9 @@ impl Storage for LocalFs {
         if path.is_root() {
             return Err(root_refused());
         }
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.remove_file(&rel)?)).await
     }
@@ -614,6 +651,12 @@ impl Storage for LocalFs {
     async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
         if from.is_root() || to.is_root() {
             return Err(root_refused());
+        }
+        if hides(from) {
+            return Err(leftovers::not_found());
+        }
+        if hides(to) {
+            return Err(leftovers::reserved());
         }
         let (from, to) = (rel(from), rel(to));
         self.run(move |dir| Ok(dir.rename(&from, dir, &to)?)).await
@@ -623,6 +666,9 @@ impl Storage for LocalFs {
         let Some(time) = to_system_time(unix_secs) else {
             return Err(Error::new(ErrorKind::Other, "Time out of range"));
         };
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| {
             // Check first: opening a FIFO would block. Directories open read-only too (a
@@ -640,6 +686,9 @@ impl Storage for LocalFs {
 
     async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         let mode = mode & 0o777;
         self.run(move |dir| {

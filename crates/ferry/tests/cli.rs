@@ -282,6 +282,100 @@ fn failed_commands_leave_no_warnings() {
     );
 }
 
+/// `kill -9` during an upload over an existing file keeps the old file and leaves the upload's
+/// temporary file; the restarted server removes it (and no command could reach it meanwhile).
+#[test]
+fn a_killed_upload_leaves_nothing_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("big.bin"), b"old content").unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--user",
+        "bob",
+        "--root",
+        "files",
+        "--tls",
+        "off",
+    ];
+    let temps = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&files)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".ferry-upload."))
+            .collect()
+    };
+    let login = |addr| {
+        let mut c = Ctrl::connect(addr);
+        assert!(c.cmd("USER bob").starts_with("331"));
+        assert!(c.cmd("PASS pw-for-bob").starts_with("230"));
+        c
+    };
+
+    let mut serve = Serve::start(&args, dir.path(), Some("pw-for-bob"));
+    let addr = serve.listening();
+    let mut c = login(addr);
+    assert!(c.cmd("TYPE I").starts_with("200"));
+    let r = c.cmd("EPSV");
+    let port: u16 = r
+        .split("|||")
+        .nth(1)
+        .and_then(|p| p.split('|').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    let mut data =
+        TcpStream::connect_timeout(&(addr.ip(), port).into(), Duration::from_secs(10)).unwrap();
+    assert!(c.cmd("STOR big.bin").starts_with("150"));
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let mut written = false;
+    for _ in 0..64 {
+        data.write_all(&chunk).unwrap();
+        if temps()
+            .iter()
+            .any(|t| std::fs::metadata(t).is_ok_and(|m| m.len() > 0))
+        {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "the upload never reached its temporary file");
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    drop((data, c, serve));
+    assert_eq!(temps().len(), 1, "the killed upload's temporary file");
+    assert_eq!(
+        std::fs::read(files.join("big.bin")).unwrap(),
+        b"old content"
+    );
+
+    let serve = Serve::start(&args, dir.path(), Some("pw-for-bob"));
+    let mut c = login(serve.listening());
+    let left = temps();
+    let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
+    // Removed by the sweep of the root, or, if that came within a moment of the kill, by the
+    // first listing that sees it; unreachable either way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !temps().is_empty() {
+        assert!(c.cmd(&format!("SIZE {name}")).starts_with("550"));
+        let mut status = c.cmd("STAT /");
+        while !status.starts_with("213 ") {
+            assert!(!status.contains(".ferry-upload."), "{status}");
+            status = c.reply();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed upload's temporary file is still there: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read(files.join("big.bin")).unwrap(),
+        b"old content"
+    );
+}
+
 #[test]
 fn user_flag_requires_the_password_variable() {
     let dir = tempfile::tempdir().unwrap();

@@ -203,11 +203,9 @@ impl Listing {
             Ok(chunk) => chunk,
             Err(e) => return Some(Err(e)),
         };
-        // Uploads in progress are not files yet.
-        chunk.retain(|e| {
-            !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX)
-                && (self.all || !e.name.starts_with('.'))
-        });
+        if !self.all {
+            chunk.retain(|e| !e.name.starts_with('.'));
+        }
         Some(Ok(chunk))
     }
 
