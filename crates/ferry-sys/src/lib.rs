@@ -1,6 +1,7 @@
 //! The only crate of Ferry that makes raw system calls (an audit point, as vsftpd's
-//! `sysutil.c`). Today every call goes through rustix's safe wrappers, so even here `unsafe`
-//! is denied; a future call that needs it belongs here and nowhere else.
+//! `sysutil.c`). Every system call goes through rustix's safe wrappers, so even here `unsafe`
+//! is denied, but for one call into the C library ([`release_free_memory`]), allowed where it
+//! is made.
 //!
 //! # Layout
 //! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
@@ -10,6 +11,7 @@
 //! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
 //!   file system a file is on.
 //! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
+//! - [`release_free_memory`]: hand the memory the allocator holds free back to the system.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -113,6 +115,26 @@ pub fn try_lock_exclusive<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Hand back to the system the memory that the C library's allocator holds free (glibc's
+/// `malloc_trim(0)`: free pages inside every arena, not only at the top of the heap). Without
+/// it, a burst of allocations freed since (many listings at once) keeps the process as large
+/// as at its peak. Walks every arena: call it from a thread that may wait, and not often.
+/// Does nothing where the C library has no such call.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` takes no pointer, touches only the allocator's own state under
+        // its own locks, and is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 

@@ -26,9 +26,10 @@ use ferry_proto::listing::{Entry, EntryKind};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::leftovers::{self, hides};
+use crate::snapshot::{Snapshot, Writer};
 use crate::{
-    EntryStream, Error, ErrorKind, Metadata, ReadHandle, Reclaim, Result, Storage, Upload,
-    WriteMode,
+    ChunkSource, EntryStream, Error, ErrorKind, Metadata, ReadHandle, Reclaim, Result, Storage,
+    Upload, WriteMode,
 };
 
 /// Prefix of the temporary file a [`WriteMode::Replace`] upload is written to, beside its target.
@@ -169,11 +170,16 @@ fn stat_in_order(
     } else {
         1
     };
+    // Each chunk its own small allocation: split off the front instead, every chunk would
+    // keep the capacity of all the names after it (for 100,000 names, 200 MB at once).
     let mut chunks: Vec<Vec<String>> = Vec::with_capacity(names.len().div_ceil(STAT_CHUNK));
-    let mut names = names;
-    while !names.is_empty() {
-        let rest = names.split_off(STAT_CHUNK.min(names.len()));
-        chunks.push(std::mem::replace(&mut names, rest));
+    let mut names = names.into_iter();
+    loop {
+        let chunk: Vec<String> = names.by_ref().take(STAT_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
     }
     if threads == 1 {
         for chunk in chunks {
@@ -242,6 +248,63 @@ fn stat_all(dir: &Dir, names: Vec<String>) -> Result<Vec<Entry>> {
         }
     }
     Ok(entries)
+}
+
+/// One listing of a directory: its own position in a shared read (see `snapshot`). Entries
+/// are brought up to date (`listcache::fresh`) when the read was made for another listing, and
+/// all of them once the read is older than `listcache::MAX_AGE`.
+struct Listing {
+    snapshot: Arc<Snapshot>,
+    next: usize,
+    /// The listed directory, where entries are stat'ed again.
+    dir: Arc<Dir>,
+    /// The read was made for this listing.
+    own: bool,
+}
+
+impl Listing {
+    fn new(snapshot: Arc<Snapshot>, dir: Arc<Dir>, own: bool) -> Listing {
+        Listing {
+            snapshot,
+            next: 0,
+            dir,
+            own,
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if self.snapshot.len() >= crate::snapshot::RELEASE_AFTER {
+            crate::snapshot::release_soon();
+        }
+    }
+}
+
+#[async_trait]
+impl ChunkSource for Listing {
+    async fn next_chunk(&mut self) -> Option<Result<Vec<Entry>>> {
+        let chunk = match self.snapshot.chunk(self.next, STAT_CHUNK).await? {
+            Ok(chunk) => chunk,
+            Err(e) => return Some(Err(e)),
+        };
+        self.next += chunk.len();
+        let all = self.snapshot.started().elapsed() > crate::listcache::MAX_AGE;
+        let refresh = all || !self.own;
+        if !refresh || !chunk.iter().any(|e| crate::listcache::needs_fresh(e, all)) {
+            return Some(Ok(chunk));
+        }
+        let dir = Arc::clone(&self.dir);
+        // A few hundred stats at most, on the blocking pool only while they run.
+        let fresh = tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .filter_map(|e| crate::listcache::fresh(&dir, e, all))
+                .collect()
+        })
+        .await;
+        Some(fresh.map_err(|_| task_failed()))
+    }
 }
 
 /// Metadata of `rel` following symlinks (inside the jail), `None` if it doesn't exist.
@@ -401,76 +464,60 @@ impl Storage for LocalFs {
         }
         let rel = rel(path);
         let dir = Arc::clone(&self.dir);
-        // Unbounded: the reader finishes on its own (a few milliseconds of the blocking pool)
-        // however slowly the client reads; the listing waits in memory, as the parallel stat
-        // below would hold it anyway.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        // The read runs to its end at the disk's pace, however slowly the listing is taken:
+        // the entries wait in the snapshot, shared with every other listing that follows the
+        // same read (see `snapshot`), and the thread is free again within milliseconds.
         tokio::task::spawn_blocking(move || {
             let sub = match dir.open_dir(&rel) {
-                Ok(sub) => sub,
+                Ok(sub) => Arc::new(sub),
                 Err(e) => {
                     let _ = opened_tx.send(Err(e.into()));
                     return;
                 }
             };
-            let ticket = match crate::listcache::open(&sub) {
-                // Kept from an earlier listing, and nothing in the directory changed since.
-                crate::listcache::Found::Kept(entries) => {
-                    let _ = opened_tx.send(Ok(()));
-                    for kept in entries.chunks(STAT_CHUNK) {
-                        let chunk = kept
-                            .iter()
-                            .filter_map(|e| crate::listcache::fresh(&sub, e))
-                            .collect();
-                        if tx.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
+            let snapshot = Arc::new(Snapshot::new());
+            let ticket = match crate::listcache::open(&sub, &snapshot) {
+                crate::listcache::Found::Shared(shared) => {
+                    let _ = opened_tx.send(Ok(Listing::new(shared, sub, false)));
                     return;
                 }
                 crate::listcache::Found::Read(ticket) => ticket,
             };
+            let mut writer = Writer::new(&snapshot);
             let mut names = match read_names(&sub) {
-                Ok(names) => {
-                    let _ = opened_tx.send(Ok(()));
-                    names
-                }
+                Ok(names) => names,
                 Err(e) => {
+                    writer.finish(Err(Error::new(e.kind, e.message.clone())));
                     let _ = opened_tx.send(Err(e));
                     return;
                 }
             };
+            let _ = opened_tx.send(Ok(Listing::new(
+                Arc::clone(&snapshot),
+                Arc::clone(&sub),
+                true,
+            )));
             names.sort_unstable();
-            // What is sent is kept too, when the directory may be (see `listcache`).
-            let keep = ticket.is_some() && names.len() >= crate::listcache::MIN_ENTRIES;
-            let mut all = Vec::with_capacity(if keep { names.len() } else { 0 });
-            let mut complete = true;
-            // Stops (`false`) once the listing's reader has gone away.
-            let sent = stat_in_order(&sub, names, |chunk| {
-                if keep {
-                    match &chunk {
-                        Ok(entries) => all.extend_from_slice(entries),
-                        Err(_) => complete = false,
-                    }
-                }
-                let more = tx.send(chunk).is_ok();
-                complete &= more;
-                Ok(more)
+            writer.reserve(names.len());
+            // Stops (`false`) once no listing follows the read any more.
+            let read = stat_in_order(&sub, names, |chunk| {
+                writer.push(chunk?);
+                let unfollowed = match &ticket {
+                    Some(ticket) => ticket.unfollowed(&snapshot),
+                    None => Arc::strong_count(&snapshot) == 1,
+                };
+                Ok(!unfollowed)
             });
-            match sent {
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-                Ok(()) => {
-                    if let (Some(ticket), true, true) = (ticket, keep, complete) {
-                        ticket.keep(all);
-                    }
-                }
+            // Kept before the end is told, so a listing that starts once this one has ended
+            // finds it kept.
+            if let (Some(ticket), true) = (ticket, read.is_ok()) {
+                ticket.keep(&snapshot, writer.len());
             }
+            writer.finish(read);
         });
         match opened.await {
-            Ok(Ok(())) => Ok(EntryStream::from_receiver(rx)),
+            Ok(Ok(listing)) => Ok(EntryStream::from_source(listing)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(task_failed()),
         }
