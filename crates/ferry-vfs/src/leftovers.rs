@@ -123,18 +123,18 @@ fn older_than_grace(md: &cap_std::fs::Metadata) -> bool {
 }
 
 /// Start a sweep of the tree under `root` unless one has run for it in this process (roots are
-/// known by device and inode, so every path to one counts once).
+/// known by device, inode and birth time, so every path to one counts once, and a directory
+/// made anew where another was counts anew).
 pub(crate) fn sweep_once(root: &Arc<Dir>) {
-    static SWEPT: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+    type Identity = (u64, u64, Option<SystemTime>);
+    static SWEPT: Mutex<Option<HashSet<Identity>>> = Mutex::new(None);
     let Ok(md) = root.dir_metadata() else {
         return;
     };
+    let identity = (md.dev(), md.ino(), md.created().ok().map(|t| t.into_std()));
     {
         let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
-        if !swept
-            .get_or_insert_with(HashSet::new)
-            .insert((md.dev(), md.ino()))
-        {
+        if !swept.get_or_insert_with(HashSet::new).insert(identity) {
             return;
         }
     }
