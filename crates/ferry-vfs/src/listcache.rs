@@ -61,6 +61,14 @@ pub fn hits() -> u64 {
 
 static FOLLOWED: AtomicU64 = AtomicU64::new(0);
 
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
+
+/// Reads of a watched directory stopped before their end because no listing followed them any
+/// more, since the process started.
+pub fn abandoned() -> u64 {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
 /// Listings that followed a read other listings were using (rather than reading the directory
 /// or using a fresh kept listing), since the process started.
 pub fn followed() -> u64 {
@@ -408,6 +416,7 @@ impl Ticket {
                 w.current = None;
             }
         }
+        ABANDONED.fetch_add(1, Ordering::Relaxed);
         true
     }
 

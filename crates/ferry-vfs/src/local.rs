@@ -501,14 +501,20 @@ impl Storage for LocalFs {
             names.sort_unstable();
             writer.reserve(names.len());
             // Stops (`false`) once no listing follows the read any more.
+            let mut abandoned = false;
             let read = stat_in_order(&sub, names, |chunk| {
                 writer.push(chunk?);
-                let unfollowed = match &ticket {
+                abandoned = match &ticket {
                     Some(ticket) => ticket.unfollowed(&snapshot),
                     None => Arc::strong_count(&snapshot) == 1,
                 };
-                Ok(!unfollowed)
+                Ok(!abandoned)
             });
+            if abandoned {
+                // Nobody can follow it any more: ended as incomplete, and never kept.
+                writer.finish(Err(Error::new(ErrorKind::Other, "listing abandoned")));
+                return;
+            }
             // Kept before the end is told, so a listing that starts once this one has ended
             // finds it kept.
             if let (Some(ticket), true) = (ticket, read.is_ok()) {

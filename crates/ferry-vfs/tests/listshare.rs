@@ -56,3 +56,36 @@ async fn listings_of_one_directory_share_its_read() {
     drop(held);
     listcache::set_limit(listcache::DEFAULT_LIMIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_read_is_neither_kept_nor_followed() {
+    let root = tempfile::tempdir_in("/dev/shm").unwrap();
+    let big = root.path().join("dropped");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(big.join(format!("d{i:05}")), b"").unwrap();
+    }
+    let fs = LocalFs::new(root.path()).unwrap();
+    let path = VPath::root().resolve("/dropped").unwrap();
+    // Listings dropped after their first chunk, most often while the read goes on: the read
+    // stops, and whatever comes next lists every entry.
+    let mut stopped = 0;
+    for _ in 0..5 {
+        let abandoned = listcache::abandoned();
+        let mut stream = fs.list_sorted(&path).await.unwrap();
+        let _ = stream.next().await.unwrap().unwrap();
+        drop(stream);
+        // Until the read has stopped, or has ended and been kept.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while listcache::abandoned() == abandoned && listcache::kept_entries() < 20_000 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the read neither stopped nor ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stopped += listcache::abandoned() - abandoned;
+        assert_eq!(list(&fs, "/dropped").await.len(), 20_000);
+    }
+    assert!(stopped > 0, "no read was stopped: the test proved nothing");
+}
