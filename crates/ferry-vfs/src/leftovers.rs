@@ -19,7 +19,7 @@
 //! every operation on such a path answers "not found" (or refuses to create one), so no
 //! protocol can read, remove, rename or overwrite an upload in progress or its remains.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -138,14 +138,32 @@ pub(crate) fn sweep_once(root: &Arc<Dir>) {
             return;
         }
     }
-    let root = Arc::clone(root);
-    // A thread of its own, not the blocking pool: a large tree must not hold a pool thread
-    // that transfers and logins need.
-    let _ = std::thread::Builder::new()
+    /// Roots waiting for the sweeper, and whether its thread is running.
+    static QUEUE: Mutex<(VecDeque<Arc<Dir>>, bool)> = Mutex::new((VecDeque::new(), false));
+    let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    queue.0.push_back(Arc::clone(root));
+    if queue.1 {
+        return;
+    }
+    // One thread of its own, for every root in turn: not the blocking pool (a large tree must
+    // not hold a thread that transfers and logins need), nor a thread per root (a thousand
+    // users logging in at once).
+    let spawned = std::thread::Builder::new()
         .name("ferry-sweep".into())
-        .spawn(move || {
-            sweep(&root, SWEEP_MAX_ENTRIES, Instant::now() + SWEEP_MAX_TIME);
+        .spawn(|| {
+            loop {
+                let next = {
+                    let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = queue.0.pop_front();
+                    // Told under the lock: a root queued from now on starts another thread.
+                    queue.1 = next.is_some();
+                    next
+                };
+                let Some(root) = next else { return };
+                sweep(&root, SWEEP_MAX_ENTRIES, Instant::now() + SWEEP_MAX_TIME);
+            }
         });
+    queue.1 = spawned.is_ok();
 }
 
 /// Walk the tree under `root` (never through a symbolic link), removing stale temporary files,
