@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Passive ports available to lease, each with the listener it had, if any.
 ///
@@ -120,6 +120,8 @@ pub struct PassivePlan {
     lease: Option<PortLease>,
     /// Local address the listener is bound to.
     pub local: SocketAddr,
+    /// When the listener was handed out (an unused one is released a timeout later).
+    pub opened: tokio::time::Instant,
 }
 
 impl PassivePlan {
@@ -132,6 +134,7 @@ impl PassivePlan {
                 listener: Some(TcpListener::from_std(listener)?),
                 lease: None,
                 local,
+                opened: tokio::time::Instant::now(),
             });
         };
         // Try each free port at most once: some may be held by other programs. Those go back
@@ -182,6 +185,7 @@ impl PassivePlan {
                 listener: Some(listener),
                 lease: Some(lease),
                 local,
+                opened: tokio::time::Instant::now(),
             });
         }
         Err(DataError::PortsExhausted)
@@ -283,6 +287,9 @@ impl Drop for PassivePlan {
 /// Drop the connections that reached an idle listener: they were not made for this transfer.
 /// Asks the kernel directly (the socket is non-blocking), not the runtime's cached readiness,
 /// which may not have seen a connection that has just arrived.
+///
+/// Logged at debug level only: most are a client's own, left when the command it connected
+/// for failed (`550` on a missing file, a refused `STOR`), which is not worth a warning.
 fn drain_backlog(listener: &TcpListener) {
     let socket = socket2::SockRef::from(listener);
     // Bounded: the backlog is small, and a flood is cut short.
@@ -290,7 +297,7 @@ fn drain_backlog(listener: &TcpListener) {
         match socket.accept() {
             Ok((stream, peer)) => {
                 let peer = peer.as_socket();
-                warn!(?peer, "dropped a connection made to an idle passive port");
+                debug!(?peer, "dropped a connection made to an idle passive port");
                 drop(stream);
             }
             Err(e) if is_transient_accept_error(&e) => continue,

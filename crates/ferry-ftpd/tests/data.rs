@@ -386,3 +386,108 @@ async fn unspecified_ipv6_listener_is_dual_stack() {
     let (got, done) = v6.retr_passive("RETR f").await;
     assert_eq!((got.as_slice(), done.code), (&b"both"[..], 226));
 }
+
+/// `PORT 0,0,0,0,...` and `EPRT |2|::|...|` (lftp's active mode over IPv6) name no host: the
+/// server connects back to the control connection's peer instead of refusing a bounce.
+#[tokio::test]
+async fn unspecified_active_address_means_the_client() {
+    async fn download(c: &mut Ctrl, ip: IpAddr, line: impl Fn(u16) -> String) {
+        let l = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        c.expect(&line(port), 200).await;
+        c.expect("RETR f", 150).await;
+        let (mut data, from) = tokio::time::timeout(WAIT, l.accept())
+            .await
+            .expect("no active data connection")
+            .unwrap();
+        assert_eq!(from.ip(), ip);
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"back to you");
+        assert_eq!(c.read_reply().await.code, 226);
+    }
+    let s = TestServer::start().await;
+    std::fs::write(s.path("f"), b"back to you").unwrap();
+    let mut c = s.login().await;
+    download(&mut c, LOCAL4, |p| {
+        format!("PORT 0,0,0,0,{},{}", p >> 8, p & 0xff)
+    })
+    .await;
+    download(&mut c, LOCAL4, |p| format!("EPRT |1|0.0.0.0|{p}|")).await;
+    // Still no privileged port, even on the client's own address.
+    c.expect("PORT 0,0,0,0,0,25", 504).await;
+    if !ipv6_available() {
+        eprintln!("skipping the IPv6 half: ::1 not available");
+        return;
+    }
+    let s = TestServer::start_with(|c| c.listen = vec!["[::1]:0".parse().unwrap()]).await;
+    std::fs::write(s.path("f"), b"back to you").unwrap();
+    let mut c = s.login().await;
+    download(&mut c, LOCAL6, |p| format!("EPRT |2|::|{p}|")).await;
+}
+
+/// A session holds one passive port however many `PASV`s it sends, and a port nobody
+/// connects to within `data_connect_timeout` goes back to the pool, however busy the session
+/// keeps itself with `NOOP`; its next transfer command gets `425`.
+#[tokio::test]
+async fn unused_passive_ports_are_released() {
+    let base = quiet_ports(10);
+    let s = TestServer::start_with(|c| {
+        c.passive_ports = Some((base, base + 1));
+        c.data_connect_timeout = Duration::from_millis(600);
+    })
+    .await;
+    std::fs::write(s.path("f"), b"late").unwrap();
+    let mut greedy = s.login().await;
+    for _ in 0..3 {
+        greedy.expect("PASV", 227).await;
+    }
+    let mut second = s.login().await;
+    second.expect("EPSV", 229).await;
+    let mut third = s.login().await;
+    let refused = third.expect("EPSV", 425).await;
+    assert!(refused.text().contains("No passive port"), "{refused:?}");
+    // The holders stay active; the ports come back once their timeout has passed.
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        greedy.expect("NOOP", 200).await;
+        second.expect("NOOP", 200).await;
+        if third.cmd("EPSV").await.code == 229 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "passive ports held past the data-connect timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = greedy.expect("RETR f", 425).await;
+    assert!(r.text().contains("PASV or EPSV again"), "{r:?}");
+    // A connection that arrived in time is kept for the command that comes late; the port
+    // goes back all the same.
+    let mut late = s.login().await;
+    let addr = late.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        late.expect("NOOP", 200).await;
+        if greedy.cmd("EPSV").await.code == 229 && second.cmd("EPSV").await.code == 229 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "a passive port with its connection waiting was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    late.expect("RETR f", 150).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"late");
+    assert_eq!(late.read_reply().await.code, 226);
+}

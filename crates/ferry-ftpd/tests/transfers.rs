@@ -208,6 +208,81 @@ async fn interrupted_upload_keeps_the_old_file() {
     }
 }
 
+/// Uploads' temporary files: those a crash left (no upload holds their lock) are removed when
+/// the root is first opened, or when a listing comes across them; one an upload still owns
+/// (here a lock held by the test, as a server in another process would) stays, and no command
+/// can reach it.
+#[tokio::test]
+async fn upload_leftovers_are_unreachable_and_removed() {
+    let s = TestServer::start().await;
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let plant = |rel: &str| {
+        let path = s.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, b"half an upload").unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+        file
+    };
+    const STALE: &str = ".ferry-upload.00000000000000aa.tmp";
+    const DEEP: &str = "sub/deeper/.ferry-upload.00000000000000bb.tmp";
+    const LIVE: &str = ".ferry-upload.00000000000000cc.tmp";
+    drop(plant(STALE));
+    drop(plant(DEEP));
+    let live = plant(LIVE);
+    assert!(ferry_sys::try_lock_exclusive(&live).unwrap());
+    std::fs::write(s.path("f"), b"file").unwrap();
+
+    let mut c = s.login().await;
+    let until = std::time::Instant::now() + WAIT;
+    while s.path(STALE).exists() || s.path(DEEP).exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "leftovers not removed when the root was opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(s.path(LIVE).exists(), "an upload's file in use was removed");
+
+    for command in ["SIZE", "MDTM", "DELE", "RNFR", "MLST", "CWD", "RMD"] {
+        c.expect(&format!("{command} {LIVE}"), 550).await;
+    }
+    c.expect(&format!("SITE CHMOD 600 {LIVE}"), 550).await;
+    c.expect(&format!("MDTM {LIVE}/x"), 550).await;
+    let r = c.cmd(&format!("STAT {LIVE}")).await;
+    assert_eq!(r.code, 550, "{r:?}");
+    for command in ["RETR", "LIST", "NLST"] {
+        let addr = c.epsv().await;
+        let _data = TcpStream::connect(addr).await.unwrap();
+        c.expect(&format!("{command} {LIVE}"), 550).await;
+    }
+    // Nor can it be made, overwritten or renamed onto.
+    c.expect(&format!("MKD {LIVE}"), 553).await;
+    c.expect("RNFR f", 350).await;
+    c.expect(&format!("RNTO {LIVE}"), 553).await;
+    let addr = c.epsv().await;
+    let _data = TcpStream::connect(addr).await.unwrap();
+    c.expect(&format!("STOR {LIVE}"), 553).await;
+    // Listings do not show it.
+    for command in ["LIST -a", "NLST -a", "MLSD"] {
+        let (bytes, done) = c.retr_passive(command).await;
+        assert_eq!(done.code, 226);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains('f') && !text.contains(".ferry-upload"),
+            "{text}"
+        );
+    }
+    assert_eq!(std::fs::read(s.path(LIVE)).unwrap(), b"half an upload");
+
+    // Once nobody holds it, the next listing that comes across it removes it.
+    drop(live);
+    let (_, done) = c.retr_passive("LIST").await;
+    assert_eq!(done.code, 226);
+    assert!(!s.path(LIVE).exists(), "a leftover seen by a listing stays");
+    assert_eq!(names_in(s.root.path()), ["f", "sub"]);
+}
+
 #[tokio::test]
 async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
     let s = TestServer::start().await;

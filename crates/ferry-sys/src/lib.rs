@@ -1,6 +1,7 @@
 //! The only crate of Ferry that makes raw system calls (an audit point, as vsftpd's
-//! `sysutil.c`). Today every call goes through rustix's safe wrappers, so even here `unsafe`
-//! is denied; a future call that needs it belongs here and nowhere else.
+//! `sysutil.c`). Every system call goes through rustix's safe wrappers, so even here `unsafe`
+//! is denied, but for one call into the C library ([`release_free_memory`]), allowed where it
+//! is made.
 //!
 //! # Layout
 //! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
@@ -11,6 +12,8 @@
 //!   descriptor table.
 //! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
 //!   file system a file is on.
+//! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
+//! - [`release_free_memory`]: hand the memory the allocator holds free back to the system.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -97,6 +100,45 @@ pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 /// opening it touches nothing (no FIFO, device or symlink is followed or opened).
 pub const O_PATH_NOFOLLOW: i32 =
     (rustix::fs::OFlags::PATH.bits() | rustix::fs::OFlags::NOFOLLOW.bits()) as i32;
+
+/// `O_NOFOLLOW`: opening a symbolic link fails instead of following it.
+pub const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
+/// `O_DIRECTORY`: opening anything but a directory fails.
+pub const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
+
+/// Take an exclusive advisory lock (`flock(2)`) on the open file behind `fd` without waiting:
+/// `Ok(true)` when taken, `Ok(false)` when another open file (in this process or another)
+/// holds it. The lock goes when the last descriptor of that open file is closed, so the
+/// kernel drops the locks of a process that dies, even by `SIGKILL`.
+pub fn try_lock_exclusive<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Hand back to the system the memory that the C library's allocator holds free (glibc's
+/// `malloc_trim(0)`: free pages inside every arena, not only at the top of the heap). Without
+/// it, a burst of allocations freed since (many listings at once) keeps the process as large
+/// as at its peak. Walks every arena: call it from a thread that may wait, and not often.
+/// Does nothing where the C library has no such call.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` takes no pointer, touches only the allocator's own state under
+        // its own locks, and is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (each session holds one or two
 /// descriptors). Returns the limit now in force.
@@ -424,5 +466,24 @@ mod tests {
         assert!(!is_out_of_descriptors(&io::Error::from_raw_os_error(
             rustix::io::Errno::CONNABORTED.raw_os_error()
         )));
+    }
+
+    #[test]
+    fn a_lock_is_held_per_open_file_until_its_last_descriptor_closes() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("f");
+        let first = std::fs::File::create(&path).unwrap();
+        assert!(try_lock_exclusive(&first).unwrap());
+        let dup = first.try_clone().unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        // Another open file of the same process is refused, as another process would be.
+        assert!(!try_lock_exclusive(&other).unwrap());
+        drop(first);
+        assert!(
+            !try_lock_exclusive(&other).unwrap(),
+            "the dup still holds it"
+        );
+        drop(dup);
+        assert!(try_lock_exclusive(&other).unwrap());
     }
 }

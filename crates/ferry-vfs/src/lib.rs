@@ -6,17 +6,22 @@
 //! - `entry`: [`Metadata`] and directory [`Entry`]s, as every protocol sees them.
 //! - `path`: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
-//!   calls run off the async workers.
+//!   calls run off the async workers; its listings share one read of a directory
+//!   (`snapshot`) and keep large ones ([`listcache`]).
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
+//! - [`leftovers`]: uploads' temporary files, hidden from every operation, and those a crash
+//!   left removed.
 //!
 //! Paths are [`VPath`]s: already absolute and normalised by the protocol layer. Backends guard
 //! again (the jail), so a bug above cannot reach outside the root.
 
 mod entry;
+pub mod leftovers;
 pub mod listcache;
 pub mod local;
 pub mod memory;
 mod path;
+mod snapshot;
 
 use std::pin::Pin;
 
@@ -301,25 +306,60 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     }
 }
 
+/// Entries handed out per chunk by [`EntryStream::from_entries`].
+const CHUNK: usize = 500;
+
+/// Makes the chunks of an [`EntryStream`], each when it is asked for.
+#[async_trait]
+pub trait ChunkSource: Send {
+    /// The next entries in name order; `None` once the directory has been listed.
+    async fn next_chunk(&mut self) -> Option<Result<Vec<Entry>>>;
+}
+
 /// Chunks of directory entries in name order, from [`Storage::list_sorted`].
-#[derive(Debug)]
+///
+/// Each chunk is made when [`EntryStream::next`] asks for it, so a listing goes at the pace
+/// its reader takes it, and holds one chunk at a time of its own (backends share what they
+/// read of a directory between its listings: see [`LocalFs`]).
 pub struct EntryStream {
-    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<Entry>>>,
+    inner: Inner,
+}
+
+enum Inner {
+    Ready(std::vec::IntoIter<Entry>),
+    Source(Box<dyn ChunkSource>),
+}
+
+impl std::fmt::Debug for EntryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryStream").finish_non_exhaustive()
+    }
 }
 
 impl EntryStream {
-    /// The next chunk; `None` once the directory has been read.
+    /// The next chunk; `None` once the directory has been listed.
     pub async fn next(&mut self) -> Option<Result<Vec<Entry>>> {
-        self.rx.recv().await
+        match &mut self.inner {
+            Inner::Ready(rest) => {
+                let chunk: Vec<Entry> = rest.take(CHUNK).collect();
+                (!chunk.is_empty()).then_some(Ok(chunk))
+            }
+            Inner::Source(source) => source.next_chunk().await,
+        }
     }
 
-    /// A stream fed by a backend's own reader. Unbounded, so that a reader on the blocking pool
-    /// never waits for a slow client (one that stops reading its listing would hold a pool
-    /// thread otherwise); what it holds is at most the directory's entries.
-    pub fn from_receiver(
-        rx: tokio::sync::mpsc::UnboundedReceiver<Result<Vec<Entry>>>,
-    ) -> EntryStream {
-        EntryStream { rx }
+    /// A stream of `entries`, already in name order.
+    pub fn from_entries(entries: Vec<Entry>) -> EntryStream {
+        EntryStream {
+            inner: Inner::Ready(entries.into_iter()),
+        }
+    }
+
+    /// A stream whose chunks `source` makes on demand.
+    pub fn from_source(source: impl ChunkSource + 'static) -> EntryStream {
+        EntryStream {
+            inner: Inner::Source(Box::new(source)),
+        }
     }
 
     /// Every remaining entry, in order.
@@ -347,9 +387,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
         let mut entries = self.list(path).await?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _ = tx.send(Ok(entries));
-        Ok(EntryStream { rx })
+        Ok(EntryStream::from_entries(entries))
     }
 
     /// Open a file for reading at `offset`.

@@ -20,20 +20,30 @@
 //!
 //! Bounded: at most [`set_limit`] entries over all directories (least recently used go first),
 //! one inotify instance for the process. Without inotify or `/proc`, nothing is kept.
+//!
+//! The same watch lets listings share a read: a listing of a directory that another listing is
+//! reading (or has read, and still uses) follows that read instead of starting its own, as long
+//! as no entry was created, removed or renamed in the directory since it began. Entries of a
+//! read shown more than [`MAX_AGE`] after it began are stat'ed again as they go out. So the
+//! listings of one large directory hold its entries once, kept or not, however slowly they are
+//! taken (see `snapshot`); only a change in the directory starts another read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::{Entry, EntryKind};
 use cap_std::fs::{Dir, MetadataExt};
 use ferry_sys::{DirChange, DirWatcher};
 
+use crate::snapshot::Snapshot;
+
 /// Smaller directories are read afresh each time: it is quick, and keeping them is not free.
 pub(crate) const MIN_ENTRIES: usize = 1000;
 
-/// A kept listing is used at most this long after it was read (see the module notes).
+/// A kept listing is used at most this long after it was read, and a shared read's entries
+/// are stat'ed again when shown later than this (see the module notes).
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Default for [`set_limit`]: ~100 bytes each, some 20 MB.
@@ -47,6 +57,22 @@ static HITS: AtomicU64 = AtomicU64::new(0);
 /// Listings answered from what was kept, since the process started.
 pub fn hits() -> u64 {
     HITS.load(Ordering::Relaxed)
+}
+
+static FOLLOWED: AtomicU64 = AtomicU64::new(0);
+
+static ABANDONED: AtomicU64 = AtomicU64::new(0);
+
+/// Reads of a watched directory stopped before their end because no listing followed them any
+/// more, since the process started.
+pub fn abandoned() -> u64 {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
+/// Listings that followed a read other listings were using (rather than reading the directory
+/// or using a fresh kept listing), since the process started.
+pub fn followed() -> u64 {
+    FOLLOWED.load(Ordering::Relaxed)
 }
 
 /// Most entries kept over all directories; 0 keeps none (and drops what is kept).
@@ -103,12 +129,33 @@ struct Watched {
     /// Listings of it being read from disk, to be kept if nothing changed meanwhile.
     reading: usize,
     listing: Option<Kept>,
+    /// The latest read of it, while a listing still uses it.
+    current: Option<Current>,
+}
+
+impl Watched {
+    /// Whether anything still needs the watch.
+    fn in_use(&self) -> bool {
+        self.listing.is_some()
+            || self.reading > 0
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.snapshot.strong_count() > 0)
+    }
 }
 
 struct Kept {
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<Snapshot>,
+    len: usize,
     read_at: Instant,
     used_at: Instant,
+}
+
+/// A read that later listings may follow (see the module notes).
+struct Current {
+    snapshot: Weak<Snapshot>,
+    generation: u64,
 }
 
 impl State {
@@ -127,7 +174,7 @@ impl State {
             DirChange::Ended(wd) => {
                 if let Some(w) = self.watches.remove(&wd) {
                     self.by_key.remove(&w.key);
-                    self.kept -= w.listing.map_or(0, |k| k.entries.len());
+                    self.kept -= w.listing.map_or(0, |k| k.len);
                 }
             }
             DirChange::Lost => {
@@ -147,18 +194,33 @@ impl State {
             }
             None => return,
         };
-        self.kept -= dropped.map_or(0, |k| k.entries.len());
+        self.kept -= dropped.map_or(0, |k| k.len);
         self.forget_if_unused(watcher, wd);
     }
 
-    /// Stop watching `wd` if nothing is kept for it and no listing of it is being read.
+    /// Stop watching `wd` if nothing is kept for it and no listing of it is being read or uses
+    /// its latest read.
     fn forget_if_unused(&mut self, watcher: &DirWatcher, wd: i32) {
         if let Some(w) = self.watches.get(&wd) {
-            if w.listing.is_none() && w.reading == 0 {
+            if !w.in_use() {
                 self.by_key.remove(&w.key);
                 self.watches.remove(&wd);
                 watcher.unwatch(wd);
             }
+        }
+    }
+
+    /// Stop watching every directory nothing needs any more (the last listing that used a
+    /// read has ended since).
+    fn forget_all_unused(&mut self, watcher: &DirWatcher) {
+        let unused: Vec<i32> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| !w.in_use())
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in unused {
+            self.forget_if_unused(watcher, wd);
         }
     }
 
@@ -172,7 +234,7 @@ impl State {
                 .min();
             let Some((_, wd)) = oldest else { break };
             let dropped = self.watches.get_mut(&wd).and_then(|w| w.listing.take());
-            self.kept -= dropped.map_or(0, |k| k.entries.len());
+            self.kept -= dropped.map_or(0, |k| k.len);
             self.forget_if_unused(watcher, wd);
         }
     }
@@ -192,25 +254,25 @@ fn cache() -> Option<&'static Cache> {
 
 /// What [`open`] found.
 pub(crate) enum Found {
-    /// The kept listing, still valid: entries in name order, to pass through [`fresh`].
-    Kept(Arc<Vec<Entry>>),
-    /// Read the directory from disk; with a ticket, what is read may be kept.
+    /// Another read of the directory, kept or still in use, and nothing in the directory has
+    /// changed since it began: its entries, in name order, to pass through [`fresh`].
+    Shared(Arc<Snapshot>),
+    /// Read the directory from disk into the snapshot given to [`open`]; with a ticket, other
+    /// listings may follow the read, and what is read may be kept.
     Read(Option<Ticket>),
 }
 
 /// A directory this small (its size as `stat` gives it: ~20 bytes per entry on tmpfs and
-/// Btrfs, more on ext4 and XFS) is never kept, and is not even looked up: one `fstat` and done.
+/// Btrfs, more on ext4 and XFS) is never kept nor shared, and is not even looked up: one
+/// `fstat` and done.
 const MIN_DIR_BYTES: u64 = 8192;
 
-/// Look `dir` up before listing it: its kept listing, or a ticket to keep the listing about
-/// to be read (the watch starts before the read, so a change during the read is heard).
-pub(crate) fn open(dir: &Dir) -> Found {
+/// Look `dir` up before listing it: a read to follow, or a ticket to read it into `snapshot`
+/// (the watch starts before the read, so a change during the read is heard).
+pub(crate) fn open(dir: &Dir, snapshot: &Arc<Snapshot>) -> Found {
     let Some(cache) = cache() else {
         return Found::Read(None);
     };
-    if limit() == 0 {
-        return Found::Read(None);
-    }
     let Ok(md) = dir.dir_metadata() else {
         return Found::Read(None);
     };
@@ -219,25 +281,66 @@ pub(crate) fn open(dir: &Dir) -> Found {
     }
     let key = (md.dev(), md.ino());
     let mut state = cache.lock();
+    state.forget_all_unused(&cache.watcher);
     if let Some(&wd) = state.by_key.get(&key) {
-        let fresh_enough = state
+        // Past its age, a kept listing is read again, unless listings still follow it: then
+        // this one follows it too (its entries stat'ed again as they go out, see `Listing` in
+        // `local`), rather than hold another copy of the directory.
+        let usable = state
             .watches
             .get(&wd)
             .and_then(|w| w.listing.as_ref())
-            .map(|k| k.read_at.elapsed() <= MAX_AGE);
-        match fresh_enough {
-            Some(true) => {
+            .map(|k| {
+                let fresh = k.read_at.elapsed() <= MAX_AGE;
+                (fresh, fresh || Arc::strong_count(&k.entries) > 1)
+            });
+        match usable {
+            Some((fresh, true)) => {
                 if let Some(kept) = state.watches.get_mut(&wd).and_then(|w| w.listing.as_mut()) {
                     kept.used_at = Instant::now();
-                    HITS.fetch_add(1, Ordering::Relaxed);
-                    return Found::Kept(Arc::clone(&kept.entries));
+                    let counter = if fresh { &HITS } else { &FOLLOWED };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return Found::Shared(Arc::clone(&kept.entries));
                 }
             }
-            Some(false) => {
+            Some((_, false)) => {
                 let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
-                state.kept -= stale.map_or(0, |k| k.entries.len());
+                state.kept -= stale.map_or(0, |k| k.len);
             }
             None => {}
+        }
+        // A read still in use (in progress, or done and not kept), of the directory as it is.
+        let following = state.watches.get(&wd).and_then(|w| {
+            let current = w.current.as_ref()?;
+            if current.generation != w.generation {
+                return None;
+            }
+            current.snapshot.upgrade().filter(|s| !s.failed())
+        });
+        if let Some(shared) = following {
+            FOLLOWED.fetch_add(1, Ordering::Relaxed);
+            let started = shared.started();
+            // A complete read that was not kept (the limit was lower then) is kept now.
+            if let Some(len) = shared
+                .complete_len()
+                .filter(|_| started.elapsed() <= MAX_AGE)
+            {
+                if (MIN_ENTRIES..=limit()).contains(&len) {
+                    if let Some(w) = state.watches.get_mut(&wd) {
+                        if w.listing.is_none() {
+                            w.listing = Some(Kept {
+                                entries: Arc::clone(&shared),
+                                len,
+                                read_at: started,
+                                used_at: Instant::now(),
+                            });
+                            state.kept += len;
+                            state.evict(&cache.watcher, limit());
+                        }
+                    }
+                }
+            }
+            return Found::Shared(shared);
         }
     }
     if !ferry_sys::fs_magic(dir).is_ok_and(|m| LOCAL_FS.contains(&m)) {
@@ -251,9 +354,14 @@ pub(crate) fn open(dir: &Dir) -> Found {
         generation: 0,
         reading: 0,
         listing: None,
+        current: None,
     });
     w.reading += 1;
     let generation = w.generation;
+    w.current = Some(Current {
+        snapshot: Arc::downgrade(snapshot),
+        generation,
+    });
     state.by_key.insert(key, wd);
     Found::Read(Some(Ticket {
         cache,
@@ -262,15 +370,22 @@ pub(crate) fn open(dir: &Dir) -> Found {
     }))
 }
 
-/// A kept entry as it is now: directories and multiply-linked files are stat'ed again (see
-/// the module notes), the rest is as kept. `None` if it has gone meanwhile.
-pub(crate) fn fresh(dir: &Dir, entry: &Entry) -> Option<Entry> {
-    if entry.kind == EntryKind::Dir || entry.nlink > 1 {
+/// Whether a shared entry must be stat'ed again before it is shown (see [`fresh`]): always
+/// when `all`, else if inotify on its directory cannot be trusted to report its changes.
+pub(crate) fn needs_fresh(entry: &Entry, all: bool) -> bool {
+    all || entry.kind == EntryKind::Dir || entry.nlink > 1
+}
+
+/// A shared entry as it is now: directories and multiply-linked files (every entry when
+/// `all`) are stat'ed again (see the module notes), the rest is as read. `None` if it has gone
+/// meanwhile.
+pub(crate) fn fresh(dir: &Dir, entry: Entry, all: bool) -> Option<Entry> {
+    if needs_fresh(&entry, all) {
         // Gone since: the event saying so reaches the next listing.
         let md = dir.symlink_metadata(&entry.name).ok()?;
-        Some(crate::local::convert(&md).into_entry(entry.name.clone()))
+        Some(crate::local::convert(&md).into_entry(entry.name))
     } else {
-        Some(entry.clone())
+        Some(entry)
     }
 }
 
@@ -282,14 +397,37 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Keep `entries` (the whole listing, in name order) unless the directory changed while
-    /// it was read, or it is too small to be worth it.
-    pub(crate) fn keep(self, entries: Vec<Entry>) {
-        if entries.len() < MIN_ENTRIES {
+    /// Whether no listing follows `snapshot` (the read this ticket is for) any more; if so,
+    /// none can start to, and the read may stop.
+    pub(crate) fn unfollowed(&self, snapshot: &Arc<Snapshot>) -> bool {
+        if Arc::strong_count(snapshot) > 1 {
+            return false;
+        }
+        let mut state = self.cache.lock();
+        // Listings start to follow a read only under this lock: counted again under it.
+        if Arc::strong_count(snapshot) > 1 {
+            return false;
+        }
+        if let Some(w) = state.watches.get_mut(&self.wd) {
+            if w.current
+                .as_ref()
+                .is_some_and(|c| c.snapshot.ptr_eq(&Arc::downgrade(snapshot)))
+            {
+                w.current = None;
+            }
+        }
+        ABANDONED.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Keep `snapshot`, a complete read of `len` entries, unless the directory changed while
+    /// it was read, or it is too small to be worth it or too large for the limit.
+    pub(crate) fn keep(self, snapshot: &Arc<Snapshot>, len: usize) {
+        if len < MIN_ENTRIES {
             return;
         }
         let limit = limit();
-        if entries.len() > limit {
+        if len > limit {
             return;
         }
         let mut state = self.cache.lock();
@@ -300,13 +438,14 @@ impl Ticket {
             return;
         }
         let now = Instant::now();
-        let added = entries.len();
         let old = w.listing.replace(Kept {
-            entries: Arc::new(entries),
+            entries: Arc::clone(snapshot),
+            len,
             read_at: now,
             used_at: now,
         });
-        let removed = old.map_or(0, |k| k.entries.len());
+        let added = len;
+        let removed = old.map_or(0, |k| k.len);
         state.kept = state.kept + added - removed;
         state.evict(&self.cache.watcher, limit);
     }
@@ -359,10 +498,12 @@ mod tests {
                     generation: 0,
                     reading: 0,
                     listing: Some(Kept {
-                        entries: Arc::new(entries(each)),
+                        entries: Arc::new(Snapshot::complete(entries(each))),
+                        len: each,
                         read_at: now,
                         used_at: now,
                     }),
+                    current: None,
                 },
             );
             s.by_key.insert(key, wd);

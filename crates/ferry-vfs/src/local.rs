@@ -8,6 +8,9 @@
 //!
 //! Only regular files are opened for reading or writing: a FIFO or device node under the root is
 //! refused ([`ErrorKind::PermissionDenied`]) rather than opened, so it can't block a worker.
+//!
+//! Uploads' temporary files do not exist for clients, and those a crash left are removed (see
+//! [`crate::leftovers`]).
 
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
@@ -22,13 +25,15 @@ use async_trait::async_trait;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::leftovers::{self, hides};
+use crate::snapshot::{Snapshot, Writer};
 use crate::{
-    Capabilities, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Metadata, ReadHandle,
-    Reclaim, Result, Storage, Upload, WriteMode,
+    Capabilities, ChunkSource, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Metadata,
+    ReadHandle, Reclaim, Result, Storage, Upload, WriteMode,
 };
 
 /// Prefix of the temporary file a [`WriteMode::Replace`] upload is written to, beside its target.
-pub const TEMP_PREFIX: &str = ".ferry-upload.";
+pub use crate::leftovers::TEMP_PREFIX;
 
 /// A local directory served as `/`.
 #[derive(Debug, Clone)]
@@ -37,10 +42,13 @@ pub struct LocalFs {
 }
 
 impl LocalFs {
-    /// Open `root` (which must exist and be a directory) as a jail.
+    /// Open `root` (which must exist and be a directory) as a jail. The first time a root is
+    /// opened in the process, the temporary files that uploads of a process that died left in
+    /// it are looked for and removed, in the background (see [`crate::leftovers`]).
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
-        Ok(LocalFs { dir: Arc::new(dir) })
+        let dir = Arc::new(Dir::open_ambient_dir(root, cap_std::ambient_authority())?);
+        leftovers::sweep_once(&dir);
+        Ok(LocalFs { dir })
     }
 
     /// Run `f` with the root directory on the blocking pool.
@@ -64,6 +72,9 @@ impl LocalFs {
         mode: WriteMode,
         read: bool,
     ) -> Result<(std::fs::File, Option<TempFile>)> {
+        if hides(path) {
+            return Err(leftovers::reserved());
+        }
         let Some((parent, name)) = split(path) else {
             return Err(match mode {
                 WriteMode::CreateNew => Error::new(ErrorKind::AlreadyExists, "File exists"),
@@ -89,12 +100,12 @@ impl LocalFs {
                 }
                 match mode {
                     WriteMode::Replace => {
-                        let temp_name = format!("{TEMP_PREFIX}{:016x}.tmp", rand::random::<u64>());
-                        let temp_rel = join(&parent, &temp_name);
+                        let temp_rel = join(&parent, &leftovers::temp_name());
                         let file = dir.open_with(
                             &temp_rel,
                             OpenOptions::new().read(read).write(true).create_new(true),
                         )?;
+                        leftovers::claim(&file);
                         let guard = TempFile {
                             dir: root,
                             temp: temp_rel,
@@ -233,14 +244,20 @@ const PARALLEL_STAT_MIN: usize = 2000;
 const STAT_CHUNK: usize = 500;
 
 /// The names in `dir` that can be shown: names that aren't UTF-8 or that hold CR/LF can't be
-/// shown safely on a line-based control or data channel.
+/// shown safely on a line-based control or data channel, and uploads' temporary files are not
+/// files yet (those no upload owns any more are removed on the way).
 fn read_names(dir: &Dir) -> Result<Vec<String>> {
     let mut names = Vec::new();
+    let mut temps = Vec::new();
     for entry in dir.entries()? {
         match entry?.file_name().into_string() {
+            Ok(name) if leftovers::is_upload_temp(&name) => temps.push(name),
             Ok(name) if !name.contains(['\r', '\n']) => names.push(name),
             _ => continue,
         }
+    }
+    for name in temps {
+        leftovers::remove_if_stale(dir, &name);
     }
     Ok(names)
 }
@@ -264,11 +281,16 @@ fn stat_in_order(
     } else {
         1
     };
+    // Each chunk its own small allocation: split off the front instead, every chunk would
+    // keep the capacity of all the names after it (for 100,000 names, 200 MB at once).
     let mut chunks: Vec<Vec<String>> = Vec::with_capacity(names.len().div_ceil(STAT_CHUNK));
-    let mut names = names;
-    while !names.is_empty() {
-        let rest = names.split_off(STAT_CHUNK.min(names.len()));
-        chunks.push(std::mem::replace(&mut names, rest));
+    let mut names = names.into_iter();
+    loop {
+        let chunk: Vec<String> = names.by_ref().take(STAT_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
     }
     if threads == 1 {
         for chunk in chunks {
@@ -337,6 +359,63 @@ fn stat_all(dir: &Dir, names: Vec<String>) -> Result<Vec<Entry>> {
         }
     }
     Ok(entries)
+}
+
+/// One listing of a directory: its own position in a shared read (see `snapshot`). Entries
+/// are brought up to date (`listcache::fresh`) when the read was made for another listing, and
+/// all of them once the read is older than `listcache::MAX_AGE`.
+struct Listing {
+    snapshot: Arc<Snapshot>,
+    next: usize,
+    /// The listed directory, where entries are stat'ed again.
+    dir: Arc<Dir>,
+    /// The read was made for this listing.
+    own: bool,
+}
+
+impl Listing {
+    fn new(snapshot: Arc<Snapshot>, dir: Arc<Dir>, own: bool) -> Listing {
+        Listing {
+            snapshot,
+            next: 0,
+            dir,
+            own,
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if self.snapshot.len() >= crate::snapshot::RELEASE_AFTER {
+            crate::snapshot::release_soon();
+        }
+    }
+}
+
+#[async_trait]
+impl ChunkSource for Listing {
+    async fn next_chunk(&mut self) -> Option<Result<Vec<Entry>>> {
+        let chunk = match self.snapshot.chunk(self.next, STAT_CHUNK).await? {
+            Ok(chunk) => chunk,
+            Err(e) => return Some(Err(e)),
+        };
+        self.next += chunk.len();
+        let all = self.snapshot.started().elapsed() > crate::listcache::MAX_AGE;
+        let refresh = all || !self.own;
+        if !refresh || !chunk.iter().any(|e| crate::listcache::needs_fresh(e, all)) {
+            return Some(Ok(chunk));
+        }
+        let dir = Arc::clone(&self.dir);
+        // A few hundred stats at most, on the blocking pool only while they run.
+        let fresh = tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .filter_map(|e| crate::listcache::fresh(&dir, e, all))
+                .collect()
+        })
+        .await;
+        Some(fresh.map_err(|_| task_failed()))
+    }
 }
 
 /// Metadata of `rel` following symlinks (inside the jail), `None` if it doesn't exist.
@@ -575,11 +654,17 @@ impl FileHandle for LocalHandle {
 #[async_trait]
 impl Storage for LocalFs {
     async fn metadata(&self, path: &VPath) -> Result<Metadata> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(convert(&dir.metadata(&rel)?))).await
     }
 
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| {
             let sub = dir.open_dir(&rel)?;
@@ -595,84 +680,80 @@ impl Storage for LocalFs {
     }
 
     async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         let dir = Arc::clone(&self.dir);
-        // Unbounded: the reader finishes on its own (a few milliseconds of the blocking pool)
-        // however slowly the client reads; the listing waits in memory, as the parallel stat
-        // below would hold it anyway.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        // The read runs to its end at the disk's pace, however slowly the listing is taken:
+        // the entries wait in the snapshot, shared with every other listing that follows the
+        // same read (see `snapshot`), and the thread is free again within milliseconds.
         tokio::task::spawn_blocking(move || {
             let sub = match dir.open_dir(&rel) {
-                Ok(sub) => sub,
+                Ok(sub) => Arc::new(sub),
                 Err(e) => {
                     let _ = opened_tx.send(Err(e.into()));
                     return;
                 }
             };
-            let ticket = match crate::listcache::open(&sub) {
-                // Kept from an earlier listing, and nothing in the directory changed since.
-                crate::listcache::Found::Kept(entries) => {
-                    let _ = opened_tx.send(Ok(()));
-                    for kept in entries.chunks(STAT_CHUNK) {
-                        let chunk = kept
-                            .iter()
-                            .filter_map(|e| crate::listcache::fresh(&sub, e))
-                            .collect();
-                        if tx.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
+            let snapshot = Arc::new(Snapshot::new());
+            let ticket = match crate::listcache::open(&sub, &snapshot) {
+                crate::listcache::Found::Shared(shared) => {
+                    let _ = opened_tx.send(Ok(Listing::new(shared, sub, false)));
                     return;
                 }
                 crate::listcache::Found::Read(ticket) => ticket,
             };
+            let mut writer = Writer::new(&snapshot);
             let mut names = match read_names(&sub) {
-                Ok(names) => {
-                    let _ = opened_tx.send(Ok(()));
-                    names
-                }
+                Ok(names) => names,
                 Err(e) => {
+                    writer.finish(Err(Error::new(e.kind, e.message.clone())));
                     let _ = opened_tx.send(Err(e));
                     return;
                 }
             };
+            let _ = opened_tx.send(Ok(Listing::new(
+                Arc::clone(&snapshot),
+                Arc::clone(&sub),
+                true,
+            )));
             names.sort_unstable();
-            // What is sent is kept too, when the directory may be (see `listcache`).
-            let keep = ticket.is_some() && names.len() >= crate::listcache::MIN_ENTRIES;
-            let mut all = Vec::with_capacity(if keep { names.len() } else { 0 });
-            let mut complete = true;
-            // Stops (`false`) once the listing's reader has gone away.
-            let sent = stat_in_order(&sub, names, |chunk| {
-                if keep {
-                    match &chunk {
-                        Ok(entries) => all.extend_from_slice(entries),
-                        Err(_) => complete = false,
-                    }
-                }
-                let more = tx.send(chunk).is_ok();
-                complete &= more;
-                Ok(more)
+            writer.reserve(names.len());
+            // Stops (`false`) once no listing follows the read any more.
+            let mut abandoned = false;
+            let read = stat_in_order(&sub, names, |chunk| {
+                writer.push(chunk?);
+                abandoned = match &ticket {
+                    Some(ticket) => ticket.unfollowed(&snapshot),
+                    None => Arc::strong_count(&snapshot) == 1,
+                };
+                Ok(!abandoned)
             });
-            match sent {
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-                Ok(()) => {
-                    if let (Some(ticket), true, true) = (ticket, keep, complete) {
-                        ticket.keep(all);
-                    }
-                }
+            if abandoned {
+                // Nobody can follow it any more: ended as incomplete, and never kept.
+                writer.finish(Err(Error::new(ErrorKind::Other, "listing abandoned")));
+                return;
             }
+            // Kept before the end is told, so a listing that starts once this one has ended
+            // finds it kept.
+            if let (Some(ticket), true) = (ticket, read.is_ok()) {
+                ticket.keep(&snapshot, writer.len());
+            }
+            writer.finish(read);
         });
         match opened.await {
-            Ok(Ok(())) => Ok(EntryStream::from_receiver(rx)),
+            Ok(Ok(listing)) => Ok(EntryStream::from_source(listing)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(task_failed()),
         }
     }
 
     async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         // Fast path: a file whose path the kernel has cached opens here, on the async worker,
         // without a round trip through the blocking pool (half the system calls and two
@@ -761,6 +842,9 @@ impl Storage for LocalFs {
     }
 
     async fn mkdir(&self, path: &VPath) -> Result<()> {
+        if hides(path) {
+            return Err(leftovers::reserved());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.create_dir(&rel)?)).await
     }
@@ -768,6 +852,9 @@ impl Storage for LocalFs {
     async fn rmdir(&self, path: &VPath) -> Result<()> {
         if path.is_root() {
             return Err(root_refused());
+        }
+        if hides(path) {
+            return Err(leftovers::not_found());
         }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.remove_dir(&rel)?)).await
@@ -777,6 +864,9 @@ impl Storage for LocalFs {
         if path.is_root() {
             return Err(root_refused());
         }
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| Ok(dir.remove_file(&rel)?)).await
     }
@@ -784,6 +874,12 @@ impl Storage for LocalFs {
     async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
         if from.is_root() || to.is_root() {
             return Err(root_refused());
+        }
+        if hides(from) {
+            return Err(leftovers::not_found());
+        }
+        if hides(to) {
+            return Err(leftovers::reserved());
         }
         let (from, to) = (rel(from), rel(to));
         self.run(move |dir| Ok(dir.rename(&from, dir, &to)?)).await
@@ -793,6 +889,9 @@ impl Storage for LocalFs {
         let Some(time) = to_system_time(unix_secs) else {
             return Err(Error::new(ErrorKind::Other, "Time out of range"));
         };
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         self.run(move |dir| {
             // Check first: opening a FIFO would block. Directories open read-only too (a
@@ -810,6 +909,9 @@ impl Storage for LocalFs {
 
     async fn set_mode(&self, path: &VPath, mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
         let rel = rel(path);
         let mode = mode & 0o777;
         self.run(move |dir| {

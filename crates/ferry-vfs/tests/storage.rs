@@ -614,6 +614,33 @@ mod local_only {
     }
 
     #[test]
+    fn roots_opened_together_are_all_swept_of_leftovers() {
+        // Many roots opened at once (users logging in together): one sweeper takes them in
+        // turn, and every one is swept.
+        let tmp = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let leftovers: Vec<std::path::PathBuf> = (0..40)
+            .map(|i| {
+                let root = tmp.path().join(format!("user{i}"));
+                std::fs::create_dir_all(root.join("deep/er")).unwrap();
+                let left = root.join("deep/er/.ferry-upload.00000000000000ff.tmp");
+                let file = std::fs::File::create(&left).unwrap();
+                file.set_modified(old).unwrap();
+                left
+            })
+            .collect();
+        let opened: Vec<LocalFs> = (0..40)
+            .map(|i| LocalFs::new(&tmp.path().join(format!("user{i}"))).unwrap())
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while leftovers.iter().any(|l| l.exists()) {
+            assert!(std::time::Instant::now() < until, "roots left unswept");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        drop(opened);
+    }
+
+    #[test]
     fn new_requires_a_directory() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(LocalFs::new(&tmp.path().join("missing")).is_err());

@@ -784,6 +784,49 @@ fn lftp_active_get_put() {
     assert_same_file(&payload[2], &srv.root.join("put-empty.bin"), &srv);
 }
 
+/// lftp's active mode over IPv6 sends `EPRT |2|::|port|` (the unspecified address, meaning
+/// itself): the transfers must run in active mode, with no fallback to passive.
+#[test]
+fn lftp_ipv6_active_get_put() {
+    if !have_tools("lftp_ipv6_active_get_put", &["lftp"]) || !have_ipv6("lftp_ipv6_active_get_put")
+    {
+        return;
+    }
+    let srv = Server::start(true);
+    let local = srv.local("lftp-active6");
+    let payload = write_payload(&local);
+    fs::copy(&payload[0], srv.root.join("remote.bin")).unwrap();
+    let got = local.join("got.bin");
+    let out = lftp(
+        &srv,
+        srv.v6(),
+        "set ftp:passive-mode off;",
+        &format!(
+            "get /remote.bin -o \"{}\"; put \"{}\" -o /put.bin; cls -l /",
+            got.display(),
+            payload[1].display()
+        ),
+    );
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("---> EPRT |2|"),
+        "lftp did not use EPRT:\n{}",
+        tail(&log, 60)
+    );
+    assert!(
+        !log.contains("<--- 5") && !log.contains("---> PASV") && !log.contains("---> EPSV"),
+        "an active command was refused or lftp went passive:\n{}",
+        tail(&log, 60)
+    );
+    assert!(
+        text(&out.stdout).contains("put.bin"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_same_file(&payload[0], &got, &srv);
+    assert_same_file(&payload[1], &srv.root.join("put.bin"), &srv);
+}
+
 #[test]
 fn lftp_ipv6_mirror_round_trip() {
     if !have_tools("lftp_ipv6_mirror_round_trip", &["lftp"])

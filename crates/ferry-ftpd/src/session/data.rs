@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use ferry_proto::Reply;
 use ferry_proto::command::EpsvArg;
 use ferry_proto::hostport;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::data::{DataError, PassivePlan};
 
@@ -24,6 +24,14 @@ impl Session {
             );
         }
         let peer_ip = self.peer.ip().to_canonical();
+        // An unspecified address (lftp sends `EPRT |2|::|port|`) names no host but the
+        // client's own: connect back to the control connection's peer, so no bounce is possible.
+        let target = if target.ip().to_canonical().is_unspecified() {
+            debug!(%target, peer = %peer_ip, "unspecified active address taken as the client's");
+            SocketAddr::new(peer_ip, target.port())
+        } else {
+            target
+        };
         if !config.allow_active_foreign_address && target.ip().to_canonical() != peer_ip {
             warn!(%target, "refused active data address other than the client's (FTP bounce)");
             return Reply::new(
@@ -45,6 +53,7 @@ impl Session {
             return Reply::new(522, "Network protocol not supported, use (1)");
         }
         self.data = DataPlan::Active(target);
+        self.passive_expired = false;
         Reply::new(
             200,
             format!("{verb} command successful. Consider using EPSV."),
@@ -116,8 +125,9 @@ impl Session {
     }
 
     pub(super) fn open_passive(&mut self, local_ip: IpAddr) -> Result<u16, Reply> {
-        // A new PASV replaces (and releases) any earlier listener.
+        // A new PASV replaces (and releases) any earlier listener: a session holds one port.
         self.data = DataPlan::None;
+        self.passive_expired = false;
         match PassivePlan::open(local_ip, self.shared.ports.as_ref()) {
             Ok(plan) => {
                 let port = plan.local.port();
@@ -130,6 +140,24 @@ impl Session {
             Err(e) => {
                 warn!(error = %e, "passive listener failed");
                 Err(Reply::new(425, "Can't open passive connection."))
+            }
+        }
+    }
+
+    /// Release a passive listener nobody connected to within `data_connect_timeout` of its
+    /// `PASV`/`EPSV`, so sessions that ask for ports and never use them cannot hold the range.
+    /// A connection that did arrive is kept (the port goes back all the same) for the
+    /// transfer command still to come.
+    pub(super) fn expire_passive(&mut self) {
+        let DataPlan::Passive(plan) = &self.data else {
+            return;
+        };
+        match plan.accept_now(self.expected_peer()) {
+            Some(stream) => self.data = DataPlan::Connected(stream),
+            None => {
+                debug!(port = plan.local.port(), "passive listener released unused");
+                self.data = DataPlan::None;
+                self.passive_expired = true;
             }
         }
     }

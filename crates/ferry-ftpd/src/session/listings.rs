@@ -204,13 +204,10 @@ impl Listing {
             Ok(chunk) => chunk,
             Err(e) => return Some(Err(e)),
         };
-        // Uploads in progress are not files yet.
+        let all = self.all;
         let shown = chunk
             .into_iter()
-            .filter(|e| {
-                !e.name.starts_with(ferry_vfs::local::TEMP_PREFIX)
-                    && (self.all || !e.name.starts_with('.'))
-            })
+            .filter(|e| all || !e.name.starts_with('.'))
             .map(listed)
             .collect();
         Some(Ok(shown))

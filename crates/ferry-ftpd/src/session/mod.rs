@@ -144,6 +144,8 @@ pub(crate) struct Session {
     rename_from: Option<VPath>,
     epsv_all: bool,
     data: DataPlan,
+    /// The last passive listener was released unused: the next transfer's `425` says so.
+    passive_expired: bool,
     facts: MlstFacts,
     transfer: Option<RunningTransfer>,
     quit_after_transfer: bool,
@@ -178,6 +180,7 @@ impl Session {
             rename_from: None,
             epsv_all: false,
             data: DataPlan::None,
+            passive_expired: false,
             facts: MlstFacts::default(),
             transfer: None,
             quit_after_transfer: false,
@@ -263,6 +266,13 @@ impl Session {
                 .transfer
                 .as_ref()
                 .map_or(deadline, |t| t.moved.1 + self.stall_limit(t.moved.0));
+            // A passive listener nobody has connected to is released then (`expire_passive`).
+            let passive_until = match &self.data {
+                DataPlan::Passive(plan) if !in_transfer => {
+                    Some(plan.opened + self.shared.config.data_connect_timeout)
+                }
+                _ => None,
+            };
             tokio::select! {
                 read = read_control(&mut self.control, &mut self.lines) => {
                     if read? == 0 {
@@ -298,6 +308,9 @@ impl Session {
                             last_activity = Instant::now();
                         }
                     }
+                }
+                _ = tokio::time::sleep_until(passive_until.unwrap_or(deadline)), if passive_until.is_some() => {
+                    self.expire_passive();
                 }
                 _ = tokio::time::sleep_until(deadline), if !in_transfer => {
                     let text = match self.state {
@@ -635,6 +648,7 @@ impl Session {
 
     fn reset_transfer_state(&mut self) {
         self.data = DataPlan::None;
+        self.passive_expired = false;
         self.rest = 0;
         self.rename_from = None;
         self.epsv_all = false;

@@ -26,8 +26,15 @@ impl Session {
     /// `true` if a data connection method was chosen; otherwise answers 425.
     pub(super) async fn data_ready(&mut self) -> io::Result<bool> {
         if matches!(self.data, DataPlan::None) {
-            self.send(&Reply::new(425, "Use PORT, PASV, EPRT or EPSV first."))
-                .await?;
+            let text = if std::mem::take(&mut self.passive_expired) {
+                format!(
+                    "No data connection came within {} s of PASV/EPSV; its port was released. Send PASV or EPSV again.",
+                    self.shared.config.data_connect_timeout.as_secs()
+                )
+            } else {
+                "Use PORT, PASV, EPRT or EPSV first.".to_string()
+            };
+            self.send(&Reply::new(425, text)).await?;
             return Ok(false);
         }
         if !self.protect_data && self.session_tls() == TlsPolicy::Required {
@@ -195,7 +202,7 @@ impl Session {
     }
 
     /// The IP a passive data connection must come from (`None`: any, if so configured).
-    fn expected_peer(&self) -> Option<std::net::IpAddr> {
+    pub(super) fn expected_peer(&self) -> Option<std::net::IpAddr> {
         (!self.shared.config.allow_foreign_passive_peer).then_some(self.peer.ip())
     }
 

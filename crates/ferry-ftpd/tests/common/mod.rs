@@ -327,8 +327,11 @@ pub fn ipv6_available() -> bool {
 }
 
 /// A base port for `span` consecutive ports above the kernel's ephemeral range, so no
-/// outgoing connection of a busy machine holds them; spread by process id for parallel runs.
+/// outgoing connection of a busy machine holds them; spread by process id for parallel runs,
+/// and each call in a process gets the next span (tests of one binary run in parallel).
 pub fn quiet_ports(span: u16) -> u16 {
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let high: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|h| h.parse().ok()))
@@ -336,5 +339,6 @@ pub fn quiet_ports(span: u16) -> u16 {
     // Above `ferry serve`'s default passive range (61000-63999) too.
     let first = high.saturating_add(1).max(64000);
     let slots = ((65535 - first) / span).max(1);
-    first + (std::process::id() as u16 % slots) * span
+    let slot = (std::process::id() as u16).wrapping_add(call) % slots;
+    first + slot * span
 }
