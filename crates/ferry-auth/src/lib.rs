@@ -1,11 +1,12 @@
 //! Users shared by Ferry's FTP and SFTP servers.
 //!
 //! # Layout
-//! - [`UserSpec`] / [`AnonymousSpec`]: the `[[users]]` / `[anonymous]` tables of `ferry.toml`.
+//! - [`UserSpec`]: a `[[users]]` table of `ferry.toml`.
 //! - [`Permissions`]: what a user may do (list, read, write, delete, rename, mkdir).
-//! - [`Account`]: a logged-in identity with its root and permissions.
+//! - [`Account`]: a logged-in identity with its home and permissions.
 //! - [`Authenticator`]: verifies passwords (argon2id PHC strings) off the async workers, in
-//!   comparable time whether or not the user exists, so user names can't be probed.
+//!   comparable time whether or not the user exists, so user names can't be probed; and says
+//!   whether a public key is one of a user's.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
 //! - [`keys`]: public keys from OpenSSH `authorized_keys` lines.
 //! - [`LoginThrottle`] (`throttle`): failed-login limits per client address and per user
@@ -103,52 +104,39 @@ impl Permissions {
 pub struct UserSpec {
     /// Login name.
     pub name: String,
-    /// argon2id PHC string from `ferry hash-password`.
-    pub password_hash: String,
-    /// Directory served as `/` to this user.
-    pub root: PathBuf,
+    /// argon2id PHC string from `ferry hash-password`; `None` for a user who logs in with keys
+    /// only.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Public keys the user may log in with (SFTP), as OpenSSH `authorized_keys` lines.
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+    /// A file of `authorized_keys` lines, read at start (and on reload), in addition to
+    /// `authorized_keys`.
+    #[serde(default)]
+    pub authorized_keys_file: Option<PathBuf>,
+    /// The user's home: the directory served as `/` to this user (`root` is read too).
+    #[serde(alias = "root")]
+    pub home: PathBuf,
     /// Permission names; default `["all"]`.
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
-    /// TLS policy for this user; `None` follows the server's `tls` setting.
-    #[serde(default)]
-    pub tls: Option<TlsPolicy>,
-}
-
-/// Whether FTP over TLS is refused, allowed or demanded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsPolicy {
-    /// No TLS: `AUTH TLS` is refused.
-    Off,
-    /// TLS allowed, plain FTP too.
-    #[default]
-    Optional,
-    /// Logins and data connections only over TLS.
-    Required,
 }
 
 fn default_permissions() -> Vec<String> {
     vec!["all".to_string()]
 }
 
-/// The `[anonymous]` table: enables `anonymous`/`ftp` logins, read-only, with their own root.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnonymousSpec {
-    /// Directory served to anonymous users.
-    pub root: PathBuf,
-}
-
 /// A logged-in identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub name: String,
-    pub root: PathBuf,
+    /// Where the account's files are: the directory served as its `/`.
+    pub home: PathBuf,
     pub permissions: Permissions,
+    /// Logged in without credentials (FTP's anonymous login): never shares anything with a
+    /// named account.
     pub anonymous: bool,
-    /// Per-user TLS policy (`None`: the server's).
-    pub tls: Option<TlsPolicy>,
 }
 
 /// Configuration errors.
@@ -166,6 +154,20 @@ pub enum AuthError {
     Reserved(String),
     #[error("invalid user name '{0}'")]
     InvalidName(String),
+    #[error("user '{0}' has neither password_hash nor authorized keys: nobody could log in as it")]
+    NoCredentials(String),
+    #[error("user '{user}': {source}: line {line} of its authorized keys")]
+    BadKey {
+        user: String,
+        line: usize,
+        source: KeyError,
+    },
+    #[error("user '{user}': cannot read authorized_keys_file {path}: {reason}")]
+    KeysFile {
+        user: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// How long a verified login stays in the [`Authenticator`]'s cache.
@@ -173,15 +175,18 @@ pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
 /// How many verified logins the [`Authenticator`]'s cache holds at most.
 pub const LOGIN_CACHE_CAPACITY: usize = 10_000;
 
-/// Names that always mean anonymous access (compared ignoring ASCII case).
-const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
+/// Names reserved for FTP's anonymous login (compared ignoring ASCII case): no configured user
+/// may take them.
+pub const ANONYMOUS_NAMES: [&str; 2] = ["anonymous", "ftp"];
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// One configured user.
 struct User {
-    /// The validated PHC string.
-    hash: Arc<str>,
+    /// The validated PHC string; `None` when the user has keys only.
+    hash: Option<Arc<str>>,
+    /// Public keys accepted for this user.
+    keys: Vec<AuthorizedKey>,
     account: Arc<Account>,
 }
 
@@ -210,7 +215,6 @@ struct CachedLogin {
 ///   full argon2, and failed logins are never cached.
 pub struct Authenticator {
     users: HashMap<String, User>,
-    anonymous: Option<Arc<Account>>,
     /// Parameters for the dummy hash (those of the first user, or argon2's defaults).
     dummy_params: Params,
     /// PHC string verified for unknown users; made at start when users exist, else on first use.
@@ -279,7 +283,6 @@ impl fmt::Debug for Authenticator {
         names.sort_unstable();
         f.debug_struct("Authenticator")
             .field("users", &names)
-            .field("anonymous", &self.anonymous.as_ref().map(|a| &a.root))
             .finish_non_exhaustive()
     }
 }
@@ -337,6 +340,25 @@ fn hash_with(password: &[u8], params: Params) -> String {
     }
 }
 
+/// The keys of `spec`: its inline lines, then its file's.
+fn load_keys(spec: &UserSpec) -> Result<Vec<AuthorizedKey>, AuthError> {
+    let bad = |(line, source)| AuthError::BadKey {
+        user: spec.name.clone(),
+        line,
+        source,
+    };
+    let mut keys = AuthorizedKey::parse_all(&spec.authorized_keys.join("\n")).map_err(bad)?;
+    if let Some(path) = &spec.authorized_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|e| AuthError::KeysFile {
+            user: spec.name.clone(),
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        keys.extend(AuthorizedKey::parse_all(&text).map_err(bad)?);
+    }
+    Ok(keys)
+}
+
 /// `true` if `password` matches the PHC string `phc` (which was validated at start).
 fn verify(phc: &str, password: &[u8]) -> bool {
     match PasswordHash::new(phc) {
@@ -346,56 +368,58 @@ fn verify(phc: &str, password: &[u8]) -> bool {
 }
 
 impl Authenticator {
-    /// Build from configuration. Hashes are validated here so a bad file fails at start.
+    /// Build from configuration. Hashes and keys are validated here (and key files read) so a
+    /// bad file fails at start.
     ///
     /// User names must be non-empty without whitespace or control characters
     /// ([`AuthError::InvalidName`]), unique ([`AuthError::Duplicate`], compared exactly) and not
-    /// `anonymous`/`ftp` in any case ([`AuthError::Reserved`]).
-    pub fn new(users: Vec<UserSpec>, anonymous: Option<AnonymousSpec>) -> Result<Self, AuthError> {
+    /// `anonymous`/`ftp` in any case ([`AuthError::Reserved`]); each user needs a password hash
+    /// or a key ([`AuthError::NoCredentials`]).
+    pub fn new(users: Vec<UserSpec>) -> Result<Self, AuthError> {
         let mut map = HashMap::with_capacity(users.len());
         let mut dummy_params = None;
         for spec in users {
             validate_name(&spec.name)?;
-            let params = validate_hash(&spec.name, &spec.password_hash)?;
-            dummy_params.get_or_insert(params);
+            let hash = match &spec.password_hash {
+                Some(phc) => {
+                    let params = validate_hash(&spec.name, phc)?;
+                    dummy_params.get_or_insert(params);
+                    Some(Arc::from(phc.as_str()))
+                }
+                None => None,
+            };
+            let keys = load_keys(&spec)?;
+            if hash.is_none() && keys.is_empty() {
+                return Err(AuthError::NoCredentials(spec.name));
+            }
             let permissions = Permissions::from_names(&spec.permissions)?;
             if map.contains_key(&spec.name) {
                 return Err(AuthError::Duplicate(spec.name));
             }
             let account = Arc::new(Account {
                 name: spec.name.clone(),
-                root: spec.root,
+                home: spec.home,
                 permissions,
                 anonymous: false,
-                tls: spec.tls,
             });
             map.insert(
                 spec.name,
                 User {
-                    hash: Arc::from(spec.password_hash),
+                    hash,
+                    keys,
                     account,
                 },
             );
         }
-        let have_users = dummy_params.is_some();
+        let have_hashes = dummy_params.is_some();
         let dummy_params = dummy_params.unwrap_or_default();
         let dummy = Arc::new(OnceLock::new());
-        if have_users {
+        if have_hashes {
             dummy.get_or_init(|| make_dummy(&dummy_params));
         }
-        let anonymous = anonymous.map(|spec| {
-            Arc::new(Account {
-                name: "anonymous".to_string(),
-                root: spec.root,
-                permissions: Permissions::READ_ONLY,
-                anonymous: true,
-                tls: None,
-            })
-        });
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Authenticator {
             users: map,
-            anonymous,
             dummy_params,
             dummy,
             cache_key: rand::random(),
@@ -405,23 +429,27 @@ impl Authenticator {
         })
     }
 
-    /// `true` if `name` is an anonymous login name (`anonymous` or `ftp`, any case) and
-    /// anonymous access is enabled.
-    pub fn is_anonymous(&self, name: &str) -> bool {
-        self.anonymous.is_some() && ANONYMOUS_NAMES.iter().any(|a| name.eq_ignore_ascii_case(a))
+    /// The account `name` logs in as with the public key `blob` (SSH wire encoding), if that
+    /// key is authorized for it. Only which key: the SSH layer proves the client holds it.
+    pub fn authorized_key(&self, name: &str, blob: &[u8]) -> Option<Arc<Account>> {
+        let user = self.users.get(name)?;
+        user.keys
+            .iter()
+            .any(|k| k.blob == blob)
+            .then(|| Arc::clone(&user.account))
     }
 
-    /// Check a login. Hashing runs on the blocking pool. Unknown users cost the same as
-    /// known ones (verified against a dummy hash). Anonymous accepts any password.
+    /// Whether `name` may log in with a password at all (a configured user with a hash).
+    pub fn has_password(&self, name: &str) -> bool {
+        self.users.get(name).is_some_and(|u| u.hash.is_some())
+    }
+
+    /// Check a password login. Hashing runs on the blocking pool. Unknown users, and users with
+    /// keys only, cost the same as known ones (verified against a dummy hash).
     ///
     /// A successful login is remembered for [`LOGIN_CACHE_TTL`]; see the type's security notes.
     pub async fn authenticate(&self, name: &str, password: &str) -> Option<Arc<Account>> {
-        if let Some(anonymous) = &self.anonymous {
-            if self.is_anonymous(name) {
-                return Some(Arc::clone(anonymous));
-            }
-        }
-        let user = self.users.get(name);
+        let user = self.users.get(name).filter(|u| u.hash.is_some());
         let tag = self.tag(name, password);
         if let Some(user) = user {
             if self.cache_hit(name, &tag) {
@@ -429,8 +457,8 @@ impl Authenticator {
             }
         }
 
-        let phc = match user {
-            Some(user) => Arc::clone(&user.hash),
+        let phc = match user.and_then(|u| u.hash.as_ref()) {
+            Some(hash) => Arc::clone(hash),
             None => Arc::from(self.dummy_phc()),
         };
         let password = password.as_bytes().to_vec();
@@ -539,18 +567,15 @@ mod tests {
     fn user(name: &str, password: &str) -> UserSpec {
         UserSpec {
             name: name.to_string(),
-            password_hash: cheap_hash(password),
-            root: PathBuf::from(format!("/srv/{name}")),
+            password_hash: Some(cheap_hash(password)),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: PathBuf::from(format!("/srv/{name}")),
             permissions: default_permissions(),
-            tls: None,
         }
     }
 
-    fn anon() -> Option<AnonymousSpec> {
-        Some(AnonymousSpec {
-            root: PathBuf::from("/srv/pub"),
-        })
-    }
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILA9jLcKhe7kfCVY4vCdA4upqWLxtZTzGfD+4pjWY/dC alice@laptop";
 
     #[test]
     fn permission_names() {
@@ -587,11 +612,10 @@ mod tests {
 
     #[tokio::test]
     async fn login_round_trip() {
-        let auth =
-            Authenticator::new(vec![user("alice", "pw1"), user("bob", "pw2")], None).unwrap();
+        let auth = Authenticator::new(vec![user("alice", "pw1"), user("bob", "pw2")]).unwrap();
         let a = auth.authenticate("alice", "pw1").await.unwrap();
         assert_eq!(a.name, "alice");
-        assert_eq!(a.root, PathBuf::from("/srv/alice"));
+        assert_eq!(a.home, PathBuf::from("/srv/alice"));
         assert_eq!(a.permissions, Permissions::ALL);
         assert!(!a.anonymous);
         assert!(auth.authenticate("alice", "pw2").await.is_none());
@@ -606,33 +630,62 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_users_without_any_configured_user() {
-        let auth = Authenticator::new(vec![], None).unwrap();
+        let auth = Authenticator::new(vec![]).unwrap();
         assert!(auth.authenticate("nobody", "x").await.is_none());
-        assert!(
-            auth.authenticate("anonymous", "x").await.is_none(),
-            "anonymous disabled"
-        );
-        assert!(!auth.is_anonymous("anonymous"));
+        assert!(auth.authenticate("anonymous", "x").await.is_none());
     }
 
     #[tokio::test]
-    async fn anonymous_logins() {
-        let auth = Authenticator::new(vec![user("alice", "pw")], anon()).unwrap();
-        for name in ["anonymous", "ANONYMOUS", "ftp", "Ftp"] {
-            assert!(auth.is_anonymous(name));
-            let a = auth.authenticate(name, "guest@example.com").await.unwrap();
-            assert!(a.anonymous);
-            assert_eq!(a.name, "anonymous");
-            assert_eq!(a.permissions, Permissions::READ_ONLY);
-            assert_eq!(a.root, PathBuf::from("/srv/pub"));
-        }
-        assert!(!auth.is_anonymous("alice"));
-        assert!(auth.authenticate("alice", "pw").await.is_some());
+    async fn keys_log_in_only_their_user() {
+        let key = AuthorizedKey::parse_line(KEY).unwrap().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("keys");
+        std::fs::write(&file, format!("# bob's\n{KEY}\n")).unwrap();
+        let mut alice = user("alice", "pw");
+        alice.authorized_keys = vec![KEY.to_string()];
+        let mut bob = user("bob", "pw");
+        bob.password_hash = None;
+        bob.authorized_keys_file = Some(file);
+        let carol = user("carol", "pw");
+        let auth = Authenticator::new(vec![alice, bob, carol]).unwrap();
+        assert_eq!(
+            auth.authorized_key("alice", &key.blob).unwrap().name,
+            "alice"
+        );
+        assert_eq!(auth.authorized_key("bob", &key.blob).unwrap().name, "bob");
+        assert!(auth.authorized_key("carol", &key.blob).is_none());
+        assert!(auth.authorized_key("nobody", &key.blob).is_none());
+        let mut other = key.blob.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert!(auth.authorized_key("alice", &other).is_none());
+        // A user with keys only has no password, whatever is tried.
+        assert!(!auth.has_password("bob"));
+        assert!(auth.authenticate("bob", "").await.is_none());
+        assert!(auth.authenticate("bob", "pw").await.is_none());
+        assert!(auth.has_password("alice"));
+    }
+
+    #[test]
+    fn key_errors_name_the_user_and_line() {
+        let mut u = user("alice", "pw");
+        u.authorized_keys = vec![KEY.to_string(), "ssh-ed25519 !!!".to_string()];
+        let e = Authenticator::new(vec![u]).unwrap_err();
+        assert!(matches!(e, AuthError::BadKey { line: 2, .. }), "{e}");
+        let mut u = user("alice", "pw");
+        u.authorized_keys_file = Some(PathBuf::from("/nonexistent/keys"));
+        let e = Authenticator::new(vec![u]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/keys"), "{e}");
+        let mut u = user("alice", "pw");
+        u.password_hash = None;
+        assert!(matches!(
+            Authenticator::new(vec![u]).unwrap_err(),
+            AuthError::NoCredentials(_)
+        ));
     }
 
     #[test]
     fn config_errors() {
-        let err = |users: Vec<UserSpec>| Authenticator::new(users, None).unwrap_err();
+        let err = |users: Vec<UserSpec>| Authenticator::new(users).unwrap_err();
         assert!(
             matches!(err(vec![user("a", "x"), user("a", "y")]), AuthError::Duplicate(n) if n == "a")
         );
@@ -662,7 +715,7 @@ mod tests {
             "$argon2id$v=7$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
         ] {
             let mut u = user("alice", "x");
-            u.password_hash = phc.to_string();
+            u.password_hash = Some(phc.to_string());
             let e = err(vec![u]);
             assert!(
                 matches!(&e, AuthError::BadHash { user, .. } if user == "alice"),
@@ -681,7 +734,6 @@ mod tests {
         #[serde(deny_unknown_fields)]
         struct File {
             users: Vec<UserSpec>,
-            anonymous: Option<AnonymousSpec>,
         }
         let text = format!(
             r#"
@@ -693,23 +745,22 @@ mod tests {
             [[users]]
             name = "reader"
             password_hash = "{}"
-            root = "/srv/reader"
+            home = "/srv/reader"
             permissions = ["read-only"]
-
-            [anonymous]
-            root = "/srv/pub"
+            authorized_keys = ["{KEY}"]
             "#,
             cheap_hash("alice-pw"),
             cheap_hash("reader-pw"),
         );
         let file: File = toml::from_str(&text).unwrap();
         assert_eq!(file.users[0].permissions, vec!["all".to_string()]);
-        let auth = Authenticator::new(file.users, file.anonymous).unwrap();
+        let auth = Authenticator::new(file.users).unwrap();
         let r = auth.authenticate("reader", "reader-pw").await.unwrap();
         assert_eq!(r.permissions, Permissions::READ_ONLY);
-        assert_eq!(r.root, PathBuf::from("/srv/reader"));
-        assert!(auth.authenticate("alice", "alice-pw").await.is_some());
-        assert!(auth.is_anonymous("ftp"));
+        assert_eq!(r.home, PathBuf::from("/srv/reader"));
+        let alice = auth.authenticate("alice", "alice-pw").await.unwrap();
+        // `root`, the key's old name, is still read.
+        assert_eq!(alice.home, PathBuf::from("/srv/alice"));
 
         let typo = "[[users]]\nname = \"a\"\npasword_hash = \"x\"\nroot = \"/\"\n";
         assert!(
@@ -720,13 +771,13 @@ mod tests {
 
     #[tokio::test]
     async fn cache_skips_argon2_only_for_the_right_password() {
-        let mut auth = Authenticator::new(vec![user("alice", "pw")], None).unwrap();
+        let mut auth = Authenticator::new(vec![user("alice", "pw")]).unwrap();
         let first = auth.authenticate("alice", "pw").await.unwrap();
         assert!(auth.authenticate("alice", "wrong").await.is_none());
         assert_eq!(auth.lock_cache().len(), 1, "failures are not cached");
 
         // Make argon2 fail for alice: only a cache hit can now let her in.
-        auth.users.get_mut("alice").unwrap().hash = Arc::from("$argon2id$broken");
+        auth.users.get_mut("alice").unwrap().hash = Some(Arc::from("$argon2id$broken"));
         let second = auth.authenticate("alice", "pw").await.unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         assert!(auth.authenticate("alice", "wrong").await.is_none());
@@ -739,7 +790,7 @@ mod tests {
 
     #[tokio::test]
     async fn cache_is_bounded() {
-        let auth = Authenticator::new(vec![user("alice", "pw")], None).unwrap();
+        let auth = Authenticator::new(vec![user("alice", "pw")]).unwrap();
         for i in 0..LOGIN_CACHE_CAPACITY + 5 {
             auth.remember(&format!("u{i}"), auth.tag("u", "p"));
         }
@@ -753,14 +804,14 @@ mod tests {
     fn futures_are_send() {
         fn assert_send_sync<T: Send + Sync>(_: &T) {}
         fn assert_send<T: Send>(_: T) {}
-        let auth = Authenticator::new(vec![], None).unwrap();
+        let auth = Authenticator::new(vec![]).unwrap();
         assert_send_sync(&auth);
         assert_send(auth.authenticate("a", "b"));
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let auth = Authenticator::new(vec![user("alice", "pw")], anon()).unwrap();
+        let auth = Authenticator::new(vec![user("alice", "pw")]).unwrap();
         let shown = format!("{auth:?}");
         assert!(shown.contains("alice"));
         assert!(!shown.contains("argon2"), "{shown}");

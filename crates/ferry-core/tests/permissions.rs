@@ -19,10 +19,9 @@ fn p(s: &str) -> VPath {
 fn account(permissions: Permissions) -> Arc<Account> {
     Arc::new(Account {
         name: "u".into(),
-        root: PathBuf::from("/unused"),
+        home: PathBuf::from("/unused"),
         permissions,
         anonymous: false,
-        tls: None,
     })
 }
 

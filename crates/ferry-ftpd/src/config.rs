@@ -1,11 +1,26 @@
 //! Server settings, already validated. The binary maps `ferry.toml` and CLI flags onto this.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::tls::TlsConfig;
+
+/// Whether FTP over TLS is refused, allowed or demanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// No TLS: `AUTH TLS` is refused.
+    Off,
+    /// TLS allowed, plain FTP too.
+    #[default]
+    Optional,
+    /// Logins and data connections only over TLS.
+    Required,
+}
 
 /// How the server answers `PASV` when it sits behind NAT.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +102,11 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Listeners for implicit FTPS (TLS from the first byte, classically port 990).
     pub implicit_tls_listen: Vec<SocketAddr>,
+    /// Per-user TLS policies that differ from the server's (`tls` of `TlsConfig`).
+    pub user_tls: HashMap<String, TlsPolicy>,
+    /// Anonymous logins (`anonymous` or `ftp`, any password), read-only, served this
+    /// directory; `None`: refused.
+    pub anonymous_home: Option<PathBuf>,
 }
 
 /// Descriptors the process needs besides its sessions' own: standard streams, the runtime's
@@ -146,6 +166,8 @@ impl Default for ServerConfig {
             failed_login_window: Duration::from_secs(300),
             tls: None,
             implicit_tls_listen: Vec::new(),
+            user_tls: HashMap::new(),
+            anonymous_home: None,
         }
     }
 }

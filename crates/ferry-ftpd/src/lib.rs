@@ -18,8 +18,7 @@ mod session;
 pub mod tls;
 mod transfer;
 
-pub use config::{Masquerade, ServerConfig};
-pub use ferry_auth::TlsPolicy;
+pub use config::{Masquerade, ServerConfig, TlsPolicy};
 
 /// Process-wide counters.
 pub mod stats {

@@ -19,7 +19,7 @@ use crate::config::ServerConfig;
 use crate::data::PortPool;
 use crate::session::Session;
 
-/// Makes the storage a logged-in account sees. The default serves `account.root` with [`LocalFs`].
+/// Makes the storage a logged-in account sees. The default serves `account.home` with [`LocalFs`].
 pub type StorageFactory =
     Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
 
@@ -40,15 +40,15 @@ fn local_storage_reusing(reuse: std::time::Duration) -> StorageFactory {
         let mut open = open
             .lock()
             .map_err(|_| io::Error::other("storage cache poisoned"))?;
-        if let Some((fs, opened)) = open.get(&account.root) {
+        if let Some((fs, opened)) = open.get(&account.home) {
             if now.duration_since(*opened) < reuse {
                 return Ok(Arc::clone(fs) as Arc<dyn Storage>);
             }
         }
-        let fs = Arc::new(LocalFs::new(&account.root)?);
+        let fs = Arc::new(LocalFs::new(&account.home)?);
         // Only recently opened roots stay (their sessions hold their own references).
         open.retain(|_, (_, opened)| now.duration_since(*opened) < reuse);
-        open.insert(account.root.clone(), (Arc::clone(&fs), now));
+        open.insert(account.home.clone(), (Arc::clone(&fs), now));
         Ok(fs as Arc<dyn Storage>)
     })
 }
@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) ports: Option<Arc<PortPool>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) throttle: LoginThrottle,
+    /// The account of anonymous logins, when they are allowed.
+    pub(crate) anonymous: Option<Arc<Account>>,
 }
 
 /// A bound FTP server, ready to [`run`](Server::run).
@@ -120,8 +122,17 @@ impl Server {
             config.max_failed_logins_per_user,
             config.failed_login_window,
         );
+        let anonymous = config.anonymous_home.clone().map(|home| {
+            Arc::new(Account {
+                name: "anonymous".to_string(),
+                home,
+                permissions: ferry_auth::Permissions::READ_ONLY,
+                anonymous: true,
+            })
+        });
         let shared = Arc::new(Shared {
             throttle,
+            anonymous,
             config,
             auth,
             storage,
@@ -134,6 +145,12 @@ impl Server {
             shutdown_tx,
             limits,
         })
+    }
+
+    /// The failed-login throttle, to share with another protocol's server so that guesses
+    /// over either add up.
+    pub fn login_throttle(&self) -> ferry_auth::LoginThrottle {
+        self.shared.throttle.clone()
     }
 
     /// The plain/explicit-TLS addresses actually bound (useful with port 0).
@@ -471,7 +488,7 @@ mod tests {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             ..ServerConfig::default()
         };
-        let auth = Arc::new(Authenticator::new(Vec::new(), None).unwrap());
+        let auth = Arc::new(Authenticator::new(Vec::new()).unwrap());
         let server = Server::bind(config, auth, local_storage()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
@@ -500,10 +517,9 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         let account = Account {
             name: "alice".into(),
-            root: root.clone(),
+            home: root.clone(),
             permissions: ferry_auth::Permissions::ALL,
             anonymous: false,
-            tls: None,
         };
         let factory = local_storage_reusing(std::time::Duration::from_millis(300));
         let first = factory(&account).unwrap();

@@ -342,7 +342,7 @@ fn source_port_minus_one_needs_a_usable_port() {
         active_source_port_minus_one: true,
         ..Default::default()
     };
-    let auth = std::sync::Arc::new(ferry_auth::Authenticator::new(vec![], None).unwrap());
+    let auth = std::sync::Arc::new(ferry_auth::Authenticator::new(vec![]).unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::*;
-use ferry_auth::TlsPolicy;
+use ferry_ftpd::TlsPolicy;
 use ferry_ftpd::tls::{CertStore, TlsConfig, certified_key_from_pem, generate_self_signed};
 use ferry_proto::{Reply, ReplyDecoder};
 use rustls::pki_types::ServerName;

@@ -23,16 +23,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .map_or_else(|| root.join("..").join(".ferry-sftp-state"), PathBuf::from);
     let password = std::env::var("FERRY_PASSWORD").map_err(|_| "set FERRY_PASSWORD")?;
-    let auth = Authenticator::new(
-        vec![UserSpec {
-            name: "ferry".into(),
-            password_hash: ferry_auth::hash_password(&password),
-            root,
-            permissions: vec!["all".into()],
-            tls: None,
-        }],
-        None,
-    )?;
+    let auth = Authenticator::new(vec![UserSpec {
+        name: "ferry".into(),
+        password_hash: Some(ferry_auth::hash_password(&password)),
+        authorized_keys: Vec::new(),
+        authorized_keys_file: None,
+        home: root,
+        permissions: vec!["all".into()],
+    }])?;
     let server = SftpServer::new(SftpConfig::new(state), Arc::new(auth), local_storage())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     for fp in server.fingerprints() {

@@ -24,7 +24,7 @@ pub type StorageFactory =
 /// Each account's root directory on the local disk, jailed ([`LocalFs`]).
 pub fn local_storage() -> StorageFactory {
     Arc::new(|account: &Account| {
-        let fs: Arc<dyn Storage> = Arc::new(LocalFs::new(&account.root)?);
+        let fs: Arc<dyn Storage> = Arc::new(LocalFs::new(&account.home)?);
         Ok(fs)
     })
 }

@@ -68,11 +68,8 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        // Anonymous access is an FTP feature; over SFTP those names are ordinary (unknown) users.
-        if self.server.auth.is_anonymous(user) {
-            tracing::info!(peer = ?self.peer, "ssh: anonymous login refused");
-            return Ok(password_only());
-        }
+        // Anonymous access is an FTP feature: the authenticator knows no anonymous account,
+        // and its names are reserved, so over SFTP they are unknown users.
         // Every guess takes a place in the throttle shared by all protocols before its
         // password is checked; a refused one is never checked.
         let attempt = match self.peer {

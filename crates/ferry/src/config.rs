@@ -3,22 +3,64 @@
 //! Unknown keys are errors (`deny_unknown_fields`), so a typo never silently does nothing, and
 //! every error names its line and column.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ferry_auth::{AnonymousSpec, TlsPolicy, UserSpec};
-use ferry_ftpd::{Masquerade, ServerConfig};
+use ferry_auth::UserSpec;
+use ferry_ftpd::{Masquerade, ServerConfig, TlsPolicy};
 use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The whole file. Every key is optional; the defaults are the ones documented in
-/// `docs/configuration.md`.
+/// `docs/configuration.md`. Settings every protocol shares sit at the top and in `[limits]`
+/// and `[storage]`; each protocol has its table (`[ftp]`, `[sftp]`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
+    pub(crate) state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) users: Vec<UserSpec>,
+    #[serde(default)]
+    pub(crate) limits: LimitsSection,
+    #[serde(default)]
+    pub(crate) storage: StorageSection,
+    #[serde(default)]
+    pub(crate) ftp: FtpSection,
+    #[serde(default)]
+    pub(crate) sftp: SftpSection,
+}
+
+/// `[limits]`: sessions and logins, counted across every protocol.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsSection {
+    pub(crate) max_sessions: Option<usize>,
+    pub(crate) max_sessions_per_ip: Option<usize>,
+    pub(crate) max_login_attempts: Option<u32>,
+    pub(crate) login_failure_delay_ms: Option<u64>,
+    pub(crate) max_failed_logins_per_ip: Option<u32>,
+    pub(crate) max_failed_logins_per_user: Option<u32>,
+    pub(crate) failed_login_window: Option<u64>,
+    pub(crate) login_timeout: Option<u64>,
+    pub(crate) idle_timeout: Option<u64>,
+}
+
+/// `[storage]`: how users' files are served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageSection {
+    pub(crate) listing_cache_entries: Option<usize>,
+}
+
+/// `[ftp]`: FTP and FTPS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FtpSection {
     pub(crate) listen: Option<Vec<SocketAddr>>,
+    pub(crate) implicit_tls_listen: Option<Vec<SocketAddr>>,
     pub(crate) greeting: Option<String>,
     pub(crate) passive_ports: Option<PortRange>,
     pub(crate) masquerade_address: Option<String>,
@@ -33,28 +75,104 @@ pub(crate) struct FileConfig {
     pub(crate) data_connect_timeout: Option<u64>,
     pub(crate) data_stall_timeout: Option<u64>,
     pub(crate) quick_download_max: Option<u64>,
-    pub(crate) listing_cache_entries: Option<usize>,
-    pub(crate) login_timeout: Option<u64>,
-    pub(crate) idle_timeout: Option<u64>,
     pub(crate) max_line: Option<usize>,
-    pub(crate) max_sessions: Option<usize>,
-    pub(crate) max_sessions_per_ip: Option<usize>,
-    pub(crate) max_login_attempts: Option<u32>,
-    pub(crate) login_failure_delay_ms: Option<u64>,
-    pub(crate) max_failed_logins_per_ip: Option<u32>,
-    pub(crate) max_failed_logins_per_user: Option<u32>,
-    pub(crate) failed_login_window: Option<u64>,
     pub(crate) tls: Option<TlsPolicy>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) tls_require_session_reuse: Option<bool>,
     pub(crate) tls_exempt_anonymous: Option<bool>,
     pub(crate) allow_ccc: Option<bool>,
-    pub(crate) implicit_tls_listen: Option<Vec<SocketAddr>>,
-    pub(crate) state_dir: Option<PathBuf>,
+    /// Serve anonymous (`anonymous`/`ftp`) read-only logins from this directory.
+    pub(crate) anonymous_root: Option<PathBuf>,
+    /// `[ftp.user_tls]`: user name = TLS policy, where it differs from `tls`.
     #[serde(default)]
-    pub(crate) users: Vec<UserSpec>,
-    pub(crate) anonymous: Option<AnonymousSpec>,
+    pub(crate) user_tls: BTreeMap<String, TlsPolicy>,
+}
+
+/// `[sftp]`: SFTP over SSH.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SftpSection {
+    pub(crate) listen: Option<Vec<SocketAddr>>,
+}
+
+/// Keys of the old, flat file and the table each now lives in.
+const MOVED_KEYS: [(&str, &str); 31] = [
+    ("listen", "ftp"),
+    ("implicit_tls_listen", "ftp"),
+    ("greeting", "ftp"),
+    ("passive_ports", "ftp"),
+    ("masquerade_address", "ftp"),
+    ("masquerade_overrides", "ftp"),
+    ("active", "ftp"),
+    ("passive", "ftp"),
+    ("active_source_port_minus_one", "ftp"),
+    ("allow_foreign_passive_peer", "ftp"),
+    ("allow_active_foreign_address", "ftp"),
+    ("allow_active_privileged_port", "ftp"),
+    ("data_connect_timeout", "ftp"),
+    ("data_stall_timeout", "ftp"),
+    ("quick_download_max", "ftp"),
+    ("max_line", "ftp"),
+    ("tls", "ftp"),
+    ("tls_cert", "ftp"),
+    ("tls_key", "ftp"),
+    ("tls_require_session_reuse", "ftp"),
+    ("tls_exempt_anonymous", "ftp"),
+    ("allow_ccc", "ftp"),
+    ("listing_cache_entries", "storage"),
+    ("max_sessions", "limits"),
+    ("max_sessions_per_ip", "limits"),
+    ("max_login_attempts", "limits"),
+    ("login_failure_delay_ms", "limits"),
+    ("max_failed_logins_per_ip", "limits"),
+    ("max_failed_logins_per_user", "limits"),
+    ("failed_login_window", "limits"),
+    ("login_timeout", "limits"),
+];
+
+/// A key of the old flat layout, found where the current one has none: `line L: ...` naming
+/// the key's new place. TOML puts top-level keys before the first table, so those are the
+/// lines looked at; `[anonymous]` and a user's `tls` moved too.
+fn moved_key(text: &str) -> Option<String> {
+    let mut table = "";
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            table = line;
+            if line.replace(' ', "") == "[anonymous]" {
+                return Some(format!(
+                    "line {}: the [anonymous] table is now `anonymous_root = \"DIR\"` in [ftp]",
+                    i + 1
+                ));
+            }
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().trim_matches('"');
+        if table.is_empty() {
+            if key == "idle_timeout" {
+                return Some(format!(
+                    "line {}: `idle_timeout` now belongs in [limits]",
+                    i + 1
+                ));
+            }
+            if let Some((_, section)) = MOVED_KEYS.iter().find(|(k, _)| *k == key) {
+                return Some(format!(
+                    "line {}: `{key}` now belongs in [{section}] (write it under a `[{section}]` line)",
+                    i + 1
+                ));
+            }
+        } else if table.replace(' ', "") == "[[users]]" && key == "tls" {
+            return Some(format!(
+                "line {}: a user's `tls` is now set in [ftp.user_tls] (`NAME = \"POLICY\"`)",
+                i + 1
+            ));
+        }
+    }
+    None
 }
 
 /// `[[masquerade_overrides]]`: clients in `network` are told `address` in `227` replies.
@@ -114,6 +232,9 @@ impl FileConfig {
 
     /// Parse the text of a configuration file.
     pub(crate) fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        if let Some(moved) = moved_key(text) {
+            bail!("{moved}");
+        }
         let cfg: FileConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe(text, &e)))?;
         Ok(cfg)
@@ -122,50 +243,64 @@ impl FileConfig {
     /// Apply the file onto the server defaults.
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         let mut c = ServerConfig::default();
-        if let Some(l) = &self.listen {
+        if let Some(l) = &self.ftp.listen {
             c.listen = l.clone();
         }
-        if let Some(g) = &self.greeting {
+        if let Some(g) = &self.ftp.greeting {
             if g.contains(['\r', '\n']) {
                 bail!("greeting: must be one line");
             }
             c.greeting = g.clone();
         }
         c.passive_ports = Some(
-            self.passive_ports
+            self.ftp
+                .passive_ports
                 .map_or(DEFAULT_PASSIVE_PORTS, |r| (r.0, r.1)),
         );
         c.masquerade = Masquerade {
-            address: match &self.masquerade_address {
+            address: match &self.ftp.masquerade_address {
                 Some(a) => Some(resolve_v4(a).with_context(|| "masquerade_address")?),
                 None => None,
             },
             overrides: self
+                .ftp
                 .masquerade_overrides
                 .iter()
                 .map(|o| (o.network, o.address))
                 .collect(),
         };
         macro_rules! set {
-            ($field:ident, $key:ident) => {
-                if let Some(v) = self.$key {
+            ($field:ident, $table:ident . $key:ident) => {
+                if let Some(v) = self.$table.$key {
                     c.$field = v;
                 }
             };
         }
-        set!(active_enabled, active);
-        set!(passive_enabled, passive);
-        set!(active_source_port_minus_one, active_source_port_minus_one);
-        set!(allow_foreign_passive_peer, allow_foreign_passive_peer);
-        set!(allow_active_foreign_address, allow_active_foreign_address);
-        set!(allow_active_privileged_port, allow_active_privileged_port);
-        set!(max_line, max_line);
-        set!(quick_download_max, quick_download_max);
-        set!(max_sessions, max_sessions);
-        set!(max_sessions_per_ip, max_sessions_per_ip);
-        set!(max_login_attempts, max_login_attempts);
-        set!(max_failed_logins_per_ip, max_failed_logins_per_ip);
-        set!(max_failed_logins_per_user, max_failed_logins_per_user);
+        set!(active_enabled, ftp.active);
+        set!(passive_enabled, ftp.passive);
+        set!(
+            active_source_port_minus_one,
+            ftp.active_source_port_minus_one
+        );
+        set!(allow_foreign_passive_peer, ftp.allow_foreign_passive_peer);
+        set!(
+            allow_active_foreign_address,
+            ftp.allow_active_foreign_address
+        );
+        set!(
+            allow_active_privileged_port,
+            ftp.allow_active_privileged_port
+        );
+        set!(max_line, ftp.max_line);
+        set!(quick_download_max, ftp.quick_download_max);
+        set!(max_sessions, limits.max_sessions);
+        set!(max_sessions_per_ip, limits.max_sessions_per_ip);
+        set!(max_login_attempts, limits.max_login_attempts);
+        set!(max_failed_logins_per_ip, limits.max_failed_logins_per_ip);
+        set!(
+            max_failed_logins_per_user,
+            limits.max_failed_logins_per_user
+        );
         let secs = |v: Option<u64>, key: &str, default: Duration| -> anyhow::Result<Duration> {
             match v {
                 None => Ok(default),
@@ -174,23 +309,23 @@ impl FileConfig {
             }
         };
         c.data_connect_timeout = secs(
-            self.data_connect_timeout,
+            self.ftp.data_connect_timeout,
             "data_connect_timeout",
             c.data_connect_timeout,
         )?;
         c.data_stall_timeout = secs(
-            self.data_stall_timeout,
+            self.ftp.data_stall_timeout,
             "data_stall_timeout",
             c.data_stall_timeout,
         )?;
-        c.login_timeout = secs(self.login_timeout, "login_timeout", c.login_timeout)?;
-        c.idle_timeout = secs(self.idle_timeout, "idle_timeout", c.idle_timeout)?;
+        c.login_timeout = secs(self.limits.login_timeout, "login_timeout", c.login_timeout)?;
+        c.idle_timeout = secs(self.limits.idle_timeout, "idle_timeout", c.idle_timeout)?;
         c.failed_login_window = secs(
-            self.failed_login_window,
+            self.limits.failed_login_window,
             "failed_login_window",
             c.failed_login_window,
         )?;
-        if let Some(ms) = self.login_failure_delay_ms {
+        if let Some(ms) = self.limits.login_failure_delay_ms {
             c.login_failure_delay = Duration::from_millis(ms);
         }
         if c.max_line < 512 {
@@ -199,30 +334,35 @@ impl FileConfig {
         if c.max_login_attempts == 0 {
             bail!("max_login_attempts: must be at least 1");
         }
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
+        if self.ftp.tls_cert.is_some() != self.ftp.tls_key.is_some() {
             bail!("tls_cert and tls_key: give both or neither");
         }
-        let global_tls = self.tls.unwrap_or(TlsPolicy::Required);
-        for u in &self.users {
-            if global_tls == TlsPolicy::Required && u.tls.is_some_and(|t| t != TlsPolicy::Required)
-            {
+        let global_tls = self.ftp.tls.unwrap_or(TlsPolicy::Required);
+        for (name, &policy) in &self.ftp.user_tls {
+            if !self.users.iter().any(|u| &u.name == name) {
+                bail!("[ftp.user_tls]: '{name}' is not a configured user");
+            }
+            if global_tls == TlsPolicy::Required && policy != TlsPolicy::Required {
                 bail!(
-                    "user '{}': tls = \"{}\" cannot relax the server's tls = \"required\" (clear-text USER is refused before the user is known)",
-                    u.name,
-                    if u.tls == Some(TlsPolicy::Off) {
+                    "[ftp.user_tls] {name} = \"{}\" cannot relax the server's tls = \"required\" (clear-text USER is refused before the user is known)",
+                    if policy == TlsPolicy::Off {
                         "off"
                     } else {
                         "optional"
                     }
                 );
             }
-            if global_tls == TlsPolicy::Off && u.tls == Some(TlsPolicy::Required) {
-                bail!(
-                    "user '{}': tls = \"required\" but the server's tls is \"off\"",
-                    u.name
-                );
+            if global_tls == TlsPolicy::Off && policy == TlsPolicy::Required {
+                bail!("[ftp.user_tls] {name} = \"required\" but the server's tls is \"off\"");
             }
         }
+        c.user_tls = self
+            .ftp
+            .user_tls
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        c.anonymous_home = self.ftp.anonymous_root.clone();
         Ok(c)
     }
 }
@@ -283,22 +423,57 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let err = FileConfig::parse("listen = [\"127.0.0.1:21\"]\npasive = true\n").unwrap_err();
+        let err =
+            FileConfig::parse("[ftp]\nlisten = [\"127.0.0.1:21\"]\npasive = true\n").unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
         assert!(msg.contains("pasive"), "{msg}");
+        let err =
+            FileConfig::parse("[ftp]\npassive = true\n[limits]\nidle_timeot = 3\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("idle_timeot"), "{msg}");
+    }
+
+    /// Keys of the old flat layout are refused with their line and their new place.
+    #[test]
+    fn moved_keys_name_their_new_place() {
+        let cases = [
+            (
+                "state_dir = \"/s\"\npassive_ports = \"1-2\"\n",
+                "line 2",
+                "[ftp]",
+            ),
+            ("idle_timeout = 3\n", "line 1", "[limits]"),
+            ("max_sessions_per_ip = 3\n", "line 1", "[limits]"),
+            ("listing_cache_entries = 3\n", "line 1", "[storage]"),
+            ("tls = \"off\"\n", "line 1", "[ftp]"),
+            ("[anonymous]\nroot = \"/p\"\n", "line 1", "anonymous_root"),
+            (
+                "[[users]]\nname = \"a\"\nhome = \"/\"\ntls = \"optional\"\n",
+                "line 4",
+                "[ftp.user_tls]",
+            ),
+        ];
+        for (text, line, place) in cases {
+            let msg = format!("{:#}", FileConfig::parse(text).unwrap_err());
+            assert!(msg.contains(line) && msg.contains(place), "{text:?}: {msg}");
+        }
+        // The same names inside their tables are fine.
+        FileConfig::parse("[ftp]\ntls = \"off\"\n[limits]\nidle_timeout = 3\n").unwrap();
     }
 
     #[test]
     fn full_file_maps_onto_server_config() {
         let text = r#"
+[ftp]
 listen = ["127.0.0.1:2121", "[::1]:2121"]
 passive_ports = "30000-30009"
 masquerade_address = "203.0.113.7"
 active = false
 data_connect_timeout = 5
 data_stall_timeout = 120
-[[masquerade_overrides]]
+[[ftp.masquerade_overrides]]
 network = "192.168.0.0/16"
 address = "192.168.1.2"
 "#;
@@ -321,7 +496,7 @@ address = "192.168.1.2"
 
     #[test]
     fn bad_port_range_names_its_line() {
-        let err = FileConfig::parse("\n\npassive_ports = \"9-3\"\n").unwrap_err();
+        let err = FileConfig::parse("\n[ftp]\npassive_ports = \"9-3\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 3"), "{err:#}");
     }
 
@@ -338,7 +513,7 @@ address = "192.168.1.2"
             let text = block.split("```").next().unwrap();
             let f = FileConfig::parse(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
             f.server_config().unwrap();
-            ferry_auth::Authenticator::new(f.users.clone(), f.anonymous.clone()).unwrap();
+            ferry_auth::Authenticator::new(f.users.clone()).unwrap();
             blocks += 1;
         }
         assert!(blocks >= 2);
@@ -346,10 +521,10 @@ address = "192.168.1.2"
 
     #[test]
     fn masquerade_address_may_be_a_dns_name() {
-        let f = FileConfig::parse("masquerade_address = \"localhost\"").unwrap();
+        let f = FileConfig::parse("[ftp]\nmasquerade_address = \"localhost\"").unwrap();
         let c = f.server_config().unwrap();
         assert_eq!(c.masquerade.address, Some(Ipv4Addr::LOCALHOST));
-        let f = FileConfig::parse("masquerade_address = \"::1\"").unwrap();
+        let f = FileConfig::parse("[ftp]\nmasquerade_address = \"::1\"").unwrap();
         let err = f.server_config().unwrap_err();
         assert!(format!("{err:#}").contains("EPSV"), "{err:#}");
     }
@@ -358,7 +533,7 @@ address = "192.168.1.2"
     fn a_user_cannot_relax_a_required_tls_server() {
         let user = |tls: &str| {
             format!(
-                "{tls}\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroot = \"/tmp\"\ntls = \"optional\"\n"
+                "[ftp]\n{tls}\n[ftp.user_tls]\na = \"optional\"\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nhome = \"/tmp\"\n"
             )
         };
         let err = FileConfig::parse(&user(""))
@@ -366,17 +541,27 @@ address = "192.168.1.2"
             .server_config()
             .unwrap_err();
         assert!(format!("{err:#}").contains("cannot relax"), "{err:#}");
-        FileConfig::parse(&user("tls = \"optional\""))
+        let c = FileConfig::parse(&user("tls = \"optional\""))
             .unwrap()
             .server_config()
             .unwrap();
-        let off = "tls = \"off\"\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroot = \"/tmp\"\ntls = \"required\"\n";
+        assert_eq!(c.user_tls.get("a"), Some(&TlsPolicy::Optional));
+        let off = "[ftp]\ntls = \"off\"\n[ftp.user_tls]\na = \"required\"\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nhome = \"/tmp\"\n";
         assert!(FileConfig::parse(off).unwrap().server_config().is_err());
+        let stranger = "[ftp]\ntls = \"optional\"\n[ftp.user_tls]\nzed = \"required\"\n";
+        let err = FileConfig::parse(stranger)
+            .unwrap()
+            .server_config()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a configured user"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn zero_timeout_is_refused() {
-        let f = FileConfig::parse("idle_timeout = 0").unwrap();
+        let f = FileConfig::parse("[limits]\nidle_timeout = 0").unwrap();
         assert!(f.server_config().is_err());
     }
 }

@@ -87,13 +87,13 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::FileConfig::load(file)?;
     cfg.server_config()?;
-    ferry_auth::Authenticator::new(cfg.users.clone(), cfg.anonymous.clone())?;
+    ferry_auth::Authenticator::new(cfg.users.clone())?;
     for u in &cfg.users {
-        if !u.root.is_dir() {
+        if !u.home.is_dir() {
             eprintln!(
-                "ferry: warning: user '{}': root {} is not a directory yet",
+                "ferry: warning: user '{}': home {} is not a directory yet",
                 u.name,
-                u.root.display()
+                u.home.display()
             );
         }
     }

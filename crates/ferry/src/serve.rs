@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ferry_auth::{AnonymousSpec, Authenticator, TlsPolicy, UserSpec};
-use ferry_ftpd::{CertStore, Server, TlsConfig, local_storage};
+use ferry_auth::{Authenticator, UserSpec};
+use ferry_ftpd::{CertStore, Server, TlsConfig, TlsPolicy, local_storage};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FileConfig, PortRange, default_root, default_state_dir};
+
+/// Where the quick default serves SFTP.
+const DEFAULT_SFTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2222);
 
 /// Flags of `ferry serve`. Flags override the configuration file.
 #[derive(Debug, Args)]
@@ -43,6 +47,10 @@ pub(crate) struct ServeArgs {
     /// PEM private key for TLS (with --cert).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Serve SFTP on this address; repeatable ([::1]:2222 for IPv6). Without a configuration
+    /// file or --listen, SFTP is served on 127.0.0.1:2222.
+    #[arg(long, value_name = "ADDR:PORT")]
+    sftp_listen: Vec<SocketAddr>,
     /// Listen for implicit FTPS (TLS from the first byte); repeatable.
     #[arg(long, value_name = "ADDR:PORT")]
     implicit_tls_listen: Vec<SocketAddr>,
@@ -94,20 +102,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(t) = &tls {
         config.tls = Some(t.config.clone());
         config.implicit_tls_listen = if args.implicit_tls_listen.is_empty() {
-            file.implicit_tls_listen.clone().unwrap_or_default()
+            file.ftp.implicit_tls_listen.clone().unwrap_or_default()
         } else {
             args.implicit_tls_listen.clone()
         };
-    } else if !args.implicit_tls_listen.is_empty() || file.implicit_tls_listen.is_some() {
+    } else if !args.implicit_tls_listen.is_empty() || file.ftp.implicit_tls_listen.is_some() {
         bail!("implicit TLS listeners need tls = optional or required");
     }
 
     let mut users = file.users.clone();
-    let mut anonymous = file.anonymous.clone();
     if let Some(dir) = &args.anonymous_root {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        anonymous = Some(AnonymousSpec { root: dir.clone() });
+        config.anonymous_home = Some(dir.clone());
     }
+    let anonymous = config.anonymous_home.is_some();
     let mut banner_credentials = None;
     let quick_root = args.root.clone().unwrap_or_else(default_root);
     if let Some(name) = &args.user {
@@ -117,20 +125,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("--user needs the password in the FERRY_PASSWORD environment variable")?;
         users.retain(|u| &u.name != name);
         users.push(quick_user(name, &password, &quick_root)?);
-    } else if users.is_empty() && anonymous.is_none() {
+    } else if users.is_empty() && !anonymous {
         // Nothing configured: a generated user on a folder we create, printed below.
         let password = generate_password();
         users.push(quick_user("ferry", &password, &quick_root)?);
         banner_credentials = Some(("ferry".to_string(), password));
     } else if args.root.is_some() {
         bail!(
-            "--root applies to the --user (or generated) user; set `root` per user in the config file"
+            "--root applies to the --user (or generated) user; set `home` per user in the config file"
         );
     }
-    let auth = Arc::new(Authenticator::new(users, anonymous)?);
+    let auth = Arc::new(Authenticator::new(users)?);
 
     ferry_vfs::listcache::set_limit(
-        file.listing_cache_entries
+        file.storage
+            .listing_cache_entries
             .unwrap_or(ferry_vfs::listcache::DEFAULT_LIMIT),
     );
     // Each session holds a descriptor or a few; lift the soft limit to the hard one, and keep
@@ -139,7 +148,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not raise the open-file limit");
         ferry_sys::nofile_limit()
     });
-    let asked_for = args.max_sessions.or(file.max_sessions);
+    let asked_for = args.max_sessions.or(file.limits.max_sessions);
     match config.fit_open_file_limit(nofile) {
         Some(asked) if asked_for.is_some() => tracing::warn!(
             open_file_limit = nofile,
@@ -158,13 +167,70 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "open-file limit"
         ),
     }
+    // SFTP: where asked; on the quick default (no file, no --listen) beside FTPS.
+    let sftp_listen = if !args.sftp_listen.is_empty() {
+        args.sftp_listen.clone()
+    } else if let Some(listen) = &file.sftp.listen {
+        listen.clone()
+    } else if args.config.is_none() && args.listen.is_empty() {
+        vec![DEFAULT_SFTP_LISTEN]
+    } else {
+        Vec::new()
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or(file.state_dir.clone())
+        .unwrap_or_else(default_state_dir);
+    let sftp_config = {
+        let mut c = ferry_sftpd::SftpConfig::new(absolute(state_dir));
+        c.login_grace = config.login_timeout;
+        c.idle_timeout = config.idle_timeout;
+        c.max_failed_logins_per_ip = config.max_failed_logins_per_ip;
+        c.max_failed_logins_per_user = config.max_failed_logins_per_user;
+        c.failed_login_window = config.failed_login_window;
+        c
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = Server::bind(config, auth, local_storage())?;
+        let server = Server::bind(config, Arc::clone(&auth), local_storage())?;
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
+        }
+        let (sftp_stop, sftp_stopped) = tokio::sync::watch::channel(false);
+        let mut sftp_addrs = Vec::new();
+        if !sftp_listen.is_empty() {
+            let sftp = ferry_sftpd::SftpServer::new(
+                sftp_config,
+                Arc::clone(&auth),
+                ferry_sftpd::local_storage(),
+            )
+            .context("starting SFTP")?
+            .with_login_throttle(server.login_throttle());
+            let sftp = Arc::new(sftp);
+            for addr in &sftp_listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
+                let bound = listener.local_addr()?;
+                println!("ferry: listening on sftp://{bound}/");
+                sftp_addrs.push(bound);
+                let sftp = Arc::clone(&sftp);
+                let mut stopped = sftp_stopped.clone();
+                tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = sftp.serve(listener, stop).await {
+                        tracing::error!(error = %e, "SFTP listener failed");
+                    }
+                });
+            }
+            for fp in sftp.fingerprints() {
+                println!("ferry: SFTP host key {fp}");
+            }
         }
         for addr in server.implicit_tls_addrs() {
             println!("ferry: listening on ftps://{addr}/ (implicit TLS)");
@@ -192,10 +258,22 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 (Some(addr), None) => println!("ferry: try: curl ftp://{user}:{password}@{addr}/"),
                 _ => {}
             }
+            if let Some(addr) = sftp_addrs.first() {
+                let host = match addr.ip() {
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                println!("ferry: try: sftp -P {} {user}@{host}", addr.port());
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        server.run(shutdown_signal()).await?;
+        server
+            .run(async {
+                shutdown_signal().await;
+                let _ = sftp_stop.send(true);
+            })
+            .await?;
         anyhow::Ok(())
     })?;
     Ok(())
@@ -278,12 +356,13 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
     let policy: TlsPolicy = args
         .tls
         .map(Into::into)
-        .or(file.tls)
+        .or(file.ftp.tls)
         .unwrap_or(TlsPolicy::Required);
     if policy == TlsPolicy::Off {
         return Ok(None);
     }
-    let (cert_path, key_path) = match (&args.cert, &args.key, &file.tls_cert, &file.tls_key) {
+    let (cert_path, key_path) = match (&args.cert, &args.key, &file.ftp.tls_cert, &file.ftp.tls_key)
+    {
         (Some(c), Some(k), _, _) | (None, None, Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
             let dir = args
@@ -305,9 +384,9 @@ fn prepare_tls(file: &FileConfig, args: &ServeArgs) -> anyhow::Result<Option<Tls
         .with_context(|| format!("loading the TLS certificate {}", cert_path.display()))?;
     let mut config = TlsConfig::new(CertStore::new(key))?;
     config.policy = policy;
-    config.require_session_reuse = file.tls_require_session_reuse.unwrap_or(true);
-    config.exempt_anonymous = file.tls_exempt_anonymous.unwrap_or(false);
-    config.allow_ccc = file.allow_ccc.unwrap_or(false);
+    config.require_session_reuse = file.ftp.tls_require_session_reuse.unwrap_or(true);
+    config.exempt_anonymous = file.ftp.tls_exempt_anonymous.unwrap_or(false);
+    config.allow_ccc = file.ftp.allow_ccc.unwrap_or(false);
     Ok(Some(TlsSetup {
         config,
         cert_path,
@@ -387,10 +466,11 @@ fn quick_user(name: &str, password: &str, root: &std::path::Path) -> anyhow::Res
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     Ok(UserSpec {
         name: name.to_string(),
-        password_hash: ferry_auth::hash_password(password),
-        root: root.to_path_buf(),
+        password_hash: Some(ferry_auth::hash_password(password)),
+        authorized_keys: Vec::new(),
+        authorized_keys_file: None,
+        home: root.to_path_buf(),
         permissions: vec!["all".to_string()],
-        tls: None,
     })
 }
 

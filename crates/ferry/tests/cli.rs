@@ -133,14 +133,28 @@ impl Ctrl {
 
 #[test]
 fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
-    if std::net::TcpListener::bind("127.0.0.1:2121").is_err() {
-        eprintln!("skipping: 127.0.0.1:2121 is busy");
-        return;
+    for port in [2121, 2222] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "this test needs 127.0.0.1:{port}, the default ports, free"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(&[], dir.path(), None);
     let addr = serve.listening();
     assert_eq!(addr, "127.0.0.1:2121".parse().unwrap());
+    // SFTP beside FTPS, with the host key's fingerprint in OpenSSH's form.
+    assert_eq!(serve.line(), "ferry: listening on sftp://127.0.0.1:2222/");
+    let host_key = serve.line();
+    assert!(
+        host_key.starts_with("ferry: SFTP host key SHA256:"),
+        "{host_key}"
+    );
+    assert!(
+        dir.path()
+            .join("ferry-state/ssh_host_ed25519_key")
+            .is_file()
+    );
     let tls = serve.line();
     assert!(
         tls.starts_with("ferry: TLS required with certificate") && tls.contains("SHA-256"),
@@ -156,6 +170,7 @@ fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
     assert!(password.len() >= 16, "weak generated password: {password}");
     let hint = serve.line();
     assert!(hint.contains("--ssl-reqd"), "{hint}");
+    assert_eq!(serve.line(), "ferry: try: sftp -P 2222 ferry@127.0.0.1");
     assert!(dir.path().join("ferry-data").is_dir());
     assert!(dir.path().join("ferry-state/cert.pem").is_file());
     let key = dir.path().join("ferry-state/key.pem");
@@ -428,7 +443,7 @@ fn check_config_reports_the_line() {
     let file = dir.path().join("ferry.toml");
     std::fs::write(
         &file,
-        "listen = [\"127.0.0.1:2121\"]\n\nidle_timeout = \"soon\"\n",
+        "[ftp]\nlisten = [\"127.0.0.1:2121\"]\n[limits]\nidle_timeout = \"soon\"\n",
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -438,7 +453,17 @@ fn check_config_reports_the_line() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    // A file of the old, flat layout: the line, and where the key lives now.
+    std::fs::write(&file, "# old\npassive_ports = \"30000-30099\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("[ftp]"), "{err}");
 
     let hash = Command::new(BIN)
         .arg("hash-password")
@@ -451,7 +476,7 @@ fn check_config_reports_the_line() {
     std::fs::write(
         &file,
         format!(
-            "[[users]]\nname = \"a\"\npassword_hash = \"{}\"\nroot = \"{}\"\n",
+            "[[users]]\nname = \"a\"\npassword_hash = \"{}\"\nhome = \"{}\"\n",
             hash.trim(),
             dir.path().display()
         ),
@@ -470,7 +495,7 @@ fn check_config_reports_the_line() {
 
     std::fs::write(
         &file,
-        "[[users]]\nname = \"a\"\npassword_hash = \"plain\"\nroot = \"/tmp\"\n",
+        "[[users]]\nname = \"a\"\npassword_hash = \"plain\"\nhome = \"/tmp\"\n",
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -640,7 +665,8 @@ fn help_promises_only_what_is_built() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("FTPS"), "{help}");
-    assert!(!help.contains("SFTP"), "{help}");
+    // SFTP is served; the client speaks FTP and FTPS.
+    assert!(help.contains("SFTP server"), "{help}");
 }
 
 /// `git`, or `None` (said on standard error) when it is not installed.

@@ -1105,7 +1105,7 @@ fn ftplib_tls(relax: bool) {
     // Lives until the end of the test; the server reads it at start.
     let cfg = tempfile::NamedTempFile::new().unwrap();
     let srv = if relax {
-        fs::write(cfg.path(), "tls_require_session_reuse = false\n").unwrap();
+        fs::write(cfg.path(), "[ftp]\ntls_require_session_reuse = false\n").unwrap();
         Server::start_with(
             false,
             &[

@@ -46,12 +46,13 @@ impl TestServer {
         let root = tempfile::tempdir().unwrap();
         let users = vec![UserSpec {
             name: USER.into(),
-            password_hash: hash().to_string(),
-            root: root.path().to_path_buf(),
+            password_hash: Some(hash().to_string()),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
-            tls: None,
         }];
-        let auth = Authenticator::new(users, None).unwrap();
+        let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addr = server.local_addrs()[0];
         let (tx, rx) = oneshot::channel::<()>();

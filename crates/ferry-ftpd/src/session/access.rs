@@ -1,8 +1,9 @@
 //! Access control: `USER`, `PASS`, `FEAT`, `OPTS`.
 
 use std::io;
+use std::sync::Arc;
 
-use ferry_auth::TlsPolicy;
+use crate::config::TlsPolicy;
 use ferry_proto::Reply;
 use ferry_proto::listing::MlstFacts;
 use ferry_vfs::VPath;
@@ -10,12 +11,19 @@ use tracing::{info, warn};
 
 use super::*;
 
+/// `anonymous` or `ftp`, in any case: FTP's anonymous login names.
+fn is_anonymous_name(name: &str) -> bool {
+    ferry_auth::ANONYMOUS_NAMES
+        .iter()
+        .any(|a| name.eq_ignore_ascii_case(a))
+}
+
 impl Session {
     pub(super) fn cmd_user(&mut self, name: String) -> Reply {
         if let State::LoggedIn(_) = self.state {
             return Reply::new(530, "Already logged in; use REIN to change user.");
         }
-        let anonymous = self.shared.auth.is_anonymous(&name);
+        let anonymous = self.shared.anonymous.is_some() && is_anonymous_name(&name);
         if !self.control.is_tls()
             && self.global_tls() == TlsPolicy::Required
             && !(anonymous && self.anonymous_exempt())
@@ -66,7 +74,10 @@ impl Session {
                 return Ok(Flow::Close);
             }
         };
-        let account = self.shared.auth.authenticate(&name, &password).await;
+        let account = match &self.shared.anonymous {
+            Some(anonymous) if is_anonymous_name(&name) => Some(Arc::clone(anonymous)),
+            _ => self.shared.auth.authenticate(&name, &password).await,
+        };
         drop(password);
         let Some(account) = account else {
             drop(attempt);

@@ -2,7 +2,9 @@
 
 use std::io;
 
-use ferry_auth::{Account, TlsPolicy};
+use ferry_auth::Account;
+
+use crate::config::TlsPolicy;
 use ferry_proto::command::ProtLevel;
 use ferry_proto::{LineBuffer, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,7 +47,12 @@ impl Session {
         if account.anonymous && self.anonymous_exempt() {
             return TlsPolicy::Optional;
         }
-        account.tls.unwrap_or(self.global_tls())
+        self.shared
+            .config
+            .user_tls
+            .get(&account.name)
+            .copied()
+            .unwrap_or(self.global_tls())
     }
 
     /// The policy in force now (the logged-in user's, else the server's).

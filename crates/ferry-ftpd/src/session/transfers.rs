@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferry_auth::TlsPolicy;
+use crate::config::TlsPolicy;
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;

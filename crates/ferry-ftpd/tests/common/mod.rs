@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferry_auth::{AnonymousSpec, Authenticator, UserSpec};
+use ferry_auth::{Authenticator, UserSpec};
 use ferry_ftpd::{Server, ServerConfig, local_storage};
 use ferry_proto::{Reply, ReplyDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,40 +50,41 @@ impl TestServer {
             data_connect_timeout: Duration::from_secs(5),
             ..ServerConfig::default()
         };
-        tweak(&mut config);
         let root = tempfile::tempdir().unwrap();
         let anon_root = tempfile::tempdir().unwrap();
+        config.anonymous_home = Some(anon_root.path().to_path_buf());
+        config
+            .user_tls
+            .insert(SECURE.into(), ferry_ftpd::TlsPolicy::Required);
+        tweak(&mut config);
         let reader_root: PathBuf = root.path().to_path_buf();
         let users = vec![
             UserSpec {
                 name: USER.into(),
-                password_hash: hash().to_string(),
-                root: root.path().to_path_buf(),
+                password_hash: Some(hash().to_string()),
+                authorized_keys: Vec::new(),
+                authorized_keys_file: None,
+                home: root.path().to_path_buf(),
                 permissions: vec!["all".into()],
-                tls: None,
             },
             UserSpec {
                 name: READER.into(),
-                password_hash: hash().to_string(),
-                root: reader_root,
+                password_hash: Some(hash().to_string()),
+                authorized_keys: Vec::new(),
+                authorized_keys_file: None,
+                home: reader_root,
                 permissions: vec!["list".into(), "read".into()],
-                tls: None,
             },
             UserSpec {
                 name: SECURE.into(),
-                password_hash: hash().to_string(),
-                root: root.path().to_path_buf(),
+                password_hash: Some(hash().to_string()),
+                authorized_keys: Vec::new(),
+                authorized_keys_file: None,
+                home: root.path().to_path_buf(),
                 permissions: vec!["all".into()],
-                tls: Some(ferry_auth::TlsPolicy::Required),
             },
         ];
-        let auth = Authenticator::new(
-            users,
-            Some(AnonymousSpec {
-                root: anon_root.path().to_path_buf(),
-            }),
-        )
-        .unwrap();
+        let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addrs = server.local_addrs();
         let implicit_addrs = server.implicit_tls_addrs();

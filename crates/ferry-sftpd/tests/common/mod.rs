@@ -38,16 +38,14 @@ impl Harness {
     pub async fn start_with(tweak: impl FnOnce(&mut SftpConfig)) -> Harness {
         let root = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(
-            vec![UserSpec {
-                name: USER.into(),
-                password_hash: hash().to_string(),
-                root: root.path().to_path_buf(),
-                permissions: vec!["all".into()],
-                tls: None,
-            }],
-            None,
-        )
+        let auth = Authenticator::new(vec![UserSpec {
+            name: USER.into(),
+            password_hash: Some(hash().to_string()),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: root.path().to_path_buf(),
+            permissions: vec!["all".into()],
+        }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
         config.auth_rejection_time = Duration::from_millis(10);

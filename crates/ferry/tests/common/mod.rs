@@ -101,12 +101,13 @@ impl Srv {
         let root = tempfile::tempdir().unwrap();
         let users = vec![UserSpec {
             name: USER.into(),
-            password_hash: hash(password),
-            root: root.path().to_path_buf(),
+            password_hash: Some(hash(password)),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
-            tls: None,
         }];
-        let auth = Arc::new(Authenticator::new(users, None).unwrap());
+        let auth = Arc::new(Authenticator::new(users).unwrap());
         let mut config = ServerConfig {
             listen: vec![listen.parse().unwrap()],
             login_failure_delay: Duration::from_millis(10),
