@@ -4,6 +4,8 @@
 //! - [`config`]: [`ServerConfig`], validated settings (the binary maps `ferry.toml` onto it).
 //! - [`server`]: [`Server`], the listeners, connection limits and graceful shutdown.
 //! - `session`: one task per control connection; typed login states; the command dispatch.
+//! - `shared`: what every session of a server shares (settings, logins, storage, ports,
+//!   shutdown), used by both `server` and `session`.
 //! - [`data`]: the data-connection methods (active, passive, extended passive), the passive
 //!   port pool and peer checks.
 //! - `pump`: the byte pumps of transfers (copies with `TYPE A` conversion, `sendfile`, TLS
@@ -17,6 +19,7 @@ mod pump;
 mod replies;
 pub mod server;
 mod session;
+mod shared;
 pub mod tls;
 
 pub use config::{Masquerade, ServerConfig};

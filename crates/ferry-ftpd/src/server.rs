@@ -18,10 +18,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::ServerConfig;
 use crate::data::PortPool;
 use crate::session::Session;
-
-/// Makes the storage a logged-in account sees. The default serves `account.root` with [`LocalFs`].
-pub type StorageFactory =
-    Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
+use crate::shared::Shared;
+pub use crate::shared::StorageFactory;
 
 /// The default [`StorageFactory`]: the account's root directory, jailed. Logins of the same
 /// root within [`ROOT_REUSE`] of its opening share one open directory (one descriptor, not one
@@ -55,16 +53,6 @@ fn local_storage_reusing(reuse: std::time::Duration) -> StorageFactory {
 
 /// How long an opened root directory serves new logins (see [`local_storage`]).
 pub const ROOT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What every session shares.
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) auth: Arc<Authenticator>,
-    pub(crate) storage: StorageFactory,
-    pub(crate) ports: Option<Arc<PortPool>>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    pub(crate) throttle: LoginThrottle,
-}
 
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
