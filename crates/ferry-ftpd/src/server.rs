@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::budget::BufferBudget;
 use crate::config::ServerConfig;
+use crate::counters::TransferCounters;
 use crate::data::PortPool;
 use crate::session::Session;
 use crate::shared::Shared;
@@ -115,6 +117,8 @@ impl Server {
             storage,
             ports,
             shutdown,
+            counters: Arc::default(),
+            buffers: Arc::default(),
         });
         Ok(Server {
             shared,
@@ -122,6 +126,17 @@ impl Server {
             shutdown_tx,
             limits,
         })
+    }
+
+    /// What this server's transfers have done, by the path they took (its own counts: another
+    /// server in the process keeps others).
+    pub fn counters(&self) -> Arc<TransferCounters> {
+        Arc::clone(&self.shared.counters)
+    }
+
+    /// The budget of large transfer buffers this server's transfers draw on.
+    pub fn buffer_budget(&self) -> Arc<BufferBudget> {
+        Arc::clone(&self.shared.buffers)
     }
 
     /// The plain/explicit-TLS addresses actually bound (useful with port 0).
@@ -479,6 +494,28 @@ mod tests {
         assert!(fields <= 448, "a session's fields are {fields} bytes");
         drop((task, client));
         assert_eq!(sessions.count(), 0);
+    }
+
+    /// Two servers in one process (or an FTP and another protocol's server later) share
+    /// counters or a buffer budget only when handed the same ones.
+    #[tokio::test]
+    async fn each_server_has_its_own_counters_and_buffer_budget() {
+        let bind = || {
+            let config = ServerConfig {
+                listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+                ..ServerConfig::default()
+            };
+            let auth = Arc::new(Authenticator::new(Vec::new(), None).unwrap());
+            Server::bind(config, auth, local_storage()).unwrap()
+        };
+        let (a, b) = (bind(), bind());
+        assert!(!Arc::ptr_eq(&a.counters(), &b.counters()));
+        assert!(!Arc::ptr_eq(&a.buffer_budget(), &b.buffer_budget()));
+        let held = a.buffer_budget().reserve(1024).unwrap();
+        assert_eq!(
+            (a.buffer_budget().reserved(), b.buffer_budget().reserved()),
+            (held.bytes(), 0)
+        );
     }
 
     #[test]

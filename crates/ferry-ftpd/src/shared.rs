@@ -8,7 +8,9 @@ use ferry_auth::{Account, Authenticator, LoginThrottle};
 use ferry_vfs::Storage;
 use tokio::sync::watch;
 
+use crate::budget::BufferBudget;
 use crate::config::ServerConfig;
+use crate::counters::TransferCounters;
 use crate::data::PortPool;
 
 #[cfg(doc)]
@@ -26,4 +28,7 @@ pub(crate) struct Shared {
     pub(crate) ports: Option<Arc<PortPool>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) throttle: LoginThrottle,
+    pub(crate) counters: Arc<TransferCounters>,
+    /// The large transfer buffers this server's transfers may hold at once.
+    pub(crate) buffers: Arc<BufferBudget>,
 }

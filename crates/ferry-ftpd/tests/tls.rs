@@ -485,13 +485,8 @@ async fn tls12_clients_resume_on_data_connections() {
     }
 }
 
-/// Tests that seal large downloads on the blocking pool run one at a time: one of them reads
-/// the process-wide count of sealed bytes.
-static SEALING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn large_downloads_are_sealed_on_the_blocking_pool() {
-    let _one_at_a_time = SEALING.lock().await;
     // From 1 MiB on, a TLS download is sealed on the blocking pool while the socket sends the
     // previous batch: the same bytes, encrypted, ending in close_notify (`read_to_end` fails
     // without one); from an offset too, on TLS 1.3 and 1.2, and the session goes on resuming.
@@ -504,12 +499,13 @@ async fn large_downloads_are_sealed_on_the_blocking_pool() {
             c.connector = connector_tls12(&f.cert_pem, false);
         }
         c.secure_login().await;
-        let before = ferry_ftpd::stats::sealed_download_bytes();
+        let before = f.server.counters.sealed_download_bytes();
         let (got, done) = c.get("big.bin").await;
         assert_eq!(done.code, 226, "tls12 {tls12}: {done:?}");
         assert_eq!(sha256(&got), sha256(&body), "tls12 {tls12}");
-        assert!(
-            ferry_ftpd::stats::sealed_download_bytes() - before >= body.len() as u64,
+        assert_eq!(
+            f.server.counters.sealed_download_bytes() - before,
+            body.len() as u64,
             "not sealed on the blocking pool"
         );
         let at = 1024 * 1024 + 17;
@@ -535,7 +531,6 @@ async fn large_downloads_are_sealed_on_the_blocking_pool() {
 
 #[tokio::test]
 async fn sealed_downloads_can_be_aborted_or_abandoned() {
-    let _one_at_a_time = SEALING.lock().await;
     let f = start(|_| {}).await;
     let body = content(48 * 1024 * 1024, 78);
     std::fs::write(f.server.path("huge"), &body).unwrap();
@@ -575,7 +570,6 @@ fn stalled_transfers_hold_no_blocking_thread() {
     // listing, or sending an upload, must not keep a thread of it: with two threads and two
     // stalled transfers of each kind (any kind holding its threads starves the rest), a failed
     // login and a listing are still answered.
-    let _one_at_a_time = SEALING.blocking_lock();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(2)

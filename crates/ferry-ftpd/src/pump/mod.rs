@@ -1,6 +1,8 @@
 //! Byte pumps: what moves a transfer's bytes between storage and a data connection.
 //!
-//! Buffers are allocated per transfer and freed when it ends, so idle sessions hold none.
+//! Buffers are allocated per transfer and freed when it ends, so idle sessions hold none; the
+//! large ones within the server's [`BufferBudget`](crate::budget::BufferBudget). What each
+//! path moved is counted in the server's [`TransferCounters`](crate::counters::TransferCounters).
 //!
 //! # Layout
 //! - `copy`: any reader to any writer through a buffer, with `TYPE A` conversion (the
@@ -12,13 +14,10 @@
 //! - `sealed`: large TLS downloads of a local file, sealed on the blocking pool.
 //! - `upload`: binary uploads into a local file, pipelined past their first megabytes ...
 //! - `write_queue`: ... through a queue of buffers written by blocking-pool jobs.
-//! - `budget`: the large buffers all transfers hold at once, bounded.
 
 use std::io;
-use std::sync::atomic::AtomicU64;
 
 mod ascii;
-mod budget;
 mod copy;
 mod local_file;
 mod quick;
@@ -54,19 +53,3 @@ fn is_network_error(e: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
     )
 }
-
-/// Bytes sent with `sendfile` since start (observability; lets tests prove the path is taken).
-pub(crate) static ZERO_COPY_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes of files sealed on the blocking pool by TLS downloads (see [`send_file_sealed`])
-/// since start.
-pub(crate) static SEALED_DOWNLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Downloads that began on the quick path (see `stats::quick_downloads`).
-pub(crate) static QUICK_DOWNLOADS: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes that uploads wrote straight into a local file (see [`receive_file`]) since start.
-pub(crate) static DIRECT_UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Of [`DIRECT_UPLOAD_BYTES`], those written by a pipelined upload's thread.
-pub(crate) static PIPELINED_UPLOAD_BYTES: AtomicU64 = AtomicU64::new(0);

@@ -1,9 +1,9 @@
 //! The quick path of a small download.
 
 use std::io;
-use std::sync::atomic::Ordering;
 
-use super::{PumpError, QUICK_DOWNLOADS, ZERO_COPY_BYTES, is_network_error};
+use super::{PumpError, is_network_error};
+use crate::counters::TransferCounters;
 
 #[cfg(doc)]
 use super::send_file;
@@ -16,8 +16,9 @@ pub(crate) fn send_file_now(
     socket: &std::net::TcpStream,
     file: &std::fs::File,
     announced: u64,
+    counters: &TransferCounters,
 ) -> Result<(u64, bool), PumpError> {
-    QUICK_DOWNLOADS.fetch_add(1, Ordering::Relaxed);
+    counters.add_quick_download();
     let mut total = 0u64;
     while total < announced {
         let want = usize::try_from(announced - total).unwrap_or(usize::MAX);
@@ -25,7 +26,7 @@ pub(crate) fn send_file_now(
             Ok(0) => return Ok((total, true)),
             Ok(n) => {
                 total += n as u64;
-                ZERO_COPY_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                counters.add_zero_copy(n as u64);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total, false)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

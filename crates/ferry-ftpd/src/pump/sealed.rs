@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::budget::{PIPELINE_BUDGET, PIPELINE_RESERVED, Reservation, reserve};
-use super::{PumpError, SEALED_DOWNLOAD_BYTES};
+use super::PumpError;
+use crate::budget::{BufferBudget, Reservation};
+use crate::counters::TransferCounters;
 
 /// TLS downloads from a local file of at least this many bytes seal their records on a
 /// thread (see [`send_file_sealed`]); smaller ones are done before a handoff would pay off.
@@ -27,17 +28,12 @@ const SEAL_BATCH_SMALL: usize = 4 * SEAL_CHUNK_SMALL;
 /// Batches of ciphertext of one sealed download: one being sealed, one being sent.
 const SEAL_BUFFERS: usize = 2;
 
-/// A sealed download's sizes: plaintext chunk, batch, and the budget bytes it holds (released
-/// by [`Reservation`]).
-fn reserve_seal_buffers(
-    reserved: &std::sync::atomic::AtomicUsize,
-    budget: usize,
-) -> (usize, usize, usize) {
-    let want = SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK;
-    if reserve(reserved, budget, want) {
-        (SEAL_CHUNK, SEAL_BATCH, want)
-    } else {
-        (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, 0)
+/// A sealed download's sizes: plaintext chunk and batch, and its hold on `budget` (none when
+/// the budget is spent and the download makes do with the small sizes).
+fn reserve_seal_buffers(budget: &Arc<BufferBudget>) -> (usize, usize, Option<Reservation>) {
+    match budget.reserve(SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK) {
+        Some(held) => (SEAL_CHUNK, SEAL_BATCH, Some(held)),
+        None => (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, None),
     }
 }
 
@@ -59,10 +55,11 @@ pub(crate) async fn send_file_sealed(
     file: std::fs::File,
     announced: u64,
     progress: &Arc<AtomicU64>,
+    counters: &TransferCounters,
+    budget: &Arc<BufferBudget>,
 ) -> Result<u64, PumpError> {
     let (mut tcp, conn) = (*tls).into_inner();
-    let (chunk, batch, held) = reserve_seal_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
-    let _reservation = Reservation(held);
+    let (chunk, batch, _held) = reserve_seal_buffers(budget);
     // Room for the records' headers and tags too (29 bytes per 16 KiB record).
     let capacity = batch + batch / 256;
     let sealer = Sealer::new(conn, file, chunk, batch, announced);
@@ -80,7 +77,7 @@ pub(crate) async fn send_file_sealed(
         tcp.write_all(&out).await.map_err(PumpError::Network)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
-        SEALED_DOWNLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        counters.add_sealed_download(n as u64);
         spare = out;
     }
     tcp.shutdown().await.map_err(PumpError::Network)?;
@@ -204,21 +201,21 @@ mod tests {
 
     #[test]
     fn sealed_downloads_share_the_budget_with_uploads() {
-        let reserved = std::sync::atomic::AtomicUsize::new(0);
-        let budget = WRITE_BUFFERS * PIPELINE_BUFFER + SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK;
-        let (chunk, batch, held) = reserve_seal_buffers(&reserved, budget);
+        let budget = Arc::new(BufferBudget::new(
+            WRITE_BUFFERS * PIPELINE_BUFFER + SEAL_BUFFERS * SEAL_BATCH + SEAL_CHUNK,
+        ));
+        let (chunk, batch, download) = reserve_seal_buffers(&budget);
         assert_eq!((chunk, batch), (SEAL_CHUNK, SEAL_BATCH));
         // What is left is one upload's large buffers; the next download gets small ones.
+        let (size, _upload) = reserve_pipeline_buffers(&budget);
+        assert_eq!(size, PIPELINE_BUFFER);
+        let (chunk, batch, none) = reserve_seal_buffers(&budget);
         assert_eq!(
-            reserve_pipeline_buffers(&reserved, budget).0,
-            PIPELINE_BUFFER
+            (chunk, batch, none.is_none()),
+            (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, true)
         );
-        assert_eq!(
-            reserve_seal_buffers(&reserved, budget),
-            (SEAL_CHUNK_SMALL, SEAL_BATCH_SMALL, 0)
-        );
-        assert_eq!(reserved.load(Ordering::Relaxed), budget);
-        reserved.fetch_sub(held, Ordering::Relaxed);
-        assert_eq!(reserve_seal_buffers(&reserved, budget).0, SEAL_CHUNK);
+        assert_eq!(budget.reserved(), budget.limit());
+        drop(download);
+        assert_eq!(reserve_seal_buffers(&budget).0, SEAL_CHUNK);
     }
 }

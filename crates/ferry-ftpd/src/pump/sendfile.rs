@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{PumpError, ZERO_COPY_BYTES, is_network_error};
+use super::{PumpError, is_network_error};
+use crate::counters::TransferCounters;
 
 /// Zero-copy download: `sendfile` from `file` (at its current position) to `socket` until end
 /// of file, or until the `announced` bytes (what the `150` reply said) have gone out: that
@@ -18,6 +19,7 @@ pub(crate) async fn send_file(
     file: &std::fs::File,
     announced: u64,
     progress: &Arc<AtomicU64>,
+    counters: &TransferCounters,
 ) -> Result<u64, PumpError> {
     // Per call; the kernel sends what the socket buffer takes and returns.
     const CHUNK: usize = 4 * 1024 * 1024;
@@ -46,7 +48,7 @@ pub(crate) async fn send_file(
             Ok(n) => {
                 total += n as u64;
                 progress.store(total, Ordering::Relaxed);
-                ZERO_COPY_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+                counters.add_zero_copy(n as u64);
                 if total >= announced {
                     if corked {
                         let _ = ferry_sys::set_tcp_cork(socket, false);

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::budget::{PIPELINE_BUDGET, PIPELINE_RESERVED, Reservation, reserve};
+use super::PumpError;
 use super::write_queue::{WRITE_BUFFERS, Writes};
-use super::{DIRECT_UPLOAD_BYTES, PumpError};
+use crate::budget::{BufferBudget, Reservation};
+use crate::counters::TransferCounters;
 
 /// Upload into a local file: read the data connection (plain or TLS) into large buffers and
 /// write them to `file` at its current position, as page-cache writes, until the client
@@ -27,12 +28,14 @@ use super::{DIRECT_UPLOAD_BYTES, PumpError};
 /// ones for every megabyte, and on a virtual machine whose host takes freed memory back that
 /// made uploads 0.4-2 GB/s from one run to the next. A 1 MiB buffer was ~25% faster than
 /// 256 KiB, and for the pipelined part 4 MiB buffers another 15-20% (less server CPU too; 2 MiB
-/// +12%, 8 MiB no better), within a budget for all uploads (see [`PIPELINE_BUDGET`]). The
+/// +12%, 8 MiB no better), within the server's budget for large buffers (`budget`). The
 /// buffers live for the transfer only.
 pub(crate) async fn receive_file<R>(
     reader: &mut R,
     file: &std::fs::File,
     progress: &Arc<AtomicU64>,
+    counters: &Arc<TransferCounters>,
+    budget: &Arc<BufferBudget>,
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -47,7 +50,7 @@ where
         (&*file).write_all(&buf[..n]).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
-        DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        counters.add_direct_upload(n as u64);
         match failed {
             Some(e) => return Err(PumpError::Network(e)),
             None if n < buf.len() => return Ok(total),
@@ -57,9 +60,12 @@ where
     }
     // Shares the file position (a duplicate descriptor of the same open file).
     let file = file.try_clone().map_err(PumpError::Local)?;
-    let (size, held) = reserve_pipeline_buffers(&PIPELINE_RESERVED, PIPELINE_BUDGET);
-    let _reservation = Reservation(held);
-    let writes = Writes::new(file, (buf.len() == size).then_some(buf));
+    let (size, _held) = reserve_pipeline_buffers(budget);
+    let writes = Writes::new(
+        file,
+        (buf.len() == size).then_some(buf),
+        Arc::clone(counters),
+    );
     loop {
         let mut buf = writes.free_buffer(size).await.map_err(PumpError::Local)?;
         let (n, failed) = fill(reader, &mut buf, progress, total).await;
@@ -82,18 +88,12 @@ const PIPELINE_AFTER: u64 = 4 * 1024 * 1024;
 /// Size of a pipelined upload's buffers while the budget allows (else [`UPLOAD_BUFFER`]).
 pub(super) const PIPELINE_BUFFER: usize = 4 * 1024 * 1024;
 
-/// Reserve room in `reserved` (within `budget`) for one upload's large buffers: their size
-/// and the bytes reserved (0 when the budget is spent and the upload makes do with
-/// [`UPLOAD_BUFFER`]).
-pub(super) fn reserve_pipeline_buffers(
-    reserved: &std::sync::atomic::AtomicUsize,
-    budget: usize,
-) -> (usize, usize) {
-    let want = WRITE_BUFFERS * PIPELINE_BUFFER;
-    if reserve(reserved, budget, want) {
-        (PIPELINE_BUFFER, want)
-    } else {
-        (UPLOAD_BUFFER, 0)
+/// Reserve room in `budget` for one upload's large buffers: their size, and the hold on the
+/// budget (none when it is spent and the upload makes do with [`UPLOAD_BUFFER`]).
+pub(super) fn reserve_pipeline_buffers(budget: &Arc<BufferBudget>) -> (usize, Option<Reservation>) {
+    match budget.reserve(WRITE_BUFFERS * PIPELINE_BUFFER) {
+        Some(held) => (PIPELINE_BUFFER, Some(held)),
+        None => (UPLOAD_BUFFER, None),
     }
 }
 
@@ -139,25 +139,19 @@ mod tests {
 
     #[test]
     fn large_upload_buffers_stay_within_their_budget() {
-        let reserved = std::sync::atomic::AtomicUsize::new(0);
-        let budget = 3 * WRITE_BUFFERS * PIPELINE_BUFFER;
+        let budget = Arc::new(BufferBudget::new(3 * WRITE_BUFFERS * PIPELINE_BUFFER));
         let mut held = Vec::new();
         for _ in 0..3 {
-            let (size, bytes) = reserve_pipeline_buffers(&reserved, budget);
+            let (size, reservation) = reserve_pipeline_buffers(&budget);
             assert_eq!(size, PIPELINE_BUFFER);
-            held.push(bytes);
+            held.push(reservation.unwrap());
         }
         // The fourth upload gets the small buffers and holds nothing of the budget.
-        assert_eq!(
-            reserve_pipeline_buffers(&reserved, budget),
-            (UPLOAD_BUFFER, 0)
-        );
-        assert_eq!(reserved.load(Ordering::Relaxed), budget);
-        // One ends (as `Reservation::drop` does): the next gets large buffers again.
-        reserved.fetch_sub(held.pop().unwrap(), Ordering::Relaxed);
-        assert_eq!(
-            reserve_pipeline_buffers(&reserved, budget).0,
-            PIPELINE_BUFFER
-        );
+        let (size, reservation) = reserve_pipeline_buffers(&budget);
+        assert_eq!((size, reservation.is_none()), (UPLOAD_BUFFER, true));
+        assert_eq!(budget.reserved(), budget.limit());
+        // One ends: the next gets large buffers again.
+        held.pop();
+        assert_eq!(reserve_pipeline_buffers(&budget).0, PIPELINE_BUFFER);
     }
 }

@@ -2,9 +2,8 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use super::{DIRECT_UPLOAD_BYTES, PIPELINED_UPLOAD_BYTES};
+use crate::counters::TransferCounters;
 
 /// The write side of a pipelined upload: the receiving task queues filled buffers, and a
 /// blocking-pool job writes them in order, going from one to the next while any is queued
@@ -18,6 +17,7 @@ pub(super) struct Writes {
 
 struct WriteShared {
     file: std::fs::File,
+    counters: Arc<TransferCounters>,
     state: std::sync::Mutex<WriteState>,
     /// A buffer came back, or the job ended.
     changed: tokio::sync::Notify,
@@ -61,10 +61,7 @@ impl WriteShared {
             let mut state = self.state();
             state.free.push(buf);
             match result {
-                Ok(()) => {
-                    DIRECT_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                    PIPELINED_UPLOAD_BYTES.fetch_add(n as u64, Ordering::Relaxed);
-                }
+                Ok(()) => self.counters.add_pipelined_upload(n as u64),
                 Err(e) => {
                     state.failed = Some(e);
                     state.queued.clear();
@@ -82,7 +79,11 @@ impl WriteShared {
 
 impl Writes {
     /// `first` (the direct phase's buffer) is reused when it has the pipelined size.
-    pub(super) fn new(file: std::fs::File, first: Option<Vec<u8>>) -> Writes {
+    pub(super) fn new(
+        file: std::fs::File,
+        first: Option<Vec<u8>>,
+        counters: Arc<TransferCounters>,
+    ) -> Writes {
         let mut state = WriteState::default();
         if let Some(buf) = first {
             state.free.push(buf);
@@ -91,6 +92,7 @@ impl Writes {
         Writes {
             shared: Arc::new(WriteShared {
                 file,
+                counters,
                 state: std::sync::Mutex::new(state),
                 changed: tokio::sync::Notify::new(),
             }),

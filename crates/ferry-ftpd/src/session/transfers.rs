@@ -87,20 +87,23 @@ impl Session {
                 }
             }
         }
+        let shared = Arc::clone(&self.shared);
         let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
+            let (counters, buffers) = (&shared.counters, &shared.buffers);
             let left = announced - already;
             let file = handle.file().filter(|_| !ascii);
             let done = match (stream, file) {
                 // Plain binary download from a local file: the kernel copies (sendfile).
                 (Stream::Plain(mut tcp), Some(file)) => {
-                    let n = pump::send_file(&tcp, file, left, &progress).await?;
+                    let n = pump::send_file(&tcp, file, left, &progress, counters).await?;
                     tcp.shutdown().await.map_err(PumpError::Network)?;
                     Ok(Done::from(already + n))
                 }
                 // A large TLS binary download from a local file: sealed on the blocking pool.
                 (Stream::Tls(tls), Some(file)) if left >= pump::SEAL_AFTER => {
                     let file = file.try_clone().map_err(PumpError::Local)?;
-                    let n = pump::send_file_sealed(tls, file, left, &progress).await?;
+                    let n = pump::send_file_sealed(tls, file, left, &progress, counters, buffers)
+                        .await?;
                     Ok(Done::from(already + n))
                 }
                 (mut stream, _) => match handle.file() {
@@ -152,7 +155,7 @@ impl Session {
         // The listener goes back to the pool.
         self.data = DataPlan::None;
         let started = Instant::now();
-        let result = match pump::send_file_now(&stream, file, announced) {
+        let result = match pump::send_file_now(&stream, file, announced, &self.shared.counters) {
             Ok((n, false)) => {
                 self.data = DataPlan::Connected(stream);
                 return Quick::Sent(n);
@@ -322,11 +325,15 @@ impl Session {
             ),
             _ => "Transfer complete.".to_string(),
         };
+        let shared = Arc::clone(&self.shared);
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
             let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
-                (Some(file), false) => pump::receive_file(&mut stream, file, &progress).await,
+                (Some(file), false) => {
+                    let (counters, buffers) = (&shared.counters, &shared.buffers);
+                    pump::receive_file(&mut stream, file, &progress, counters, buffers).await
+                }
                 _ => pump::receive(&mut stream, &mut upload, ascii, &progress).await,
             };
             let n = match received {

@@ -34,6 +34,8 @@ pub struct TestServer {
     pub implicit_addrs: Vec<SocketAddr>,
     pub root: tempfile::TempDir,
     pub anon_root: tempfile::TempDir,
+    /// This server's own transfer counters.
+    pub counters: Arc<ferry_ftpd::TransferCounters>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -87,6 +89,7 @@ impl TestServer {
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addrs = server.local_addrs();
         let implicit_addrs = server.implicit_tls_addrs();
+        let counters = server.counters();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -101,6 +104,7 @@ impl TestServer {
             implicit_addrs,
             root,
             anon_root,
+            counters,
             stop: Some(tx),
             task: Some(task),
         }
