@@ -576,16 +576,17 @@ fn stalled_transfers_hold_no_blocking_thread() {
         .enable_all()
         .build()
         .unwrap();
+    let f = rt.block_on(start(|_| {}));
+    let body = content(32 * 1024 * 1024, 79);
+    std::fs::write(f.server.path("huge"), &body).unwrap();
+    // Far more entries than a listing's reader keeps ahead of the sender, with long names.
+    // Made before the clock starts: on a busy machine that alone takes seconds.
+    std::fs::create_dir(f.server.path("many")).unwrap();
+    for i in 0..30000 {
+        let name = format!("{i:05}-{}", "n".repeat(200));
+        std::fs::write(f.server.path(&format!("many/{name}")), b"").unwrap();
+    }
     let test = async {
-        let f = start(|_| {}).await;
-        let body = content(32 * 1024 * 1024, 79);
-        std::fs::write(f.server.path("huge"), &body).unwrap();
-        // Far more entries than a listing's reader keeps ahead of the sender, with long names.
-        std::fs::create_dir(f.server.path("many")).unwrap();
-        for i in 0..30000 {
-            let name = format!("{i:05}-{}", "n".repeat(200));
-            std::fs::write(f.server.path(&format!("many/{name}")), b"").unwrap();
-        }
         let mut stalled = Vec::new();
         for verb in ["RETR huge", "STOR stalled", "LIST many"].repeat(2) {
             let mut c = TlsCtrl::connect(&f, true).await;
@@ -607,7 +608,20 @@ fn stalled_transfers_hold_no_blocking_thread() {
             }
             stalled.push((c, data));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Every transfer has moved and then stopped: its count stays put between checks.
+        for (c, _) in &mut stalled {
+            let wait = Deadline::new("a transfer to stall");
+            let mut last = None;
+            loop {
+                let now = progress_in(&c.expect("STAT", 211).await);
+                if now.is_some_and(|n| n > 0) && now == last {
+                    break;
+                }
+                last = now;
+                wait.tick().await;
+                tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            }
+        }
         let mut c = TlsCtrl::connect(&f, true).await;
         c.auth_tls().await;
         c.expect(&format!("USER {USER}"), 331).await;
@@ -630,6 +644,7 @@ fn stalled_transfers_hold_no_blocking_thread() {
             .await
             .expect("stalled transfers kept the blocking pool busy")
     });
+    drop(f);
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
 }
 

@@ -162,8 +162,11 @@ async fn a_broken_upload_in_place_keeps_what_arrived() {
     c.expect("STOR resumable", 150).await;
     let part = content(300_000, 11);
     data.write_all(&part).await.unwrap();
-    // Let the server read it all, then reset the connection (the client dies).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the server has read it all, reset the connection (the client dies).
+    let wait = Deadline::new("the server to read the whole part");
+    while c.transfer_progress().await != Some(part.len() as u64) {
+        wait.tick().await;
+    }
     socket2::SockRef::from(&data)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -389,10 +392,23 @@ async fn a_slow_upload_is_not_a_stalled_one() {
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
     let mut data = c.start_passive("STOR slow").await;
+    let started = std::time::Instant::now();
+    let mut sent = 0;
     for piece in body.chunks(10_000) {
         data.write_all(piece).await.unwrap();
+        sent += piece.len() as u64;
+        // Each piece is counted as it arrives, long before the buffer fills ...
+        let wait = Deadline::new("the server to count the piece");
+        while c.transfer_progress().await != Some(sent) {
+            wait.tick().await;
+        }
+        // ... and the next comes at the client's pace, well within the stall timeout.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "not slow enough"
+    );
     drop(data);
     let r = c.read_reply().await;
     assert_eq!(r.code, 226, "{r:?}");

@@ -159,6 +159,13 @@ pub struct Ctrl {
 
 impl Ctrl {
     pub async fn connect(addr: SocketAddr) -> Ctrl {
+        Ctrl::try_connect(addr)
+            .await
+            .unwrap_or_else(|greeting| panic!("{greeting:?}"))
+    }
+
+    /// Connect and read the greeting: the connection if it is `220`, else the greeting.
+    pub async fn try_connect(addr: SocketAddr) -> Result<Ctrl, Reply> {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .unwrap()
@@ -169,8 +176,17 @@ impl Ctrl {
             peer: addr,
         };
         let greeting = c.read_reply().await;
-        assert_eq!(greeting.code, 220, "{greeting:?}");
-        c
+        if greeting.code == 220 {
+            Ok(c)
+        } else {
+            Err(greeting)
+        }
+    }
+
+    /// The bytes the running transfer has moved so far, as `STAT` tells (`None`: none runs).
+    pub async fn transfer_progress(&mut self) -> Option<u64> {
+        let r = self.expect("STAT", 211).await;
+        progress_in(&r)
     }
 
     pub async fn read_reply(&mut self) -> Reply {
@@ -284,6 +300,43 @@ impl Ctrl {
         };
         self.expect(&line, 200).await;
         listener
+    }
+}
+
+/// The bytes moved so far by the transfer a `STAT` reply describes, if it describes one.
+pub fn progress_in(stat: &Reply) -> Option<u64> {
+    let text = stat.text();
+    let before = text
+        .split(" bytes so far")
+        .next()
+        .filter(|b| b.len() < text.len())?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// A bounded wait for a condition that is polled: [`Deadline::tick`] pauses briefly between
+/// checks, and fails the test once [`WAIT`] has passed.
+pub struct Deadline {
+    until: std::time::Instant,
+    what: &'static str,
+}
+
+impl Deadline {
+    /// Start waiting for `what` (named in the failure).
+    pub fn new(what: &'static str) -> Deadline {
+        Deadline {
+            until: std::time::Instant::now() + WAIT,
+            what,
+        }
+    }
+
+    /// Pause before the next check; panics if the deadline has passed.
+    pub async fn tick(&self) {
+        assert!(
+            std::time::Instant::now() < self.until,
+            "waited {WAIT:?} in vain for {}",
+            self.what
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
