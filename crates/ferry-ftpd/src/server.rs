@@ -15,13 +15,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::budget::BufferBudget;
 use crate::config::ServerConfig;
+use crate::counters::TransferCounters;
 use crate::data::PortPool;
 use crate::session::Session;
-
-/// Makes the storage a logged-in account sees. The default serves `account.home` with [`LocalFs`].
-pub type StorageFactory =
-    Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
+use crate::shared::Shared;
+pub use crate::shared::StorageFactory;
 
 /// The default [`StorageFactory`]: the account's root directory, jailed. Logins of the same
 /// root within [`ROOT_REUSE`] of its opening share one open directory (one descriptor, not one
@@ -55,18 +55,6 @@ fn local_storage_reusing(reuse: std::time::Duration) -> StorageFactory {
 
 /// How long an opened root directory serves new logins (see [`local_storage`]).
 pub const ROOT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What every session shares.
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) auth: Arc<Authenticator>,
-    pub(crate) storage: StorageFactory,
-    pub(crate) ports: Option<Arc<PortPool>>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    pub(crate) throttle: LoginThrottle,
-    /// The account of anonymous logins, when they are allowed.
-    pub(crate) anonymous: Option<Arc<Account>>,
-}
 
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
@@ -138,6 +126,8 @@ impl Server {
             storage,
             ports,
             shutdown,
+            counters: Arc::default(),
+            buffers: Arc::default(),
         });
         Ok(Server {
             shared,
@@ -151,6 +141,17 @@ impl Server {
     /// over either add up.
     pub fn login_throttle(&self) -> ferry_auth::LoginThrottle {
         self.shared.throttle.clone()
+    }
+
+    /// What this server's transfers have done, by the path they took (its own counts: another
+    /// server in the process keeps others).
+    pub fn counters(&self) -> Arc<TransferCounters> {
+        Arc::clone(&self.shared.counters)
+    }
+
+    /// The budget of large transfer buffers this server's transfers draw on.
+    pub fn buffer_budget(&self) -> Arc<BufferBudget> {
+        Arc::clone(&self.shared.buffers)
     }
 
     /// The plain/explicit-TLS addresses actually bound (useful with port 0).
@@ -508,6 +509,28 @@ mod tests {
         assert!(fields <= 448, "a session's fields are {fields} bytes");
         drop((task, client));
         assert_eq!(sessions.count(), 0);
+    }
+
+    /// Two servers in one process (or an FTP and another protocol's server later) share
+    /// counters or a buffer budget only when handed the same ones.
+    #[tokio::test]
+    async fn each_server_has_its_own_counters_and_buffer_budget() {
+        let bind = || {
+            let config = ServerConfig {
+                listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+                ..ServerConfig::default()
+            };
+            let auth = Arc::new(Authenticator::new(Vec::new()).unwrap());
+            Server::bind(config, auth, local_storage()).unwrap()
+        };
+        let (a, b) = (bind(), bind());
+        assert!(!Arc::ptr_eq(&a.counters(), &b.counters()));
+        assert!(!Arc::ptr_eq(&a.buffer_budget(), &b.buffer_budget()));
+        let held = a.buffer_budget().reserve(1024).unwrap();
+        assert_eq!(
+            (a.buffer_budget().reserved(), b.buffer_budget().reserved()),
+            (held.bytes(), 0)
+        );
     }
 
     #[test]

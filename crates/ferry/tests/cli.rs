@@ -601,7 +601,11 @@ print(fp(b), flush=True)
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::sleep(Duration::from_millis(500));
+    let reloaded = serve.logged("TLS certificate reloaded");
+    assert!(
+        reloaded.replace(':', "").to_lowercase().contains(&second),
+        "{reloaded}"
+    );
     py.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();

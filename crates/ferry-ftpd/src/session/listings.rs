@@ -12,9 +12,9 @@ use ferry_vfs::Metadata;
 use ferry_vfs::VPath;
 use tokio::io::AsyncWriteExt;
 
+use crate::pump::PumpError;
 use crate::replies::{permission_denied, storage_error};
 use crate::tls::Stream;
-use crate::transfer::PumpError;
 
 use super::*;
 

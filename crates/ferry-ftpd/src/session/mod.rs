@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::data::PassivePlan;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::{DataOwner, Stream, TOKEN_LEN};
 
 mod access;

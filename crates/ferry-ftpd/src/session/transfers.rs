@@ -16,9 +16,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::protected::{DataTls, ProtectedPassive, accept_passive, data_failed};
 use crate::data::{DataError, PassivePlan, connect_active};
+use crate::pump::{self, PumpError};
 use crate::replies::{path_error, permission_denied, storage_error};
 use crate::tls::Stream;
-use crate::transfer::{self, PumpError};
 
 use super::*;
 
@@ -94,30 +94,33 @@ impl Session {
                 }
             }
         }
+        let shared = Arc::clone(&self.shared);
         let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
+            let (counters, buffers) = (&shared.counters, &shared.buffers);
             let left = announced - already;
             let file = handle.file().filter(|_| !ascii);
             let done = match (stream, file) {
                 // Plain binary download from a local file: the kernel copies (sendfile).
                 (Stream::Plain(mut tcp), Some(file)) => {
-                    let n = transfer::send_file(&tcp, file, left, &progress).await?;
+                    let n = pump::send_file(&tcp, file, left, &progress, counters).await?;
                     tcp.shutdown().await.map_err(PumpError::Network)?;
                     Ok(Done::from(already + n))
                 }
                 // A large TLS binary download from a local file: sealed on the blocking pool.
-                (Stream::Tls(tls), Some(file)) if left >= transfer::SEAL_AFTER => {
+                (Stream::Tls(tls), Some(file)) if left >= pump::SEAL_AFTER => {
                     let file = file.try_clone().map_err(PumpError::Local)?;
-                    let n = transfer::send_file_sealed(tls, file, left, &progress).await?;
+                    let n = pump::send_file_sealed(tls, file, left, &progress, counters, buffers)
+                        .await?;
                     Ok(Done::from(already + n))
                 }
                 (mut stream, _) => match handle.file() {
                     Some(file) => {
-                        let mut reader = transfer::LocalFile(file);
-                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        let mut reader = pump::LocalFile(file);
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
                     }
                     None => {
                         let mut reader = handle.into_reader();
-                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
                     }
                 }
                 .map(Done::from),
@@ -145,7 +148,7 @@ impl Session {
     /// download goes on as usual (`Quick::Sent`); without a waiting connection nothing
     /// happens (`Quick::NotTaken`).
     fn quick_retr(&mut self, file: &std::fs::File, announced: u64, what: &str) -> Quick {
-        // Larger downloads go the usual way, corked (see `transfer::send_file`).
+        // Larger downloads go the usual way, corked (see `pump::send_file`).
         if announced > self.shared.config.quick_download_max || self.data_is_protected() {
             return Quick::NotTaken;
         }
@@ -159,7 +162,7 @@ impl Session {
         // The listener goes back to the pool.
         self.data = DataPlan::None;
         let started = Instant::now();
-        let result = match transfer::send_file_now(&stream, file, announced) {
+        let result = match pump::send_file_now(&stream, file, announced, &self.shared.counters) {
             Ok((n, false)) => {
                 self.data = DataPlan::Connected(stream);
                 return Quick::Sent(n);
@@ -329,12 +332,16 @@ impl Session {
             ),
             _ => "Transfer complete.".to_string(),
         };
+        let shared = Arc::clone(&self.shared);
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
             let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
-                (Some(file), false) => transfer::receive_file(&mut stream, file, &progress).await,
-                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await,
+                (Some(file), false) => {
+                    let (counters, buffers) = (&shared.counters, &shared.buffers);
+                    pump::receive_file(&mut stream, file, &progress, counters, buffers).await
+                }
+                _ => pump::receive(&mut stream, &mut upload, ascii, &progress).await,
             };
             let n = match received {
                 Ok(n) => n,
