@@ -1,0 +1,93 @@
+//! The server's host key: an Ed25519 key made once and kept in the state directory, in
+//! OpenSSH's format, readable by its owner only.
+
+use std::io::Write;
+use std::path::Path;
+
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{HashAlg, PrivateKey};
+
+/// File name of the Ed25519 host key inside the state directory (as sshd names its own).
+pub const ED25519_FILE: &str = "ssh_host_ed25519_key";
+
+/// Load the Ed25519 host key from `state_dir`, making it (and the directory) on first use.
+///
+/// A new key is written to a temporary file with mode 0600 and renamed into place, so a crash
+/// never leaves half a key; an existing file that does not parse is an error, never replaced.
+pub fn load_or_create(state_dir: &Path) -> std::io::Result<PrivateKey> {
+    let path = state_dir.join(ED25519_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => PrivateKey::from_openssh(pem.as_bytes()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not an OpenSSH private key: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(state_dir)?;
+            let seed: [u8; 32] = rand::random();
+            let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+            let pem = key
+                .to_openssh(LineEnding::LF)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let temp = state_dir.join(format!(".{ED25519_FILE}.{:016x}", rand::random::<u64>()));
+            let written = (|| {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&temp)?;
+                f.write_all(pem.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&temp, &path)
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            written?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The key's fingerprint as OpenSSH prints it: `SHA256:` and unpadded base64.
+pub fn fingerprint(key: &PrivateKey) -> String {
+    key.public_key().fingerprint(HashAlg::Sha256).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn made_once_then_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let a = load_or_create(&state).unwrap();
+        let b = load_or_create(&state).unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert!(fingerprint(&a).starts_with("SHA256:"));
+        assert!(!fingerprint(&a).ends_with('='));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state.join(ED25519_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(ED25519_FILE), "nope").unwrap();
+        assert!(load_or_create(dir.path()).is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(ED25519_FILE)).unwrap(),
+            "nope"
+        );
+    }
+}

@@ -1,0 +1,581 @@
+//! The SFTP subsystem on one channel: a pipelined request loop.
+//!
+//! Packets are read as they arrive and each request runs as its own task, so a client that
+//! keeps many requests in flight (OpenSSH's keeps 64) is served without a round trip per
+//! request; replies go out as they complete, in any order, through one writer task (a packet
+//! is never interleaved with another). Requests on the same handle run in the order they
+//! arrived (a chain of completion signals per handle); requests on paths run concurrently.
+//!
+//! Bounds: at most `max_in_flight` requests at once (the loop stops reading, so the SSH
+//! window and russh's channel buffer push back on the client), at most `read_budget` bytes of
+//! file data read and not yet handed to the SSH layer, at most `max_handles` open handles, and
+//! packets no longer than `max_packet` (checked on the length field, before buffering).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ferry_sftp_proto::attrs::file_type;
+use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
+use ferry_sftp_proto::{
+    Attrs, ClientMessage, Extended, Extension, Handle, Name, OpenFlags, Request, Response,
+    ServerMessage, Status, StatusCode, Times, ext, longname::longname, split_packet,
+};
+use ferry_vfs::Metadata;
+use ferry_vfs::VPath;
+use ferry_vfs::{Entry, EntryKind};
+use russh::ChannelMsg;
+use russh::server::Msg;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::fs::{AttrChange, DirReader, FileHandle, SftpFs, WriteIntent};
+use crate::status::status_for;
+
+/// Limits of one SFTP session.
+#[derive(Debug, Clone, Copy)]
+pub struct SftpLimits {
+    /// Longest SFTP packet accepted (the length field's value).
+    pub max_packet: u32,
+    /// Requests handled at once; further packets wait in the channel.
+    pub max_in_flight: usize,
+    /// Open file and directory handles.
+    pub max_handles: usize,
+    /// Bytes of file data read for replies and not yet passed to the SSH layer.
+    pub read_budget: u32,
+    /// A session with nothing in flight and nothing received for this long ends.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SftpLimits {
+    fn default() -> Self {
+        SftpLimits {
+            max_packet: 256 * 1024,
+            max_in_flight: 128,
+            max_handles: 256,
+            read_budget: 8 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl SftpLimits {
+    /// Largest `READ` answered in full, and largest `WRITE` accepted: what fits in a packet,
+    /// with room for the headers (as OpenSSH's server counts it).
+    fn max_data(&self) -> u32 {
+        self.max_packet.saturating_sub(1024)
+    }
+}
+
+/// Directory entries per `NAME` reply.
+const READDIR_BATCH: usize = 100;
+
+/// A packet to send, holding the permits that bound what is in flight until it is handed on.
+struct Outgoing {
+    bytes: Bytes,
+    _slot: OwnedSemaphorePermit,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+enum Open {
+    File(FileHandle),
+    Dir { path: VPath, reader: DirReader },
+    Closed,
+}
+
+struct Slot {
+    object: Arc<tokio::sync::Mutex<Open>>,
+    /// Completes when the last request queued on this handle has finished.
+    tail: Option<oneshot::Receiver<()>>,
+}
+
+#[derive(Default)]
+struct Handles {
+    next: u64,
+    open: HashMap<u64, Slot>,
+}
+
+struct Shared {
+    fs: SftpFs,
+    limits: SftpLimits,
+    handles: Mutex<Handles>,
+    budget: Arc<Semaphore>,
+    out: mpsc::Sender<Outgoing>,
+}
+
+impl Shared {
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn send(
+        &self,
+        bytes: Bytes,
+        slot: OwnedSemaphorePermit,
+        budget: Option<OwnedSemaphorePermit>,
+    ) {
+        // The writer is gone only when the channel is; the reply has nowhere to go then.
+        let _ = self
+            .out
+            .send(Outgoing {
+                bytes,
+                _slot: slot,
+                _budget: budget,
+            })
+            .await;
+    }
+
+    fn register(&self, open: Open) -> Result<Handle, Status> {
+        let mut h = self.handles();
+        if h.open.len() >= self.limits.max_handles {
+            return Err(too_many_handles());
+        }
+        let id = h.next;
+        h.next += 1;
+        h.open.insert(
+            id,
+            Slot {
+                object: Arc::new(tokio::sync::Mutex::new(open)),
+                tail: None,
+            },
+        );
+        Ok(Handle(Bytes::copy_from_slice(&id.to_be_bytes())))
+    }
+}
+
+fn too_many_handles() -> Status {
+    Status::new(StatusCode::FAILURE, "Too many open handles")
+}
+
+fn handle_id(h: &Handle) -> Option<u64> {
+    Some(u64::from_be_bytes(h.as_bytes().try_into().ok()?))
+}
+
+fn packet(id: u32, response: Response) -> Bytes {
+    ServerMessage::Response { id, response }.to_bytes()
+}
+
+fn status_packet(id: u32, status: Status) -> Bytes {
+    packet(id, Response::Status(status))
+}
+
+/// Serve SFTP on `channel` for the user behind `fs` until the client closes it.
+pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: SftpLimits) {
+    let (mut rx, tx) = channel.split();
+    let (out, mut out_rx) = mpsc::channel::<Outgoing>(limits.max_in_flight + 1);
+    let writer = tokio::spawn(async move {
+        while let Some(o) = out_rx.recv().await {
+            if tx.data_bytes(o.bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = tx.eof().await;
+        let _ = tx.close().await;
+    });
+
+    let shared = Arc::new(Shared {
+        fs,
+        limits,
+        handles: Mutex::new(Handles::default()),
+        budget: Arc::new(Semaphore::new(limits.read_budget.max(1) as usize)),
+        out,
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut buf = BytesMut::new();
+    let mut initialized = false;
+
+    'session: loop {
+        loop {
+            let packet = match split_packet(&mut buf, limits.max_packet) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!("sftp: {e}; closing the channel");
+                    break 'session;
+                }
+            };
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break 'session;
+            };
+            match ClientMessage::decode(packet) {
+                Ok(ClientMessage::Init { version, .. }) if !initialized => {
+                    initialized = true;
+                    tracing::debug!(client_version = version, "sftp: init");
+                    shared.send(version_packet(), slot, None).await;
+                }
+                Ok(ClientMessage::Request { id, request }) if initialized => {
+                    dispatch(&shared, id, request, slot);
+                }
+                Ok(_) => {
+                    tracing::info!("sftp: INIT out of place; closing the channel");
+                    break 'session;
+                }
+                Err(e) => match e.id() {
+                    Some(id) if initialized => {
+                        let status = Status::new(e.status_code(), e.to_string());
+                        shared.send(status_packet(id, status), slot, None).await;
+                    }
+                    _ => {
+                        tracing::info!("sftp: {e}; closing the channel");
+                        break 'session;
+                    }
+                },
+            }
+        }
+
+        let idle = slots.available_permits() == limits.max_in_flight;
+        let msg = match tokio::time::timeout(limits.idle_timeout, rx.wait()).await {
+            Ok(msg) => msg,
+            Err(_) if idle => {
+                tracing::info!("sftp: idle timeout");
+                break;
+            }
+            Err(_) => continue,
+        };
+        match msg {
+            Some(ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
+            Some(_) => {}
+        }
+    }
+    // Uploads still open are dropped with the handles, which removes their temporary files.
+    drop(shared);
+    let _ = writer.await;
+}
+
+fn version_packet() -> Bytes {
+    let extensions: Vec<Extension> = vec![
+        ext::advertise(ext::POSIX_RENAME, "1"),
+        ext::advertise(ext::FSYNC, "1"),
+        ext::advertise(ext::LSETSTAT, "1"),
+        ext::advertise(ext::LIMITS, "1"),
+        ext::advertise(ext::EXPAND_PATH, "1"),
+    ];
+    ServerMessage::Version {
+        version: ferry_sftp_proto::VERSION,
+        extensions,
+    }
+    .to_bytes()
+}
+
+/// Start `request`; its reply is sent when it completes.
+fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, slot: OwnedSemaphorePermit) {
+    let shared = Arc::clone(shared);
+    let Some(handle) = request.handle().cloned() else {
+        tokio::spawn(async move {
+            let reply = path_request(&shared, id, request).await;
+            shared.send(reply, slot, None).await;
+        });
+        return;
+    };
+
+    // Queue behind the requests already on this handle, in arrival order.
+    let closing = matches!(request, Request::Close { .. });
+    let queued = {
+        let mut h = shared.handles();
+        let (done, tail) = oneshot::channel::<()>();
+        match handle_id(&handle) {
+            // Later requests on a closing handle find it gone, as the client asked.
+            Some(k) if closing => h.open.remove(&k).map(|s| (s.object, s.tail, done)),
+            Some(k) => h.open.get_mut(&k).map(|s| {
+                let previous = s.tail.replace(tail);
+                (Arc::clone(&s.object), previous, done)
+            }),
+            None => None,
+        }
+    };
+    let Some((object, previous, done)) = queued else {
+        tokio::spawn(async move {
+            let reply = status_packet(id, Status::new(StatusCode::FAILURE, "Invalid handle"));
+            shared.send(reply, slot, None).await;
+        });
+        return;
+    };
+
+    tokio::spawn(async move {
+        if let Some(previous) = previous {
+            // An error only means the previous request's task ended; it is done either way.
+            let _ = previous.await;
+        }
+        let mut guard = object.lock().await;
+        let (reply, budget) = handle_request(&shared, id, request, &mut guard).await;
+        drop(guard);
+        drop(done);
+        shared.send(reply, slot, budget).await;
+    });
+}
+
+/// A client path as a [`VPath`] (relative paths start at the user's root).
+fn vpath(raw: &[u8]) -> Result<VPath, Status> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| Status::new(StatusCode::FAILURE, "File names must be UTF-8"))?;
+    VPath::root()
+        .resolve(s)
+        .map_err(|e| Status::new(StatusCode::FAILURE, e.to_string()))
+}
+
+fn to_u32_time(secs: i64) -> u32 {
+    u32::try_from(secs.max(0)).unwrap_or(u32::MAX)
+}
+
+fn type_bits(kind: EntryKind) -> u32 {
+    match kind {
+        EntryKind::File => file_type::REGULAR,
+        EntryKind::Dir => file_type::DIRECTORY,
+        EntryKind::Symlink => file_type::SYMLINK,
+        EntryKind::Other => 0,
+    }
+}
+
+fn attrs_of(kind: EntryKind, size: u64, mode: u32, mtime: i64) -> Attrs {
+    let t = to_u32_time(mtime);
+    Attrs {
+        size: Some(size),
+        owner: None,
+        permissions: Some(type_bits(kind) | (mode & 0o7777)),
+        times: Some(Times { atime: t, mtime: t }),
+        extended: Vec::new(),
+    }
+}
+
+fn metadata_attrs(md: &Metadata) -> Attrs {
+    attrs_of(md.kind, md.size, md.mode, md.mtime)
+}
+
+fn change_of(attrs: &Attrs) -> AttrChange {
+    AttrChange {
+        size: attrs.size,
+        mode: attrs.permissions,
+        mtime: attrs.times.map(|t| i64::from(t.mtime)),
+        owner: attrs.owner.is_some(),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn names(user: &str, entries: Vec<Entry>) -> Vec<Name> {
+    let now = now();
+    entries
+        .into_iter()
+        .map(|e| {
+            let attrs = attrs_of(e.kind, e.size, e.mode, e.mtime);
+            Name {
+                longname: longname(e.name.as_bytes(), &attrs, e.nlink, user, user, now),
+                filename: Bytes::from(e.name),
+                attrs,
+            }
+        })
+        .collect()
+}
+
+fn path_name(path: &VPath) -> Response {
+    let s = Bytes::copy_from_slice(path.as_str().as_bytes());
+    Response::Name(vec![Name {
+        filename: s.clone(),
+        longname: s,
+        attrs: Attrs::default(),
+    }])
+}
+
+fn unsupported(what: &str) -> Status {
+    Status::new(
+        StatusCode::OP_UNSUPPORTED,
+        format!("{what} is not supported"),
+    )
+}
+
+/// Requests that name paths.
+async fn path_request(shared: &Shared, id: u32, request: Request) -> Bytes {
+    match path_response(shared, request).await {
+        Ok(response) => packet(id, response),
+        Err(status) => status_packet(id, status),
+    }
+}
+
+async fn path_response(shared: &Shared, request: Request) -> Result<Response, Status> {
+    let fs = &shared.fs;
+    let done = |r: crate::fs::FsResult<()>| {
+        r.map(|()| Response::Status(Status::ok()))
+            .map_err(|e| status_for(&e))
+    };
+    match request {
+        Request::Open { path, flags, .. } => {
+            let path = vpath(&path)?;
+            if shared.handles().open.len() >= shared.limits.max_handles {
+                return Err(too_many_handles());
+            }
+            let file = if flags.has(OpenFlags::WRITE) || flags.has(OpenFlags::APPEND) {
+                let intent = WriteIntent {
+                    create: flags.has(OpenFlags::CREAT),
+                    truncate: flags.has(OpenFlags::TRUNC),
+                    exclusive: flags.has(OpenFlags::EXCL),
+                    append: flags.has(OpenFlags::APPEND),
+                };
+                fs.open_write(&path, intent).await
+            } else {
+                fs.open_read(&path).await
+            };
+            let file = file.map_err(|e| status_for(&e))?;
+            Ok(Response::Handle(shared.register(Open::File(file))?))
+        }
+        Request::Opendir { path } => {
+            let path = vpath(&path)?;
+            if shared.handles().open.len() >= shared.limits.max_handles {
+                return Err(too_many_handles());
+            }
+            let reader = fs.open_dir(&path).await.map_err(|e| status_for(&e))?;
+            Ok(Response::Handle(
+                shared.register(Open::Dir { path, reader })?,
+            ))
+        }
+        Request::Stat { path } | Request::Lstat { path } => {
+            let md = fs.stat(&vpath(&path)?).await.map_err(|e| status_for(&e))?;
+            Ok(Response::Attrs(metadata_attrs(&md)))
+        }
+        Request::Setstat { path, attrs }
+        | Request::Extended(Extended::Lsetstat { path, attrs }) => {
+            done(fs.set_attrs(&vpath(&path)?, change_of(&attrs)).await)
+        }
+        Request::Remove { path } => done(fs.remove(&vpath(&path)?).await),
+        Request::Mkdir { path, .. } => done(fs.mkdir(&vpath(&path)?).await),
+        Request::Rmdir { path } => done(fs.rmdir(&vpath(&path)?).await),
+        Request::Rename { from, to } => done(fs.rename(&vpath(&from)?, &vpath(&to)?, false).await),
+        Request::Extended(Extended::PosixRename { from, to }) => {
+            done(fs.rename(&vpath(&from)?, &vpath(&to)?, true).await)
+        }
+        Request::Realpath { path } => Ok(path_name(&vpath(&path)?)),
+        Request::Extended(Extended::ExpandPath { path }) => {
+            // The user's home is their root.
+            let rest = path
+                .strip_prefix(b"~")
+                .filter(|r| r.is_empty() || r.starts_with(b"/"))
+                .unwrap_or(&path);
+            Ok(path_name(&vpath(rest)?))
+        }
+        Request::Extended(Extended::Limits) => {
+            let l = &shared.limits;
+            let limits = ferry_sftp_proto::Limits {
+                max_packet_len: u64::from(l.max_packet),
+                max_read_len: u64::from(l.max_data()),
+                max_write_len: u64::from(l.max_data()),
+                max_open_handles: l.max_handles as u64,
+            };
+            Ok(Response::ExtendedReply(limits.encode()))
+        }
+        Request::Readlink { .. } | Request::Symlink { .. } => Err(unsupported("Symbolic links")),
+        Request::Extended(Extended::Hardlink { .. }) => Err(unsupported("Hard links")),
+        Request::Extended(Extended::StatVfs { .. } | Extended::FstatVfs { .. }) => {
+            Err(unsupported("statvfs"))
+        }
+        Request::Extended(Extended::CopyData { .. }) => Err(unsupported("copy-data")),
+        Request::Extended(Extended::Unknown { name, .. }) => Err(unsupported(&format!(
+            "Extension {}",
+            String::from_utf8_lossy(&name).escape_debug()
+        ))),
+        // Handle requests are routed to `handle_request`.
+        other => Err(Status::new(
+            StatusCode::BAD_MESSAGE,
+            format!("{} needs a handle", other.name()),
+        )),
+    }
+}
+
+/// Requests on an open handle, run in arrival order for that handle.
+async fn handle_request(
+    shared: &Shared,
+    id: u32,
+    request: Request,
+    open: &mut Open,
+) -> (Bytes, Option<OwnedSemaphorePermit>) {
+    let fs = &shared.fs;
+    let fail = |e: crate::fs::FsError| status_packet(id, status_for(&e));
+    let ok = || status_packet(id, Status::ok());
+    let reply = match (request, open) {
+        (Request::Read { offset, len, .. }, Open::File(file)) => {
+            let len = len.min(shared.limits.max_data());
+            let Ok(budget) = Arc::clone(&shared.budget)
+                .acquire_many_owned(len.clamp(1, shared.limits.read_budget.max(1)))
+                .await
+            else {
+                return (
+                    status_packet(id, Status::new(StatusCode::FAILURE, "Shutting down")),
+                    None,
+                );
+            };
+            let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len as usize);
+            buf.resize(DATA_HEADER_LEN, 0);
+            return match fs.read_at(file, offset, len as usize, buf).await {
+                Ok((_, 0)) => (status_packet(id, Status::eof()), None),
+                Ok((mut buf, n)) => {
+                    let n = u32::try_from(n).unwrap_or(u32::MAX);
+                    buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
+                    (buf.freeze(), Some(budget))
+                }
+                Err(e) => (fail(e), None),
+            };
+        }
+        (Request::Write { offset, data, .. }, Open::File(file)) => {
+            match fs.write_at(file, offset, data).await {
+                Ok(()) => ok(),
+                Err(e) => fail(e),
+            }
+        }
+        (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {
+            Open::File(file) => match fs.close(file).await {
+                Ok(()) => ok(),
+                Err(e) => fail(e),
+            },
+            Open::Dir { .. } | Open::Closed => ok(),
+        },
+        (Request::Fstat { .. }, Open::File(file)) => match fs.stat(file.path()).await {
+            Ok(md) => packet(id, Response::Attrs(metadata_attrs(&md))),
+            Err(e) => fail(e),
+        },
+        (Request::Fstat { .. }, Open::Dir { path, .. }) => match fs.stat(path).await {
+            Ok(md) => packet(id, Response::Attrs(metadata_attrs(&md))),
+            Err(e) => fail(e),
+        },
+        (Request::Fsetstat { attrs, .. }, Open::File(file)) => {
+            match fs.set_attrs_open(file, change_of(&attrs)).await {
+                Ok(()) => ok(),
+                Err(e) => fail(e),
+            }
+        }
+        (Request::Fsetstat { attrs, .. }, Open::Dir { path, .. }) => {
+            match fs.set_attrs(path, change_of(&attrs)).await {
+                Ok(()) => ok(),
+                Err(e) => fail(e),
+            }
+        }
+        (Request::Readdir { .. }, Open::Dir { reader, .. }) => {
+            match reader.next_batch(READDIR_BATCH).await {
+                Ok(entries) if entries.is_empty() => status_packet(id, Status::eof()),
+                Ok(entries) => packet(id, Response::Name(names(fs.user(), entries))),
+                Err(e) => fail(e),
+            }
+        }
+        (Request::Extended(Extended::Fsync { .. }), Open::File(file)) => {
+            match fs.fsync(file).await {
+                Ok(()) => ok(),
+                Err(e) => fail(e),
+            }
+        }
+        (Request::Extended(Extended::FstatVfs { .. }), _) => {
+            status_packet(id, unsupported("statvfs"))
+        }
+        (Request::Read { .. } | Request::Write { .. }, Open::Dir { .. }) => {
+            status_packet(id, Status::new(StatusCode::FAILURE, "Is a directory"))
+        }
+        (Request::Readdir { .. }, Open::File(_)) => {
+            status_packet(id, Status::new(StatusCode::FAILURE, "Not a directory"))
+        }
+        (_, _) => status_packet(id, Status::new(StatusCode::FAILURE, "Invalid handle")),
+    };
+    (reply, None)
+}
