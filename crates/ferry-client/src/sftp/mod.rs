@@ -41,7 +41,7 @@ use russh::ChannelMsg;
 
 pub use auth::{Ask, Asker, SshAuth};
 pub use known_hosts::{HostKeyError, HostKeyPolicy};
-pub use transfer::UploadStart;
+pub use transfer::{RemoteFile, UploadStart};
 
 use crate::options::{Dialogue, Observer};
 use crate::{Error, MAX_LISTING, Result};

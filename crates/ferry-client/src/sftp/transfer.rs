@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use ferry_sftp_proto::{OpenFlags, Request, Response, StatusCode};
+use ferry_sftp_proto::{Handle, OpenFlags, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::wire::Ticket;
@@ -28,13 +28,34 @@ pub enum UploadStart {
 /// Smallest chunk a server's short reads shrink requests to.
 const MIN_CHUNK: u32 = 4096;
 
-impl SftpClient {
-    /// Download `path` from byte `offset` into `sink`, calling `progress` with each number of
-    /// bytes written. Returns the bytes written. A failure to write `sink` is
-    /// [`Error::Local`].
-    pub async fn download<W>(
-        &self,
-        path: &str,
+/// A remote file open for reading ([`SftpClient::open_read`]).
+pub struct RemoteFile<'a> {
+    client: &'a SftpClient,
+    handle: Handle,
+    path: String,
+    size: Option<u64>,
+}
+
+impl std::fmt::Debug for RemoteFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteFile<'_> {
+    /// The file's size when it was opened, if the server said.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Copy the file from byte `offset` to its end into `sink`, calling `progress` with each
+    /// number of bytes written, then close it. Returns the bytes written. A failure to write
+    /// `sink` is [`Error::Local`].
+    pub async fn download_to<W>(
+        self,
         offset: u64,
         sink: &mut W,
         progress: &mut (dyn FnMut(u64) + Send),
@@ -42,20 +63,21 @@ impl SftpClient {
     where
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
-        let path = self.resolve(path);
-        let handle = self.open(&path, OpenFlags::READ, "read").await?;
-        let copied = self.read_all(&handle, &path, offset, sink, progress).await;
+        let copied = self.read_all(offset, sink, progress).await;
         // A read-only handle: closing it after a failure commits nothing.
-        let closed = self.close_handle(&handle, &path).await;
+        let closed = self.client.close_handle(&self.handle, &self.path).await;
         let n = copied?;
         closed?;
         Ok(n)
     }
 
+    /// Close the file without reading it.
+    pub async fn close(self) -> Result<()> {
+        self.client.close_handle(&self.handle, &self.path).await
+    }
+
     async fn read_all<W>(
         &self,
-        handle: &ferry_sftp_proto::Handle,
-        path: &str,
         offset: u64,
         sink: &mut W,
         progress: &mut (dyn FnMut(u64) + Send),
@@ -63,22 +85,13 @@ impl SftpClient {
     where
         W: AsyncWrite + Unpin + Send + ?Sized,
     {
-        let command = format!("READ {path}");
-        let size = match self
-            .call(
-                Request::Fstat {
-                    handle: handle.clone(),
-                },
-                &command,
-            )
-            .await?
-        {
-            Response::Attrs(a) => a.size,
-            _ => None,
-        };
-        let in_flight = self.opts.requests_in_flight.max(1);
-        let timeout = self.opts.reply_timeout;
-        let mut chunk = self.read_len.max(1);
+        let c = self.client;
+        let handle = &self.handle;
+        let size = self.size;
+        let command = format!("READ {}", self.path);
+        let in_flight = c.opts.requests_in_flight.max(1);
+        let timeout = c.opts.reply_timeout;
+        let mut chunk = c.read_len.max(1);
         let mut queue: VecDeque<(u64, u32, Ticket)> = VecDeque::with_capacity(in_flight);
         let mut next = offset;
         let mut written = 0u64;
@@ -86,7 +99,7 @@ impl SftpClient {
             // Up to the known size; past it (or with no size known) one request at a time,
             // which finds the end of the file.
             while queue.len() < in_flight && (queue.is_empty() || size.is_none_or(|s| next < s)) {
-                let ticket = self
+                let ticket = c
                     .wire
                     .send(Request::Read {
                         handle: handle.clone(),
@@ -123,7 +136,7 @@ impl SftpClient {
                     // The server answers at most `got` bytes: ask it for no more.
                     chunk = chunk.min(got).max(MIN_CHUNK);
                 }
-                let ticket = self
+                let ticket = c
                     .wire
                     .send(Request::Read {
                         handle: handle.clone(),
@@ -139,6 +152,53 @@ impl SftpClient {
             .await
             .map_err(Error::local("writing the local file"))?;
         Ok(written)
+    }
+}
+
+impl SftpClient {
+    /// Open `path` for reading and ask its size (`OPEN`, `FSTAT`).
+    pub async fn open_read(&self, path: &str) -> Result<RemoteFile<'_>> {
+        let path = self.resolve(path);
+        let handle = self.open(&path, OpenFlags::READ, "read").await?;
+        let size = match self
+            .call(
+                Request::Fstat {
+                    handle: handle.clone(),
+                },
+                &format!("FSTAT {path}"),
+            )
+            .await
+        {
+            Ok(Response::Attrs(a)) => a.size,
+            Ok(_) => None,
+            Err(e) => {
+                let _ = self.close_handle(&handle, &path).await;
+                return Err(e);
+            }
+        };
+        Ok(RemoteFile {
+            client: self,
+            handle,
+            path,
+            size,
+        })
+    }
+
+    /// Download `path` from byte `offset` into `sink` (see [`RemoteFile::download_to`]).
+    pub async fn download<W>(
+        &self,
+        path: &str,
+        offset: u64,
+        sink: &mut W,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64>
+    where
+        W: AsyncWrite + Unpin + Send + ?Sized,
+    {
+        self.open_read(path)
+            .await?
+            .download_to(offset, sink, progress)
+            .await
     }
 
     /// Upload `source` to `path`, calling `progress` with each number of bytes sent. Returns
