@@ -2,6 +2,8 @@
 //! running the built `ferry` binary with a time limit, test files and their hashes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod sftp;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
