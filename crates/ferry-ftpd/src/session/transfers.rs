@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::TlsPolicy;
+use ferry_core::Operation;
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
@@ -17,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::protected::{DataTls, ProtectedPassive, accept_passive, data_failed};
 use crate::data::{DataError, PassivePlan, connect_active};
 use crate::pump::{self, PumpError};
-use crate::replies::{path_error, permission_denied, storage_error};
+use crate::replies::{path_error, storage_error};
 use crate::tls::Stream;
 
 use super::*;
@@ -50,10 +51,13 @@ impl Session {
 
     pub(super) async fn cmd_retr(&mut self, arg: &str) -> io::Result<Flow> {
         let offset = std::mem::take(&mut self.rest);
-        if !self.perms().read {
-            self.send(&permission_denied()).await?;
-            return Ok(Flow::Continue);
-        }
+        let fs = match self.authorized(Operation::Read) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
@@ -64,10 +68,7 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
-        };
-        let handle = match storage.open_read(&path, offset).await {
+        let handle = match fs.open_read(&path, offset).await {
             Ok(h) => h,
             Err(e) => {
                 self.send(&storage_error(&e)).await?;
@@ -211,8 +212,8 @@ impl Session {
 
     pub(super) async fn cmd_store(&mut self, arg: &str, kind: StoreKind) -> io::Result<Flow> {
         let offset = std::mem::take(&mut self.rest);
-        if !self.perms().write {
-            self.send(&permission_denied()).await?;
+        if let Err(r) = self.authorized(Operation::Write) {
+            self.send(&r).await?;
             return Ok(Flow::Continue);
         }
         if !self.data_ready().await? {
@@ -240,10 +241,13 @@ impl Session {
 
     pub(super) async fn cmd_stou(&mut self, hint: Option<&str>) -> io::Result<Flow> {
         self.rest = 0;
-        if !self.perms().write {
-            self.send(&permission_denied()).await?;
-            return Ok(Flow::Continue);
-        }
+        let fs = match self.authorized(Operation::Write) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
@@ -260,9 +264,6 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
             },
-        };
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
         };
         // The hint itself first, then hint.1, hint.2, ...; without a hint, random names.
         let stem = base.file_name().unwrap_or("ferry").to_string();
@@ -281,7 +282,7 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
             };
-            match storage.open_write(&candidate, WriteMode::CreateNew).await {
+            match fs.open_write(&candidate, WriteMode::CreateNew).await {
                 Ok(upload) => {
                     return self
                         .begin_upload(candidate, WriteMode::CreateNew, Some(upload))
@@ -305,12 +306,16 @@ impl Session {
         mode: WriteMode,
         opened: Option<Box<dyn ferry_vfs::Upload>>,
     ) -> io::Result<Flow> {
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
+        let fs = match self.authorized(Operation::Write) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
         };
         let upload = match opened {
             Some(u) => u,
-            None => match storage.open_write(&path, mode).await {
+            None => match fs.open_write(&path, mode).await {
                 Ok(u) => u,
                 Err(e) => {
                     self.send(&storage_error(&e)).await?;
