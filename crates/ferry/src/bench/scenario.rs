@@ -706,7 +706,7 @@ async fn minimal_ceilings(ctx: &Ctx) -> Result<Vec<Outcome>> {
 /// port the system picks, printed on the first line; it ends when its standard input closes.
 pub(crate) fn minimal_peer(size: u64) -> Result<()> {
     // One worker per CPU, as the servers it stands for use every core: with one thread its
-    // logins/s were a quarter lower than Ferry's own (session 6), no ceiling at all.
+    // logins/s were a quarter lower than Ferry's own, no ceiling at all.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .enable_all()
