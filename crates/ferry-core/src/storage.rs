@@ -1,5 +1,6 @@
 //! Which storage a logged-in account sees: [`StorageFactory`], and the default,
-//! [`local_storage`], which serves each account's home directory, jailed.
+//! [`local_storage`], which serves each account's home directory, jailed, with one listing
+//! cache for every home it opens.
 
 use std::collections::HashMap;
 use std::io;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_auth::Account;
-use ferry_vfs::{LocalFs, Storage};
+use ferry_vfs::{ListCache, LocalFs, Storage};
 
 /// Makes the storage a logged-in account sees (its home). Shared by every protocol, so an
 /// account sees the same files over FTP and SFTP.
@@ -22,13 +23,24 @@ pub const ROOT_REUSE: Duration = Duration::from_secs(5);
 /// home within [`ROOT_REUSE`] of its opening share one open directory (one descriptor, not one
 /// per session, and no open per login); after that, the next login opens it again, so a home
 /// replaced on disk is picked up within that time even on a busy server. Sessions keep the
-/// directory they started with.
+/// directory they started with. Every home it opens keeps and shares large listings in one
+/// [`ListCache`] of its own (default limit), which outlives the homes' reopening.
 pub fn local_storage() -> StorageFactory {
-    local_storage_reusing(ROOT_REUSE)
+    local_storage_with(Arc::new(ListCache::default()))
+}
+
+/// [`local_storage`] keeping listings in `listings` (a server's configured limit; its
+/// counters stay readable through the caller's handle).
+pub fn local_storage_with(listings: Arc<ListCache>) -> StorageFactory {
+    factory(listings, ROOT_REUSE)
 }
 
 /// [`local_storage`] with another reuse window (tests).
 pub fn local_storage_reusing(reuse: Duration) -> StorageFactory {
+    factory(Arc::new(ListCache::default()), reuse)
+}
+
+fn factory(listings: Arc<ListCache>, reuse: Duration) -> StorageFactory {
     let open: Mutex<HashMap<PathBuf, (Arc<LocalFs>, Instant)>> = Mutex::new(HashMap::new());
     Arc::new(move |account: &Account| {
         let now = Instant::now();
@@ -40,7 +52,7 @@ pub fn local_storage_reusing(reuse: Duration) -> StorageFactory {
                 return Ok(Arc::clone(fs) as Arc<dyn Storage>);
             }
         }
-        let fs = Arc::new(LocalFs::new(&account.home)?);
+        let fs = Arc::new(LocalFs::with_cache(&account.home, Arc::clone(&listings))?);
         // Only recently opened homes stay (their sessions hold their own references).
         open.retain(|_, (_, opened)| now.duration_since(*opened) < reuse);
         open.insert(account.home.clone(), (Arc::clone(&fs), now));
@@ -89,5 +101,72 @@ mod tests {
         assert_eq!(names(&third), ["new-file"]);
         // The session that started on the old root keeps it.
         assert!(names(&second).is_empty());
+    }
+
+    /// Lists `/big` through a sorted listing (the path that uses the listing cache).
+    async fn list_big(fs: &Arc<dyn Storage>) -> usize {
+        let big = ferry_vfs::VPath::root().resolve("/big").unwrap();
+        let stream = fs.list_sorted(&big).await.unwrap();
+        stream.collect().await.unwrap().len()
+    }
+
+    fn account_on(home: &std::path::Path) -> Account {
+        Account {
+            name: "alice".into(),
+            home: home.to_path_buf(),
+            permissions: ferry_auth::Permissions::ALL,
+            anonymous: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_kept_outlive_a_home_reopened() {
+        let home = tempfile::tempdir_in("/dev/shm").unwrap();
+        std::fs::create_dir(home.path().join("big")).unwrap();
+        for i in 0..1200 {
+            std::fs::write(home.path().join(format!("big/f{i:04}")), b"x").unwrap();
+        }
+        let account = account_on(home.path());
+        let cache = Arc::new(ListCache::default());
+        let factory = super::factory(Arc::clone(&cache), Duration::from_millis(50));
+        let first = factory(&account).unwrap();
+        assert_eq!(list_big(&first).await, 1200);
+        // Until the home is opened again (bounded: the window is 50 ms).
+        let until = Instant::now() + Duration::from_secs(10);
+        let reopened = loop {
+            let next = factory(&account).unwrap();
+            if !Arc::ptr_eq(&next, &first) {
+                break next;
+            }
+            assert!(Instant::now() < until, "the home was never reopened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(list_big(&reopened).await, 1200);
+        assert_eq!(
+            cache.hits(),
+            1,
+            "the reopened home did not use the kept listing"
+        );
+    }
+
+    #[tokio::test]
+    async fn factories_keep_listings_apart() {
+        let home = tempfile::tempdir_in("/dev/shm").unwrap();
+        std::fs::create_dir(home.path().join("big")).unwrap();
+        for i in 0..1200 {
+            std::fs::write(home.path().join(format!("big/f{i:04}")), b"x").unwrap();
+        }
+        let account = account_on(home.path());
+        let (a, b) = (Arc::new(ListCache::default()), Arc::new(ListCache::new(0)));
+        let (on_a, on_b) = (
+            local_storage_with(Arc::clone(&a))(&account).unwrap(),
+            local_storage_with(Arc::clone(&b))(&account).unwrap(),
+        );
+        for _ in 0..2 {
+            assert_eq!(list_big(&on_a).await, 1200);
+            assert_eq!(list_big(&on_b).await, 1200);
+        }
+        assert_eq!((a.hits(), a.kept_entries()), (1, 1200));
+        assert_eq!((b.hits(), b.kept_entries()), (0, 0));
     }
 }

@@ -7,7 +7,9 @@
 //! - `path`: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
 //!   calls run off the async workers; its listings share one read of a directory
-//!   (`snapshot`) and keep large ones ([`listcache`]).
+//!   (`snapshot`) and keep large ones, in a [`ListCache`] that the instances of one server
+//!   share ([`listcache`]).
+//! - `stat`: local metadata as [`Metadata`], for both.
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
 //! - [`leftovers`]: uploads' temporary files, hidden from every operation, and those a crash
 //!   left removed.
@@ -22,6 +24,7 @@ pub mod local;
 pub mod memory;
 mod path;
 mod snapshot;
+mod stat;
 
 use std::pin::Pin;
 
@@ -29,6 +32,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use entry::{Entry, EntryKind, Metadata, Unique};
+pub use listcache::ListCache;
 pub use local::LocalFs;
 pub use memory::MemoryFs;
 pub use path::{MAX_NAME, MAX_PATH, PathError, VPath};

@@ -2,11 +2,11 @@
 //!
 //! Reading a 10,000-entry directory costs ~2 ms of `getdents` and ~10,000 `statx` calls
 //! (7-10 ms of CPU on a small machine), every time a client lists it. A directory with at least
-//! [`MIN_ENTRIES`] entries is therefore kept once read, as sorted entries with their metadata,
-//! and watched with inotify (see [`ferry_sys::DirWatcher`]): creating, removing, renaming,
-//! writing to an entry or changing its attributes drops the kept listing. Before a kept listing
-//! is used, every pending event is read; the kernel queues an event before the call that caused
-//! it returns, so every change completed before the listing began is seen.
+//! `MIN_ENTRIES` (1,000) entries is therefore kept once read, as sorted entries with their
+//! metadata, and watched with inotify (see [`ferry_sys::DirWatcher`]): creating, removing,
+//! renaming, writing to an entry or changing its attributes drops the kept listing. Before a
+//! kept listing is used, every pending event is read; the kernel queues an event before the
+//! call that caused it returns, so every change completed before the listing began is seen.
 //!
 //! What inotify on the directory cannot see, and how it is covered:
 //! - a subdirectory's own metadata (its time and link count change when entries inside it
@@ -18,8 +18,9 @@
 //! - changes made by other machines: only file systems known to be local are kept (tmpfs,
 //!   ext2/3/4, XFS, Btrfs, F2FS), never NFS, CIFS, FUSE or overlays.
 //!
-//! Bounded: at most [`set_limit`] entries over all directories (least recently used go first),
-//! one inotify instance for the process. Without inotify or `/proc`, nothing is kept.
+//! Bounded: at most [`ListCache::limit`] entries over all directories (least recently used go
+//! first), one inotify instance per cache, made when the cache first meets a directory large
+//! enough to keep and closed with the cache. Without inotify or `/proc`, nothing is kept.
 //!
 //! The same watch lets listings share a read: a listing of a directory that another listing is
 //! reading (or has read, and still uses) follows that read instead of starting its own, as long
@@ -27,6 +28,10 @@
 //! read shown more than [`MAX_AGE`] after it began are stat'ed again as they go out. So the
 //! listings of one large directory hold its entries once, kept or not, however slowly they are
 //! taken (see `snapshot`); only a change in the directory starts another read.
+//!
+//! What is kept and shared belongs to a [`ListCache`], shared by the [`LocalFs`](crate::LocalFs)
+//! instances given it: a server gives one to every root it opens, so its limit bounds the
+//! server, and two servers in one process keep, count and bound their listings apart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,46 +51,102 @@ pub(crate) const MIN_ENTRIES: usize = 1000;
 /// are stat'ed again when shown later than this (see the module notes).
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 
-/// Default for [`set_limit`]: ~100 bytes each, some 20 MB.
+/// Default limit of a [`ListCache`]: ~100 bytes each, some 20 MB.
 pub const DEFAULT_LIMIT: usize = 200_000;
 
-static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
-
-/// Listings answered from what was kept, since the process started.
-static HITS: AtomicU64 = AtomicU64::new(0);
-
-/// Listings answered from what was kept, since the process started.
-pub fn hits() -> u64 {
-    HITS.load(Ordering::Relaxed)
+/// Kept listings of large directories and the reads that listings share (see the module
+/// notes), for the [`LocalFs`](crate::LocalFs) instances that are given it.
+pub struct ListCache {
+    limit: AtomicUsize,
+    hits: AtomicU64,
+    followed: AtomicU64,
+    abandoned: AtomicU64,
+    /// Made the first time a directory large enough is listed, so that a cache that never
+    /// meets one holds no inotify instance; `None` if inotify is not available.
+    watch: OnceLock<Option<Watch>>,
 }
 
-static FOLLOWED: AtomicU64 = AtomicU64::new(0);
+impl ListCache {
+    /// A cache keeping at most `limit` entries over all directories (0 keeps none; listings
+    /// under way still share reads).
+    pub fn new(limit: usize) -> ListCache {
+        ListCache {
+            limit: AtomicUsize::new(limit),
+            hits: AtomicU64::new(0),
+            followed: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            watch: OnceLock::new(),
+        }
+    }
 
-static ABANDONED: AtomicU64 = AtomicU64::new(0);
+    /// Most entries kept over all directories.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
 
-/// Reads of a watched directory stopped before their end because no listing followed them any
-/// more, since the process started.
-pub fn abandoned() -> u64 {
-    ABANDONED.load(Ordering::Relaxed)
-}
+    /// Change the limit; what is kept beyond it is dropped now, least recently used first.
+    pub fn set_limit(&self, entries: usize) {
+        self.limit.store(entries, Ordering::Relaxed);
+        if let Some(watch) = self.watch() {
+            let mut state = watch.lock();
+            state.evict(&watch.watcher, entries);
+        }
+    }
 
-/// Listings that followed a read other listings were using (rather than reading the directory
-/// or using a fresh kept listing), since the process started.
-pub fn followed() -> u64 {
-    FOLLOWED.load(Ordering::Relaxed)
-}
+    /// Listings answered from what was kept, since the cache was made.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
 
-/// Most entries kept over all directories; 0 keeps none (and drops what is kept).
-pub fn set_limit(entries: usize) {
-    LIMIT.store(entries, Ordering::Relaxed);
-    if let Some(cache) = cache() {
-        let mut state = cache.lock();
-        state.evict(&cache.watcher, entries);
+    /// Listings that followed a read other listings were using (rather than reading the
+    /// directory or using a fresh kept listing), since the cache was made.
+    pub fn followed(&self) -> u64 {
+        self.followed.load(Ordering::Relaxed)
+    }
+
+    /// Reads of a watched directory stopped before their end because no listing followed them
+    /// any more, since the cache was made.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Entries kept now, over all directories.
+    pub fn kept_entries(&self) -> usize {
+        self.watch().map_or(0, |w| w.lock().kept)
+    }
+
+    fn watch(&self) -> Option<&Watch> {
+        self.watch.get().and_then(Option::as_ref)
+    }
+
+    fn watch_or_start(&self) -> Option<&Watch> {
+        self.watch
+            .get_or_init(|| {
+                DirWatcher::new().ok().map(|watcher| Watch {
+                    watcher,
+                    state: Mutex::new(State::default()),
+                })
+            })
+            .as_ref()
     }
 }
 
-fn limit() -> usize {
-    LIMIT.load(Ordering::Relaxed)
+impl Default for ListCache {
+    /// A cache with [`DEFAULT_LIMIT`].
+    fn default() -> ListCache {
+        ListCache::new(DEFAULT_LIMIT)
+    }
+}
+
+impl std::fmt::Debug for ListCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListCache")
+            .field("limit", &self.limit())
+            .field("hits", &self.hits())
+            .field("followed", &self.followed())
+            .field("abandoned", &self.abandoned())
+            .finish_non_exhaustive()
+    }
 }
 
 /// File systems whose every change the kernel here sees (`statfs` magic numbers).
@@ -100,12 +161,13 @@ const LOCAL_FS: [u64; 5] = [
 /// Identity of a directory: device and inode.
 type Key = (u64, u64);
 
-struct Cache {
+/// A cache's inotify instance and what its watches cover.
+struct Watch {
     watcher: DirWatcher,
     state: Mutex<State>,
 }
 
-impl Cache {
+impl Watch {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data; go on with it.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,25 +302,13 @@ impl State {
     }
 }
 
-fn cache() -> Option<&'static Cache> {
-    static CACHE: OnceLock<Option<Cache>> = OnceLock::new();
-    CACHE
-        .get_or_init(|| {
-            DirWatcher::new().ok().map(|watcher| Cache {
-                watcher,
-                state: Mutex::new(State::default()),
-            })
-        })
-        .as_ref()
-}
-
-/// What [`open`] found.
+/// What [`ListCache::open`] found.
 pub(crate) enum Found {
     /// Another read of the directory, kept or still in use, and nothing in the directory has
     /// changed since it began: its entries, in name order, to pass through [`fresh`].
     Shared(Arc<Snapshot>),
-    /// Read the directory from disk into the snapshot given to [`open`]; with a ticket, other
-    /// listings may follow the read, and what is read may be kept.
+    /// Read the directory from disk into the snapshot given to [`ListCache::open`]; with a
+    /// ticket, other listings may follow the read, and what is read may be kept.
     Read(Option<Ticket>),
 }
 
@@ -267,107 +317,111 @@ pub(crate) enum Found {
 /// `fstat` and done.
 const MIN_DIR_BYTES: u64 = 8192;
 
-/// Look `dir` up before listing it: a read to follow, or a ticket to read it into `snapshot`
-/// (the watch starts before the read, so a change during the read is heard).
-pub(crate) fn open(dir: &Dir, snapshot: &Arc<Snapshot>) -> Found {
-    let Some(cache) = cache() else {
-        return Found::Read(None);
-    };
-    let Ok(md) = dir.dir_metadata() else {
-        return Found::Read(None);
-    };
-    if md.len() < MIN_DIR_BYTES {
-        return Found::Read(None);
-    }
-    let key = (md.dev(), md.ino());
-    let mut state = cache.lock();
-    state.forget_all_unused(&cache.watcher);
-    if let Some(&wd) = state.by_key.get(&key) {
-        // Past its age, a kept listing is read again, unless listings still follow it: then
-        // this one follows it too (its entries stat'ed again as they go out, see `Listing` in
-        // `local`), rather than hold another copy of the directory.
-        let usable = state
-            .watches
-            .get(&wd)
-            .and_then(|w| w.listing.as_ref())
-            .map(|k| {
-                let fresh = k.read_at.elapsed() <= MAX_AGE;
-                (fresh, fresh || Arc::strong_count(&k.entries) > 1)
-            });
-        match usable {
-            Some((fresh, true)) => {
-                if let Some(kept) = state.watches.get_mut(&wd).and_then(|w| w.listing.as_mut()) {
-                    kept.used_at = Instant::now();
-                    let counter = if fresh { &HITS } else { &FOLLOWED };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    return Found::Shared(Arc::clone(&kept.entries));
-                }
-            }
-            Some((_, false)) => {
-                let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
-                state.kept -= stale.map_or(0, |k| k.len);
-            }
-            None => {}
+impl ListCache {
+    /// Look `dir` up before listing it: a read to follow, or a ticket to read it into
+    /// `snapshot` (the watch starts before the read, so a change during the read is heard).
+    pub(crate) fn open(self: &Arc<Self>, dir: &Dir, snapshot: &Arc<Snapshot>) -> Found {
+        let Ok(md) = dir.dir_metadata() else {
+            return Found::Read(None);
+        };
+        if md.len() < MIN_DIR_BYTES {
+            return Found::Read(None);
         }
-        // A read still in use (in progress, or done and not kept), of the directory as it is.
-        let following = state.watches.get(&wd).and_then(|w| {
-            let current = w.current.as_ref()?;
-            if current.generation != w.generation {
-                return None;
+        let Some(watch) = self.watch_or_start() else {
+            return Found::Read(None);
+        };
+        let key = (md.dev(), md.ino());
+        let mut state = watch.lock();
+        state.forget_all_unused(&watch.watcher);
+        if let Some(&wd) = state.by_key.get(&key) {
+            // Past its age, a kept listing is read again, unless listings still follow it:
+            // then this one follows it too (its entries stat'ed again as they go out, see
+            // `Listing` in `local`), rather than hold another copy of the directory.
+            let usable = state
+                .watches
+                .get(&wd)
+                .and_then(|w| w.listing.as_ref())
+                .map(|k| {
+                    let fresh = k.read_at.elapsed() <= MAX_AGE;
+                    (fresh, fresh || Arc::strong_count(&k.entries) > 1)
+                });
+            match usable {
+                Some((fresh, true)) => {
+                    if let Some(kept) = state.watches.get_mut(&wd).and_then(|w| w.listing.as_mut())
+                    {
+                        kept.used_at = Instant::now();
+                        let counter = if fresh { &self.hits } else { &self.followed };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        return Found::Shared(Arc::clone(&kept.entries));
+                    }
+                }
+                Some((_, false)) => {
+                    let stale = state.watches.get_mut(&wd).and_then(|w| w.listing.take());
+                    state.kept -= stale.map_or(0, |k| k.len);
+                }
+                None => {}
             }
-            current.snapshot.upgrade().filter(|s| !s.failed())
-        });
-        if let Some(shared) = following {
-            FOLLOWED.fetch_add(1, Ordering::Relaxed);
-            let started = shared.started();
-            // A complete read that was not kept (the limit was lower then) is kept now.
-            if let Some(len) = shared
-                .complete_len()
-                .filter(|_| started.elapsed() <= MAX_AGE)
-            {
-                if (MIN_ENTRIES..=limit()).contains(&len) {
-                    if let Some(w) = state.watches.get_mut(&wd) {
-                        if w.listing.is_none() {
-                            w.listing = Some(Kept {
-                                entries: Arc::clone(&shared),
-                                len,
-                                read_at: started,
-                                used_at: Instant::now(),
-                            });
-                            state.kept += len;
-                            state.evict(&cache.watcher, limit());
+            // A read still in use (in progress, or done and not kept), of the directory as it is.
+            let following = state.watches.get(&wd).and_then(|w| {
+                let current = w.current.as_ref()?;
+                if current.generation != w.generation {
+                    return None;
+                }
+                current.snapshot.upgrade().filter(|s| !s.failed())
+            });
+            if let Some(shared) = following {
+                self.followed.fetch_add(1, Ordering::Relaxed);
+                let started = shared.started();
+                // A complete read that was not kept (the limit was lower then) is kept now.
+                if let Some(len) = shared
+                    .complete_len()
+                    .filter(|_| started.elapsed() <= MAX_AGE)
+                {
+                    let limit = self.limit();
+                    if (MIN_ENTRIES..=limit).contains(&len) {
+                        if let Some(w) = state.watches.get_mut(&wd) {
+                            if w.listing.is_none() {
+                                w.listing = Some(Kept {
+                                    entries: Arc::clone(&shared),
+                                    len,
+                                    read_at: started,
+                                    used_at: Instant::now(),
+                                });
+                                state.kept += len;
+                                state.evict(&watch.watcher, limit);
+                            }
                         }
                     }
                 }
+                return Found::Shared(shared);
             }
-            return Found::Shared(shared);
         }
+        if !ferry_sys::fs_magic(dir).is_ok_and(|m| LOCAL_FS.contains(&m)) {
+            return Found::Read(None);
+        }
+        let Ok(wd) = watch.watcher.watch(dir) else {
+            return Found::Read(None);
+        };
+        let w = state.watches.entry(wd).or_insert(Watched {
+            key,
+            generation: 0,
+            reading: 0,
+            listing: None,
+            current: None,
+        });
+        w.reading += 1;
+        let generation = w.generation;
+        w.current = Some(Current {
+            snapshot: Arc::downgrade(snapshot),
+            generation,
+        });
+        state.by_key.insert(key, wd);
+        Found::Read(Some(Ticket {
+            cache: Arc::clone(self),
+            wd,
+            generation,
+        }))
     }
-    if !ferry_sys::fs_magic(dir).is_ok_and(|m| LOCAL_FS.contains(&m)) {
-        return Found::Read(None);
-    }
-    let Ok(wd) = cache.watcher.watch(dir) else {
-        return Found::Read(None);
-    };
-    let w = state.watches.entry(wd).or_insert(Watched {
-        key,
-        generation: 0,
-        reading: 0,
-        listing: None,
-        current: None,
-    });
-    w.reading += 1;
-    let generation = w.generation;
-    w.current = Some(Current {
-        snapshot: Arc::downgrade(snapshot),
-        generation,
-    });
-    state.by_key.insert(key, wd);
-    Found::Read(Some(Ticket {
-        cache,
-        wd,
-        generation,
-    }))
 }
 
 /// Whether a shared entry must be stat'ed again before it is shown (see [`fresh`]): always
@@ -383,15 +437,15 @@ pub(crate) fn fresh(dir: &Dir, entry: Entry, all: bool) -> Option<Entry> {
     if needs_fresh(&entry, all) {
         // Gone since: the event saying so reaches the next listing.
         let md = dir.symlink_metadata(&entry.name).ok()?;
-        Some(crate::local::convert(&md).into_entry(entry.name))
+        Some(crate::stat::convert(&md).into_entry(entry.name))
     } else {
         Some(entry)
     }
 }
 
-/// Permission to keep a listing of a directory being read from disk (see [`open`]).
+/// Permission to keep a listing of a directory being read from disk (see [`ListCache::open`]).
 pub(crate) struct Ticket {
-    cache: &'static Cache,
+    cache: Arc<ListCache>,
     wd: i32,
     generation: u64,
 }
@@ -403,20 +457,23 @@ impl Ticket {
         if Arc::strong_count(snapshot) > 1 {
             return false;
         }
-        let mut state = self.cache.lock();
-        // Listings start to follow a read only under this lock: counted again under it.
-        if Arc::strong_count(snapshot) > 1 {
-            return false;
-        }
-        if let Some(w) = state.watches.get_mut(&self.wd) {
-            if w.current
-                .as_ref()
-                .is_some_and(|c| c.snapshot.ptr_eq(&Arc::downgrade(snapshot)))
-            {
-                w.current = None;
+        // A ticket is only given by a cache that has its watch.
+        if let Some(watch) = self.cache.watch() {
+            let mut state = watch.lock();
+            // Listings start to follow a read only under this lock: counted again under it.
+            if Arc::strong_count(snapshot) > 1 {
+                return false;
+            }
+            if let Some(w) = state.watches.get_mut(&self.wd) {
+                if w.current
+                    .as_ref()
+                    .is_some_and(|c| c.snapshot.ptr_eq(&Arc::downgrade(snapshot)))
+                {
+                    w.current = None;
+                }
             }
         }
-        ABANDONED.fetch_add(1, Ordering::Relaxed);
+        self.cache.abandoned.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -426,11 +483,14 @@ impl Ticket {
         if len < MIN_ENTRIES {
             return;
         }
-        let limit = limit();
+        let limit = self.cache.limit();
         if len > limit {
             return;
         }
-        let mut state = self.cache.lock();
+        let Some(watch) = self.cache.watch() else {
+            return;
+        };
+        let mut state = watch.lock();
         let Some(w) = state.watches.get_mut(&self.wd) else {
             return;
         };
@@ -447,23 +507,20 @@ impl Ticket {
         let added = len;
         let removed = old.map_or(0, |k| k.len);
         state.kept = state.kept + added - removed;
-        state.evict(&self.cache.watcher, limit);
+        state.evict(&watch.watcher, limit);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut state = self.cache.lock();
-        if let Some(w) = state.watches.get_mut(&self.wd) {
-            w.reading = w.reading.saturating_sub(1);
+        if let Some(watch) = self.cache.watch() {
+            let mut state = watch.lock();
+            if let Some(w) = state.watches.get_mut(&self.wd) {
+                w.reading = w.reading.saturating_sub(1);
+            }
+            state.forget_if_unused(&watch.watcher, self.wd);
         }
-        state.forget_if_unused(&self.cache.watcher, self.wd);
     }
-}
-
-/// Entries kept now, over all directories (for tests and statistics).
-pub fn kept_entries() -> usize {
-    cache().map_or(0, |c| c.lock().kept)
 }
 
 #[cfg(test)]

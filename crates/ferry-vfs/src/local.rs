@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::Entry;
 use crate::VPath;
-use crate::{Entry, EntryKind};
 use async_trait::async_trait;
-use cap_std::fs::{Dir, MetadataExt, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::leftovers::{self, hides};
+use crate::listcache::{self, Found, ListCache};
 use crate::snapshot::{Snapshot, Writer};
+use crate::stat::convert;
 use crate::{
     Capabilities, ChunkSource, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Metadata,
     ReadHandle, Reclaim, Result, Storage, Upload, WriteMode,
@@ -39,16 +41,26 @@ pub use crate::leftovers::TEMP_PREFIX;
 #[derive(Debug, Clone)]
 pub struct LocalFs {
     dir: Arc<Dir>,
+    /// Where listings of large directories are kept and shared (see [`crate::listcache`]).
+    listings: Arc<ListCache>,
 }
 
 impl LocalFs {
-    /// Open `root` (which must exist and be a directory) as a jail. The first time a root is
-    /// opened in the process, the temporary files that uploads of a process that died left in
-    /// it are looked for and removed, in the background (see [`crate::leftovers`]).
+    /// Open `root` (which must exist and be a directory) as a jail, with a listing cache of its
+    /// own ([`ListCache::default`]). The first time a root is opened in the process, the
+    /// temporary files that uploads of a process that died left in it are looked for and
+    /// removed, in the background (see [`crate::leftovers`]).
     pub fn new(root: &Path) -> std::io::Result<Self> {
+        Self::with_cache(root, Arc::new(ListCache::default()))
+    }
+
+    /// [`LocalFs::new`], keeping and sharing listings in `listings`, which other instances
+    /// may share: a server gives every root it opens the same one, so that its limit holds
+    /// for the server and listings of a directory share one read whichever root reached it.
+    pub fn with_cache(root: &Path, listings: Arc<ListCache>) -> std::io::Result<Self> {
         let dir = Arc::new(Dir::open_ambient_dir(root, cap_std::ambient_authority())?);
         leftovers::sweep_once(&dir);
-        Ok(LocalFs { dir })
+        Ok(LocalFs { dir, listings })
     }
 
     /// Run `f` with the root directory on the blocking pool.
@@ -211,30 +223,6 @@ fn root_refused() -> Error {
 
 fn not_regular() -> Error {
     Error::new(ErrorKind::PermissionDenied, "Not a regular file")
-}
-
-pub(crate) fn convert(md: &cap_std::fs::Metadata) -> Metadata {
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::Other
-    };
-    Metadata {
-        kind,
-        size: md.len(),
-        mtime: md.mtime(),
-        mode: md.mode() & 0o7777,
-        nlink: md.nlink(),
-        unique: Some(crate::Unique::DevIno {
-            dev: md.dev(),
-            ino: md.ino(),
-        }),
-    }
 }
 
 /// Directories with at least this many entries are stat'ed on several threads.
@@ -400,9 +388,9 @@ impl ChunkSource for Listing {
             Err(e) => return Some(Err(e)),
         };
         self.next += chunk.len();
-        let all = self.snapshot.started().elapsed() > crate::listcache::MAX_AGE;
+        let all = self.snapshot.started().elapsed() > listcache::MAX_AGE;
         let refresh = all || !self.own;
-        if !refresh || !chunk.iter().any(|e| crate::listcache::needs_fresh(e, all)) {
+        if !refresh || !chunk.iter().any(|e| listcache::needs_fresh(e, all)) {
             return Some(Ok(chunk));
         }
         let dir = Arc::clone(&self.dir);
@@ -410,7 +398,7 @@ impl ChunkSource for Listing {
         let fresh = tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .filter_map(|e| crate::listcache::fresh(&dir, e, all))
+                .filter_map(|e| listcache::fresh(&dir, e, all))
                 .collect()
         })
         .await;
@@ -685,6 +673,7 @@ impl Storage for LocalFs {
         }
         let rel = rel(path);
         let dir = Arc::clone(&self.dir);
+        let listings = Arc::clone(&self.listings);
         let (opened_tx, opened) = tokio::sync::oneshot::channel();
         // The read runs to its end at the disk's pace, however slowly the listing is taken:
         // the entries wait in the snapshot, shared with every other listing that follows the
@@ -698,12 +687,12 @@ impl Storage for LocalFs {
                 }
             };
             let snapshot = Arc::new(Snapshot::new());
-            let ticket = match crate::listcache::open(&sub, &snapshot) {
-                crate::listcache::Found::Shared(shared) => {
+            let ticket = match listings.open(&sub, &snapshot) {
+                Found::Shared(shared) => {
                     let _ = opened_tx.send(Ok(Listing::new(shared, sub, false)));
                     return;
                 }
-                crate::listcache::Found::Read(ticket) => ticket,
+                Found::Read(ticket) => ticket,
             };
             let mut writer = Writer::new(&snapshot);
             let mut names = match read_names(&sub) {

@@ -1,12 +1,13 @@
-//! Kept listings of large local directories (`ferry_vfs::listcache`): one test in its own
-//! binary, so the process-wide hit counter moves only with its own listings.
+//! Kept listings of large local directories (`ferry_vfs::listcache`); each test reads the
+//! counters of its own [`ListCache`].
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use ferry_vfs::Entry;
 use ferry_vfs::VPath;
-use ferry_vfs::{LocalFs, Storage, listcache};
+use ferry_vfs::{ListCache, LocalFs, Storage, listcache};
 
 async fn list(fs: &LocalFs, path: &str) -> Vec<Entry> {
     fs.list_sorted(&VPath::root().resolve(path).unwrap())
@@ -35,8 +36,9 @@ async fn large_listings_are_kept_until_the_directory_changes() {
     std::fs::create_dir(&small).unwrap();
     std::fs::write(small.join("one"), b"1").unwrap();
     std::fs::hard_link(big.join("f0004"), small.join("alias")).unwrap();
-    let fs = LocalFs::new(root.path()).unwrap();
-    let hits = listcache::hits;
+    let cache = Arc::new(ListCache::default());
+    let fs = LocalFs::with_cache(root.path(), Arc::clone(&cache)).unwrap();
+    let hits = || cache.hits();
 
     // Read from disk, then kept: the same listing, without reading the disk.
     let first = list(&fs, "/big").await;
@@ -45,7 +47,7 @@ async fn large_listings_are_kept_until_the_directory_changes() {
     let again = list(&fs, "/big").await;
     assert_eq!(hits() - before, 1);
     assert_eq!(again, first);
-    assert!(listcache::kept_entries() >= 1501);
+    assert!(cache.kept_entries() >= 1501);
 
     // Every kind of change is seen at the next listing.
     let before = hits();
@@ -112,14 +114,85 @@ async fn large_listings_are_kept_until_the_directory_changes() {
     for i in 0..1200 {
         std::fs::write(big.join(format!("g{i:04}")), b"y").unwrap();
     }
-    listcache::set_limit(0);
-    assert_eq!(listcache::kept_entries(), 0);
+    cache.set_limit(0);
+    assert_eq!(cache.kept_entries(), 0);
     let before = hits();
     let _ = list(&fs, "/big").await;
     let _ = list(&fs, "/big").await;
     assert_eq!(hits(), before);
-    listcache::set_limit(listcache::DEFAULT_LIMIT);
+    cache.set_limit(listcache::DEFAULT_LIMIT);
     let _ = list(&fs, "/big").await;
     let _ = list(&fs, "/big").await;
     assert_eq!(hits() - before, 1);
+}
+
+/// Big directory `name` under `root`, of `n` files.
+fn big_dir(root: &std::path::Path, name: &str, n: usize) {
+    let big = root.join(name);
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..n {
+        std::fs::write(big.join(format!("f{i:04}")), b"x").unwrap();
+    }
+}
+
+#[tokio::test]
+async fn caches_keep_count_and_bound_apart() {
+    let root = tempfile::tempdir_in("/dev/shm").unwrap();
+    big_dir(root.path(), "big", 1200);
+    let (a, b) = (Arc::new(ListCache::default()), Arc::new(ListCache::new(0)));
+    // Two instances on one root, as two servers of one process would open it.
+    let on_a = LocalFs::with_cache(root.path(), Arc::clone(&a)).unwrap();
+    let on_b = LocalFs::with_cache(root.path(), Arc::clone(&b)).unwrap();
+
+    // What one keeps, the other neither uses nor counts.
+    let first = list(&on_a, "/big").await;
+    assert_eq!(list(&on_a, "/big").await, first);
+    assert_eq!((a.hits(), a.kept_entries()), (1, 1200));
+    assert_eq!(list(&on_b, "/big").await, first);
+    assert_eq!(list(&on_b, "/big").await, first);
+    assert_eq!((b.hits(), b.kept_entries()), (0, 0), "b keeps none");
+    assert_eq!(a.hits(), 1, "b's listings were counted in a");
+    // One's limit is not the other's.
+    assert_eq!(a.kept_entries(), 1200, "b's limit dropped a's listing");
+    a.set_limit(0);
+    b.set_limit(listcache::DEFAULT_LIMIT);
+    assert_eq!((a.limit(), b.limit()), (0, listcache::DEFAULT_LIMIT));
+    assert_eq!(a.kept_entries(), 0);
+    let _ = list(&on_b, "/big").await;
+    let _ = list(&on_b, "/big").await;
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+    assert_eq!((a.kept_entries(), b.kept_entries()), (0, 1200));
+}
+
+#[tokio::test]
+async fn instances_given_one_cache_share_it() {
+    let root = tempfile::tempdir_in("/dev/shm").unwrap();
+    big_dir(root.path(), "big", 1200);
+    let cache = Arc::new(ListCache::default());
+    // The same root opened twice (a server reopens roots): what one kept, the other uses.
+    let first = LocalFs::with_cache(root.path(), Arc::clone(&cache)).unwrap();
+    let listed = list(&first, "/big").await;
+    drop(first);
+    let again = LocalFs::with_cache(root.path(), Arc::clone(&cache)).unwrap();
+    assert_eq!(list(&again, "/big").await, listed);
+    assert_eq!(cache.hits(), 1);
+    // An instance of its own shares nothing with them.
+    let alone = LocalFs::new(root.path()).unwrap();
+    assert_eq!(list(&alone, "/big").await, listed);
+    assert_eq!(cache.hits(), 1);
+}
+
+/// Caches made and dropped by the hundred, each having listed a large directory, do not run
+/// out of inotify instances (a user may hold 128): each closes its own with it.
+#[tokio::test]
+async fn a_dropped_cache_closes_its_inotify_instance() {
+    let root = tempfile::tempdir_in("/dev/shm").unwrap();
+    big_dir(root.path(), "big", 1200);
+    for round in 0..300 {
+        let cache = Arc::new(ListCache::default());
+        let fs = LocalFs::with_cache(root.path(), Arc::clone(&cache)).unwrap();
+        let _ = list(&fs, "/big").await;
+        let _ = list(&fs, "/big").await;
+        assert_eq!(cache.hits(), 1, "round {round}: nothing kept");
+    }
 }

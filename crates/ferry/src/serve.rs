@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use ferry_auth::{Authenticator, UserSpec};
-use ferry_ftpd::{CertStore, Server, TlsConfig, TlsPolicy, local_storage};
+use ferry_ftpd::{CertStore, Server, TlsConfig, TlsPolicy};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FileConfig, PortRange, default_root, default_state_dir};
@@ -137,11 +137,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let auth = Arc::new(Authenticator::new(users)?);
 
-    ferry_vfs::listcache::set_limit(
+    // One listing cache for the homes of every protocol: its limit bounds the server.
+    let listings = Arc::new(ferry_vfs::ListCache::new(
         file.storage
             .listing_cache_entries
             .unwrap_or(ferry_vfs::listcache::DEFAULT_LIMIT),
-    );
+    ));
     // Each session holds a descriptor or a few; lift the soft limit to the hard one, and keep
     // the sessions within it.
     let nofile = ferry_sys::raise_nofile_limit().unwrap_or_else(|e| {
@@ -199,7 +200,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // one set of session limits.
         let context = ferry_core::ServerContext::new(
             Arc::clone(&auth),
-            local_storage(),
+            ferry_core::local_storage_with(listings),
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
                 max_sessions_per_ip: config.max_sessions_per_ip,
@@ -218,7 +219,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             let sftp = ferry_sftpd::SftpServer::new(
                 sftp_config,
                 Arc::clone(&auth),
-                ferry_sftpd::local_storage(),
+                Arc::clone(&context.storage),
             )
             .context("starting SFTP")?
             .with_login_throttle(context.throttle.clone());
