@@ -206,8 +206,7 @@ pub(crate) async fn serve(
                     break;
                 }
             }
-            let _ = tx.eof().await;
-            let _ = tx.close().await;
+            tx
         })
     };
 
@@ -222,6 +221,8 @@ pub(crate) async fn serve(
     let mut buf = bytes::BytesMut::new();
     let mut initialized = false;
     let mut stopping = *shutdown.borrow();
+    // What the client's `ssh` exits with (scp checks it): 1 when the stream was unusable.
+    let mut exit_status = 0;
 
     'session: loop {
         loop {
@@ -230,6 +231,7 @@ pub(crate) async fn serve(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!("sftp: {e}; closing the channel");
+                    exit_status = 1;
                     break 'session;
                 }
             };
@@ -247,6 +249,7 @@ pub(crate) async fn serve(
                 }
                 Ok(_) => {
                     tracing::info!("sftp: INIT out of place; closing the channel");
+                    exit_status = 1;
                     break 'session;
                 }
                 Err(e) => match e.id() {
@@ -256,6 +259,7 @@ pub(crate) async fn serve(
                     }
                     _ => {
                         tracing::info!("sftp: {e}; closing the channel");
+                        exit_status = 1;
                         break 'session;
                     }
                 },
@@ -293,7 +297,11 @@ pub(crate) async fn serve(
     }
     shared.abort_all().await;
     drop(shared);
-    let _ = writer.await;
+    if let Ok(tx) = writer.await {
+        let _ = tx.exit_status(exit_status).await;
+        let _ = tx.eof().await;
+        let _ = tx.close().await;
+    }
 }
 
 fn version_packet() -> Bytes {
