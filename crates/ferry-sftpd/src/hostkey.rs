@@ -7,7 +7,7 @@ use std::path::Path;
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::{Ed25519Keypair, RsaKeypair};
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::{Algorithm, HashAlg, PrivateKey};
 
 /// File name of the Ed25519 host key inside the state directory (as sshd names its own).
 pub const ED25519_FILE: &str = "ssh_host_ed25519_key";
@@ -75,6 +75,15 @@ pub fn load_or_create(
     }
 }
 
+/// The key's type as `ssh-keygen -l` names it (`ED25519`, `RSA`, `ECDSA`).
+pub fn type_name(key: &PrivateKey) -> &'static str {
+    match key.algorithm() {
+        Algorithm::Ed25519 => "ED25519",
+        Algorithm::Rsa { .. } => "RSA",
+        _ => "ECDSA",
+    }
+}
+
 /// The key's fingerprint as OpenSSH prints it: `SHA256:` and unpadded base64.
 pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
@@ -97,8 +106,8 @@ mod tests {
             assert!(fingerprint(a).starts_with("SHA256:"));
             assert!(!fingerprint(a).ends_with('='));
         }
-        assert!(a[0].algorithm().is_ed25519());
-        assert!(a[1].algorithm().is_rsa());
+        assert_eq!(type_name(&a[0]), "ED25519");
+        assert_eq!(type_name(&a[1]), "RSA");
         let rsa = a[1].public_key().key_data().rsa().unwrap();
         assert_eq!(rsa.key_size(), RSA_BITS as u32);
         use std::os::unix::fs::PermissionsExt;

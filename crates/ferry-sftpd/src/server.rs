@@ -100,6 +100,7 @@ pub struct SftpServer {
     inner: Arc<Inner>,
     ssh: Arc<russh::server::Config>,
     fingerprints: Vec<String>,
+    key_types: Vec<&'static str>,
 }
 
 /// The login methods worth offering: keys if any user has one, passwords (and the
@@ -126,6 +127,7 @@ impl SftpServer {
     ) -> std::io::Result<SftpServer> {
         let keys = hostkey::load_or_create_all(&config.state_dir)?;
         let fingerprints = keys.iter().map(hostkey::fingerprint).collect();
+        let key_types = keys.iter().map(hostkey::type_name).collect();
         let methods = methods_for(&auth);
         let ssh = ssh_config(&config, keys, methods.clone());
         let throttle = LoginThrottle::new(
@@ -143,6 +145,7 @@ impl SftpServer {
             }),
             ssh: Arc::new(ssh),
             fingerprints,
+            key_types,
         })
     }
 
@@ -164,6 +167,16 @@ impl SftpServer {
     /// client asks the user to confirm on first connection).
     pub fn fingerprints(&self) -> &[String] {
         &self.fingerprints
+    }
+
+    /// The host keys as `ssh-keygen -l` shows them: fingerprint and type, e.g.
+    /// `SHA256:... (ED25519)`.
+    pub fn host_keys(&self) -> Vec<String> {
+        self.fingerprints
+            .iter()
+            .zip(&self.key_types)
+            .map(|(fp, kind)| format!("{fp} ({kind})"))
+            .collect()
     }
 
     /// Accept connections on `listener` until `shutdown` completes, then shut down gracefully
@@ -305,10 +318,19 @@ async fn connection(
             r = &mut session => return ended(r),
             () = sessions.ended() => {}
         }
+        // Its channels are closed now, which ends OpenSSH's client. A disconnect sent at once
+        // could overtake the last replies still queued on a channel, so the client is given a
+        // moment to leave by itself.
+        if let Ok(r) = tokio::time::timeout(CLOSE_GRACE, &mut session).await {
+            return ended(r);
+        }
     }
     disconnect("server shutting down").await;
     ended(session.await);
 }
+
+/// How long a connection whose sessions ended at shutdown may take to close by itself.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Wait until `shutdown` turns true (or its sender is gone).
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
