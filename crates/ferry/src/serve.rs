@@ -195,6 +195,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut c = ferry_sftpd::SftpConfig::new(absolute(state_dir));
         c.login_grace = config.login_timeout;
         c.idle_timeout = config.idle_timeout;
+        c.limits.idle_timeout = config.idle_timeout;
         c.max_failed_logins_per_ip = config.max_failed_logins_per_ip;
         c.max_failed_logins_per_user = config.max_failed_logins_per_user;
         c.failed_login_window = config.failed_login_window;
