@@ -4,12 +4,12 @@
 //! |---|---|
 //! | 1 | local problem (a local file can't be read or written) |
 //! | 2 | usage (bad URL, bad argument) |
-//! | 3 | login refused (`530` to `USER`/`PASS`, or any `530` later) |
-//! | 4 | not found or unavailable (`550`, `450` on a file command) |
+//! | 3 | login refused (`530` to `USER`/`PASS`, or any `530` later; SFTP: no credential accepted) |
+//! | 4 | not found or unavailable (`550`, `450` on a file command; SFTP: no such file, permission denied, failure) |
 //! | 5 | network (connect failure, timeout, closed connection, `421`, `425`) |
-//! | 6 | protocol (malformed or unexpected reply, any other refusal) |
+//! | 6 | protocol (malformed or unexpected reply, any other refusal; SFTP: unsupported operation, bad message) |
 //! | 7 | partial transfer (size mismatch, `426`/`451` at the end of a transfer, checksum mismatch) |
-//! | 8 | TLS: the server's certificate is not trusted (unknown CA, wrong name, expired, no match for a pinned fingerprint), the handshake failed, or TLS is required and the server does not offer it |
+//! | 8 | the server's identity: TLS certificate not trusted (unknown CA, wrong name, expired, no match for a pinned fingerprint), TLS handshake failed or TLS required and not offered; SSH host key unknown, changed or revoked |
 
 use std::io;
 
@@ -57,6 +57,22 @@ pub enum Error {
     /// or TLS required and not offered.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The SFTP server answered a request with an error status.
+    #[error("{command}: {message}")]
+    Status {
+        /// The request and its path.
+        command: String,
+        /// The `SSH_FX_*` code.
+        code: u32,
+        /// The server's message and the code's name.
+        message: String,
+    },
+    /// The SSH server's host key is not trusted: unknown, changed or revoked.
+    #[error("{0}")]
+    HostKey(Box<crate::sftp::HostKeyError>),
+    /// The SSH server accepted none of the credentials tried.
+    #[error("login refused: {0}")]
+    AuthFailed(String),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Local {
@@ -89,7 +105,15 @@ impl Error {
             Error::Network { .. } | Error::Timeout(_) | Error::Closed => 5,
             Error::Protocol(_) => 6,
             Error::Partial(_) => 7,
-            Error::Tls(_) => 8,
+            Error::Tls(_) | Error::HostKey(_) => 8,
+            Error::AuthFailed(_) => 3,
+            Error::Status { code, .. } => match *code {
+                // No such file, permission denied, failure: what FTP says with 550.
+                2..=4 => 4,
+                // Connection lost.
+                7 => 5,
+                _ => 6,
+            },
         }
     }
 
@@ -99,6 +123,15 @@ impl Error {
             Error::Refused { reply, .. } | Error::LoginRefused(reply) => Some(reply.code),
             _ => None,
         }
+    }
+
+    /// `true` when the server refused the command (an FTP error reply or an SFTP error
+    /// status), as opposed to a failure of the connection or of a local file.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Refused { .. } | Error::LoginRefused(_) | Error::Status { .. }
+        )
     }
 
     /// `true` for a `550`/`450` refusal: the file or directory is missing or unavailable.
@@ -146,6 +179,16 @@ mod tests {
         assert_eq!(Error::Tls("x".into()).exit_code(), 8);
         assert_eq!(Error::Protocol("x".into()).exit_code(), 6);
         assert!(refused(550).is_not_found());
+        let status = |code| Error::Status {
+            command: "OPEN x".into(),
+            code,
+            message: "no".into(),
+        };
+        assert_eq!(status(2).exit_code(), 4);
+        assert_eq!(status(3).exit_code(), 4);
+        assert_eq!(status(8).exit_code(), 6);
+        assert!(status(2).is_not_found() && status(2).is_refusal());
+        assert_eq!(Error::AuthFailed("x".into()).exit_code(), 3);
         assert_eq!(
             refused(550).to_string(),
             "RETR x: 550 no",

@@ -1,4 +1,5 @@
-//! Ferry's async FTP client, built on the sans-IO [`ferry_proto`].
+//! Ferry's async FTP/FTPS client, built on the sans-IO [`ferry_proto`], and its SFTP client,
+//! built on [`ferry_sftp_proto`].
 //!
 //! # Layout
 //! - [`error`]: [`Error`], one typed failure per kind, each with a documented exit code.
@@ -10,6 +11,8 @@
 //! - [`tls`]: FTPS: [`TlsMode`], [`Trust`] (system roots, CA file, pinned fingerprints,
 //!   insecure), the per-session ticket store behind data-channel session reuse.
 //! - `data`: opening data connections in each mode and choosing the address of a `227`.
+//! - [`sftp`]: [`SftpClient`], SFTP version 3 over SSH (russh, ring): host keys checked
+//!   against `known_hosts`, logins with keys, the agent or a password, pipelined transfers.
 //! - [`checksum`]: server-side checksums (`HASH`, `XSHA256`, `XSHA512`, `XMD5`) and their local
 //!   counterparts.
 //!
@@ -25,6 +28,7 @@ mod data;
 pub mod error;
 pub mod features;
 pub mod options;
+pub mod sftp;
 pub mod tls;
 
 pub use client::{Client, Download, StoreMode, Upload};
@@ -33,6 +37,7 @@ pub use features::Features;
 pub use ferry_proto::Reply;
 pub use ferry_proto::listing::{EntryKind, ParsedEntry};
 pub use options::{ConnectOptions, Dialogue, Mode, Observer};
+pub use sftp::{SftpClient, SftpOptions, SshAuth};
 pub use tls::{TlsClientConfig, TlsMode, Trust};
 
 /// Largest listing (`LIST`, `MLSD`, `NLST`) the client accepts, in bytes.

@@ -126,10 +126,7 @@ async fn all_operations_ipv4_every_mode() {
 
 #[tokio::test]
 async fn all_operations_ipv6_every_mode() {
-    if !common::ipv6_available() {
-        eprintln!("skipped: ::1 cannot be bound");
-        return;
-    }
+    common::require_ipv6();
     for mode in MODES {
         tokio::time::timeout(WAIT, exercise("[::1]:0", mode))
             .await

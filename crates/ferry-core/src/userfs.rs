@@ -111,12 +111,19 @@ impl UserFs {
         op.allowed_by(self.account.permissions)
     }
 
-    fn check(&self, op: Operation) -> Result<()> {
+    /// [`ErrorKind::PermissionDenied`] unless the account may do `op`: for protocols that
+    /// refuse before anything else happens (FTP answers before it opens a data connection).
+    /// Every operation method checks again.
+    pub fn authorize(&self, op: Operation) -> Result<()> {
         if self.allows(op) {
             Ok(())
         } else {
             Err(denied())
         }
+    }
+
+    fn check(&self, op: Operation) -> Result<()> {
+        self.authorize(op)
     }
 
     /// Check `op`, then ask storage.

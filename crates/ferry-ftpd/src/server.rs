@@ -1,72 +1,27 @@
 //! The accept loop: listeners (IPv4, IPv6, dual-stack), connection limits, graceful shutdown.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use ferry_auth::{Account, Authenticator, LoginThrottle};
-use ferry_vfs::{LocalFs, Storage};
+use ferry_auth::{Account, Authenticator};
+use ferry_core::{ServerContext, SharedLimits};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::budget::BufferBudget;
 use crate::config::ServerConfig;
+use crate::counters::TransferCounters;
 use crate::data::PortPool;
 use crate::session::Session;
+use crate::shared::Shared;
+pub use crate::shared::StorageFactory;
 
-/// Makes the storage a logged-in account sees. The default serves `account.home` with [`LocalFs`].
-pub type StorageFactory =
-    Arc<dyn Fn(&Account) -> io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
-
-/// The default [`StorageFactory`]: the account's root directory, jailed. Logins of the same
-/// root within [`ROOT_REUSE`] of its opening share one open directory (one descriptor, not one
-/// per session, and no open per login); after that, the next login opens the root again, so a
-/// root replaced on disk is picked up within that time even on a busy server. Sessions keep the
-/// directory they started with.
-pub fn local_storage() -> StorageFactory {
-    local_storage_reusing(ROOT_REUSE)
-}
-
-fn local_storage_reusing(reuse: std::time::Duration) -> StorageFactory {
-    let open: Mutex<HashMap<PathBuf, (Arc<LocalFs>, std::time::Instant)>> =
-        Mutex::new(HashMap::new());
-    Arc::new(move |account: &Account| {
-        let now = std::time::Instant::now();
-        let mut open = open
-            .lock()
-            .map_err(|_| io::Error::other("storage cache poisoned"))?;
-        if let Some((fs, opened)) = open.get(&account.home) {
-            if now.duration_since(*opened) < reuse {
-                return Ok(Arc::clone(fs) as Arc<dyn Storage>);
-            }
-        }
-        let fs = Arc::new(LocalFs::new(&account.home)?);
-        // Only recently opened roots stay (their sessions hold their own references).
-        open.retain(|_, (_, opened)| now.duration_since(*opened) < reuse);
-        open.insert(account.home.clone(), (Arc::clone(&fs), now));
-        Ok(fs as Arc<dyn Storage>)
-    })
-}
-
-/// How long an opened root directory serves new logins (see [`local_storage`]).
-pub const ROOT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What every session shares.
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) auth: Arc<Authenticator>,
-    pub(crate) storage: StorageFactory,
-    pub(crate) ports: Option<Arc<PortPool>>,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    pub(crate) throttle: LoginThrottle,
-    /// The account of anonymous logins, when they are allowed.
-    pub(crate) anonymous: Option<Arc<Account>>,
-}
+pub use ferry_core::{ROOT_REUSE, local_storage};
 
 /// A bound FTP server, ready to [`run`](Server::run).
 pub struct Server {
@@ -74,17 +29,31 @@ pub struct Server {
     /// Each listener, and whether it speaks implicit TLS.
     listeners: Vec<(TcpListener, bool)>,
     shutdown_tx: watch::Sender<bool>,
-    limits: Arc<Limits>,
 }
 
 impl Server {
-    /// Bind every `config.listen` address. Fails with a clear message if one can't be bound or
-    /// if `active_source_port_minus_one` needs a privilege the process lacks.
+    /// Bind every `config.listen` address, with a context of this server's own (its session
+    /// and login limits from `config`). See [`Server::bind_in`].
     pub fn bind(
         config: ServerConfig,
         auth: Arc<Authenticator>,
         storage: StorageFactory,
     ) -> io::Result<Server> {
+        let limits = SharedLimits {
+            max_sessions: config.max_sessions,
+            max_sessions_per_ip: config.max_sessions_per_ip,
+            max_failed_logins_per_ip: config.max_failed_logins_per_ip,
+            max_failed_logins_per_user: config.max_failed_logins_per_user,
+            failed_login_window: config.failed_login_window,
+        };
+        Self::bind_in(config, ServerContext::new(auth, storage, limits))
+    }
+
+    /// Bind every `config.listen` address, serving the users, storage and limits of `context`
+    /// (shared with the process's other servers; `config`'s session and login limits are then
+    /// the context's business). Fails with a clear message if an address can't be bound or if
+    /// `active_source_port_minus_one` needs a privilege the process lacks.
+    pub fn bind_in(config: ServerConfig, context: Arc<ServerContext>) -> io::Result<Server> {
         if config.listen.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -112,16 +81,6 @@ impl Server {
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let ports = PortPool::new(config.passive_ports);
-        let limits = Arc::new(Limits {
-            max_total: config.max_sessions,
-            max_per_ip: config.max_sessions_per_ip,
-            counts: Mutex::new(Counts::default()),
-        });
-        let throttle = LoginThrottle::new(
-            config.max_failed_logins_per_ip,
-            config.max_failed_logins_per_user,
-            config.failed_login_window,
-        );
         let anonymous = config.anonymous_home.clone().map(|home| {
             Arc::new(Account {
                 name: "anonymous".to_string(),
@@ -131,26 +90,35 @@ impl Server {
             })
         });
         let shared = Arc::new(Shared {
-            throttle,
             anonymous,
             config,
-            auth,
-            storage,
+            context,
             ports,
             shutdown,
+            counters: Arc::default(),
+            buffers: Arc::default(),
         });
         Ok(Server {
             shared,
             listeners,
             shutdown_tx,
-            limits,
         })
     }
 
-    /// The failed-login throttle, to share with another protocol's server so that guesses
-    /// over either add up.
-    pub fn login_throttle(&self) -> ferry_auth::LoginThrottle {
-        self.shared.throttle.clone()
+    /// The context this server serves from (users, storage, limits, sessions).
+    pub fn context(&self) -> Arc<ServerContext> {
+        Arc::clone(&self.shared.context)
+    }
+
+    /// What this server's transfers have done, by the path they took (its own counts: another
+    /// server in the process keeps others).
+    pub fn counters(&self) -> Arc<TransferCounters> {
+        Arc::clone(&self.shared.counters)
+    }
+
+    /// The budget of large transfer buffers this server's transfers draw on.
+    pub fn buffer_budget(&self) -> Arc<BufferBudget> {
+        Arc::clone(&self.shared.buffers)
     }
 
     /// The plain/explicit-TLS addresses actually bound (useful with port 0).
@@ -178,79 +146,31 @@ impl Server {
             shared,
             listeners,
             shutdown_tx,
-            limits,
         } = self;
-        let sessions = Arc::new(Sessions::default());
         let mut accepters = JoinSet::new();
         for (listener, implicit) in listeners {
             let accepting = Accepting {
                 shared: Arc::clone(&shared),
-                limits: Arc::clone(&limits),
-                sessions: Arc::clone(&sessions),
                 implicit,
             };
             accepters.spawn(accept_loop(listener, accepting));
         }
         shutdown.await;
-        info!(sessions = sessions.count(), "shutting down");
+        let sessions = &shared.context.sessions;
+        info!(
+            sessions = sessions.count_of(ferry_core::Protocol::Ftp),
+            "shutting down"
+        );
         accepters.abort_all();
         let _ = shutdown_tx.send(true);
-        sessions.ended().await;
+        sessions.wait_until_none_of(ferry_core::Protocol::Ftp).await;
         Ok(())
-    }
-}
-
-/// The sessions running, so that shutdown can wait for the last one.
-#[derive(Default)]
-struct Sessions {
-    running: std::sync::atomic::AtomicUsize,
-    none_left: tokio::sync::Notify,
-}
-
-impl Sessions {
-    fn count(&self) -> usize {
-        self.running.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Count a session in until the returned guard drops (when its task ends or is dropped).
-    fn enter(self: &Arc<Self>) -> SessionGuard {
-        self.running
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        SessionGuard(Arc::clone(self))
-    }
-
-    /// Wait until no session runs.
-    async fn ended(&self) {
-        loop {
-            let notified = self.none_left.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct SessionGuard(Arc<Sessions>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if self
-            .0
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1
-        {
-            self.0.none_left.notify_waiters();
-        }
     }
 }
 
 /// What an accept loop needs to start sessions itself, with no hop through another task.
 struct Accepting {
     shared: Arc<Shared>,
-    limits: Arc<Limits>,
-    sessions: Arc<Sessions>,
     implicit: bool,
 }
 
@@ -339,15 +259,19 @@ fn refuse(stream: &TcpStream, why: &str) {
 }
 
 fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
-    let permit = match Limits::admit(&accepting.limits, peer.ip()) {
+    let permit = match accepting
+        .shared
+        .context
+        .sessions
+        .admit(ferry_core::Protocol::Ftp, peer)
+    {
         Ok(p) => p,
         Err(why) => {
-            debug!(%peer, why, "connection refused");
-            refuse(&stream, why);
+            debug!(%peer, %why, "connection refused");
+            refuse(&stream, why.text());
             return;
         }
     };
-    let guard = accepting.sessions.enter();
     // Nagle off and urgent data inline come from the listener (see `bind_control`).
     let span = info_span!("session", %peer, user = tracing::field::Empty);
     // Made here, not in the task: the task then holds a pointer, not the session's fields.
@@ -356,6 +280,7 @@ fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
         stream,
         peer,
         accepting.implicit,
+        permit,
     ) {
         Ok(session) => Box::new(session),
         Err(e) => {
@@ -363,12 +288,13 @@ fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    tokio::spawn(session_task(session, guard, permit).instrument(span));
+    tokio::spawn(session_task(session).instrument(span));
 }
 
-/// A session's task: small, because it lives as long as the connection (its arguments are
-/// pointers and counters; the session's fields are on the heap, see `Session::run`).
-async fn session_task(session: Box<Session>, _guard: SessionGuard, _permit: Permit) {
+/// A session's task: small, because it lives as long as the connection (its argument is a
+/// pointer; the session's fields, its place in the registry among them, are on the heap, see
+/// `Session::run`).
+async fn session_task(session: Box<Session>) {
     session.run().await;
 }
 
@@ -424,58 +350,6 @@ fn check_source_port(control: SocketAddr) -> io::Result<()> {
     })
 }
 
-struct Limits {
-    max_total: usize,
-    max_per_ip: usize,
-    counts: Mutex<Counts>,
-}
-
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Holds one session's place in the limits; released on drop.
-struct Permit {
-    limits: Arc<Limits>,
-    ip: IpAddr,
-}
-
-impl Limits {
-    fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Result<Permit, &'static str> {
-        let ip = ip.to_canonical();
-        let mut counts = limits.counts.lock().map_err(|_| "internal error")?;
-        if limits.max_total != 0 && counts.total >= limits.max_total {
-            return Err("Too many connections");
-        }
-        let mine = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        if limits.max_per_ip != 0 && mine >= limits.max_per_ip {
-            return Err("Too many connections from your address");
-        }
-        counts.total += 1;
-        counts.per_ip.insert(ip, mine + 1);
-        Ok(Permit {
-            limits: Arc::clone(limits),
-            ip,
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.limits.counts.lock() {
-            counts.total = counts.total.saturating_sub(1);
-            if let Some(n) = counts.per_ip.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.per_ip.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,55 +369,46 @@ mod tests {
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let session =
-            Box::new(Session::new(Arc::clone(&server.shared), stream, peer, false).unwrap());
-        let sessions = Arc::new(Sessions::default());
-        let permit = Limits::admit(&server.limits, peer.ip()).unwrap();
-        let task = session_task(session, sessions.enter(), permit);
+        let permit = server
+            .shared
+            .context
+            .sessions
+            .admit(ferry_core::Protocol::Ftp, peer)
+            .unwrap();
+        let session = Box::new(
+            Session::new(Arc::clone(&server.shared), stream, peer, false, permit).unwrap(),
+        );
+        let task = session_task(session);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1024, "a session's task is {size} bytes");
         // And the session's own fields: no large value held inline while idle (a planned
-        // passive listener is boxed; 536 bytes before).
+        // passive listener is boxed). 464 includes the session's place in the registry (two
+        // pointers, which the task used to hold instead).
         let fields = std::mem::size_of::<Session>();
-        assert!(fields <= 448, "a session's fields are {fields} bytes");
+        assert!(fields <= 464, "a session's fields are {fields} bytes");
         drop((task, client));
-        assert_eq!(sessions.count(), 0);
+        assert_eq!(server.shared.context.sessions.count(), 0);
     }
 
-    #[test]
-    fn roots_are_reused_for_a_while_then_reopened() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("home");
-        std::fs::create_dir(&root).unwrap();
-        let account = Account {
-            name: "alice".into(),
-            home: root.clone(),
-            permissions: ferry_auth::Permissions::ALL,
-            anonymous: false,
+    /// Two servers in one process (or an FTP and another protocol's server later) share
+    /// counters or a buffer budget only when handed the same ones.
+    #[tokio::test]
+    async fn each_server_has_its_own_counters_and_buffer_budget() {
+        let bind = || {
+            let config = ServerConfig {
+                listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+                ..ServerConfig::default()
+            };
+            let auth = Arc::new(Authenticator::new(Vec::new()).unwrap());
+            Server::bind(config, auth, local_storage()).unwrap()
         };
-        let factory = local_storage_reusing(std::time::Duration::from_millis(300));
-        let first = factory(&account).unwrap();
-        let first_ptr = Arc::as_ptr(&first).cast::<()>();
-        drop(first);
-        // No session holds it, yet the next login shares it: no open per login.
-        let second = factory(&account).unwrap();
-        assert_eq!(Arc::as_ptr(&second).cast::<()>(), first_ptr);
-        // A root replaced on disk is picked up once the window has passed.
-        std::fs::rename(&root, tmp.path().join("old")).unwrap();
-        std::fs::create_dir(&root).unwrap();
-        std::fs::write(root.join("new-file"), b"x").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(350));
-        let third = factory(&account).unwrap();
-        assert_ne!(Arc::as_ptr(&third).cast::<()>(), first_ptr);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let names = |fs: &Arc<dyn Storage>| -> Vec<String> {
-            let entries = rt.block_on(fs.list(&ferry_vfs::VPath::root())).unwrap();
-            entries.into_iter().map(|e| e.name).collect()
-        };
-        assert_eq!(names(&third), ["new-file"]);
-        // The session that started on the old root keeps it.
-        assert!(names(&second).is_empty());
+        let (a, b) = (bind(), bind());
+        assert!(!Arc::ptr_eq(&a.counters(), &b.counters()));
+        assert!(!Arc::ptr_eq(&a.buffer_budget(), &b.buffer_budget()));
+        let held = a.buffer_budget().reserve(1024).unwrap();
+        assert_eq!(
+            (a.buffer_budget().reserved(), b.buffer_budget().reserved()),
+            (held.bytes(), 0)
+        );
     }
 }

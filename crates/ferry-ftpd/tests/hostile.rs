@@ -117,8 +117,16 @@ async fn connection_flood_is_capped_and_the_server_recovers() {
         }
     }
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut c = s.login().await;
+    // The places come back as the server sees those connections end.
+    let wait = Deadline::new("the server to admit connections again");
+    let mut c = loop {
+        match Ctrl::try_connect(s.addr()).await {
+            Ok(c) => break c,
+            Err(refused) => assert_eq!(refused.code, 421, "{refused:?}"),
+        }
+        wait.tick().await;
+    };
+    c.login(USER, PASSWORD).await;
     c.expect("NOOP", 200).await;
 }
 

@@ -1,5 +1,6 @@
 //! Transfers: binary and ASCII, REST, APPE, STOU, ABOR, interrupted uploads, large offsets,
-//! and many sessions at once.
+//! many sessions at once, the quick path of small downloads, and each server's own counts of
+//! the paths its transfers took.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -161,8 +162,11 @@ async fn a_broken_upload_in_place_keeps_what_arrived() {
     c.expect("STOR resumable", 150).await;
     let part = content(300_000, 11);
     data.write_all(&part).await.unwrap();
-    // Let the server read it all, then reset the connection (the client dies).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the server has read it all, reset the connection (the client dies).
+    let wait = Deadline::new("the server to read the whole part");
+    while c.transfer_progress().await != Some(part.len() as u64) {
+        wait.tick().await;
+    }
     socket2::SockRef::from(&data)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -290,9 +294,9 @@ async fn large_uploads_are_written_by_a_thread_while_the_next_buffer_arrives() {
     c.expect("TYPE I", 200).await;
     // Past the 4 MiB written inline, ending in a partly filled buffer.
     let body = content(11 * 1024 * 1024 + 123, 6);
-    let before = ferry_ftpd::stats::pipelined_upload_bytes();
+    let before = s.counters.pipelined_upload_bytes();
     assert_eq!(c.stor_passive("STOR big", &body).await.code, 226);
-    assert!(ferry_ftpd::stats::pipelined_upload_bytes() - before >= 6 * 1024 * 1024);
+    assert!(s.counters.pipelined_upload_bytes() - before >= 6 * 1024 * 1024);
     assert_eq!(
         sha256(&std::fs::read(s.path("big")).unwrap()),
         sha256(&body)
@@ -409,19 +413,18 @@ async fn binary_downloads_are_zero_copy() {
     std::fs::write(s.path("z"), &body).unwrap();
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
-    let before = ferry_ftpd::stats::zero_copy_bytes();
+    let before = s.counters.zero_copy_bytes();
     let (got, done) = c.retr_passive("RETR z").await;
     assert_eq!(done.code, 226);
     assert_eq!(sha256(&got), sha256(&body));
-    // Other tests run in parallel and add their own bytes: at least ours were counted.
-    assert!(ferry_ftpd::stats::zero_copy_bytes() - before >= body.len() as u64);
+    assert_eq!(s.counters.zero_copy_bytes() - before, body.len() as u64);
     c.expect("REST 999000", 350).await;
     let (got, _) = c.retr_passive("RETR z").await;
     assert_eq!(got, &body[999_000..]);
     // Uploads straight into the file, including a restart in the middle of it.
-    let before = ferry_ftpd::stats::direct_upload_bytes();
+    let before = s.counters.direct_upload_bytes();
     assert_eq!(c.stor_passive("STOR up", &body).await.code, 226);
-    assert!(ferry_ftpd::stats::direct_upload_bytes() - before >= body.len() as u64);
+    assert_eq!(s.counters.direct_upload_bytes() - before, body.len() as u64);
     assert_eq!(sha256(&std::fs::read(s.path("up")).unwrap()), sha256(&body));
     c.expect("REST 500000", 350).await;
     assert_eq!(c.stor_passive("STOR up", &body[500_000..]).await.code, 226);
@@ -464,15 +467,123 @@ async fn a_slow_upload_is_not_a_stalled_one() {
     let mut c = s.login().await;
     c.expect("TYPE I", 200).await;
     let mut data = c.start_passive("STOR slow").await;
+    let started = std::time::Instant::now();
+    let mut sent = 0;
     for piece in body.chunks(10_000) {
         data.write_all(piece).await.unwrap();
+        sent += piece.len() as u64;
+        // Each piece is counted as it arrives, long before the buffer fills ...
+        let wait = Deadline::new("the server to count the piece");
+        while c.transfer_progress().await != Some(sent) {
+            wait.tick().await;
+        }
+        // ... and the next comes at the client's pace, well within the stall timeout.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "not slow enough"
+    );
     drop(data);
     let r = c.read_reply().await;
     assert_eq!(r.code, 226, "{r:?}");
     assert_eq!(
         sha256(&std::fs::read(s.path("slow")).unwrap()),
         sha256(&body)
+    );
+}
+
+/// The quick path of small downloads (`quick_download_max`).
+#[tokio::test]
+async fn small_downloads_are_sent_at_once_when_the_client_connected_first() {
+    let body = content(200_000, 8);
+
+    // Default limit (256 KiB): sent at once, 150 and 226 together.
+    let s = TestServer::start().await;
+    std::fs::write(s.path("small"), &body).unwrap();
+    std::fs::write(s.path("empty"), b"").unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let before = s.counters.quick_downloads();
+    let (got, done) = c.retr_passive("RETR small").await;
+    assert_eq!((done.code, sha256(&got)), (226, sha256(&body)));
+    let (got, done) = c.retr_passive("RETR empty").await;
+    assert_eq!((done.code, got.len()), (226, 0));
+    c.expect("REST 150000", 350).await;
+    let (got, _) = c.retr_passive("RETR small").await;
+    assert_eq!(got, &body[150_000..]);
+    assert_eq!(s.counters.quick_downloads() - before, 3);
+    // Not in ASCII mode (the conversion needs a copy), nor when the client has not connected
+    // yet: the usual way.
+    c.expect("TYPE A", 200).await;
+    let (got, _) = c.retr_passive("RETR small").await;
+    assert!(got.len() > body.len());
+    c.expect("TYPE I", 200).await;
+    let addr = c.epsv().await;
+    assert_eq!(c.cmd("RETR small").await.code, 150);
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(c.read_reply().await.code, 226);
+    assert_eq!(sha256(&got), sha256(&body));
+    // Larger than the limit: the usual way.
+    std::fs::write(s.path("large"), content(300_000, 9)).unwrap();
+    let (got, _) = c.retr_passive("RETR large").await;
+    assert_eq!(got.len(), 300_000);
+    assert_eq!(s.counters.quick_downloads() - before, 3);
+
+    // Off.
+    let s = TestServer::start_with(|c| c.quick_download_max = 0).await;
+    std::fs::write(s.path("small"), &body).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let before = s.counters.quick_downloads();
+    let (got, _) = c.retr_passive("RETR small").await;
+    assert_eq!(sha256(&got), sha256(&body));
+    assert_eq!(s.counters.quick_downloads() - before, 0);
+
+    // A limit above the socket buffer (~2.6 MB on loopback), and a client that reads only
+    // after the 150: the buffer fills before the file is out, the session answers 150 alone,
+    // and a transfer task sends the rest.
+    let s = TestServer::start_with(|c| c.quick_download_max = 64 * 1024 * 1024).await;
+    let body = content(16 * 1024 * 1024, 10);
+    std::fs::write(s.path("mid"), &body).unwrap();
+    let mut c = s.login().await;
+    c.expect("TYPE I", 200).await;
+    let before = s.counters.quick_downloads();
+    let addr = c.epsv().await;
+    let mut data = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(c.cmd("RETR mid").await.code, 150);
+    c.expect("NOOP", 200).await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(c.read_reply().await.code, 226);
+    assert_eq!(sha256(&got), sha256(&body));
+    assert_eq!(s.counters.quick_downloads() - before, 1);
+}
+
+/// Each server counts its own transfers: two servers in one process do not see each other's.
+#[tokio::test]
+async fn transfer_counters_belong_to_their_server() {
+    let a = TestServer::start().await;
+    let b = TestServer::start().await;
+    let body = content(100_000, 3);
+    for s in [&a, &b] {
+        std::fs::write(s.path("f"), &body).unwrap();
+    }
+    let mut c = b.login().await;
+    c.expect("TYPE I", 200).await;
+    let (got, done) = c.retr_passive("RETR f").await;
+    assert_eq!((done.code, got.len()), (226, body.len()));
+    assert_eq!(c.stor_passive("STOR g", &body).await.code, 226);
+    assert_eq!(b.counters.zero_copy_bytes(), body.len() as u64);
+    assert_eq!(b.counters.direct_upload_bytes(), body.len() as u64);
+    assert_eq!(
+        (
+            a.counters.zero_copy_bytes(),
+            a.counters.direct_upload_bytes()
+        ),
+        (0, 0),
+        "server A counted server B's transfers"
     );
 }

@@ -18,11 +18,8 @@ pub const RSA_BITS: usize = 3072;
 
 /// The host keys from `state_dir`, Ed25519 first, each made (and the directory) on first use.
 pub fn load_or_create_all(state_dir: &Path) -> std::io::Result<Vec<PrivateKey>> {
-    let ed25519 = load_or_create(state_dir, ED25519_FILE, || {
-        let seed: [u8; 32] = rand::random();
-        Ok(PrivateKey::from(Ed25519Keypair::from_seed(&seed)))
-    })?;
-    let rsa = load_or_create(state_dir, RSA_FILE, || {
+    let ed25519 = load_or_create(state_dir)?;
+    let rsa = load_or_create_file(state_dir, RSA_FILE, || {
         let pair = RsaKeypair::random(&mut russh::keys::key::safe_rng(), RSA_BITS)
             .map_err(|e| std::io::Error::other(format!("making an RSA host key: {e}")))?;
         Ok(PrivateKey::from(pair))
@@ -30,11 +27,19 @@ pub fn load_or_create_all(state_dir: &Path) -> std::io::Result<Vec<PrivateKey>> 
     Ok(vec![ed25519, rsa])
 }
 
+/// The Ed25519 host key from `state_dir`, made (and the directory) on first use.
+pub fn load_or_create(state_dir: &Path) -> std::io::Result<PrivateKey> {
+    load_or_create_file(state_dir, ED25519_FILE, || {
+        let seed: [u8; 32] = rand::random();
+        Ok(PrivateKey::from(Ed25519Keypair::from_seed(&seed)))
+    })
+}
+
 /// Load the host key kept in `state_dir/file`, making it with `make` on first use.
 ///
 /// A new key is written to a temporary file with mode 0600 and renamed into place, so a crash
 /// never leaves half a key; an existing file that does not parse is an error, never replaced.
-pub fn load_or_create(
+pub fn load_or_create_file(
     state_dir: &Path,
     file: &str,
     make: impl FnOnce() -> std::io::Result<PrivateKey>,

@@ -206,7 +206,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = Server::bind(config, Arc::clone(&auth), local_storage())?;
+        // One context for every protocol: the same users and files, one login throttle and
+        // one set of session limits.
+        let context = ferry_core::ServerContext::new(
+            Arc::clone(&auth),
+            local_storage(),
+            ferry_core::SharedLimits {
+                max_sessions: config.max_sessions,
+                max_sessions_per_ip: config.max_sessions_per_ip,
+                max_failed_logins_per_ip: config.max_failed_logins_per_ip,
+                max_failed_logins_per_user: config.max_failed_logins_per_user,
+                failed_login_window: config.failed_login_window,
+            },
+        );
+        let server = Server::bind_in(config, Arc::clone(&context))?;
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
         }
@@ -220,7 +233,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ferry_sftpd::local_storage(),
             )
             .context("starting SFTP")?
-            .with_login_throttle(server.login_throttle());
+            .with_login_throttle(context.throttle.clone());
             let sftp = Arc::new(sftp);
             for addr in &sftp_listen {
                 let listener = tokio::net::TcpListener::bind(addr)

@@ -605,7 +605,11 @@ print(fp(b), flush=True)
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::sleep(Duration::from_millis(500));
+    let reloaded = serve.logged("TLS certificate reloaded");
+    assert!(
+        reloaded.replace(':', "").to_lowercase().contains(&second),
+        "{reloaded}"
+    );
     py.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();
@@ -662,15 +666,20 @@ fn client_text_is_escaped_in_the_log() {
     }
 }
 
-/// `ferry --help` describes what is built: FTP and FTPS, not SFTP yet.
+/// `ferry --help` describes what is built: an FTP and FTPS server; a client that also speaks
+/// SFTP (said only by the client verbs).
 #[test]
 fn help_promises_only_what_is_built() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("FTPS"), "{help}");
-    // SFTP is served; the client speaks FTP and FTPS.
-    assert!(help.contains("SFTP server"), "{help}");
+    // Both protocols, both ends: what is built.
+    let about = help.lines().next().unwrap_or_default();
+    assert_eq!(
+        about, "Ferry: FTP, FTPS and SFTP server and client in one binary",
+        "{help}"
+    );
 }
 
 /// `git`, or `None` (said on standard error) when it is not installed.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Out, Srv, USER, content, ferry_command, ipv6_available, ok, run, sha256, tree};
+use common::{Out, Srv, USER, content, ferry_command, ok, require_ipv6, run, sha256, tree};
 
 const PASSWORD: &str = "pa ss:w@rd";
 /// Upper bound for one command.
@@ -112,10 +112,7 @@ fn verbs_ipv4_every_mode() {
 
 #[test]
 fn verbs_ipv6_every_mode() {
-    if !ipv6_available() {
-        eprintln!("skipped: ::1 cannot be bound");
-        return;
-    }
+    require_ipv6();
     for mode in ["auto", "passive", "epsv", "active"] {
         verbs_round_trip("[::1]:0", mode);
     }

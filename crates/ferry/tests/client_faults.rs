@@ -248,10 +248,10 @@ async fn control_relay(
                             _ => {}
                         }
                         let _ = cw.write_all(&line).await;
-                        if line.first() == Some(&b'1') {
-                            if let Some(go) = go.take() {
-                                let _ = go.send(());
-                            }
+                        if line.first() == Some(&b'1')
+                            && let Some(go) = go.take()
+                        {
+                            let _ = go.send(());
                         }
                     }
                 }

@@ -10,9 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{
-    Out, USER, content, ferry_command, ipv6_available, ok, run, sha256, sha256_file, tree,
-};
+use common::{Out, USER, content, ferry_command, ok, require_ipv6, run, sha256, sha256_file, tree};
 use ferry_ftpd::tls::{CertStore, TlsConfig, certified_key_from_pem, generate_self_signed};
 
 const PASSWORD: &str = "tls pa:ss@word";
@@ -183,10 +181,7 @@ fn ftps_every_mode_ipv4() {
 
 #[test]
 fn ftps_every_mode_ipv6() {
-    if !ipv6_available() {
-        eprintln!("skipped: ::1 cannot be bound");
-        return;
-    }
+    require_ipv6();
     every_mode("[::1]:0");
 }
 

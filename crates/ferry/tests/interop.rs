@@ -4,7 +4,8 @@
 //! Each test starts its own server on port 0 with a fresh root, so tests run in parallel. Every
 //! external command runs under coreutils `timeout`, and every wait here is bounded. A missing
 //! client skips its test with a note, unless `FERRY_REQUIRE_INTEROP=1` (as in CI), which turns a
-//! missing client into a failure. IPv6 tests skip when `[::1]` cannot be bound.
+//! missing client into a failure. IPv6 tests (`ipv6` in their names) fail when `[::1]` cannot be
+//! bound; `cargo test -- --skip ipv6` leaves them out.
 //!
 //! Every transferred file is compared by sha256; a failing command's output and the tail of the
 //! server's debug log are printed with the failure.
@@ -237,13 +238,15 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// Whether this machine can use `[::1]`; if not, a note (IPv6 is never required).
-fn have_ipv6(test: &str) -> bool {
-    if TcpListener::bind("[::1]:0").is_ok() {
-        return true;
+/// Fail `test` unless this machine can bind `[::1]`. The tests that need it have `ipv6` in their
+/// names: without IPv6 loopback, run the others with `cargo test -- --skip ipv6`.
+fn require_ipv6(test: &str) {
+    if let Err(e) = TcpListener::bind("[::1]:0") {
+        panic!(
+            "{test}: cannot bind [::1] ({e}); without IPv6 loopback, run the others with \
+             `cargo test -- --skip ipv6`"
+        );
     }
-    eprintln!("note: skipping {test}: cannot bind [::1] on this machine");
-    false
 }
 
 /// Deterministic, incompressible-looking bytes (xorshift64*).
@@ -362,7 +365,10 @@ fn curl_round_trip_on(
     verb: &str,
     forbidden: &[&str],
 ) {
-    if !have_tools(test, &["curl"]) || (ipv6 && !have_ipv6(test)) {
+    if ipv6 {
+        require_ipv6(test);
+    }
+    if !have_tools(test, &["curl"]) {
         return;
     }
     let srv = if tls {
@@ -592,7 +598,10 @@ fn ftplib_script(srv: &Server, addr: SocketAddr, mode: &str, local: &str, extra:
 
 /// Uploads, SIZE, NLST, MLSD, downloads, rename, delete, MKD/RMD with ftplib in `mode`.
 fn ftplib_files(test: &str, ipv6: bool, mode: &str) {
-    if !have_tools(test, &["python3"]) || (ipv6 && !have_ipv6(test)) {
+    if ipv6 {
+        require_ipv6(test);
+    }
+    if !have_tools(test, &["python3"]) {
         return;
     }
     let srv = Server::start(ipv6);
@@ -788,10 +797,10 @@ fn lftp_active_get_put() {
 /// itself): the transfers must run in active mode, with no fallback to passive.
 #[test]
 fn lftp_ipv6_active_get_put() {
-    if !have_tools("lftp_ipv6_active_get_put", &["lftp"]) || !have_ipv6("lftp_ipv6_active_get_put")
-    {
+    if !have_tools("lftp_ipv6_active_get_put", &["lftp"]) {
         return;
     }
+    require_ipv6("lftp_ipv6_active_get_put");
     let srv = Server::start(true);
     let local = srv.local("lftp-active6");
     let payload = write_payload(&local);
@@ -829,9 +838,8 @@ fn lftp_ipv6_active_get_put() {
 
 #[test]
 fn lftp_ipv6_mirror_round_trip() {
-    if !have_tools("lftp_ipv6_mirror_round_trip", &["lftp"])
-        || !have_ipv6("lftp_ipv6_mirror_round_trip")
-    {
+    require_ipv6("lftp_ipv6_mirror_round_trip");
+    if !have_tools("lftp_ipv6_mirror_round_trip", &["lftp"]) {
         return;
     }
     let srv = Server::start(true);

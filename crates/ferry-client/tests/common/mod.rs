@@ -107,6 +107,13 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(bytes).to_vec()
 }
 
-pub fn ipv6_available() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
+/// Fail the test unless this machine can bind `[::1]`. Every test that calls this has `ipv6` in
+/// its name, so a machine without IPv6 loopback runs the others with `cargo test -- --skip ipv6`.
+pub fn require_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "cannot bind [::1] ({e}): this test needs IPv6 loopback; \
+             without it, run the others with `cargo test -- --skip ipv6`"
+        );
+    }
 }

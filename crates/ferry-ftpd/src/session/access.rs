@@ -61,7 +61,7 @@ impl Session {
         };
         // The guess takes its place before the password is hashed: guesses sent at once over
         // many connections cannot all be checked (see `ferry_auth::LoginThrottle`).
-        let throttle = self.shared.throttle.clone();
+        let throttle = self.shared.context.throttle.clone();
         let attempt = match throttle.begin(self.peer.ip(), &name).await {
             Ok(attempt) => attempt,
             Err(why) => {
@@ -76,7 +76,13 @@ impl Session {
         };
         let account = match &self.shared.anonymous {
             Some(anonymous) if is_anonymous_name(&name) => Some(Arc::clone(anonymous)),
-            _ => self.shared.auth.authenticate(&name, &password).await,
+            _ => {
+                self.shared
+                    .context
+                    .auth
+                    .authenticate(&name, &password)
+                    .await
+            }
         };
         drop(password);
         let Some(account) = account else {
@@ -96,8 +102,8 @@ impl Session {
             return Ok(Flow::Continue);
         };
         attempt.succeeded();
-        let storage = match (self.shared.storage)(&account) {
-            Ok(s) => s,
+        let fs = match self.shared.context.user_fs(Arc::clone(&account)) {
+            Ok(fs) => fs,
             Err(e) => {
                 warn!(user = %account.name, error = %e, "cannot open the user's root");
                 self.send(&Reply::new(421, "Home directory unavailable, closing."))
@@ -115,6 +121,7 @@ impl Session {
             return Ok(Flow::Continue);
         }
         tracing::Span::current().record("user", account.name.as_str());
+        self.permit.set_user(Some(&account.name));
         info!(anonymous = account.anonymous, "logged in");
         let text = if account.anonymous {
             "Anonymous login ok, read-only access."
@@ -122,7 +129,7 @@ impl Session {
             "Login successful."
         };
         self.tls_logged_in(&account);
-        self.state = State::LoggedIn(LoggedIn { account, storage });
+        self.state = State::LoggedIn(LoggedIn { fs });
         self.cwd = VPath::root();
         self.send(&Reply::new(230, text)).await?;
         Ok(Flow::Continue)

@@ -1,13 +1,12 @@
 //! Navigation and file commands: `CWD`, `MKD`, `RMD`, `DELE`, `RNFR`/`RNTO`, `SIZE`, `MDTM`,
 //! `MFMT`, `MLST`, `STAT path`.
 
-use std::sync::Arc;
-
+use ferry_core::{Operation, UserFs};
 use ferry_proto::Reply;
 use ferry_proto::listing::{self, MlsxRole};
 use ferry_vfs::EntryKind;
 use ferry_vfs::VPath;
-use ferry_vfs::{Metadata, Storage};
+use ferry_vfs::{ErrorKind, Metadata};
 
 use tracing::info;
 
@@ -20,28 +19,29 @@ impl Session {
         self.cwd.resolve(arg).map_err(|e| path_error(&e))
     }
 
-    /// The prologue of file commands: the permission `allowed`, `arg` resolved, the storage.
-    pub(super) fn target(
-        &self,
-        allowed: bool,
-        arg: &str,
-    ) -> Result<(VPath, Arc<dyn Storage>), Reply> {
-        if !allowed {
-            return Err(permission_denied());
-        }
+    /// The prologue of file commands: `op` authorized (refused before anything else happens),
+    /// `arg` resolved, the user's storage.
+    pub(super) fn target(&self, op: Operation, arg: &str) -> Result<(VPath, UserFs), Reply> {
+        let fs = self.authorized(op)?;
         let path = self.resolve(arg)?;
-        let storage = self.storage().ok_or_else(not_logged_in)?;
-        Ok((path, storage))
+        Ok((path, fs))
+    }
+
+    /// The user's storage once `op` is authorized; the refusal as a reply.
+    pub(super) fn authorized(&self, op: Operation) -> Result<UserFs, Reply> {
+        let fs = self.user_fs().ok_or_else(not_logged_in)?;
+        fs.authorize(op).map_err(|_| permission_denied())?;
+        Ok(fs.clone())
     }
 
     pub(super) async fn cmd_cwd(&mut self, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(true, arg)?;
-        let meta = storage
-            .metadata(&path)
-            .await
-            .map_err(|e| storage_error(&e))?;
-        if meta.kind != EntryKind::Dir {
-            return Err(Reply::new(550, "Not a directory."));
+        let (path, fs) = self.target(Operation::Enter, arg)?;
+        match fs.enter(&path).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotADirectory => {
+                return Err(Reply::new(550, "Not a directory."));
+            }
+            Err(e) => return Err(storage_error(&e)),
         }
         self.cwd = path;
         Ok(Reply::new(
@@ -51,39 +51,29 @@ impl Session {
     }
 
     pub(super) async fn cmd_mkd(&mut self, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(self.perms().mkdir, arg)?;
-        storage.mkdir(&path).await.map_err(|e| storage_error(&e))?;
+        let (path, fs) = self.target(Operation::MakeDir, arg)?;
+        fs.mkdir(&path).await.map_err(|e| storage_error(&e))?;
         info!(path = %path, "directory created");
         Ok(Reply::new(257, format!("{} created.", path.quoted())))
     }
 
     pub(super) async fn cmd_rmd(&mut self, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(self.perms().delete, arg)?;
-        if path.is_root() {
-            return Err(Reply::new(550, "Cannot remove the root directory."));
-        }
-        storage.rmdir(&path).await.map_err(|e| storage_error(&e))?;
+        let (path, fs) = self.target(Operation::Delete, arg)?;
+        fs.rmdir(&path).await.map_err(|e| storage_error(&e))?;
         info!(path = %path, "directory removed");
         Ok(Reply::new(250, "Directory removed."))
     }
 
     pub(super) async fn cmd_dele(&mut self, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(self.perms().delete, arg)?;
-        storage
-            .remove_file(&path)
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let (path, fs) = self.target(Operation::Delete, arg)?;
+        fs.remove_file(&path).await.map_err(|e| storage_error(&e))?;
         info!(path = %path, "file deleted");
         Ok(Reply::new(250, "File deleted."))
     }
 
     pub(super) async fn cmd_rnfr(&mut self, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(self.perms().rename, arg)?;
-        if path.is_root() {
-            return Err(Reply::new(550, "Cannot rename the root directory."));
-        }
-        storage
-            .metadata(&path)
+        let (path, fs) = self.target(Operation::Rename, arg)?;
+        fs.rename_source(&path)
             .await
             .map_err(|e| storage_error(&e))?;
         self.rename_from = Some(path);
@@ -98,11 +88,8 @@ impl Session {
         let Some(from) = from else {
             return Err(Reply::new(503, "RNTO must come right after RNFR."));
         };
-        let (to, storage) = self.target(true, arg)?;
-        storage
-            .rename(&from, &to)
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let (to, fs) = self.target(Operation::Rename, arg)?;
+        fs.rename(&from, &to).await.map_err(|e| storage_error(&e))?;
         info!(from = %from, to = %to, "renamed");
         Ok(Reply::new(250, "Rename successful."))
     }
@@ -121,15 +108,10 @@ impl Session {
         }
     }
 
-    /// Metadata of a plain file named by `arg`, checking the read/list permission.
+    /// Metadata of a plain file named by `arg` ([`Operation::Stat`]).
     pub(super) async fn file_metadata(&self, arg: &str) -> Result<(VPath, Metadata), Reply> {
-        let perms = self.perms();
-        if !(perms.read || perms.list) {
-            return Err(permission_denied());
-        }
-        let path = self.resolve(arg)?;
-        let storage = self.storage().ok_or_else(not_logged_in)?;
-        match storage.metadata(&path).await {
+        let (path, fs) = self.target(Operation::Stat, arg)?;
+        match fs.stat(&path).await {
             Ok(m) if m.kind == EntryKind::Dir => Err(Reply::new(550, "Not a plain file.")),
             Ok(m) => Ok((path, m)),
             Err(e) => Err(storage_error(&e)),
@@ -139,11 +121,10 @@ impl Session {
     pub(super) async fn cmd_site(&mut self, site: SiteCommand) -> Result<Reply, Reply> {
         match site {
             SiteCommand::Chmod { mode, path } => {
-                let (target, storage) = self.target(self.perms().write, &path)?;
+                let (target, fs) = self.target(Operation::SetAttributes, &path)?;
                 // Never setuid, setgid or sticky from a client.
                 let mode = mode & 0o777;
-                storage
-                    .set_mode(&target, mode)
+                fs.set_mode(&target, mode)
                     .await
                     .map_err(|e| storage_error(&e))?;
                 info!(path = %target, mode = format_args!("{mode:o}"), "permissions changed");
@@ -164,9 +145,8 @@ impl Session {
     }
 
     pub(super) async fn cmd_mfmt(&mut self, unix_secs: i64, arg: &str) -> Result<Reply, Reply> {
-        let (path, storage) = self.target(self.perms().write, arg)?;
-        storage
-            .set_mtime(&path, unix_secs)
+        let (path, fs) = self.target(Operation::SetAttributes, arg)?;
+        fs.set_mtime(&path, unix_secs)
             .await
             .map_err(|e| storage_error(&e))?;
         let when = listing::format_mdtm(unix_secs);
@@ -174,20 +154,14 @@ impl Session {
     }
 
     pub(super) async fn cmd_mlst(&mut self, arg: Option<&str>) -> Reply {
-        if !self.perms().list {
-            return permission_denied();
-        }
-        let path = match self.resolve(arg.unwrap_or("")) {
-            Ok(p) => p,
+        let (path, fs) = match self.target(Operation::List, arg.unwrap_or("")) {
+            Ok(t) => t,
             Err(r) => return r,
         };
-        let Some(storage) = self.storage() else {
-            return not_logged_in();
-        };
-        match storage.metadata(&path).await {
+        match fs.describe(&path).await {
             Ok(m) => {
                 let name = arg.map(str::to_string).unwrap_or_else(|| path.to_string());
-                let perm = perm_facts(self.perms(), listed_kind(m.kind));
+                let perm = perm_facts(&fs, listed_kind(m.kind));
                 let entry = listed(m.into_entry(name));
                 let mut line = Vec::new();
                 listing::format_mlsx_line(&entry, MlsxRole::Entry, &self.facts, &perm, &mut line);
@@ -206,8 +180,8 @@ impl Session {
     }
 
     pub(super) async fn cmd_stat_path(&mut self, arg: &str) -> Reply {
-        if !self.perms().list {
-            return permission_denied();
+        if let Err(r) = self.authorized(Operation::List) {
+            return r;
         }
         let args = parse_stat_args(arg);
         let entries = match self.open_listing(&args, None).await {

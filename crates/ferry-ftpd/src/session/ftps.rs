@@ -58,7 +58,7 @@ impl Session {
     /// The policy in force now (the logged-in user's, else the server's).
     pub(super) fn session_tls(&self) -> TlsPolicy {
         match self.logged_in() {
-            Some(l) => self.account_tls(&l.account),
+            Some(l) => self.account_tls(l.fs.account()),
             None => self.global_tls(),
         }
     }
@@ -86,13 +86,13 @@ impl Session {
 
     /// Whose data connections this session's are (see [`DataOwner`]).
     pub(super) fn data_owner(&self) -> DataOwner {
-        let named = self.logged_in().filter(|l| !l.account.anonymous);
+        let named = self.logged_in().filter(|l| !l.fs.account().anonymous);
         let login = match (self.tls_logins(), named) {
             (Some(logins), Some(l)) => Some((
                 Arc::clone(logins),
                 tls::Login {
                     ip: self.peer.ip().to_canonical(),
-                    user: l.account.name.as_str().into(),
+                    user: l.fs.account().name.as_str().into(),
                 },
             )),
             _ => None,

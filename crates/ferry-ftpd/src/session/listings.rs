@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferry_auth::Permissions;
+use ferry_core::{Operation, UserFs};
 use ferry_proto::Reply;
 use ferry_proto::command::{Command, ListArgs};
 use ferry_proto::listing::{self, EntryKind, MlsxRole};
@@ -12,9 +12,9 @@ use ferry_vfs::Metadata;
 use ferry_vfs::VPath;
 use tokio::io::AsyncWriteExt;
 
-use crate::replies::{permission_denied, storage_error};
+use crate::pump::PumpError;
+use crate::replies::storage_error;
 use crate::tls::Stream;
-use crate::transfer::PumpError;
 
 use super::*;
 
@@ -27,14 +27,10 @@ impl Session {
         args: &ListArgs,
         known: Option<Metadata>,
     ) -> Result<Listing, Reply> {
-        let path = self.resolve(args.path.as_deref().unwrap_or(""))?;
-        let storage = self.storage().ok_or_else(not_logged_in)?;
+        let (path, fs) = self.target(Operation::List, args.path.as_deref().unwrap_or(""))?;
         let meta = match known {
             Some(meta) => meta,
-            None => storage
-                .metadata(&path)
-                .await
-                .map_err(|e| storage_error(&e))?,
+            None => fs.describe(&path).await.map_err(|e| storage_error(&e))?,
         };
         if meta.kind != ferry_vfs::EntryKind::Dir {
             let name = path.file_name().unwrap_or("").to_string();
@@ -46,10 +42,7 @@ impl Session {
                 path,
             });
         }
-        let stream = storage
-            .list_sorted(&path)
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let stream = fs.list_sorted(&path).await.map_err(|e| storage_error(&e))?;
         Ok(Listing {
             dir: Some(meta),
             file: None,
@@ -60,17 +53,20 @@ impl Session {
     }
 
     pub(super) async fn cmd_list(&mut self, args: ListArgs, style: ListStyle) -> io::Result<Flow> {
-        if !self.perms().list {
-            self.send(&permission_denied()).await?;
-            return Ok(Flow::Continue);
-        }
+        let fs = match self.authorized(Operation::List) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         let mut known = None;
         if style == ListStyle::Mlsd {
             // MLSD names a directory; a file is an error (RFC 3659 §7.2). What is read here
             // serves the listing too.
             if let Ok(path) = self.resolve(args.path.as_deref().unwrap_or("")) {
-                if let Some(storage) = self.storage() {
-                    if let Ok(m) = storage.metadata(&path).await {
+                {
+                    if let Ok(m) = fs.describe(&path).await {
                         if m.kind != ferry_vfs::EntryKind::Dir {
                             self.send(&Reply::new(
                                 501,
@@ -100,7 +96,6 @@ impl Session {
             }
             _ => None,
         };
-        let perms = self.perms();
         let facts = self.facts;
         let what = format!("listing of {}", listing.path);
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
@@ -108,7 +103,7 @@ impl Session {
             let mut buf = Vec::with_capacity(64 * 1024);
             if style == ListStyle::Mlsd {
                 if let Some(dir) = listing.dir.clone() {
-                    let perm = perm_facts(perms, EntryKind::Dir);
+                    let perm = perm_facts(&fs, EntryKind::Dir);
                     listing::format_mlsx_line(
                         &listed(dir.into_entry(".".to_string())),
                         MlsxRole::Cdir,
@@ -118,8 +113,8 @@ impl Session {
                     );
                 }
             }
-            let perm_file = perm_facts(perms, EntryKind::File);
-            let perm_dir = perm_facts(perms, EntryKind::Dir);
+            let perm_file = perm_facts(&fs, EntryKind::File);
+            let perm_dir = perm_facts(&fs, EntryKind::Dir);
             let mut sent = 0u64;
             // Lines go out as the directory is read: the first bytes leave long before a
             // large directory has been read to the end.
@@ -262,22 +257,23 @@ pub(super) fn parse_stat_args(arg: &str) -> ListArgs {
 }
 
 /// RFC 3659 `perm` fact letters for this user and entry kind.
-pub(super) fn perm_facts(p: Permissions, kind: EntryKind) -> String {
+pub(super) fn perm_facts(fs: &UserFs, kind: EntryKind) -> String {
+    let may = |op| fs.allows(op);
     let letters: &[(bool, &str)] = match kind {
         EntryKind::Dir => &[
-            (p.write, "c"),
-            (p.delete, "d"),
-            (p.list, "el"),
-            (p.rename, "f"),
-            (p.mkdir, "m"),
-            (p.delete, "p"),
+            (may(Operation::Write), "c"),
+            (may(Operation::Delete), "d"),
+            (may(Operation::List), "el"),
+            (may(Operation::Rename), "f"),
+            (may(Operation::MakeDir), "m"),
+            (may(Operation::Delete), "p"),
         ],
         _ => &[
-            (p.write, "a"),
-            (p.delete, "d"),
-            (p.rename, "f"),
-            (p.read, "r"),
-            (p.write, "w"),
+            (may(Operation::Write), "a"),
+            (may(Operation::Delete), "d"),
+            (may(Operation::Rename), "f"),
+            (may(Operation::Read), "r"),
+            (may(Operation::Write), "w"),
         ],
     };
     letters

@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_auth::{Account, Permissions};
+use ferry_core::{SessionPermit, UserFs};
 use ferry_proto::command::{Command, ListArgs, ParseError, SiteCommand, TransferType};
 use ferry_proto::line::Line;
 use ferry_proto::listing::MlstFacts;
 use ferry_proto::{LineBuffer, Reply};
-use ferry_vfs::Storage;
 use ferry_vfs::VPath;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -32,7 +31,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::data::PassivePlan;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::tls::{DataOwner, Stream, TOKEN_LEN};
 
 mod access;
@@ -74,8 +73,8 @@ enum State {
 }
 
 struct LoggedIn {
-    account: Arc<Account>,
-    storage: Arc<dyn Storage>,
+    /// The account and its storage, through which every file operation is authorized.
+    fs: UserFs,
 }
 
 /// What a transfer task reports when it ends.
@@ -120,6 +119,9 @@ enum Flow {
 
 pub(crate) struct Session {
     shared: Arc<Shared>,
+    /// This session's place in the registry of every protocol's sessions (released when the
+    /// session ends; shows who is logged in).
+    permit: SessionPermit,
     control: Stream,
     /// Connected through an implicit-TLS listener.
     implicit_tls: bool,
@@ -157,11 +159,13 @@ impl Session {
         control: tokio::net::TcpStream,
         peer: SocketAddr,
         implicit_tls: bool,
+        permit: SessionPermit,
     ) -> io::Result<Self> {
         let local = control.local_addr()?;
         let max_line = shared.config.max_line;
         Ok(Session {
             shared,
+            permit,
             control: Stream::Plain(control),
             implicit_tls,
             tls_token: rand::random(),
@@ -472,7 +476,7 @@ impl Session {
         match &self.state {
             State::LoggedIn(l) => {
                 lines.push(format!("Connected from {}", self.peer.ip()));
-                lines.push(format!("Logged in as {}", l.account.name));
+                lines.push(format!("Logged in as {}", l.fs.account().name));
             }
             _ => lines.push("Not logged in".to_string()),
         }
@@ -504,14 +508,8 @@ impl Session {
         }
     }
 
-    fn perms(&self) -> Permissions {
-        self.logged_in()
-            .map(|l| l.account.permissions)
-            .unwrap_or_default()
-    }
-
-    fn storage(&self) -> Option<Arc<dyn Storage>> {
-        self.logged_in().map(|l| Arc::clone(&l.storage))
+    fn user_fs(&self) -> Option<&UserFs> {
+        self.logged_in().map(|l| &l.fs)
     }
 
     async fn dispatch(&mut self, command: Command) -> io::Result<Flow> {
@@ -553,6 +551,7 @@ impl Session {
             }
             Command::Rein => {
                 self.state = State::Fresh;
+                self.permit.set_user(None);
                 self.tls_logged_out();
                 self.reset_transfer_state();
                 self.cwd = VPath::root();

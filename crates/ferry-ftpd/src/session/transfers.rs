@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::TlsPolicy;
+use ferry_core::Operation;
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
@@ -16,9 +17,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::protected::{DataTls, ProtectedPassive, accept_passive, data_failed};
 use crate::data::{DataError, PassivePlan, connect_active};
-use crate::replies::{path_error, permission_denied, storage_error};
+use crate::pump::{self, PumpError};
+use crate::replies::{path_error, storage_error};
 use crate::tls::Stream;
-use crate::transfer::{self, PumpError};
 
 use super::*;
 
@@ -50,10 +51,13 @@ impl Session {
 
     pub(super) async fn cmd_retr(&mut self, arg: &str) -> io::Result<Flow> {
         let offset = std::mem::take(&mut self.rest);
-        if !self.perms().read {
-            self.send(&permission_denied()).await?;
-            return Ok(Flow::Continue);
-        }
+        let fs = match self.authorized(Operation::Read) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
@@ -64,10 +68,7 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
-        };
-        let handle = match storage.open_read(&path, offset).await {
+        let handle = match fs.open_read(&path, offset).await {
             Ok(h) => h,
             Err(e) => {
                 self.send(&storage_error(&e)).await?;
@@ -94,30 +95,33 @@ impl Session {
                 }
             }
         }
+        let shared = Arc::clone(&self.shared);
         let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
+            let (counters, buffers) = (&shared.counters, &shared.buffers);
             let left = announced - already;
             let file = handle.file().filter(|_| !ascii);
             let done = match (stream, file) {
                 // Plain binary download from a local file: the kernel copies (sendfile).
                 (Stream::Plain(mut tcp), Some(file)) => {
-                    let n = transfer::send_file(&tcp, file, left, &progress).await?;
+                    let n = pump::send_file(&tcp, file, left, &progress, counters).await?;
                     tcp.shutdown().await.map_err(PumpError::Network)?;
                     Ok(Done::from(already + n))
                 }
                 // A large TLS binary download from a local file: sealed on the blocking pool.
-                (Stream::Tls(tls), Some(file)) if left >= transfer::SEAL_AFTER => {
+                (Stream::Tls(tls), Some(file)) if left >= pump::SEAL_AFTER => {
                     let file = file.try_clone().map_err(PumpError::Local)?;
-                    let n = transfer::send_file_sealed(tls, file, left, &progress).await?;
+                    let n = pump::send_file_sealed(tls, file, left, &progress, counters, buffers)
+                        .await?;
                     Ok(Done::from(already + n))
                 }
                 (mut stream, _) => match handle.file() {
                     Some(file) => {
-                        let mut reader = transfer::LocalFile(file);
-                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        let mut reader = pump::LocalFile(file);
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
                     }
                     None => {
                         let mut reader = handle.into_reader();
-                        transfer::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
                     }
                 }
                 .map(Done::from),
@@ -145,7 +149,7 @@ impl Session {
     /// download goes on as usual (`Quick::Sent`); without a waiting connection nothing
     /// happens (`Quick::NotTaken`).
     fn quick_retr(&mut self, file: &std::fs::File, announced: u64, what: &str) -> Quick {
-        // Larger downloads go the usual way, corked (see `transfer::send_file`).
+        // Larger downloads go the usual way, corked (see `pump::send_file`).
         if announced > self.shared.config.quick_download_max || self.data_is_protected() {
             return Quick::NotTaken;
         }
@@ -159,7 +163,7 @@ impl Session {
         // The listener goes back to the pool.
         self.data = DataPlan::None;
         let started = Instant::now();
-        let result = match transfer::send_file_now(&stream, file, announced) {
+        let result = match pump::send_file_now(&stream, file, announced, &self.shared.counters) {
             Ok((n, false)) => {
                 self.data = DataPlan::Connected(stream);
                 return Quick::Sent(n);
@@ -208,8 +212,8 @@ impl Session {
 
     pub(super) async fn cmd_store(&mut self, arg: &str, kind: StoreKind) -> io::Result<Flow> {
         let offset = std::mem::take(&mut self.rest);
-        if !self.perms().write {
-            self.send(&permission_denied()).await?;
+        if let Err(r) = self.authorized(Operation::Write) {
+            self.send(&r).await?;
             return Ok(Flow::Continue);
         }
         if !self.data_ready().await? {
@@ -237,10 +241,13 @@ impl Session {
 
     pub(super) async fn cmd_stou(&mut self, hint: Option<&str>) -> io::Result<Flow> {
         self.rest = 0;
-        if !self.perms().write {
-            self.send(&permission_denied()).await?;
-            return Ok(Flow::Continue);
-        }
+        let fs = match self.authorized(Operation::Write) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
         if !self.data_ready().await? {
             return Ok(Flow::Continue);
         }
@@ -257,9 +264,6 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
             },
-        };
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
         };
         // The hint itself first, then hint.1, hint.2, ...; without a hint, random names.
         let stem = base.file_name().unwrap_or("ferry").to_string();
@@ -278,7 +282,7 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
             };
-            match storage.open_write(&candidate, WriteMode::CreateNew).await {
+            match fs.open_write(&candidate, WriteMode::CreateNew).await {
                 Ok(upload) => {
                     return self
                         .begin_upload(candidate, WriteMode::CreateNew, Some(upload))
@@ -302,12 +306,16 @@ impl Session {
         mode: WriteMode,
         opened: Option<Box<dyn ferry_vfs::Upload>>,
     ) -> io::Result<Flow> {
-        let Some(storage) = self.storage() else {
-            return Ok(Flow::Continue);
+        let fs = match self.authorized(Operation::Write) {
+            Ok(fs) => fs,
+            Err(r) => {
+                self.send(&r).await?;
+                return Ok(Flow::Continue);
+            }
         };
         let upload = match opened {
             Some(u) => u,
-            None => match storage.open_write(&path, mode).await {
+            None => match fs.open_write(&path, mode).await {
                 Ok(u) => u,
                 Err(e) => {
                     self.send(&storage_error(&e)).await?;
@@ -329,12 +337,16 @@ impl Session {
             ),
             _ => "Transfer complete.".to_string(),
         };
+        let shared = Arc::clone(&self.shared);
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
             let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
-                (Some(file), false) => transfer::receive_file(&mut stream, file, &progress).await,
-                _ => transfer::receive(&mut stream, &mut upload, ascii, &progress).await,
+                (Some(file), false) => {
+                    let (counters, buffers) = (&shared.counters, &shared.buffers);
+                    pump::receive_file(&mut stream, file, &progress, counters, buffers).await
+                }
+                _ => pump::receive(&mut stream, &mut upload, ascii, &progress).await,
             };
             let n = match received {
                 Ok(n) => n,

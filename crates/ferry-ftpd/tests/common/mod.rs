@@ -34,6 +34,8 @@ pub struct TestServer {
     pub implicit_addrs: Vec<SocketAddr>,
     pub root: tempfile::TempDir,
     pub anon_root: tempfile::TempDir,
+    /// This server's own transfer counters.
+    pub counters: Arc<ferry_ftpd::TransferCounters>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -88,6 +90,7 @@ impl TestServer {
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addrs = server.local_addrs();
         let implicit_addrs = server.implicit_tls_addrs();
+        let counters = server.counters();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -102,6 +105,7 @@ impl TestServer {
             implicit_addrs,
             root,
             anon_root,
+            counters,
             stop: Some(tx),
             task: Some(task),
         }
@@ -156,6 +160,13 @@ pub struct Ctrl {
 
 impl Ctrl {
     pub async fn connect(addr: SocketAddr) -> Ctrl {
+        Ctrl::try_connect(addr)
+            .await
+            .unwrap_or_else(|greeting| panic!("{greeting:?}"))
+    }
+
+    /// Connect and read the greeting: the connection if it is `220`, else the greeting.
+    pub async fn try_connect(addr: SocketAddr) -> Result<Ctrl, Reply> {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
             .await
             .unwrap()
@@ -166,8 +177,17 @@ impl Ctrl {
             peer: addr,
         };
         let greeting = c.read_reply().await;
-        assert_eq!(greeting.code, 220, "{greeting:?}");
-        c
+        if greeting.code == 220 {
+            Ok(c)
+        } else {
+            Err(greeting)
+        }
+    }
+
+    /// The bytes the running transfer has moved so far, as `STAT` tells (`None`: none runs).
+    pub async fn transfer_progress(&mut self) -> Option<u64> {
+        let r = self.expect("STAT", 211).await;
+        progress_in(&r)
     }
 
     pub async fn read_reply(&mut self) -> Reply {
@@ -284,6 +304,43 @@ impl Ctrl {
     }
 }
 
+/// The bytes moved so far by the transfer a `STAT` reply describes, if it describes one.
+pub fn progress_in(stat: &Reply) -> Option<u64> {
+    let text = stat.text();
+    let before = text
+        .split(" bytes so far")
+        .next()
+        .filter(|b| b.len() < text.len())?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// A bounded wait for a condition that is polled: [`Deadline::tick`] pauses briefly between
+/// checks, and fails the test once [`WAIT`] has passed.
+pub struct Deadline {
+    until: std::time::Instant,
+    what: &'static str,
+}
+
+impl Deadline {
+    /// Start waiting for `what` (named in the failure).
+    pub fn new(what: &'static str) -> Deadline {
+        Deadline {
+            until: std::time::Instant::now() + WAIT,
+            what,
+        }
+    }
+
+    /// Pause before the next check; panics if the deadline has passed.
+    pub async fn tick(&self) {
+        assert!(
+            std::time::Instant::now() < self.until,
+            "waited {WAIT:?} in vain for {}",
+            self.what
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The two replies an `ABOR` of a running transfer gets: `426` for the transfer, then `226`
 /// for the `ABOR` itself.
 pub fn assert_aborted(first: &Reply, second: &Reply) {
@@ -325,6 +382,17 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 /// `true` when the machine can bind ::1.
 pub fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Fail the test unless this machine can bind `[::1]`. Every test that calls this has `ipv6` in
+/// its name, so a machine without IPv6 loopback runs the others with `cargo test -- --skip ipv6`.
+pub fn require_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "cannot bind [::1] ({e}): this test needs IPv6 loopback; \
+             without it, run the others with `cargo test -- --skip ipv6`"
+        );
+    }
 }
 
 /// A base port for `span` consecutive ports above the kernel's ephemeral range, so no

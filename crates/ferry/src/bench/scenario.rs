@@ -23,11 +23,9 @@ const BIG_BUF: usize = 1 << 20;
 pub(super) async fn run_all(ctx: &Ctx, scenarios: &[Scenario]) -> Vec<Outcome> {
     let mut out = Vec::new();
     let needs_dir = scenarios.iter().any(|s| *s != Scenario::Ceiling);
-    if needs_dir {
-        if let Err(e) = make_base(ctx).await {
-            out.push(Outcome::failed("setup", "", &e));
-            return out;
-        }
+    if needs_dir && let Err(e) = make_base(ctx).await {
+        out.push(Outcome::failed("setup", "", &e));
+        return out;
     }
     for &s in scenarios {
         ctx.progress(&format!("{s:?}").to_lowercase());
@@ -52,11 +50,10 @@ pub(super) async fn run_all(ctx: &Ctx, scenarios: &[Scenario]) -> Vec<Outcome> {
         && scenarios
             .iter()
             .any(|s| matches!(s, Scenario::Stor | Scenario::Retr))
+        && let Ok(mut c) = session(ctx).await
     {
-        if let Ok(mut c) = session(ctx).await {
-            let _ = c.cmd(&format!("DELE {}", ctx.path("large.bin"))).await;
-            c.quit().await;
-        }
+        let _ = c.cmd(&format!("DELE {}", ctx.path("large.bin"))).await;
+        c.quit().await;
     }
     out
 }
@@ -317,12 +314,12 @@ impl Tickets {
         if let Some(cpu) = o.server_cpu_s.filter(|c| *c > 0.0) {
             o.detail(&format!("{what}_per_server_cpu_s"), done as f64 / cpu);
         }
-        if let Ok(first) = self.first_error.lock() {
-            if let Some(e) = first.as_ref() {
-                o.detail("first_error", e.clone());
-                if done == 0 {
-                    o.error = Some(e.clone());
-                }
+        if let Ok(first) = self.first_error.lock()
+            && let Some(e) = first.as_ref()
+        {
+            o.detail("first_error", e.clone());
+            if done == 0 {
+                o.error = Some(e.clone());
             }
         }
     }
@@ -709,7 +706,7 @@ async fn minimal_ceilings(ctx: &Ctx) -> Result<Vec<Outcome>> {
 /// port the system picks, printed on the first line; it ends when its standard input closes.
 pub(crate) fn minimal_peer(size: u64) -> Result<()> {
     // One worker per CPU, as the servers it stands for use every core: with one thread its
-    // logins/s were a quarter lower than Ferry's own (session 6), no ceiling at all.
+    // logins/s were a quarter lower than Ferry's own, no ceiling at all.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .enable_all()

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_client::{Client, EntryKind, Error, ParsedEntry, StoreMode};
+use ferry_client::{EntryKind, Error, ParsedEntry, StoreMode};
 
-use super::transfer::{CopyError, copy};
+use super::remote::{LocalTarget, Remote};
 use super::url::join;
 use super::{Connector, Result, Ui};
 
@@ -98,8 +98,8 @@ pub(crate) async fn download(
     opts: MirrorOpts,
 ) -> Result<()> {
     let mut c = conn.open().await?;
-    let precise = c.features().has("MLST");
-    let has_mdtm = c.features().has("MDTM");
+    let precise = c.precise_times();
+    let has_mdtm = c.has_mdtm();
     let mut tally = Tally::default();
     let mut jobs = Vec::new();
     let mut stack = vec![(remote_base.to_string(), local_base.clone())];
@@ -148,7 +148,7 @@ pub(crate) async fn download(
 }
 
 async fn download_needed(
-    c: &mut Client,
+    c: &mut Remote,
     e: &ParsedEntry,
     rpath: &str,
     lpath: &Path,
@@ -167,10 +167,8 @@ async fn download_needed(
     if precise {
         return Ok(e.mtime.is_some_and(|t| t != local));
     }
-    if has_mdtm {
-        if let Ok(t) = c.mdtm(rpath).await {
-            return Ok(t != local);
-        }
+    if has_mdtm && let Ok(t) = c.mdtm(rpath).await {
+        return Ok(t != local);
     }
     Ok(e.mtime.is_some_and(|t| !coarse_equal(local, t)))
 }
@@ -214,9 +212,9 @@ pub(crate) async fn upload(
         )));
     }
     let mut c = conn.open().await?;
-    let precise = c.features().has("MLST");
-    let has_mdtm = c.features().has("MDTM");
-    let has_mfmt = c.features().has("MFMT");
+    let precise = c.precise_times();
+    let has_mdtm = c.has_mdtm();
+    let has_mfmt = c.can_set_mtime();
     if !remote_base.is_empty() {
         super::mkdir_parents(&mut c, remote_base).await?;
     }
@@ -320,7 +318,7 @@ pub(crate) async fn upload(
 }
 
 /// Delete a remote directory and everything in it.
-async fn remove_remote_tree(c: &mut Client, path: &str) -> Result<()> {
+async fn remove_remote_tree(c: &mut Remote, path: &str) -> Result<()> {
     let mut dirs = vec![path.to_string()];
     let mut order = Vec::new();
     while let Some(dir) = dirs.pop() {
@@ -346,7 +344,7 @@ async fn remove_remote_tree(c: &mut Client, path: &str) -> Result<()> {
 /// Run the jobs over up to `opts.parallel` connections (the first is `first`).
 async fn run_jobs(
     conn: &Connector,
-    first: Client,
+    first: Remote,
     jobs: Vec<Job>,
     opts: MirrorOpts,
     tally: &mut Tally,
@@ -444,7 +442,7 @@ async fn run_jobs(
     Ok(())
 }
 
-async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>) -> Result<u64> {
+async fn run_job(c: &mut Remote, job: &Job, bar: Option<&indicatif::ProgressBar>) -> Result<u64> {
     match job {
         Job::Download {
             remote,
@@ -457,39 +455,24 @@ async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let part = local.with_file_name(format!(".{name}.ferry-part"));
-            let mut file = tokio::fs::File::create(&part)
-                .await
-                .map_err(Error::local(format!("creating {}", part.display())))?;
-            let mut down = c.retrieve(remote, 0).await?;
-            let copied = copy(&mut down, &mut file, bar).await;
-            let got = match copied {
+            let got = match c.download(remote, 0, LocalTarget::Create(&part), bar).await {
                 Ok(n) => n,
-                Err(CopyError::Read(e)) => {
+                Err(e) => {
                     let _ = std::fs::remove_file(&part);
-                    return Err(down.fail(e).await);
-                }
-                Err(CopyError::Write(e)) => {
-                    let _ = down.abort().await;
-                    let _ = std::fs::remove_file(&part);
-                    return Err(Error::local(format!("writing {}", part.display()))(e));
+                    return Err(e);
                 }
             };
-            if let Err(e) = down.finish().await {
+            if let Some(s) = size
+                && *s != got
+            {
                 let _ = std::fs::remove_file(&part);
-                return Err(e);
-            }
-            drop(file);
-            if let Some(s) = size {
-                if *s != got {
-                    let _ = std::fs::remove_file(&part);
-                    return Err(Error::Partial(format!(
-                        "{remote}: got {got} bytes, the listing said {s}"
-                    )));
-                }
+                return Err(Error::Partial(format!(
+                    "{remote}: got {got} bytes, the listing said {s}"
+                )));
             }
             let when = match mtime {
                 Some(t) => Some(*t),
-                None if c.features().has("MDTM") => c.mdtm(remote).await.ok(),
+                None if c.has_mdtm() => c.mdtm(remote).await.ok(),
                 None => None,
             };
             if let Some(t) = when {
@@ -516,15 +499,9 @@ async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>
             let mut file = tokio::fs::File::open(local)
                 .await
                 .map_err(Error::local(format!("reading {}", local.display())))?;
-            let mut up = c.store(remote, StoreMode::Replace).await?;
-            let sent = match copy(&mut file, &mut up, bar).await {
-                Ok(n) => n,
-                Err(CopyError::Read(e)) => {
-                    return Err(Error::local(format!("reading {}", local.display()))(e));
-                }
-                Err(CopyError::Write(e)) => return Err(up.fail(e).await),
-            };
-            up.finish().await?;
+            let sent = c
+                .upload(&mut file, local, remote, StoreMode::Replace, bar)
+                .await?;
             if sent != *size {
                 return Err(Error::Partial(format!(
                     "{}: sent {sent} bytes, the file had {size}",
@@ -540,7 +517,7 @@ async fn run_job(c: &mut Client, job: &Job, bar: Option<&indicatif::ProgressBar>
                 _ => {}
             }
             if let Some(t) = mtime {
-                c.mfmt(remote, *t).await?;
+                c.set_mtime(remote, *t).await?;
             }
             Ok(sent)
         }

@@ -1,9 +1,11 @@
 //! The client verbs of `ferry`: `ls`, `get`, `put`, `cat`, `rm`, `mkdir`, `rmdir`, `mv`,
-//! `quote`, `mirror` and `shell`, on top of `ferry-client`.
+//! `quote`, `mirror` and `shell`, on top of `ferry-client`, over FTP/FTPS and SFTP.
 //!
 //! # Layout
-//! - `url`: `ftp://`, `ftpes://` and `ftps://` URL parsing.
+//! - `url`: `ftp://`, `ftpes://`, `ftps://` and `sftp://` URL parsing.
 //! - `netrc`: a `~/.netrc` reader.
+//! - `remote`: [`Remote`](remote::Remote), an FTP or SFTP session behind the operations the
+//!   verbs use.
 //! - `transfer`: get/put/cat with progress, size check, checksum and resume.
 //! - `mirror`: recursive copy in both directions over several connections.
 //! - `shell`: the interactive session.
@@ -12,6 +14,7 @@
 
 mod mirror;
 mod netrc;
+mod remote;
 mod shell;
 mod transfer;
 mod url;
@@ -25,10 +28,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use ferry_client::sftp::{Ask, HostKeyError, HostKeyPolicy};
 use ferry_client::tls::{TlsClientConfig, TlsMode, Trust};
-use ferry_client::{Client, ConnectOptions, Dialogue, EntryKind, Error, Mode, ParsedEntry};
+use ferry_client::{
+    Client, ConnectOptions, Dialogue, EntryKind, Error, Mode, ParsedEntry, SftpClient, SftpOptions,
+    SshAuth,
+};
 
-pub(crate) use url::FtpUrl;
+use remote::Remote;
+pub(crate) use url::RemoteUrl;
 use url::Scheme;
 
 /// `--tls`: whether an `ftp://` URL's connection uses TLS.
@@ -81,10 +89,18 @@ pub(crate) struct ClientArgs {
         conflicts_with = "insecure"
     )]
     pin_sha256: Vec<String>,
-    /// Don't verify the server's certificate at all (TLS still encrypts, but anyone on the
-    /// path can pose as the server).
+    /// Don't verify the server's certificate (FTPS) or host key (SFTP) at all: the
+    /// connection is still encrypted, but anyone on the path can pose as the server.
     #[arg(long, short = 'k')]
     insecure: bool,
+    /// For sftp:// URLs: a private key to log in with (repeatable); tried before the
+    /// agent's keys and ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    identity: Vec<PathBuf>,
+    /// For sftp:// URLs: accept the server's host key if its fingerprint is this one (as
+    /// printed by `ferry serve` or `ssh-keygen -lf`), and record it in ~/.ssh/known_hosts.
+    #[arg(long, value_name = "SHA256:...", conflicts_with = "insecure")]
+    accept_host_key: Option<String>,
     /// Seconds to connect (control and data connections).
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     connect_timeout: u64,
@@ -103,10 +119,10 @@ pub(crate) struct ClientArgs {
 /// The client verbs.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
-    /// List a remote directory (MLSD when offered, else LIST).
+    /// List a remote directory (MLSD when offered, else LIST; READDIR over SFTP).
     #[command(after_help = "Example: ferry ls -l ftp://alice@example.org/pub/")]
     Ls {
-        /// ftp://[user[:pass]@]host[:port]/path (ftpes:// or ftps:// for TLS)
+        /// ftp://[user[:pass]@]host[:port]/path (ftpes:// or ftps:// for TLS, sftp:// for SFTP)
         url: String,
         /// Long form: type, size, modification time (UTC), name.
         #[arg(short = 'l', long)]
@@ -120,12 +136,13 @@ pub(crate) enum ClientCommand {
     /// Download a file.
     #[command(after_help = "Example: ferry get -c ftp://example.org/pub/big.iso -o big.iso")]
     Get {
-        /// ftp://[user[:pass]@]host[:port]/path/file (ftpes:// or ftps:// for TLS)
+        /// ftp://[user[:pass]@]host[:port]/path/file (ftpes:// or ftps:// for TLS, sftp:// for SFTP)
         url: String,
         /// Local file (default: the remote file's name in the current directory; - for stdout).
         #[arg(short = 'o', long, value_name = "LOCAL")]
         output: Option<PathBuf>,
-        /// Resume: continue a partial local file (REST), reconnecting if the connection drops.
+        /// Resume: continue a partial local file (REST; over SFTP, reads from its length),
+        /// reconnecting if the connection drops.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
         /// Verify with the server's HASH/XSHA256/XSHA512/XMD5 when offered.
@@ -139,9 +156,11 @@ pub(crate) enum ClientCommand {
     Put {
         /// The local file.
         local: PathBuf,
-        /// ftp://... target; a URL ending in / names a directory and keeps the file's name.
+        /// ftp://... or sftp://... target; a URL ending in / names a directory and keeps the
+        /// file's name.
         url: String,
-        /// Resume: append the part the server does not have yet.
+        /// Resume: send the part the server does not have yet (APPE; over SFTP, written at
+        /// its offsets).
         #[arg(short = 'c', long = "continue", conflicts_with = "append")]
         resume: bool,
         /// Append to the remote file (APPE).
@@ -155,21 +174,21 @@ pub(crate) enum ClientCommand {
     },
     /// Print a remote file on standard output.
     Cat {
-        /// ftp://... file
+        /// ftp://... or sftp://... file
         url: String,
         #[command(flatten)]
         common: ClientArgs,
     },
     /// Delete a remote file.
     Rm {
-        /// ftp://... file
+        /// ftp://... or sftp://... file
         url: String,
         #[command(flatten)]
         common: ClientArgs,
     },
     /// Create a remote directory.
     Mkdir {
-        /// ftp://... directory
+        /// ftp://... or sftp://... directory
         url: String,
         /// Create missing parents too; no error if it exists.
         #[arg(short = 'p', long)]
@@ -179,7 +198,7 @@ pub(crate) enum ClientCommand {
     },
     /// Remove an empty remote directory.
     Rmdir {
-        /// ftp://... directory
+        /// ftp://... or sftp://... directory
         url: String,
         #[command(flatten)]
         common: ClientArgs,
@@ -187,7 +206,7 @@ pub(crate) enum ClientCommand {
     /// Rename or move a remote file or directory.
     #[command(after_help = "NEWNAME without '/' stays in the same directory.")]
     Mv {
-        /// ftp://... the file or directory
+        /// ftp://... or sftp://... the file or directory
         url: String,
         /// The new name or path.
         newname: String,
@@ -231,7 +250,7 @@ pub(crate) enum ClientCommand {
     /// An interactive session like the classic ftp command (reads commands from standard
     /// input when it is not a terminal).
     Shell {
-        /// ftp://... server (and optional starting directory)
+        /// ftp://... or sftp://... server (and optional starting directory)
         url: String,
         #[command(flatten)]
         common: ClientArgs,
@@ -239,8 +258,41 @@ pub(crate) enum ClientCommand {
 }
 
 /// How to open a logged-in session, again and again (reconnect, parallel mirror).
+#[derive(Clone, Debug)]
+pub(crate) enum Connector {
+    Ftp(FtpConnector),
+    Sftp(SftpConnector),
+}
+
+impl Connector {
+    /// Connect and log in.
+    pub(crate) async fn open(&self) -> Result<Remote> {
+        match self {
+            Connector::Ftp(c) => Ok(Remote::Ftp(Box::new(c.open().await?))),
+            Connector::Sftp(c) => Ok(Remote::Sftp(Box::new(c.open().await?))),
+        }
+    }
+}
+
+/// An SFTP server and the credentials for it (keys and a password that worked are kept for
+/// the next connection).
+#[derive(Clone, Debug)]
+pub(crate) struct SftpConnector {
+    host: String,
+    port: u16,
+    auth: SshAuth,
+    opts: SftpOptions,
+}
+
+impl SftpConnector {
+    async fn open(&self) -> Result<SftpClient> {
+        SftpClient::connect(&self.host, self.port, &self.auth, self.opts.clone()).await
+    }
+}
+
+/// An FTP server and the credentials for it.
 #[derive(Clone)]
-pub(crate) struct Connector {
+pub(crate) struct FtpConnector {
     authority: String,
     user: String,
     password: String,
@@ -250,9 +302,9 @@ pub(crate) struct Connector {
     noted_plain: Arc<AtomicBool>,
 }
 
-impl std::fmt::Debug for Connector {
+impl std::fmt::Debug for FtpConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector")
+        f.debug_struct("FtpConnector")
             .field("authority", &self.authority)
             .field("user", &self.user)
             .field("password", &"****")
@@ -260,7 +312,7 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-impl Connector {
+impl FtpConnector {
     /// Connect and log in.
     pub(crate) async fn open(&self) -> Result<Client> {
         let mut c = Client::connect(self.authority.as_str(), self.opts.clone()).await?;
@@ -341,13 +393,18 @@ impl ClientArgs {
     }
 
     /// The TLS mode for `url`: its scheme, and `--tls` for `ftp://`.
-    fn tls_mode(&self, url: &FtpUrl) -> Result<TlsMode> {
+    fn tls_mode(&self, url: &RemoteUrl) -> Result<TlsMode> {
         let mode = match (url.scheme, self.tls) {
             (Scheme::Ftp, None | Some(TlsFlag::Off)) => TlsMode::Off,
             (Scheme::Ftp, Some(TlsFlag::Auto)) => TlsMode::Auto,
             (Scheme::Ftp, Some(TlsFlag::Required)) => TlsMode::Explicit,
             (Scheme::Ftpes, None | Some(TlsFlag::Required)) => TlsMode::Explicit,
             (Scheme::Ftps, None | Some(TlsFlag::Required)) => TlsMode::Implicit,
+            (Scheme::Sftp, _) => {
+                return Err(Error::Usage(
+                    "sftp:// URLs use SSH, not TLS: --tls does not apply".into(),
+                ));
+            }
             (_, Some(flag)) => {
                 return Err(Error::Usage(format!(
                     "--tls {} contradicts the URL: ftpes:// and ftps:// always use TLS",
@@ -393,18 +450,9 @@ impl ClientArgs {
         Ok(Trust::System)
     }
 
-    fn options(&self, url: &FtpUrl) -> Result<ConnectOptions> {
-        let tls = self.tls_mode(url)?;
-        let tls_config = match tls {
-            TlsMode::Off => None,
-            _ => match self.trust()? {
-                // Loaded by the client when it starts TLS: `--tls auto` against a server
-                // without TLS needs no roots.
-                Trust::System => None,
-                trust => Some(TlsClientConfig::new(trust)?),
-            },
-        };
-        let observer: Option<ferry_client::Observer> = self.verbose.then(|| {
+    /// With `-v`: prints the dialogue on standard error.
+    fn observer(&self) -> Option<ferry_client::Observer> {
+        self.verbose.then(|| {
             Arc::new(|step: Dialogue<'_>| {
                 let mut err = std::io::stderr().lock();
                 match step {
@@ -421,7 +469,21 @@ impl ClientArgs {
                     }
                 }
             }) as ferry_client::Observer
-        });
+        })
+    }
+
+    fn options(&self, url: &RemoteUrl) -> Result<ConnectOptions> {
+        let tls = self.tls_mode(url)?;
+        let tls_config = match tls {
+            TlsMode::Off => None,
+            _ => match self.trust()? {
+                // Loaded by the client when it starts TLS: `--tls auto` against a server
+                // without TLS needs no roots.
+                Trust::System => None,
+                trust => Some(TlsClientConfig::new(trust)?),
+            },
+        };
+        let observer = self.observer();
         Ok(ConnectOptions {
             mode: self.mode,
             active_addr: self.active_addr,
@@ -438,9 +500,109 @@ impl ClientArgs {
         })
     }
 
-    /// Credentials, in order: the URL; `--user`; `FERRY_PASSWORD`; `~/.netrc`; anonymous;
-    /// a hidden prompt on a terminal.
-    fn connector(&self, url: &FtpUrl) -> Result<Connector> {
+    /// How to connect to `url`'s server and log in.
+    fn connector(&self, url: &RemoteUrl) -> Result<Connector> {
+        if url.scheme == Scheme::Sftp {
+            return Ok(Connector::Sftp(self.sftp_connector(url)?));
+        }
+        if !self.identity.is_empty() || self.accept_host_key.is_some() {
+            return Err(Error::Usage(
+                "-i/--identity and --accept-host-key are for sftp:// URLs".into(),
+            ));
+        }
+        Ok(Connector::Ftp(self.ftp_connector(url)?))
+    }
+
+    /// SFTP: the user from the URL, `--user`, `~/.netrc` or the local login name; the
+    /// password from the URL, `FERRY_PASSWORD` or `~/.netrc`, else asked on a terminal when
+    /// no key was accepted; keys from `-i`, ssh-agent and `~/.ssh/id_*`; the host key checked
+    /// against `~/.ssh/known_hosts`.
+    fn sftp_connector(&self, url: &RemoteUrl) -> Result<SftpConnector> {
+        if self.tls.is_some()
+            || self.cacert.is_some()
+            || !self.pin_sha256.is_empty()
+            || self.active_addr.is_some()
+            || self.trust_pasv_address
+        {
+            return Err(Error::Usage(
+                "--tls, --cacert, --pin-sha256, --active-addr and --trust-pasv-address are for \
+                 FTP; sftp:// checks the server's host key against ~/.ssh/known_hosts"
+                    .into(),
+            ));
+        }
+        let netrc_text = self.netrc_text();
+        let explicit_user = url.user.clone().or_else(|| self.user.clone());
+        let entry = netrc_text
+            .as_deref()
+            .and_then(|t| netrc::lookup(t, &url.host, explicit_user.as_deref()));
+        let user = explicit_user
+            .or_else(|| entry.as_ref().and_then(|e| e.login.clone()))
+            .or_else(|| {
+                ["USER", "LOGNAME"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            })
+            .ok_or_else(|| {
+                Error::Usage("no user name: put it in the URL (sftp://user@host/)".into())
+            })?;
+        let password = url
+            .password
+            .clone()
+            .or_else(|| {
+                std::env::var("FERRY_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+            })
+            .or_else(|| entry.and_then(|e| e.password));
+        let mut auth = SshAuth::new(user);
+        auth.identities = self.identity.clone();
+        auth.password = password;
+        if std::io::stdin().is_terminal() {
+            auth.asker = Some(Arc::new(|ask: Ask| {
+                let prompt = match ask {
+                    Ask::Password { user, host } => format!("Password for {user}@{host}: "),
+                    Ask::Passphrase { key } => {
+                        format!("Passphrase for the key {}: ", key.display())
+                    }
+                };
+                rpassword::prompt_password(printable(&prompt).as_ref()).ok()
+            }));
+        }
+        let mut host_keys = HostKeyPolicy::user_default();
+        host_keys.insecure = self.insecure;
+        host_keys.accept = self.accept_host_key.clone();
+        if self.insecure {
+            // Said even with -q: the user should not forget it is on.
+            eprintln!(
+                "ferry: WARNING: --insecure: the server's host key is not checked; anyone on the \
+                 network path can pose as the server and read the password and files"
+            );
+        }
+        let quiet = self.quiet;
+        let notice: ferry_client::sftp::Notice = Arc::new(move |note: &str| {
+            if !quiet {
+                eprintln!("ferry: {}", printable(note));
+            }
+        });
+        let opts = SftpOptions {
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            reply_timeout: Duration::from_secs(self.timeout.max(1)),
+            host_keys,
+            observer: self.observer(),
+            notice: Some(notice),
+            ..SftpOptions::default()
+        };
+        Ok(SftpConnector {
+            host: url.host.clone(),
+            port: url.port,
+            auth,
+            opts,
+        })
+    }
+
+    /// FTP credentials, in order: the URL; `--user`; `FERRY_PASSWORD`; `~/.netrc`;
+    /// anonymous; a hidden prompt on a terminal.
+    fn ftp_connector(&self, url: &RemoteUrl) -> Result<FtpConnector> {
         let opts = self.options(url)?;
         let netrc_text = self.netrc_text();
         let explicit_user = url.user.clone().or_else(|| self.user.clone());
@@ -471,7 +633,7 @@ impl ClientArgs {
                 url.host
             )));
         };
-        Ok(Connector {
+        Ok(FtpConnector {
             authority: url.authority(),
             user,
             password,
@@ -490,8 +652,8 @@ impl ClientArgs {
     }
 }
 
-fn parse_url(s: &str) -> Result<FtpUrl> {
-    FtpUrl::parse(s).map_err(Error::Usage)
+fn parse_url(s: &str) -> Result<RemoteUrl> {
+    RemoteUrl::parse(s).map_err(Error::Usage)
 }
 
 /// Run a client verb; the exit code says how it went.
@@ -522,8 +684,41 @@ pub(crate) fn run(cmd: ClientCommand) -> ExitCode {
                      ftps:// (implicit), or --tls required"
                 );
             }
+            if let Error::HostKey(k) = &e {
+                host_key_hint(k);
+            }
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// How to go on after a host key was refused.
+fn host_key_hint(k: &HostKeyError) {
+    match k {
+        HostKeyError::Unknown {
+            fingerprint,
+            hostname,
+            port,
+            ..
+        } => {
+            let host = printable(hostname);
+            eprintln!(
+                "ferry: hint: if {fingerprint} is the server's key (ask its administrator; \
+                 `ferry serve` prints its fingerprint at start), accept it once with\n\
+                 ferry: hint:     --accept-host-key {fingerprint}\n\
+                 ferry: hint: (it is then recorded in ~/.ssh/known_hosts), or record the key the \
+                 server shows now, unchecked:\n\
+                 ferry: hint:     ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts"
+            );
+        }
+        HostKeyError::Changed { host, .. } => {
+            eprintln!(
+                "ferry: hint: if the server's key was replaced on purpose, remove the old entry \
+                 with: ssh-keygen -R '{}'",
+                printable(host)
+            );
+        }
+        _ => {}
     }
 }
 
@@ -642,8 +837,18 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
             common,
         } => {
             let url = parse_url(&url)?;
+            if url.scheme == Scheme::Sftp {
+                return Err(Error::Usage(
+                    "quote sends raw FTP commands; SFTP has none (use ls, get, put, mv, rm, \
+                     mkdir, rmdir or shell)"
+                        .into(),
+                ));
+            }
             let conn = common.connector(&url)?;
-            let mut c = conn.open().await?;
+            let mut remote = conn.open().await?;
+            let Some(c) = remote.ftp() else {
+                return Err(Error::Usage("quote needs an FTP server".into()));
+            };
             if let Some(dir) = url.path_arg() {
                 c.cwd(dir).await?;
             }
@@ -662,7 +867,7 @@ async fn run_async(cmd: ClientCommand) -> Result<()> {
                 }
             }
             drop(out);
-            c.quit().await
+            remote.quit().await
         }
         ClientCommand::Mirror {
             source,
@@ -697,7 +902,7 @@ type BoxFut<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>
 async fn simple(
     url: &str,
     common: &ClientArgs,
-    op: impl for<'a> FnOnce(&'a mut Client, String) -> BoxFut<'a>,
+    op: impl for<'a> FnOnce(&'a mut Remote, String) -> BoxFut<'a>,
 ) -> Result<()> {
     let url = parse_url(url)?;
     if url.path.is_empty() {
@@ -709,8 +914,8 @@ async fn simple(
     c.quit().await
 }
 
-/// `MKD` each missing component of `path`.
-pub(crate) async fn mkdir_parents(c: &mut Client, path: &str) -> Result<()> {
+/// Create each missing component of `path`.
+pub(crate) async fn mkdir_parents(c: &mut Remote, path: &str) -> Result<()> {
     let mut so_far = if path.starts_with('/') {
         "/".to_string()
     } else {
@@ -720,7 +925,7 @@ pub(crate) async fn mkdir_parents(c: &mut Client, path: &str) -> Result<()> {
         so_far = url::join(&so_far, part);
         if let Err(e) = c.mkdir(&so_far).await {
             // Exists already (or can't be made: the next step or the caller will say).
-            if e.reply_code().is_none() {
+            if !e.is_refusal() {
                 return Err(e);
             }
         }

@@ -1,6 +1,6 @@
-//! `ferry shell`: an interactive session like the classic `ftp` command, with line editing,
-//! history and remote path completion (rustyline); reads commands from standard input when
-//! it is not a terminal.
+//! `ferry shell`: an interactive session like the classic `ftp` command, over FTP or SFTP,
+//! with line editing, history and remote path completion (rustyline); reads commands from
+//! standard input when it is not a terminal.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use ferry_client::{Client, EntryKind, Error, Mode, StoreMode};
+use ferry_client::{EntryKind, Error, Mode, StoreMode};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -17,7 +17,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 use tokio::runtime::{Handle, Runtime};
 
-use super::transfer::{CopyError, copy};
+use super::remote::{LocalTarget, Remote};
 use super::url::join;
 use super::{ClientArgs, Result, Ui, parse_url, print_listing};
 
@@ -43,13 +43,13 @@ const COMMANDS: &[(&str, &str)] = &[
     ("size", "size FILE: the size of a remote file"),
     (
         "mode",
-        "mode [auto|passive|epsv|active]: show or set the data connection mode",
+        "mode [auto|passive|epsv|active]: show or set the data connection mode (FTP)",
     ),
     (
         "passive",
-        "passive: switch between passive (EPSV/PASV) and active mode",
+        "passive: switch between passive (EPSV/PASV) and active mode (FTP)",
     ),
-    ("quote", "quote CMD...: send a raw command"),
+    ("quote", "quote CMD...: send a raw command (FTP)"),
     ("help", "help [COMMAND]: this list"),
     ("quit", "quit: end the session (also: exit, bye)"),
 ];
@@ -58,7 +58,7 @@ const COMMANDS: &[(&str, &str)] = &[
 type Cache = HashMap<String, Vec<(String, bool)>>;
 
 struct ShellHelper {
-    client: Rc<RefCell<Client>>,
+    client: Rc<RefCell<Remote>>,
     handle: Handle,
     cache: RefCell<Cache>,
     files: FilenameCompleter,
@@ -280,7 +280,7 @@ pub(crate) fn run(rt: &Runtime, url: &str, common: &ClientArgs) -> Result<()> {
     }
 }
 
-fn interactive(session: &mut Session, client: Rc<RefCell<Client>>) -> Result<()> {
+fn interactive(session: &mut Session, client: Rc<RefCell<Remote>>) -> Result<()> {
     let helper = ShellHelper {
         client,
         handle: session.handle.clone(),
@@ -320,7 +320,7 @@ fn interactive(session: &mut Session, client: Rc<RefCell<Client>>) -> Result<()>
 }
 
 struct Session {
-    client: Rc<RefCell<Client>>,
+    client: Rc<RefCell<Remote>>,
     handle: Handle,
     ui: Ui,
     last_error: Option<Error>,
@@ -382,7 +382,20 @@ impl Session {
                 Ok(())
             }
             "nlist" | "nls" => {
-                for n in handle.block_on(c.nlst(args.first().map(String::as_str)))? {
+                let path = args.first().map(String::as_str);
+                let names = match c.ftp() {
+                    Some(ftp) => handle.block_on(ftp.nlst(path))?,
+                    None => {
+                        let mut names: Vec<String> = handle
+                            .block_on(c.list(path))?
+                            .into_iter()
+                            .map(|e| e.name)
+                            .collect();
+                        names.sort();
+                        names
+                    }
+                };
+                for n in names {
                     println!("{}", super::printable(&n));
                 }
                 Ok(())
@@ -405,6 +418,7 @@ impl Session {
                 if args.is_empty() {
                     return Err(Error::Usage("quote: missing command".into()));
                 }
+                let c = ftp_only(c, cmd)?;
                 let reply = handle.block_on(c.quote(&args.join(" ")))?;
                 for line in super::printable_reply(&reply) {
                     println!("{line}");
@@ -412,6 +426,7 @@ impl Session {
                 Ok(())
             }
             "mode" => {
+                let c = ftp_only(c, cmd)?;
                 if let Some(m) = args.first() {
                     let mode: Mode = m.parse().map_err(Error::Usage)?;
                     c.set_mode(mode);
@@ -420,6 +435,7 @@ impl Session {
                 Ok(())
             }
             "passive" => {
+                let c = ftp_only(c, cmd)?;
                 let mode = if c.options().mode == Mode::Active {
                     Mode::Auto
                 } else {
@@ -536,6 +552,12 @@ impl Session {
     }
 }
 
+/// The FTP session, for a command only FTP has.
+fn ftp_only<'a>(c: &'a mut Remote, cmd: &str) -> Result<&'a mut ferry_client::Client> {
+    c.ftp()
+        .ok_or_else(|| Error::Usage(format!("{cmd} is for FTP; this session is SFTP")))
+}
+
 fn cwd_display() -> String {
     std::env::current_dir()
         .map(|d| d.display().to_string())
@@ -554,64 +576,48 @@ fn report(ui: Ui, verb: &str, name: &str, bytes: u64, started: Instant) {
     );
 }
 
-async fn get_file(c: &mut Client, remote: &str, local: &Path, ui: Ui) -> Result<()> {
+async fn get_file(c: &mut Remote, remote: &str, local: &Path, ui: Ui) -> Result<()> {
     let started = Instant::now();
     let size = c.size(remote).await.ok();
-    let mut down = c.retrieve(remote, 0).await?;
-    let mut file = tokio::fs::File::create(local)
-        .await
-        .map_err(Error::local(format!("creating {}", local.display())))?;
     let bar = ui.bar(size, remote);
-    let copied = copy(&mut down, &mut file, bar.as_ref()).await;
+    let got = c
+        .download(remote, 0, LocalTarget::Create(local), bar.as_ref())
+        .await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let n = match copied {
-        Ok(n) => n,
-        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
-        Err(CopyError::Write(e)) => {
-            let _ = down.abort().await;
-            return Err(Error::local(format!("writing {}", local.display()))(e));
-        }
-    };
-    down.finish().await?;
-    if let Some(s) = size {
-        if s != n {
-            return Err(Error::Partial(format!(
-                "{remote}: got {n} bytes, the server said {s}"
-            )));
-        }
+    let n = got?;
+    if let Some(s) = size
+        && s != n
+    {
+        return Err(Error::Partial(format!(
+            "{remote}: got {n} bytes, the server said {s}"
+        )));
     }
     report(ui, "get", remote, n, started);
     Ok(())
 }
 
-async fn put_file(c: &mut Client, local: &Path, remote: &str, ui: Ui) -> Result<()> {
+async fn put_file(c: &mut Remote, local: &Path, remote: &str, ui: Ui) -> Result<()> {
     let started = Instant::now();
     let mut file = tokio::fs::File::open(local)
         .await
         .map_err(Error::local(format!("reading {}", local.display())))?;
     let len = file.metadata().await.ok().map(|m| m.len());
-    let mut up = c.store(remote, StoreMode::Replace).await?;
     let bar = ui.bar(len, remote);
-    let copied = copy(&mut file, &mut up, bar.as_ref()).await;
+    let sent = c
+        .upload(&mut file, local, remote, StoreMode::Replace, bar.as_ref())
+        .await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let n = match copied {
-        Ok(n) => n,
-        Err(CopyError::Read(e)) => {
-            return Err(Error::local(format!("reading {}", local.display()))(e));
-        }
-        Err(CopyError::Write(e)) => return Err(up.fail(e).await),
-    };
-    up.finish().await?;
-    if let Ok(s) = c.size(remote).await {
-        if s != n {
-            return Err(Error::Partial(format!(
-                "{remote}: the server has {s} bytes, sent {n}"
-            )));
-        }
+    let n = sent?;
+    if let Ok(s) = c.size(remote).await
+        && s != n
+    {
+        return Err(Error::Partial(format!(
+            "{remote}: the server has {s} bytes, sent {n}"
+        )));
     }
     report(ui, "put", remote, n, started);
     Ok(())

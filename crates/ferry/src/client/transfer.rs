@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_client::checksum::Algorithm;
-use ferry_client::{Client, Error, StoreMode};
+use ferry_client::{Error, StoreMode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
-use super::url::{FtpUrl, join};
+use super::remote::{LocalTarget, Remote};
+use super::url::{RemoteUrl, join};
 use super::{Connector, Result, Ui};
 
 /// How many times `-c` reconnects after a network failure.
@@ -59,7 +60,7 @@ where
 /// and once after a `522` (data connection refused for not reusing the TLS session).
 async fn with_resume<F>(conn: &Connector, resume: bool, ui: Ui, mut once: F) -> Result<()>
 where
-    F: for<'a> FnMut(&'a mut Client) -> super::BoxFut<'a>,
+    F: for<'a> FnMut(&'a mut Remote) -> super::BoxFut<'a>,
 {
     let mut attempt = 0;
     let mut retried_reuse = false;
@@ -100,7 +101,7 @@ where
 
 pub(crate) async fn get(
     conn: &Connector,
-    url: &FtpUrl,
+    url: &RemoteUrl,
     output: Option<PathBuf>,
     resume: bool,
     verify: bool,
@@ -126,7 +127,7 @@ pub(crate) async fn get(
 }
 
 async fn get_once(
-    c: &mut Client,
+    c: &mut Remote,
     path: &str,
     local: &Path,
     resume: bool,
@@ -151,57 +152,50 @@ async fn get_once(
             )));
         }
     }
-    let mut down = c.retrieve(path, offset).await?;
-    let mut file = if offset > 0 {
-        tokio::fs::OpenOptions::new().append(true).open(local).await
+    let target = if offset > 0 {
+        LocalTarget::Append(local)
     } else {
-        tokio::fs::File::create(local).await
-    }
-    .map_err(Error::local(format!("opening {}", local.display())))?;
+        LocalTarget::Create(local)
+    };
     let bar = ui.bar(remote_size, path.rsplit('/').next().unwrap_or(path));
     if let Some(b) = &bar {
         b.set_position(offset);
     }
-    let copied = copy(&mut down, &mut file, bar.as_ref()).await;
+    let received = c.download(path, offset, target, bar.as_ref()).await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    match copied {
-        Ok(_) => {}
-        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
-        Err(CopyError::Write(e)) => {
-            let _ = down.abort().await;
-            return Err(Error::local(format!("writing {}", local.display()))(e));
-        }
-    }
-    let received = down.received();
-    down.finish().await?;
-    file.sync_all()
-        .await
-        .map_err(Error::local(format!("writing {}", local.display())))?;
-    let total = offset + received;
-    if let Some(size) = remote_size {
-        if total != size {
-            return Err(Error::Partial(format!(
-                "{path}: got {total} bytes, the server said {size}"
-            )));
-        }
+    let total = offset + received?;
+    if let Some(size) = remote_size
+        && total != size
+    {
+        return Err(Error::Partial(format!(
+            "{path}: got {total} bytes, the server said {size}"
+        )));
     }
     check(c, path, local, verify, ui).await
 }
 
 /// Compare the server's checksum of `path` with the local file's, when asked.
-async fn check(c: &mut Client, path: &str, local: &Path, verify: bool, ui: Ui) -> Result<()> {
+async fn check(c: &mut Remote, path: &str, local: &Path, verify: bool, ui: Ui) -> Result<()> {
     if !verify {
         return Ok(());
     }
     match c.remote_checksum(path).await? {
         None => {
             // Said even with -q: the user asked for verification and did not get it.
-            eprintln!(
-                "ferry: could not verify {}: the server offers no HASH, XSHA256, XSHA512 or XMD5",
-                super::printable(path)
-            );
+            if c.is_sftp() {
+                eprintln!(
+                    "ferry: could not verify {}: SFTP version 3 has no checksum request",
+                    super::printable(path)
+                );
+            } else {
+                eprintln!(
+                    "ferry: could not verify {}: the server offers no HASH, XSHA256, XSHA512 or \
+                     XMD5",
+                    super::printable(path)
+                );
+            }
             Ok(())
         }
         Some((algo, remote)) => {
@@ -238,37 +232,31 @@ pub(crate) async fn local_checksum(local: &Path, algo: Algorithm) -> Result<Stri
     Ok(h.hex())
 }
 
-pub(crate) async fn cat(conn: &Connector, url: &FtpUrl) -> Result<()> {
+pub(crate) async fn cat(conn: &Connector, url: &RemoteUrl) -> Result<()> {
     let mut c = conn.open().await?;
     let remote_size = c.size(&url.path).await.ok();
-    let mut down = c.retrieve(&url.path, 0).await?;
-    let mut out = tokio::io::stdout();
-    match copy(&mut down, &mut out, None).await {
-        Ok(_) => {}
-        Err(CopyError::Read(e)) => return Err(down.fail(e).await),
+    let received = match c.download(&url.path, 0, LocalTarget::Stdout, None).await {
+        Ok(n) => n,
         // A closed pipe (`ferry cat ... | head`) is the reader's choice, not an error.
-        Err(CopyError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            let _ = down.abort().await;
+        Err(Error::Local { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(());
         }
-        Err(CopyError::Write(e)) => return Err(Error::local("writing standard output")(e)),
-    }
-    let received = down.received();
-    down.finish().await?;
-    if let Some(size) = remote_size {
-        if received != size {
-            return Err(Error::Partial(format!(
-                "{}: got {received} bytes, the server said {size}",
-                url.path
-            )));
-        }
+        Err(e) => return Err(e),
+    };
+    if let Some(size) = remote_size
+        && received != size
+    {
+        return Err(Error::Partial(format!(
+            "{}: got {received} bytes, the server said {size}",
+            url.path
+        )));
     }
     c.quit().await
 }
 
 /// The remote path for uploading `local` to `url`: a URL ending in `/` (or with no path)
 /// names a directory and keeps the file's name.
-pub(crate) fn upload_target(local: &Path, url: &FtpUrl) -> Result<String> {
+pub(crate) fn upload_target(local: &Path, url: &RemoteUrl) -> Result<String> {
     if url.path.is_empty() || url.path.ends_with('/') {
         let name = local
             .file_name()
@@ -283,7 +271,7 @@ pub(crate) fn upload_target(local: &Path, url: &FtpUrl) -> Result<String> {
 pub(crate) async fn put(
     conn: &Connector,
     local: &Path,
-    url: &FtpUrl,
+    url: &RemoteUrl,
     resume: bool,
     append: bool,
     verify: bool,
@@ -308,7 +296,7 @@ pub(crate) async fn put(
 
 #[allow(clippy::too_many_arguments)]
 async fn put_once(
-    c: &mut Client,
+    c: &mut Remote,
     local: &Path,
     target: &str,
     len: u64,
@@ -321,7 +309,7 @@ async fn put_once(
     let before = if resume || append {
         match c.size(target).await {
             Ok(s) => s,
-            Err(e) if e.reply_code().is_some() => 0,
+            Err(e) if e.is_refusal() => 0,
             Err(e) => return Err(e),
         }
     } else {
@@ -352,23 +340,15 @@ async fn put_once(
             .await
             .map_err(Error::local(format!("reading {}", local.display())))?;
     }
-    let mut up = c.store(target, mode).await?;
     let bar = ui.bar(Some(len), target.rsplit('/').next().unwrap_or(target));
     if let Some(b) = &bar {
         b.set_position(skip);
     }
-    let copied = copy(&mut file, &mut up, bar.as_ref()).await;
+    let sent = c.upload(&mut file, local, target, mode, bar.as_ref()).await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    match copied {
-        Ok(_) => {}
-        Err(CopyError::Read(e)) => {
-            return Err(Error::local(format!("reading {}", local.display()))(e));
-        }
-        Err(CopyError::Write(e)) => return Err(up.fail(e).await),
-    }
-    up.finish().await?;
+    sent?;
     let expected = if append { before + len } else { len };
     match c.size(target).await {
         Ok(size) if size != expected => {
@@ -378,7 +358,7 @@ async fn put_once(
         }
         Ok(_) => {}
         // No SIZE: nothing to compare.
-        Err(e) if e.reply_code().is_some() => {}
+        Err(e) if e.is_refusal() => {}
         Err(e) => return Err(e),
     }
     if verify && append {

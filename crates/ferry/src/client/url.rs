@@ -1,5 +1,7 @@
-//! `ftp://user[:pass]@host[:port]/path` URLs (RFC 1738), percent-decoded, and their FTPS
-//! forms `ftpes://` (explicit TLS) and `ftps://` (implicit TLS).
+//! `ftp://user[:pass]@host[:port]/path` URLs (RFC 1738), percent-decoded, their FTPS forms
+//! `ftpes://` (explicit TLS) and `ftps://` (implicit TLS), and `sftp://user@host[:port]/path`
+//! (the SSH URI draft, as curl reads it: the path is absolute, `/~/` starts at the login
+//! directory).
 
 use percent_encoding::percent_decode_str;
 
@@ -12,6 +14,8 @@ pub(crate) enum Scheme {
     Ftpes,
     /// `ftps://`: TLS from the first byte, port 990.
     Ftps,
+    /// `sftp://`: SFTP over SSH, port 22.
+    Sftp,
 }
 
 impl Scheme {
@@ -19,22 +23,24 @@ impl Scheme {
         match self {
             Scheme::Ftp | Scheme::Ftpes => 21,
             Scheme::Ftps => 990,
+            Scheme::Sftp => 22,
         }
     }
 }
 
-/// A parsed `ftp://`, `ftpes://` or `ftps://` URL.
+/// A parsed `ftp://`, `ftpes://`, `ftps://` or `sftp://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FtpUrl {
+pub(crate) struct RemoteUrl {
     pub(crate) scheme: Scheme,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     /// Host name or IP literal, without brackets.
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// The path as sent to the server: relative to the login directory (RFC 1738), absolute
-    /// when the URL path starts with `%2F` (`ftp://h/%2Fetc`). Empty means the login
-    /// directory.
+    /// The path as sent to the server. FTP: relative to the login directory (RFC 1738),
+    /// absolute when the URL path starts with `%2F` (`ftp://h/%2Fetc`). SFTP: absolute
+    /// (`sftp://h/etc` is `/etc`), relative to the login directory after `/~/`
+    /// (`sftp://h/~/docs` is `docs`). Empty means the login directory.
     pub(crate) path: String,
 }
 
@@ -49,13 +55,14 @@ fn decode(s: &str, what: &str) -> Result<String, String> {
     Ok(text)
 }
 
-impl FtpUrl {
-    /// Parse an `ftp://`, `ftpes://` or `ftps://` URL.
-    pub(crate) fn parse(s: &str) -> Result<FtpUrl, String> {
+impl RemoteUrl {
+    /// Parse an `ftp://`, `ftpes://`, `ftps://` or `sftp://` URL.
+    pub(crate) fn parse(s: &str) -> Result<RemoteUrl, String> {
         let (scheme, rest) = [
             ("ftp://", Scheme::Ftp),
             ("ftpes://", Scheme::Ftpes),
             ("ftps://", Scheme::Ftps),
+            ("sftp://", Scheme::Sftp),
         ]
         .into_iter()
         .find_map(|(prefix, scheme)| {
@@ -63,10 +70,10 @@ impl FtpUrl {
                 .filter(|p| p.eq_ignore_ascii_case(prefix))
                 .map(|_| (scheme, &s[prefix.len()..]))
         })
-        .ok_or_else(|| format!("not an ftp://, ftpes:// or ftps:// URL: {s}"))?;
+        .ok_or_else(|| format!("not an ftp://, ftpes://, ftps:// or sftp:// URL: {s}"))?;
         let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
         };
         let (userinfo, hostport) = match authority.rfind('@') {
             Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
@@ -108,15 +115,26 @@ impl FtpUrl {
                 .filter(|&p| p != 0)
                 .ok_or_else(|| format!("bad port '{p}' in {s}"))?,
         };
-        // A `;type=i` suffix (RFC 1738) is accepted and ignored: transfers are binary.
-        let path = path.split(";type=").next().unwrap_or("");
-        Ok(FtpUrl {
+        let path = match (scheme, path) {
+            (Scheme::Sftp, None) => String::new(),
+            (Scheme::Sftp, Some(p)) => {
+                let p = decode(p, "path")?;
+                match p.strip_prefix('~') {
+                    Some("") => String::new(),
+                    Some(home) if home.starts_with('/') => home[1..].to_string(),
+                    _ => format!("/{p}"),
+                }
+            }
+            // A `;type=i` suffix (RFC 1738) is accepted and ignored: transfers are binary.
+            (_, p) => decode(p.unwrap_or("").split(";type=").next().unwrap_or(""), "path")?,
+        };
+        Ok(RemoteUrl {
             scheme,
             user: user.filter(|u| !u.is_empty()),
             password,
             host,
             port,
-            path: decode(path, "path")?,
+            path,
         })
     }
 
@@ -155,8 +173,8 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> FtpUrl {
-        FtpUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    fn p(s: &str) -> RemoteUrl {
+        RemoteUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -199,8 +217,28 @@ mod tests {
         assert_eq!((u.scheme, u.port), (Scheme::Ftps, 990));
         let u = p("ftps://h:2990/");
         assert_eq!((u.scheme, u.port), (Scheme::Ftps, 2990));
-        assert!(FtpUrl::parse("sftp://h/").is_err());
-        assert!(FtpUrl::parse("ftpx://h/").is_err());
+        assert!(RemoteUrl::parse("ftpx://h/").is_err());
+    }
+
+    #[test]
+    fn sftp_urls() {
+        let u = p("sftp://alice@example.org/srv/a%20b.txt");
+        assert_eq!((u.scheme, u.port), (Scheme::Sftp, 22));
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.path, "/srv/a b.txt");
+        assert_eq!(u.file_name(), "a b.txt");
+        let u = p("SFTP://[::1]:2222/~/docs/");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 2222));
+        assert_eq!(u.path, "docs/");
+        assert_eq!(u.authority(), "[::1]:2222");
+        assert_eq!(p("sftp://h").path, "");
+        assert_eq!(p("sftp://h/").path, "/");
+        assert_eq!(p("sftp://h/~").path, "");
+        assert_eq!(p("sftp://h/~/").path, "");
+        assert_eq!(p("sftp://h/~x").path, "/~x");
+        // `;` is part of an SFTP name.
+        assert_eq!(p("sftp://h/a;type=i").path, "/a;type=i");
+        assert!(RemoteUrl::parse("sftp://h/a%0Ab").is_err());
     }
 
     #[test]
@@ -215,7 +253,7 @@ mod tests {
             "ftp://h/a%0d%0aDELE%20b",
             "ftp://h/%ff",
         ] {
-            assert!(FtpUrl::parse(bad).is_err(), "{bad}");
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -2,6 +2,8 @@
 //! running the built `ferry` binary with a time limit, test files and their hashes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod sftp;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -250,8 +252,15 @@ pub fn sha256_file(path: &Path) -> Vec<u8> {
     sha256(&std::fs::read(path).unwrap())
 }
 
-pub fn ipv6_available() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
+/// Fail the test unless this machine can bind `[::1]`. Every test that calls this has `ipv6` in
+/// its name, so a machine without IPv6 loopback runs the others with `cargo test -- --skip ipv6`.
+pub fn require_ipv6() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        panic!(
+            "cannot bind [::1] ({e}): this test needs IPv6 loopback; \
+             without it, run the others with `cargo test -- --skip ipv6`"
+        );
+    }
 }
 
 /// Relative paths and contents of every file under `dir` (directories as `name/`), sorted.
