@@ -439,6 +439,16 @@ impl Authenticator {
             .then(|| Arc::clone(&user.account))
     }
 
+    /// Whether any user logs in with a password (so a server offers password logins).
+    pub fn any_password(&self) -> bool {
+        self.users.values().any(|u| u.hash.is_some())
+    }
+
+    /// Whether any user has a public key (so a server offers key logins).
+    pub fn any_key(&self) -> bool {
+        self.users.values().any(|u| !u.keys.is_empty())
+    }
+
     /// Whether `name` may log in with a password at all (a configured user with a hash).
     pub fn has_password(&self, name: &str) -> bool {
         self.users.get(name).is_some_and(|u| u.hash.is_some())
@@ -663,6 +673,14 @@ mod tests {
         assert!(auth.authenticate("bob", "").await.is_none());
         assert!(auth.authenticate("bob", "pw").await.is_none());
         assert!(auth.has_password("alice"));
+        assert!(auth.any_password() && auth.any_key());
+        let passwords_only = Authenticator::new(vec![user("carol", "pw")]).unwrap();
+        assert!(passwords_only.any_password() && !passwords_only.any_key());
+        let mut dave = user("dave", "pw");
+        dave.password_hash = None;
+        dave.authorized_keys = vec![KEY.to_string()];
+        let keys_only = Authenticator::new(vec![dave]).unwrap();
+        assert!(!keys_only.any_password() && keys_only.any_key());
     }
 
     #[test]

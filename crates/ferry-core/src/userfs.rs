@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ferry_auth::{Account, Permissions};
 use ferry_vfs::{
-    EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Metadata, ReadHandle, Result,
-    Storage, Upload, VPath, WriteMode,
+    EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, FsSpace, Metadata,
+    ReadHandle, Result, Storage, Upload, VPath, WriteMode,
 };
 
 /// Everything a user can ask of storage, by the permission it needs.
@@ -20,7 +20,7 @@ pub enum Operation {
     /// Enter a directory (FTP `CWD`, SFTP `realpath` of a directory): needs nothing, since a
     /// user who can do nothing else still has a home.
     Enter,
-    /// Metadata of a named path (`SIZE`, `MDTM`, SFTP `stat`): `list` or `read`.
+    /// Metadata of a named path (`SIZE`, `MDTM`, SFTP `stat`, `statvfs`): `list` or `read`.
     Stat,
     /// A directory's entries, or a path described as a listing would (`LIST`, `MLSD`, `MLST`,
     /// SFTP `opendir`): `list`.
@@ -157,6 +157,12 @@ impl UserFs {
     /// [`Operation::Stat`]: metadata of `path`.
     pub async fn stat(&self, path: &VPath) -> Result<Metadata> {
         self.storage_for(Operation::Stat)?.metadata(path).await
+    }
+
+    /// [`Operation::Stat`]: size, free space and limits of the file system holding `path`
+    /// (`Unsupported` where the backend has no such figures).
+    pub async fn statvfs(&self, path: &VPath) -> Result<FsSpace> {
+        self.storage_for(Operation::Stat)?.statvfs(path).await
     }
 
     /// [`Operation::List`]: metadata of `path`, to be shown as a listing shows it.

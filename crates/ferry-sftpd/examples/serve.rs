@@ -5,7 +5,7 @@
 //! sftp -P PORT ferry@127.0.0.1
 //! ```
 //!
-//! The user is `ferry` with the password from `FERRY_PASSWORD`; the host key is kept in
+//! The user is `ferry` with the password from `FERRY_PASSWORD`; the host keys are kept in
 //! STATE_DIR (default: `DIR/../.ferry-sftp-state`).
 
 use std::path::PathBuf;
@@ -33,8 +33,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }])?;
     let server = SftpServer::new(SftpConfig::new(state), Arc::new(auth), local_storage())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    for fp in server.fingerprints() {
-        println!("host key {fp}");
+    for key in server.host_keys() {
+        println!("host key {key}");
     }
     println!(
         "try: sftp -P {} ferry@127.0.0.1",

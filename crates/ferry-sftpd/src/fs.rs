@@ -1,421 +1,249 @@
-//! Every storage call and every permission check of an SFTP session, in one place.
+//! What SFTP's requests mean in terms of [`UserFs`], the core's authorizing view of a user's
+//! files: open flags to [`FileAccess`], attribute changes, directory reads in batches, renames
+//! with v3's "never replace".
 //!
-//! [`SftpFs`] is one logged-in user's view: their [`Account`] (permissions) and their
-//! [`Storage`]. The request loop never touches storage directly, so this module is the one seam
-//! to swap for a protocol-neutral authorizing file system shared with FTP.
-//!
-//! Today's [`Storage`] reads and writes sequentially; SFTP reads and writes at offsets. The
-//! handles here bridge the two: on local files (the jailed backend hands out its file) they
-//! use positional reads and writes (`pread`/`pwrite` on the blocking pool), so requests at any
-//! offset, in any order, work; on other backends they follow a stream and refuse a write that
-//! is not at the current end (a read elsewhere reopens the stream at its offset).
+//! Nothing here checks a permission or touches storage directly: every call goes through
+//! [`UserFs`], the one place where both happen for every protocol.
 
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::collections::VecDeque;
 
-use bytes::BytesMut;
-use ferry_auth::{Account, Permissions};
-use ferry_vfs::Entry;
-use ferry_vfs::VPath;
-use ferry_vfs::{EntryStream, Error, ErrorKind, Metadata, Storage, Upload, WriteMode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ferry_core::UserFs;
+use ferry_sftp_proto::OpenFlags;
+use ferry_vfs::{
+    Entry, EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Result, VPath,
+    WriteMode,
+};
 
-/// Why an operation failed: a storage error (the kinds every protocol maps), or an operation
-/// this server does not offer.
-#[derive(Debug)]
-pub(crate) enum FsError {
-    Storage(Error),
-    Unsupported(&'static str),
-}
-
-impl From<Error> for FsError {
-    fn from(e: Error) -> Self {
-        FsError::Storage(e)
-    }
-}
-
-pub(crate) type FsResult<T> = Result<T, FsError>;
-
-fn denied() -> FsError {
-    FsError::Storage(Error::new(ErrorKind::PermissionDenied, "Permission denied"))
-}
-
-fn check(allowed: bool) -> FsResult<()> {
-    if allowed { Ok(()) } else { Err(denied()) }
-}
-
-/// How a file is opened for writing, from the client's `pflags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WriteIntent {
-    pub(crate) create: bool,
-    pub(crate) truncate: bool,
-    pub(crate) exclusive: bool,
-    pub(crate) append: bool,
-}
-
-/// Attribute changes a client may ask for (`SETSTAT`).
+/// Attribute changes a client may ask for (`SETSTAT`, `FSETSTAT`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct AttrChange {
     pub(crate) size: Option<u64>,
     pub(crate) mode: Option<u32>,
     pub(crate) mtime: Option<i64>,
+    /// The client asked to change the owner (never done).
     pub(crate) owner: bool,
 }
 
-/// One user's files.
-pub(crate) struct SftpFs {
-    account: Arc<Account>,
-    storage: Arc<dyn Storage>,
+impl AttrChange {
+    /// What is applied by path (the size is applied through a handle).
+    fn by_path(self) -> AttrChange {
+        AttrChange { size: None, ..self }
+    }
 }
 
-impl SftpFs {
-    pub(crate) fn new(account: Arc<Account>, storage: Arc<dyn Storage>) -> Self {
-        SftpFs { account, storage }
-    }
+fn unsupported(message: &str) -> Error {
+    Error::new(ErrorKind::Unsupported, message)
+}
 
-    /// The login name (owner shown in listings).
-    pub(crate) fn user(&self) -> &str {
-        &self.account.name
+/// How `flags` open a file: reading only, or writing in which [`WriteMode`].
+///
+/// - `CREAT|EXCL`: a new file ([`WriteMode::CreateNew`]).
+/// - `APPEND`: at the end ([`WriteMode::Append`]).
+/// - `TRUNC`: a new content written beside the file, which takes its place on `CLOSE`; until
+///   then the old file stays whole ([`WriteMode::Replace`]).
+/// - plain `WRITE` on an existing file: in place, nothing cut off, so a resumed or patched
+///   upload keeps what it does not overwrite ([`WriteMode::Update`]); on a missing file
+///   (`CREAT`), as `TRUNC`.
+///
+/// Without `CREAT` the file must exist.
+async fn access_for(fs: &UserFs, path: &VPath, flags: OpenFlags) -> Result<FileAccess> {
+    let read = flags.has(OpenFlags::READ);
+    if !flags.has(OpenFlags::WRITE) && !flags.has(OpenFlags::APPEND) {
+        return Ok(FileAccess {
+            read: true,
+            write: None,
+        });
     }
-
-    fn perms(&self) -> Permissions {
-        self.account.permissions
+    let create = flags.has(OpenFlags::CREAT);
+    if create && flags.has(OpenFlags::EXCL) {
+        return Ok(FileAccess {
+            read,
+            write: Some(WriteMode::CreateNew),
+        });
     }
-
-    /// Metadata of `path` (for `STAT`, `LSTAT`, `FSTAT`): needs read or list, as FTP's `SIZE`.
-    pub(crate) async fn stat(&self, path: &VPath) -> FsResult<Metadata> {
-        let p = self.perms();
-        check(p.read || p.list)?;
-        Ok(self.storage.metadata(path).await?)
-    }
-
-    /// Open a directory for reading its entries.
-    pub(crate) async fn open_dir(&self, path: &VPath) -> FsResult<DirReader> {
-        check(self.perms().list)?;
-        let md = self.storage.metadata(path).await?;
-        if md.kind != ferry_vfs::EntryKind::Dir {
-            return Err(Error::new(ErrorKind::NotADirectory, "Not a directory").into());
-        }
-        let stream = self.storage.list_sorted(path).await?;
-        Ok(DirReader {
-            stream,
-            pending: std::collections::VecDeque::new(),
-            done: false,
-        })
-    }
-
-    /// Open a file for reading.
-    pub(crate) async fn open_read(&self, path: &VPath) -> FsResult<FileHandle> {
-        check(self.perms().read)?;
-        let handle = self.storage.open_read(path, 0).await?;
-        let source = match handle.file().map(std::fs::File::try_clone) {
-            Some(Ok(file)) => ReadSource::Local(Arc::new(file)),
-            _ => ReadSource::Stream {
-                reader: handle.into_reader(),
-                pos: 0,
-            },
-        };
-        Ok(FileHandle {
-            path: path.clone(),
-            state: FileState::Read(source),
-        })
-    }
-
-    /// Open a file for writing. A new or truncated file is written beside its target and
-    /// renamed into place on [`close`](Self::close), so the old file stays whole until then;
-    /// an existing file opened without truncation is written in place, nothing cut off
-    /// (resumed uploads; on storage without positional writes, only at its end).
-    pub(crate) async fn open_write(
-        &self,
-        path: &VPath,
-        intent: WriteIntent,
-    ) -> FsResult<FileHandle> {
-        check(self.perms().write)?;
-        let existing = match self.storage.metadata(path).await {
-            Ok(md) => Some(md),
-            Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        if existing
-            .as_ref()
-            .is_some_and(|md| md.kind == ferry_vfs::EntryKind::Dir)
-        {
-            return Err(Error::new(ErrorKind::IsADirectory, "Is a directory").into());
-        }
-        let mode = match (&existing, intent) {
-            (
-                Some(_),
-                WriteIntent {
-                    create: true,
-                    exclusive: true,
-                    ..
-                },
-            ) => {
-                return Err(Error::new(ErrorKind::AlreadyExists, "File exists").into());
+    // Existence matters only without CREAT, or for a plain write (in place or not).
+    let plain = !flags.has(OpenFlags::APPEND) && !flags.has(OpenFlags::TRUNC);
+    let exists = if !create || plain {
+        match fs.stat(path).await {
+            Ok(md) if md.kind == EntryKind::Dir => {
+                return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
             }
-            (None, WriteIntent { create: false, .. }) => {
-                return Err(Error::new(ErrorKind::NotFound, "No such file").into());
-            }
-            (
-                None,
-                WriteIntent {
-                    exclusive: true, ..
-                },
-            ) => WriteMode::CreateNew,
-            (_, WriteIntent { append: true, .. }) => WriteMode::Append,
-            (None, _) | (Some(_), WriteIntent { truncate: true, .. }) => WriteMode::Replace,
-            // In place: "truncated" at its own length, so nothing is lost.
-            (Some(md), _) => WriteMode::At(md.size),
-        };
-        let state = FileState::Write(self.start_upload(path, mode).await?);
-        Ok(FileHandle {
-            path: path.clone(),
-            state,
-        })
-    }
+            Ok(_) => true,
+            Err(e) if e.kind == ErrorKind::NotFound && create => false,
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    let mode = if flags.has(OpenFlags::APPEND) {
+        WriteMode::Append
+    } else if flags.has(OpenFlags::TRUNC) || !exists {
+        WriteMode::Replace
+    } else {
+        WriteMode::Update
+    };
+    Ok(FileAccess {
+        read,
+        write: Some(mode),
+    })
+}
 
-    async fn start_upload(&self, path: &VPath, mode: WriteMode) -> FsResult<Writer> {
-        let upload = self.storage.open_write(path, mode).await?;
-        // Appends go through the stream: `O_APPEND` ignores offsets anyway.
-        let local = match upload.local_file().map(std::fs::File::try_clone) {
-            Some(Ok(file)) if mode != WriteMode::Append => Some(Arc::new(file)),
-            _ => None,
-        };
-        Ok(Writer {
-            upload,
-            local,
-            pos: match mode {
-                WriteMode::At(offset) => offset,
-                _ => 0,
-            },
-            append: mode == WriteMode::Append,
-            replacing: mode == WriteMode::Replace,
+/// An open file: the core's handle, with what SFTP needs beside it.
+pub(crate) struct OpenFile {
+    handle: Box<dyn FileHandle>,
+    path: VPath,
+    /// Written beside its target until closed ([`WriteMode::Replace`]): until then the path
+    /// still names the old file, so changes by path wait in `pending`.
+    replacing: bool,
+    pending: AttrChange,
+}
+
+impl OpenFile {
+    /// Open `path` as `flags` ask (see [`access_for`]).
+    pub(crate) async fn open(fs: &UserFs, path: &VPath, flags: OpenFlags) -> Result<OpenFile> {
+        let access = access_for(fs, path, flags).await?;
+        let handle = fs.open_file(path, access).await?;
+        Ok(OpenFile {
+            handle,
+            path: path.clone(),
+            replacing: access.write == Some(WriteMode::Replace),
             pending: AttrChange::default(),
         })
     }
 
-    /// Read up to `len` bytes at `offset`, appended to `into` (which may already hold a
-    /// header). Returns the buffer and how many bytes were read; 0 means end of file.
-    pub(crate) async fn read_at(
-        &self,
-        file: &mut FileHandle,
-        offset: u64,
-        len: usize,
-        mut into: BytesMut,
-    ) -> FsResult<(BytesMut, usize)> {
-        let FileState::Read(source) = &mut file.state else {
-            return Err(FsError::Unsupported("this handle was opened for writing"));
-        };
-        let start = into.len();
-        into.resize(start + len, 0);
-        match source {
-            ReadSource::Local(f) => {
-                let f = Arc::clone(f);
-                let joined = tokio::task::spawn_blocking(move || {
-                    let mut filled = 0;
-                    // Short reads from the kernel are retried so a reply is as full as it can be.
-                    while filled < len {
-                        match f.read_at(&mut into[start + filled..], offset + filled as u64) {
-                            Ok(0) => break,
-                            Ok(n) => filled += n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(Error::from_io(&e)),
-                        }
-                    }
-                    into.truncate(start + filled);
-                    Ok((into, filled))
-                })
-                .await;
-                match joined {
-                    Ok(r) => Ok(r?),
-                    Err(_) => Err(Error::new(ErrorKind::Other, "read task failed").into()),
-                }
-            }
-            ReadSource::Stream { reader, pos } => {
-                if *pos != offset {
-                    *reader = self
-                        .storage
-                        .open_read(&file.path, offset)
-                        .await?
-                        .into_reader();
-                    *pos = offset;
-                }
-                let mut filled = 0;
-                while filled < len {
-                    let n = reader
-                        .read(&mut into[start + filled..])
-                        .await
-                        .map_err(|e| Error::from_io(&e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                *pos += filled as u64;
-                into.truncate(start + filled);
-                Ok((into, filled))
-            }
-        }
+    /// The path it was opened with.
+    pub(crate) fn path(&self) -> &VPath {
+        &self.path
     }
 
-    /// Write `data` at `offset`.
-    pub(crate) async fn write_at(
-        &self,
-        file: &mut FileHandle,
-        offset: u64,
-        data: bytes::Bytes,
-    ) -> FsResult<()> {
-        let writer = match &mut file.state {
-            FileState::Write(w) => w,
-            FileState::Read(_) => {
-                return Err(FsError::Unsupported("this handle was opened for reading"));
+    /// The core's handle: reads, writes, metadata and sync at offsets.
+    pub(crate) fn handle(&self) -> &dyn FileHandle {
+        self.handle.as_ref()
+    }
+
+    /// `FSETSTAT`: the size at once (on what is being written), the rest by path, or after
+    /// the close for a file that is replacing another.
+    pub(crate) async fn set_attrs(&mut self, fs: &UserFs, change: AttrChange) -> Result<()> {
+        refuse_owner(change)?;
+        if let Some(size) = change.size {
+            self.handle.set_len(size).await?;
+        }
+        if self.replacing {
+            // Checked now, so the client hears of a refusal from this request.
+            if (change.mode.is_some() || change.mtime.is_some())
+                && !fs.allows(ferry_core::Operation::SetAttributes)
+            {
+                return Err(Error::new(ErrorKind::PermissionDenied, "Permission denied"));
             }
-        };
-        if let Some(f) = &writer.local {
-            let f = Arc::clone(f);
-            let joined = tokio::task::spawn_blocking(move || f.write_all_at(&data, offset)).await;
-            return match joined {
-                Ok(r) => r.map_err(|e| Error::from_io(&e).into()),
-                Err(_) => Err(Error::new(ErrorKind::Other, "write task failed").into()),
-            };
+            let p = &mut self.pending;
+            p.mode = change.mode.or(p.mode);
+            p.mtime = change.mtime.or(p.mtime);
+            return Ok(());
         }
-        if !writer.append && offset != writer.pos {
-            return Err(FsError::Unsupported(
-                "this storage writes sequentially: write at the end of what was written",
-            ));
-        }
-        writer
-            .upload
-            .write_all(&data)
-            .await
-            .map_err(|e| Error::from_io(&e))?;
-        writer.pos += data.len() as u64;
-        Ok(())
+        apply(fs, &self.path, change.by_path()).await
     }
 
-    /// Flush a file to stable storage (`fsync@openssh.com`).
-    pub(crate) async fn fsync(&self, file: &mut FileHandle) -> FsResult<()> {
-        match &file.state {
-            FileState::Write(w) => match &w.local {
-                Some(f) => {
-                    let f = Arc::clone(f);
-                    match tokio::task::spawn_blocking(move || f.sync_data()).await {
-                        Ok(r) => r.map_err(|e| Error::from_io(&e).into()),
-                        Err(_) => Err(Error::new(ErrorKind::Other, "fsync task failed").into()),
-                    }
-                }
-                None => Err(FsError::Unsupported(
-                    "fsync is not supported by this storage",
-                )),
-            },
-            FileState::Read(_) => Ok(()),
-        }
-    }
-
-    /// Finish with a file: a write handle's upload is committed (renamed into place), then
-    /// attribute changes made while it was open are applied.
-    pub(crate) async fn close(&self, file: FileHandle) -> FsResult<()> {
-        let writer = match file.state {
-            FileState::Write(w) => w,
-            FileState::Read(_) => return Ok(()),
-        };
-        let pending = writer.pending;
-        writer.upload.commit().await?;
+    /// `CLOSE`: a replacing file takes its target's place, then the attribute changes made
+    /// while it was open are applied.
+    pub(crate) async fn close(self, fs: &UserFs) -> Result<()> {
+        let pending = self.pending;
+        self.handle.close().await?;
         if pending != AttrChange::default() {
-            self.apply(&file.path, pending).await?;
+            apply(fs, &self.path, pending).await?;
         }
         Ok(())
     }
 
-    /// `SETSTAT` on a path.
-    pub(crate) async fn set_attrs(&self, path: &VPath, change: AttrChange) -> FsResult<()> {
-        self.validate(change)?;
-        self.apply(path, change).await
-    }
-
-    /// `FSETSTAT`: on a file being uploaded the change waits for the upload to complete
-    /// (until then the path still names the old file).
-    pub(crate) async fn set_attrs_open(
-        &self,
-        file: &mut FileHandle,
-        change: AttrChange,
-    ) -> FsResult<()> {
-        self.validate(change)?;
-        match &mut file.state {
-            FileState::Write(w) if w.replacing => {
-                let p = &mut w.pending;
-                p.mode = change.mode.or(p.mode);
-                p.mtime = change.mtime.or(p.mtime);
-                Ok(())
-            }
-            _ => self.apply(&file.path, change).await,
+    /// Given up (the session ended with the file open): a replacing file is discarded and
+    /// its target left as it was.
+    pub(crate) async fn abort(self) {
+        if let Err(e) = self.handle.abort().await {
+            tracing::warn!("sftp: giving up an open file: {e}");
         }
-    }
-
-    fn validate(&self, change: AttrChange) -> FsResult<()> {
-        check(self.perms().write)?;
-        if change.owner {
-            return Err(FsError::Unsupported("changing the owner is not supported"));
-        }
-        if change.size.is_some() {
-            return Err(FsError::Unsupported("changing the size is not supported"));
-        }
-        Ok(())
-    }
-
-    async fn apply(&self, path: &VPath, change: AttrChange) -> FsResult<()> {
-        if let Some(mode) = change.mode {
-            self.storage.set_mode(path, mode & 0o777).await?;
-        }
-        if let Some(mtime) = change.mtime {
-            self.storage.set_mtime(path, mtime).await?;
-        }
-        Ok(())
-    }
-
-    /// `REMOVE`.
-    pub(crate) async fn remove(&self, path: &VPath) -> FsResult<()> {
-        check(self.perms().delete)?;
-        Ok(self.storage.remove_file(path).await?)
-    }
-
-    /// `MKDIR`.
-    pub(crate) async fn mkdir(&self, path: &VPath) -> FsResult<()> {
-        check(self.perms().mkdir)?;
-        Ok(self.storage.mkdir(path).await?)
-    }
-
-    /// `RMDIR`.
-    pub(crate) async fn rmdir(&self, path: &VPath) -> FsResult<()> {
-        check(self.perms().delete)?;
-        Ok(self.storage.rmdir(path).await?)
-    }
-
-    /// `RENAME` (`replace` false: refuses an existing target, as SFTP v3 says) and
-    /// `posix-rename@openssh.com` (`replace` true).
-    pub(crate) async fn rename(&self, from: &VPath, to: &VPath, replace: bool) -> FsResult<()> {
-        check(self.perms().rename)?;
-        if !replace {
-            match self.storage.metadata(to).await {
-                Ok(_) => return Err(Error::new(ErrorKind::AlreadyExists, "File exists").into()),
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(self.storage.rename(from, to).await?)
     }
 }
 
-/// An open directory.
-pub(crate) struct DirReader {
+fn refuse_owner(change: AttrChange) -> Result<()> {
+    if change.owner {
+        return Err(unsupported("Changing the owner is not supported"));
+    }
+    Ok(())
+}
+
+async fn apply(fs: &UserFs, path: &VPath, change: AttrChange) -> Result<()> {
+    if let Some(mode) = change.mode {
+        fs.set_mode(path, mode & 0o777).await?;
+    }
+    if let Some(mtime) = change.mtime {
+        fs.set_mtime(path, mtime).await?;
+    }
+    Ok(())
+}
+
+/// `SETSTAT` on a path: the size through a handle opened in place (the core authorizes it as
+/// a write), permissions and time by path.
+pub(crate) async fn set_attrs(fs: &UserFs, path: &VPath, change: AttrChange) -> Result<()> {
+    refuse_owner(change)?;
+    if let Some(size) = change.size {
+        // In place, never creating: the file must be there.
+        let md = fs.stat(path).await?;
+        if md.kind == EntryKind::Dir {
+            return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
+        }
+        let access = FileAccess {
+            read: false,
+            write: Some(WriteMode::Update),
+        };
+        let handle = fs.open_file(path, access).await?;
+        let cut = handle.set_len(size).await;
+        let closed = handle.close().await;
+        cut?;
+        closed?;
+    }
+    apply(fs, path, change.by_path()).await
+}
+
+/// `RENAME` (`replace` false: an existing target is refused, as SFTP v3 says) and
+/// `posix-rename@openssh.com` (`replace` true).
+pub(crate) async fn rename(fs: &UserFs, from: &VPath, to: &VPath, replace: bool) -> Result<()> {
+    if !replace {
+        match fs.stat(to).await {
+            Ok(_) => return Err(Error::new(ErrorKind::AlreadyExists, "File exists")),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    fs.rename(from, to).await
+}
+
+/// An open directory, read in batches from the storage's sorted chunks: at most one chunk is
+/// held at a time, however large the directory.
+pub(crate) struct OpenDir {
+    path: VPath,
     stream: EntryStream,
-    pending: std::collections::VecDeque<Entry>,
+    pending: VecDeque<Entry>,
     done: bool,
 }
 
-impl DirReader {
+impl OpenDir {
+    /// `OPENDIR`.
+    pub(crate) async fn open(fs: &UserFs, path: &VPath) -> Result<OpenDir> {
+        let stream = fs.list_sorted(path).await?;
+        Ok(OpenDir {
+            path: path.clone(),
+            stream,
+            pending: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// The path it was opened with.
+    pub(crate) fn path(&self) -> &VPath {
+        &self.path
+    }
+
     /// Up to `max` more entries; empty once the directory has been read.
-    pub(crate) async fn next_batch(&mut self, max: usize) -> FsResult<Vec<Entry>> {
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>> {
         while self.pending.len() < max && !self.done {
             match self.stream.next().await {
                 Some(chunk) => self.pending.extend(chunk?),
@@ -425,43 +253,4 @@ impl DirReader {
         let n = self.pending.len().min(max);
         Ok(self.pending.drain(..n).collect())
     }
-}
-
-/// An open file.
-pub(crate) struct FileHandle {
-    path: VPath,
-    state: FileState,
-}
-
-impl FileHandle {
-    /// The path it was opened with.
-    pub(crate) fn path(&self) -> &VPath {
-        &self.path
-    }
-}
-
-enum FileState {
-    Read(ReadSource),
-    Write(Writer),
-}
-
-enum ReadSource {
-    Local(Arc<std::fs::File>),
-    Stream {
-        reader: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
-        pos: u64,
-    },
-}
-
-struct Writer {
-    upload: Box<dyn Upload>,
-    /// The local file, for positional writes.
-    local: Option<Arc<std::fs::File>>,
-    /// Where the next sequential write must land.
-    pos: u64,
-    append: bool,
-    /// Written beside the target, renamed over it on commit.
-    replacing: bool,
-    /// `FSETSTAT` changes to apply after commit (while replacing, the path names the old file).
-    pending: AttrChange,
 }

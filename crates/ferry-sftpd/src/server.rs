@@ -2,32 +2,24 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ferry_auth::{Account, Authenticator, LoginThrottle};
-use ferry_vfs::{LocalFs, Storage};
-use russh::keys::PrivateKey;
+use ferry_auth::Authenticator;
+use ferry_core::{Protocol, ServerContext, SessionPermit, SharedLimits};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
 
 use crate::hostkey;
 use crate::sftp::SftpLimits;
 use crate::ssh::Connection;
 
-/// Makes the storage a logged-in user's session serves.
-pub type StorageFactory =
-    Arc<dyn Fn(&Account) -> std::io::Result<Arc<dyn Storage>> + Send + Sync + 'static>;
-
-/// Each account's root directory on the local disk, jailed ([`LocalFs`]).
-pub fn local_storage() -> StorageFactory {
-    Arc::new(|account: &Account| {
-        let fs: Arc<dyn Storage> = Arc::new(LocalFs::new(&account.home)?);
-        Ok(fs)
-    })
-}
+pub use ferry_core::{StorageFactory, local_storage};
 
 /// Settings of the SFTP server.
 #[derive(Debug, Clone)]
@@ -49,11 +41,13 @@ pub struct SftpConfig {
     pub max_channels: usize,
     /// Authentication attempts per connection.
     pub max_auth_attempts: usize,
-    /// Minimum time a rejected authentication takes (hides what was wrong).
+    /// Minimum time a refused password (or keyboard-interactive answer) takes. Key probes
+    /// are answered at once: a client offers its keys in turn, and one not listed is no
+    /// failed login.
     pub auth_rejection_time: Duration,
     /// Failed logins per client address within `failed_login_window` before that address is
-    /// refused (0: no limit). Ignored when a throttle is shared with
-    /// [`SftpServer::with_login_throttle`].
+    /// refused (0: no limit). Used by [`SftpServer::new`]; with
+    /// [`SftpServer::new_in`] the context's limits apply.
     pub max_failed_logins_per_ip: u32,
     /// Failed logins per user name within the window (0: no limit).
     pub max_failed_logins_per_user: u32,
@@ -83,76 +77,112 @@ impl SftpConfig {
 
 /// What every connection shares.
 pub(crate) struct Inner {
-    pub(crate) auth: Arc<Authenticator>,
-    pub(crate) storage: StorageFactory,
+    /// Users, storage, login throttle and session registry, shared with the other protocols.
+    pub(crate) context: Arc<ServerContext>,
     pub(crate) config: SftpConfig,
-    pub(crate) throttle: LoginThrottle,
+    /// The login methods offered (`none` is answered with these).
+    pub(crate) methods: MethodSet,
 }
 
-/// An SFTP server: host key loaded, ready to serve listeners.
+/// An SFTP server: host keys loaded, ready to serve listeners.
 pub struct SftpServer {
     inner: Arc<Inner>,
     ssh: Arc<russh::server::Config>,
     fingerprints: Vec<String>,
+    key_types: Vec<&'static str>,
+}
+
+/// The login methods worth offering: keys if any user has one, passwords (and the
+/// keyboard-interactive prompt that carries one) if any user has one. A client is never sent
+/// through key probes, nor asked for a password, that could not succeed for anyone.
+fn methods_for(auth: &Authenticator) -> MethodSet {
+    let mut methods = Vec::new();
+    if auth.any_key() {
+        methods.push(MethodKind::PublicKey);
+    }
+    if auth.any_password() {
+        methods.push(MethodKind::Password);
+        methods.push(MethodKind::KeyboardInteractive);
+    }
+    MethodSet::from(&methods[..])
 }
 
 impl SftpServer {
-    /// Load (or make) the host key and build the SSH configuration.
+    /// Load (or make) the host keys and build the SSH configuration, with a context of this
+    /// server's own (the default session limits, its failed-login limits from `config`). See
+    /// [`SftpServer::new_in`].
     pub fn new(
         config: SftpConfig,
         auth: Arc<Authenticator>,
         storage: StorageFactory,
     ) -> std::io::Result<SftpServer> {
-        let key = hostkey::load_or_create(&config.state_dir)?;
-        let fingerprints = vec![hostkey::fingerprint(&key)];
-        let ssh = ssh_config(&config, vec![key]);
-        let throttle = LoginThrottle::new(
-            config.max_failed_logins_per_ip,
-            config.max_failed_logins_per_user,
-            config.failed_login_window,
-        );
+        let limits = SharedLimits {
+            max_failed_logins_per_ip: config.max_failed_logins_per_ip,
+            max_failed_logins_per_user: config.max_failed_logins_per_user,
+            failed_login_window: config.failed_login_window,
+            ..SharedLimits::default()
+        };
+        Self::new_in(config, ServerContext::new(auth, storage, limits))
+    }
+
+    /// Load (or make) the host keys and build the SSH configuration, serving the users,
+    /// storage and limits of `context` (shared with the process's other servers: logins,
+    /// failed logins and sessions count together).
+    pub fn new_in(config: SftpConfig, context: Arc<ServerContext>) -> std::io::Result<SftpServer> {
+        let keys = hostkey::load_or_create_all(&config.state_dir)?;
+        let fingerprints = keys.iter().map(hostkey::fingerprint).collect();
+        let key_types = keys.iter().map(hostkey::type_name).collect();
+        let methods = methods_for(&context.auth);
+        let ssh = ssh_config(&config, keys, methods.clone());
         Ok(SftpServer {
             inner: Arc::new(Inner {
-                auth,
-                storage,
+                context,
                 config,
-                throttle,
+                methods,
             }),
             ssh: Arc::new(ssh),
             fingerprints,
+            key_types,
         })
     }
 
-    /// Count failed logins in `throttle` (share FTP's, so that guesses over either protocol
-    /// add up) instead of a throttle of this server's own.
-    pub fn with_login_throttle(mut self, throttle: LoginThrottle) -> Self {
-        // Connections already running keep the throttle they started with.
-        self.inner = Arc::new(Inner {
-            auth: Arc::clone(&self.inner.auth),
-            storage: Arc::clone(&self.inner.storage),
-            config: self.inner.config.clone(),
-            throttle,
-        });
-        self
-    }
-
-    /// Host key fingerprints in OpenSSH's `SHA256:...` form (what a client asks the user to
-    /// confirm on first connection).
+    /// Host key fingerprints (Ed25519, then RSA) in OpenSSH's `SHA256:...` form (what a
+    /// client asks the user to confirm on first connection).
     pub fn fingerprints(&self) -> &[String] {
         &self.fingerprints
     }
 
-    /// Accept connections on `listener` until `shutdown` completes; each connection runs in its
-    /// own task (and keeps running after shutdown until its client leaves).
+    /// The host keys as `ssh-keygen -l` shows them: fingerprint and type, e.g.
+    /// `SHA256:... (ED25519)`.
+    pub fn host_keys(&self) -> Vec<String> {
+        self.fingerprints
+            .iter()
+            .zip(&self.key_types)
+            .map(|(fp, kind)| format!("{fp} ({kind})"))
+            .collect()
+    }
+
+    /// Accept connections on `listener` until `shutdown` completes, then shut down gracefully
+    /// and return once every connection accepted here has ended:
+    /// - no new connection is accepted;
+    /// - a connection not logged in yet is disconnected;
+    /// - an SFTP session ends as soon as it has nothing open and nothing in flight (a transfer
+    ///   running finishes first, and its file is closed as the client asks), then its
+    ///   connection is disconnected ("server shutting down").
+    ///
+    /// A client that keeps a file open without using it is bounded by the idle timeouts; a
+    /// caller that wants a shorter bound stops waiting for this future.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let running = Arc::new(Running::default());
+        let (stop, stopping) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -163,74 +193,204 @@ impl SftpServer {
                     }
                 },
             };
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!("sftp: TCP_NODELAY: {e}");
+            self.admit(stream, peer, &running, stopping.clone());
+        }
+        drop(listener);
+        tracing::info!(connections = running.count(), "sftp: shutting down");
+        let _ = stop.send(true);
+        running.ended().await;
+        Ok(())
+    }
+
+    /// The one place a connection is admitted: it runs in a task of its own, counted in
+    /// `running` until it ends.
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        running: &Arc<Running>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let permit = match self.inner.context.sessions.admit(Protocol::Sftp, peer) {
+            Ok(permit) => permit,
+            Err(why) => {
+                tracing::debug!(%peer, %why, "sftp: connection refused");
+                // RFC 4253 4.2: a server may send lines before its version string; clients
+                // show them, so the refusal is told, not just a closed connection.
+                let line = format!("{why}, try again later.\r\n");
+                let _ = socket2::SockRef::from(&stream).send(line.as_bytes());
+                return;
             }
-            let inner = Arc::clone(&self.inner);
-            let ssh = Arc::clone(&self.ssh);
-            tokio::spawn(async move {
-                let authenticated = Arc::new(AtomicBool::new(false));
-                let handler = Connection {
-                    server: Arc::clone(&inner),
-                    peer: Some(peer),
-                    account: None,
-                    channels: HashMap::new(),
-                    opened: 0,
-                    authenticated: Arc::clone(&authenticated),
-                };
-                let grace = inner.config.login_grace;
-                let deadline = tokio::time::Instant::now() + grace;
-                let session = tokio::time::timeout_at(
-                    deadline,
-                    russh::server::run_stream(ssh, stream, handler),
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("sftp: TCP_NODELAY: {e}");
+        }
+        let guard = running.enter();
+        let inner = Arc::clone(&self.inner);
+        let ssh = Arc::clone(&self.ssh);
+        tokio::spawn(async move {
+            connection(inner, ssh, stream, peer, shutdown, permit).await;
+            drop(guard);
+        });
+    }
+}
+
+/// One connection: the SSH session, the login grace timer, and its part in a shutdown.
+async fn connection(
+    inner: Arc<Inner>,
+    ssh: Arc<russh::server::Config>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    permit: SessionPermit,
+) {
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let sessions = Arc::new(Running::default());
+    let handler = Connection {
+        server: Arc::clone(&inner),
+        peer: Some(peer),
+        account: None,
+        channels: HashMap::new(),
+        opened: 0,
+        authenticated: Arc::clone(&authenticated),
+        sessions: Arc::clone(&sessions),
+        shutdown: shutdown.clone(),
+        permit,
+    };
+    let grace = inner.config.login_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    let session = tokio::select! {
+        session = tokio::time::timeout_at(deadline, russh::server::run_stream(ssh, stream, handler)) => session,
+        // Still in the key exchange: nothing to finish.
+        () = stopped(&mut shutdown) => return,
+    };
+    let session = match session {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "ssh: handshake: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    let disconnect = |why: &'static str| {
+        let handle = handle.clone();
+        async move {
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    why.to_string(),
+                    "en".to_string(),
                 )
                 .await;
-                let session = match session {
-                    Ok(Ok(session)) => session,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "ssh: handshake: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let handle = session.handle();
-                tokio::pin!(session);
-                tokio::select! {
-                    ended = &mut session => {
-                        if let Err(e) = ended {
-                            tracing::debug!(%peer, "ssh: session ended: {e}");
-                        }
-                        return;
-                    }
-                    () = tokio::time::sleep_until(deadline) => {}
-                }
+        }
+    };
+    let ended = |r: Result<(), russh::Error>| {
+        if let Err(e) = r {
+            tracing::debug!(%peer, "ssh: session ended: {e}");
+        }
+    };
+    let grace_over = tokio::time::sleep_until(deadline);
+    tokio::pin!(grace_over);
+    let mut grace_running = true;
+    loop {
+        tokio::select! {
+            r = &mut session => return ended(r),
+            () = &mut grace_over, if grace_running => {
+                grace_running = false;
                 if !authenticated.load(Ordering::Acquire) {
                     tracing::info!(%peer, "ssh: no login within {grace:?}; closing");
-                    let _ = handle
-                        .disconnect(
-                            russh::Disconnect::ByApplication,
-                            "login grace time exceeded".to_string(),
-                            "en".to_string(),
-                        )
-                        .await;
+                    disconnect("login grace time exceeded").await;
                     return;
                 }
-                if let Err(e) = session.await {
-                    tracing::debug!(%peer, "ssh: session ended: {e}");
-                }
-            });
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    // Shutting down: a session's transfers finish first.
+    if authenticated.load(Ordering::Acquire) {
+        tokio::select! {
+            r = &mut session => return ended(r),
+            () = sessions.ended() => {}
+        }
+        // Its channels are closed now, which ends OpenSSH's client. A disconnect sent at once
+        // could overtake the last replies still queued on a channel, so the client is given a
+        // moment to leave by itself.
+        if let Ok(r) = tokio::time::timeout(CLOSE_GRACE, &mut session).await {
+            return ended(r);
+        }
+    }
+    disconnect("server shutting down").await;
+    ended(session.await);
+}
+
+/// How long a connection whose sessions ended at shutdown may take to close by itself.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Wait until `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Tasks still running (connections of a listener, SFTP sessions of a connection), so that
+/// a shutdown can wait for the last one.
+#[derive(Default)]
+pub(crate) struct Running {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Running {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Count one in until the returned guard drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> RunningGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        RunningGuard(Arc::clone(self))
+    }
+
+    /// Wait until none runs.
+    pub(crate) async fn ended(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 }
 
-fn ssh_config(config: &SftpConfig, keys: Vec<PrivateKey>) -> russh::server::Config {
+/// One running task of a [`Running`] count.
+pub(crate) struct RunningGuard(Arc<Running>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+fn ssh_config(
+    config: &SftpConfig,
+    keys: Vec<PrivateKey>,
+    methods: MethodSet,
+) -> russh::server::Config {
     russh::server::Config {
         server_id: russh::SshId::Standard(
             format!("SSH-2.0-Ferry_{}", env!("CARGO_PKG_VERSION")).into(),
         ),
-        methods: MethodSet::from(&[MethodKind::Password][..]),
-        auth_rejection_time: config.auth_rejection_time,
-        // OpenSSH probes with `none` first; answering it at once is not an oracle.
+        methods,
+        // russh would hold every refusal this long, key probes included (a client offers its
+        // keys in turn, and one not listed here is no failure). Refused passwords wait
+        // `auth_rejection_time` in the handler instead (see `ssh`).
+        auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys,
         window_size: config.window_size,
@@ -240,11 +400,34 @@ fn ssh_config(config: &SftpConfig, keys: Vec<PrivateKey>) -> russh::server::Conf
         nodelay: true,
         preferred: russh::Preferred {
             cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            key: std::borrow::Cow::Borrowed(KEY_ALGORITHMS),
             ..russh::Preferred::DEFAULT
         },
         ..Default::default()
     }
 }
+
+/// Signature algorithms for the host keys and for user keys (sent to clients as
+/// `server-sig-algs`): russh's list without `ssh-rsa`, whose SHA-1 signatures OpenSSH has
+/// refused by default since 8.8; RSA keys sign with SHA-2 (`rsa-sha2-512`, `rsa-sha2-256`).
+const KEY_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
 
 /// russh's ciphers plus AES-128-GCM, which OpenSSH clients are often told to use (it is the
 /// fastest on CPUs with AES instructions); the client's order decides.

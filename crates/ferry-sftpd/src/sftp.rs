@@ -5,31 +5,35 @@
 //! request; replies go out as they complete, in any order, through one writer task (a packet
 //! is never interleaved with another). Requests on the same handle run in the order they
 //! arrived (a chain of completion signals per handle); requests on paths run concurrently.
+//! Every file operation goes through the user's [`UserFs`] (see `fs`).
 //!
 //! Bounds: at most `max_in_flight` requests at once (the loop stops reading, so the SSH
 //! window and russh's channel buffer push back on the client), at most `read_budget` bytes of
 //! file data read and not yet handed to the SSH layer, at most `max_handles` open handles, and
 //! packets no longer than `max_packet` (checked on the length field, before buffering).
+//!
+//! When the session ends, files still open are given up ([`OpenFile::abort`]): a file that
+//! was replacing another is discarded and the old one stays. On server shutdown the session
+//! ends as soon as nothing is open and nothing in flight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ferry_core::{Operation, UserFs};
 use ferry_sftp_proto::attrs::file_type;
 use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
 use ferry_sftp_proto::{
-    Attrs, ClientMessage, Extended, Extension, Handle, Name, OpenFlags, Request, Response,
-    ServerMessage, Status, StatusCode, Times, ext, longname::longname, split_packet,
+    Attrs, ClientMessage, Extended, Extension, Handle, Name, Request, Response, ServerMessage,
+    Status, StatusCode, Times, ext, longname::longname, split_packet,
 };
-use ferry_vfs::Metadata;
-use ferry_vfs::VPath;
-use ferry_vfs::{Entry, EntryKind};
+use ferry_vfs::{Entry, EntryKind, Error, ErrorKind, FsSpace, Metadata, VPath};
 use russh::ChannelMsg;
 use russh::server::Msg;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::fs::{AttrChange, DirReader, FileHandle, SftpFs, WriteIntent};
+use crate::fs::{self, AttrChange, OpenDir, OpenFile};
 use crate::status::status_for;
 
 /// Limits of one SFTP session.
@@ -78,8 +82,8 @@ struct Outgoing {
 }
 
 enum Open {
-    File(FileHandle),
-    Dir { path: VPath, reader: DirReader },
+    File(OpenFile),
+    Dir(OpenDir),
     Closed,
 }
 
@@ -96,7 +100,7 @@ struct Handles {
 }
 
 struct Shared {
-    fs: SftpFs,
+    fs: UserFs,
     limits: SftpLimits,
     handles: Mutex<Handles>,
     budget: Arc<Semaphore>,
@@ -143,6 +147,19 @@ impl Shared {
         );
         Ok(Handle(Bytes::copy_from_slice(&id.to_be_bytes())))
     }
+
+    /// Give up every handle still open (the session is over): each waits for the request
+    /// running on it, then a file is aborted.
+    async fn abort_all(&self) {
+        let slots: Vec<Slot> = self.handles().open.drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            let mut open = slot.object.lock().await;
+            if let Open::File(file) = std::mem::replace(&mut *open, Open::Closed) {
+                tracing::info!(path = %file.path(), "sftp: file left open; given up");
+                file.abort().await;
+            }
+        }
+    }
 }
 
 fn too_many_handles() -> Status {
@@ -161,19 +178,37 @@ fn status_packet(id: u32, status: Status) -> Bytes {
     packet(id, Response::Status(status))
 }
 
-/// Serve SFTP on `channel` for the user behind `fs` until the client closes it.
-pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: SftpLimits) {
+/// Serve SFTP on `channel` for the user behind `fs` until the client closes it, or until
+/// `shutdown` turns true and nothing is open or in flight.
+pub(crate) async fn serve(
+    channel: russh::Channel<Msg>,
+    fs: UserFs,
+    limits: SftpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (mut rx, tx) = channel.split();
     let (out, mut out_rx) = mpsc::channel::<Outgoing>(limits.max_in_flight + 1);
-    let writer = tokio::spawn(async move {
-        while let Some(o) = out_rx.recv().await {
-            if tx.data_bytes(o.bytes).await.is_err() {
-                break;
+    // Woken each time a reply has gone out, so a shutdown waiting for quiet hears of it.
+    let sent = Arc::new(Notify::new());
+    let writer = {
+        let sent = Arc::clone(&sent);
+        tokio::spawn(async move {
+            while let Some(o) = out_rx.recv().await {
+                let Outgoing {
+                    bytes,
+                    _slot: slot,
+                    _budget: budget,
+                } = o;
+                let failed = tx.data_bytes(bytes).await.is_err();
+                drop((slot, budget));
+                sent.notify_one();
+                if failed {
+                    break;
+                }
             }
-        }
-        let _ = tx.eof().await;
-        let _ = tx.close().await;
-    });
+            tx
+        })
+    };
 
     let shared = Arc::new(Shared {
         fs,
@@ -183,8 +218,11 @@ pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: Sftp
         out,
     });
     let slots = Arc::new(Semaphore::new(limits.max_in_flight));
-    let mut buf = BytesMut::new();
+    let mut buf = bytes::BytesMut::new();
     let mut initialized = false;
+    let mut stopping = *shutdown.borrow();
+    // What the client's `ssh` exits with (scp checks it): 1 when the stream was unusable.
+    let mut exit_status = 0;
 
     'session: loop {
         loop {
@@ -193,6 +231,7 @@ pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: Sftp
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!("sftp: {e}; closing the channel");
+                    exit_status = 1;
                     break 'session;
                 }
             };
@@ -210,6 +249,7 @@ pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: Sftp
                 }
                 Ok(_) => {
                     tracing::info!("sftp: INIT out of place; closing the channel");
+                    exit_status = 1;
                     break 'session;
                 }
                 Err(e) => match e.id() {
@@ -219,20 +259,35 @@ pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: Sftp
                     }
                     _ => {
                         tracing::info!("sftp: {e}; closing the channel");
+                        exit_status = 1;
                         break 'session;
                     }
                 },
             }
         }
 
-        let idle = slots.available_permits() == limits.max_in_flight;
-        let msg = match tokio::time::timeout(limits.idle_timeout, rx.wait()).await {
-            Ok(msg) => msg,
-            Err(_) if idle => {
-                tracing::info!("sftp: idle timeout");
-                break;
+        let quiet = |shared: &Shared| {
+            slots.available_permits() == limits.max_in_flight && shared.handles().open.is_empty()
+        };
+        if stopping && quiet(&shared) {
+            tracing::info!("sftp: server shutting down; session ended between requests");
+            break;
+        }
+        let msg = tokio::select! {
+            waited = tokio::time::timeout(limits.idle_timeout, rx.wait()) => match waited {
+                Ok(msg) => msg,
+                Err(_) if slots.available_permits() == limits.max_in_flight => {
+                    tracing::info!("sftp: idle timeout");
+                    break;
+                }
+                Err(_) => continue,
+            },
+            changed = shutdown.changed(), if !stopping => {
+                // A dropped sender means the server is gone: stop as well.
+                stopping = changed.is_err() || *shutdown.borrow();
+                continue;
             }
-            Err(_) => continue,
+            () = sent.notified(), if stopping => continue,
         };
         match msg {
             Some(ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
@@ -240,14 +295,21 @@ pub(crate) async fn serve(channel: russh::Channel<Msg>, fs: SftpFs, limits: Sftp
             Some(_) => {}
         }
     }
-    // Uploads still open are dropped with the handles, which removes their temporary files.
+    shared.abort_all().await;
     drop(shared);
-    let _ = writer.await;
+    if let Ok(tx) = writer.await {
+        let _ = tx.exit_status(exit_status).await;
+        let _ = tx.eof().await;
+        let _ = tx.close().await;
+    }
 }
 
 fn version_packet() -> Bytes {
     let extensions: Vec<Extension> = vec![
         ext::advertise(ext::POSIX_RENAME, "1"),
+        // Version 2 is what OpenSSH's client looks for.
+        ext::advertise(ext::STATVFS, "2"),
+        ext::advertise(ext::FSTATVFS, "2"),
         ext::advertise(ext::FSYNC, "1"),
         ext::advertise(ext::LSETSTAT, "1"),
         ext::advertise(ext::LIMITS, "1"),
@@ -307,7 +369,8 @@ fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, slot: OwnedSemaphor
     });
 }
 
-/// A client path as a [`VPath`] (relative paths start at the user's root).
+/// A client path as a [`VPath`]: relative paths start at the user's root, and `..` never
+/// climbs above it.
 fn vpath(raw: &[u8]) -> Result<VPath, Status> {
     let s = std::str::from_utf8(raw)
         .map_err(|_| Status::new(StatusCode::FAILURE, "File names must be UTF-8"))?;
@@ -383,11 +446,33 @@ fn path_name(path: &VPath) -> Response {
     }])
 }
 
-fn unsupported(what: &str) -> Status {
-    Status::new(
-        StatusCode::OP_UNSUPPORTED,
-        format!("{what} is not supported"),
-    )
+/// `statvfs@openssh.com`'s reply; read-only for an account that may not write.
+fn statvfs_reply(fs: &UserFs, space: FsSpace) -> Response {
+    let mut flag = 0;
+    if space.read_only || !fs.allows(Operation::Write) {
+        flag |= ext::ST_RDONLY;
+    }
+    if space.no_suid {
+        flag |= ext::ST_NOSUID;
+    }
+    let reply = ext::StatVfs {
+        bsize: space.block_size,
+        frsize: space.fragment_size,
+        blocks: space.blocks,
+        bfree: space.blocks_free,
+        bavail: space.blocks_available,
+        files: space.files,
+        ffree: space.files_free,
+        favail: space.files_available,
+        fsid: space.fsid,
+        flag,
+        namemax: space.name_max,
+    };
+    Response::ExtendedReply(reply.encode())
+}
+
+fn unsupported(message: &str) -> Status {
+    Status::new(StatusCode::OP_UNSUPPORTED, message)
 }
 
 /// Requests that name paths.
@@ -398,57 +483,52 @@ async fn path_request(shared: &Shared, id: u32, request: Request) -> Bytes {
     }
 }
 
+fn failed(e: Error) -> Status {
+    status_for(&e)
+}
+
 async fn path_response(shared: &Shared, request: Request) -> Result<Response, Status> {
     let fs = &shared.fs;
-    let done = |r: crate::fs::FsResult<()>| {
-        r.map(|()| Response::Status(Status::ok()))
-            .map_err(|e| status_for(&e))
-    };
+    let done =
+        |r: ferry_vfs::Result<()>| r.map(|()| Response::Status(Status::ok())).map_err(failed);
     match request {
         Request::Open { path, flags, .. } => {
             let path = vpath(&path)?;
             if shared.handles().open.len() >= shared.limits.max_handles {
                 return Err(too_many_handles());
             }
-            let file = if flags.has(OpenFlags::WRITE) || flags.has(OpenFlags::APPEND) {
-                let intent = WriteIntent {
-                    create: flags.has(OpenFlags::CREAT),
-                    truncate: flags.has(OpenFlags::TRUNC),
-                    exclusive: flags.has(OpenFlags::EXCL),
-                    append: flags.has(OpenFlags::APPEND),
-                };
-                fs.open_write(&path, intent).await
-            } else {
-                fs.open_read(&path).await
-            };
-            let file = file.map_err(|e| status_for(&e))?;
-            Ok(Response::Handle(shared.register(Open::File(file))?))
+            let file = OpenFile::open(fs, &path, flags).await.map_err(failed)?;
+            match shared.register(Open::File(file)) {
+                Ok(handle) => Ok(Response::Handle(handle)),
+                Err(status) => Err(status),
+            }
         }
         Request::Opendir { path } => {
             let path = vpath(&path)?;
             if shared.handles().open.len() >= shared.limits.max_handles {
                 return Err(too_many_handles());
             }
-            let reader = fs.open_dir(&path).await.map_err(|e| status_for(&e))?;
-            Ok(Response::Handle(
-                shared.register(Open::Dir { path, reader })?,
-            ))
+            let dir = OpenDir::open(fs, &path).await.map_err(failed)?;
+            Ok(Response::Handle(shared.register(Open::Dir(dir))?))
         }
         Request::Stat { path } | Request::Lstat { path } => {
-            let md = fs.stat(&vpath(&path)?).await.map_err(|e| status_for(&e))?;
+            let md = fs.stat(&vpath(&path)?).await.map_err(failed)?;
             Ok(Response::Attrs(metadata_attrs(&md)))
         }
         Request::Setstat { path, attrs }
         | Request::Extended(Extended::Lsetstat { path, attrs }) => {
-            done(fs.set_attrs(&vpath(&path)?, change_of(&attrs)).await)
+            done(fs::set_attrs(fs, &vpath(&path)?, change_of(&attrs)).await)
         }
-        Request::Remove { path } => done(fs.remove(&vpath(&path)?).await),
+        Request::Remove { path } => done(fs.remove_file(&vpath(&path)?).await),
         Request::Mkdir { path, .. } => done(fs.mkdir(&vpath(&path)?).await),
         Request::Rmdir { path } => done(fs.rmdir(&vpath(&path)?).await),
-        Request::Rename { from, to } => done(fs.rename(&vpath(&from)?, &vpath(&to)?, false).await),
-        Request::Extended(Extended::PosixRename { from, to }) => {
-            done(fs.rename(&vpath(&from)?, &vpath(&to)?, true).await)
+        Request::Rename { from, to } => {
+            done(fs::rename(fs, &vpath(&from)?, &vpath(&to)?, false).await)
         }
+        Request::Extended(Extended::PosixRename { from, to }) => {
+            done(fs::rename(fs, &vpath(&from)?, &vpath(&to)?, true).await)
+        }
+        // Within the user's root, normalised: `..` stops at `/`.
         Request::Realpath { path } => Ok(path_name(&vpath(&path)?)),
         Request::Extended(Extended::ExpandPath { path }) => {
             // The user's home is their root.
@@ -457,6 +537,10 @@ async fn path_response(shared: &Shared, request: Request) -> Result<Response, St
                 .filter(|r| r.is_empty() || r.starts_with(b"/"))
                 .unwrap_or(&path);
             Ok(path_name(&vpath(rest)?))
+        }
+        Request::Extended(Extended::StatVfs { path }) => {
+            let space = fs.statvfs(&vpath(&path)?).await.map_err(failed)?;
+            Ok(statvfs_reply(fs, space))
         }
         Request::Extended(Extended::Limits) => {
             let l = &shared.limits;
@@ -468,14 +552,18 @@ async fn path_response(shared: &Shared, request: Request) -> Result<Response, St
             };
             Ok(Response::ExtendedReply(limits.encode()))
         }
-        Request::Readlink { .. } | Request::Symlink { .. } => Err(unsupported("Symbolic links")),
-        Request::Extended(Extended::Hardlink { .. }) => Err(unsupported("Hard links")),
-        Request::Extended(Extended::StatVfs { .. } | Extended::FstatVfs { .. }) => {
-            Err(unsupported("statvfs"))
+        Request::Readlink { .. } | Request::Symlink { .. } => Err(unsupported(
+            "Symbolic links cannot be read or made over SFTP here (links inside the root are \
+             followed, never shown)",
+        )),
+        Request::Extended(Extended::Hardlink { .. }) => {
+            Err(unsupported("Hard links are not supported"))
         }
-        Request::Extended(Extended::CopyData { .. }) => Err(unsupported("copy-data")),
+        Request::Extended(Extended::CopyData { .. }) => {
+            Err(unsupported("copy-data is not supported"))
+        }
         Request::Extended(Extended::Unknown { name, .. }) => Err(unsupported(&format!(
-            "Extension {}",
+            "Extension {} is not supported",
             String::from_utf8_lossy(&name).escape_debug()
         ))),
         // Handle requests are routed to `handle_request`.
@@ -494,8 +582,11 @@ async fn handle_request(
     open: &mut Open,
 ) -> (Bytes, Option<OwnedSemaphorePermit>) {
     let fs = &shared.fs;
-    let fail = |e: crate::fs::FsError| status_packet(id, status_for(&e));
-    let ok = || status_packet(id, Status::ok());
+    let fail = |e: Error| status_packet(id, status_for(&e));
+    let done = |r: ferry_vfs::Result<()>| match r {
+        Ok(()) => status_packet(id, Status::ok()),
+        Err(e) => fail(e),
+    };
     let reply = match (request, open) {
         (Request::Read { offset, len, .. }, Open::File(file)) => {
             let len = len.min(shared.limits.max_data());
@@ -508,72 +599,69 @@ async fn handle_request(
                     None,
                 );
             };
-            let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len as usize);
+            // The reply is built around the data: header first, data read in after it.
+            let mut buf = Vec::with_capacity(DATA_HEADER_LEN + len as usize);
             buf.resize(DATA_HEADER_LEN, 0);
-            return match fs.read_at(file, offset, len as usize, buf).await {
-                Ok((_, 0)) => (status_packet(id, Status::eof()), None),
-                Ok((mut buf, n)) => {
+            return match file
+                .handle()
+                .read_at_into(offset, len as usize, &mut buf)
+                .await
+            {
+                Ok(0) => (status_packet(id, Status::eof()), None),
+                Ok(n) => {
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
-                    (buf.freeze(), Some(budget))
+                    (Bytes::from(buf), Some(budget))
                 }
                 Err(e) => (fail(e), None),
             };
         }
         (Request::Write { offset, data, .. }, Open::File(file)) => {
-            match fs.write_at(file, offset, data).await {
-                Ok(()) => ok(),
-                Err(e) => fail(e),
-            }
+            done(file.handle().write_at(offset, &data).await)
         }
         (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {
-            Open::File(file) => match fs.close(file).await {
-                Ok(()) => ok(),
-                Err(e) => fail(e),
-            },
-            Open::Dir { .. } | Open::Closed => ok(),
+            Open::File(file) => done(file.close(fs).await),
+            Open::Dir(_) | Open::Closed => status_packet(id, Status::ok()),
         },
-        (Request::Fstat { .. }, Open::File(file)) => match fs.stat(file.path()).await {
+        (Request::Fstat { .. }, Open::File(file)) => match file.handle().metadata().await {
             Ok(md) => packet(id, Response::Attrs(metadata_attrs(&md))),
             Err(e) => fail(e),
         },
-        (Request::Fstat { .. }, Open::Dir { path, .. }) => match fs.stat(path).await {
+        (Request::Fstat { .. }, Open::Dir(dir)) => match fs.stat(dir.path()).await {
             Ok(md) => packet(id, Response::Attrs(metadata_attrs(&md))),
             Err(e) => fail(e),
         },
         (Request::Fsetstat { attrs, .. }, Open::File(file)) => {
-            match fs.set_attrs_open(file, change_of(&attrs)).await {
-                Ok(()) => ok(),
-                Err(e) => fail(e),
-            }
+            done(file.set_attrs(fs, change_of(&attrs)).await)
         }
-        (Request::Fsetstat { attrs, .. }, Open::Dir { path, .. }) => {
-            match fs.set_attrs(path, change_of(&attrs)).await {
-                Ok(()) => ok(),
-                Err(e) => fail(e),
-            }
+        (Request::Fsetstat { attrs, .. }, Open::Dir(dir)) => {
+            done(fs::set_attrs(fs, dir.path(), change_of(&attrs)).await)
         }
-        (Request::Readdir { .. }, Open::Dir { reader, .. }) => {
-            match reader.next_batch(READDIR_BATCH).await {
-                Ok(entries) if entries.is_empty() => status_packet(id, Status::eof()),
-                Ok(entries) => packet(id, Response::Name(names(fs.user(), entries))),
-                Err(e) => fail(e),
-            }
-        }
+        (Request::Readdir { .. }, Open::Dir(dir)) => match dir.next_batch(READDIR_BATCH).await {
+            Ok(entries) if entries.is_empty() => status_packet(id, Status::eof()),
+            Ok(entries) => packet(id, Response::Name(names(&fs.account().name, entries))),
+            Err(e) => fail(e),
+        },
         (Request::Extended(Extended::Fsync { .. }), Open::File(file)) => {
-            match fs.fsync(file).await {
-                Ok(()) => ok(),
+            done(file.handle().sync().await)
+        }
+        (Request::Extended(Extended::FstatVfs { .. }), Open::File(file)) => {
+            match fs.statvfs(file.path()).await {
+                Ok(space) => packet(id, statvfs_reply(fs, space)),
                 Err(e) => fail(e),
             }
         }
-        (Request::Extended(Extended::FstatVfs { .. }), _) => {
-            status_packet(id, unsupported("statvfs"))
+        (Request::Extended(Extended::FstatVfs { .. }), Open::Dir(dir)) => {
+            match fs.statvfs(dir.path()).await {
+                Ok(space) => packet(id, statvfs_reply(fs, space)),
+                Err(e) => fail(e),
+            }
         }
-        (Request::Read { .. } | Request::Write { .. }, Open::Dir { .. }) => {
-            status_packet(id, Status::new(StatusCode::FAILURE, "Is a directory"))
+        (Request::Read { .. } | Request::Write { .. }, Open::Dir(_)) => {
+            fail(Error::new(ErrorKind::IsADirectory, "Is a directory"))
         }
         (Request::Readdir { .. }, Open::File(_)) => {
-            status_packet(id, Status::new(StatusCode::FAILURE, "Not a directory"))
+            fail(Error::new(ErrorKind::NotADirectory, "Not a directory"))
         }
         (_, _) => status_packet(id, Status::new(StatusCode::FAILURE, "Invalid handle")),
     };

@@ -1,5 +1,19 @@
 //! One SSH connection: authentication through [`Authenticator`], session channels that may
 //! start the `sftp` subsystem and nothing else.
+//!
+//! # Logins
+//! - `publickey`: a key is accepted when it is listed for the user
+//!   ([`Authenticator::authorized_key`]) and russh has verified the client's signature with
+//!   it. The "would this key do?" query (no signature yet) is answered from the list alone. A
+//!   key that is not listed is *not* a failed login for the throttle: clients offer every key
+//!   they hold in turn, and a key can't be guessed. Signatures: Ed25519, ECDSA (P-256, P-384,
+//!   P-521), RSA with SHA-2 (`rsa-sha2-256`, `rsa-sha2-512`); `ssh-rsa` (SHA-1) is refused.
+//! - `password`: checked through the throttle shared with FTP (a guess takes its place before
+//!   the password is hashed; a refused one is never checked), and a refusal waits
+//!   [`SftpConfig::auth_rejection_time`](crate::SftpConfig::auth_rejection_time).
+//! - `keyboard-interactive`: one non-echoed `Password: ` prompt, its answer checked exactly as
+//!   a password (so OpenSSH clients set to `PasswordAuthentication no` still log in).
+//! - `none` is answered with the methods offered (see `server::methods_for`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,17 +21,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_auth::Account;
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
-use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
+use ferry_core::SessionPermit;
+use russh::keys::{Algorithm, HashAlg};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+use tokio::sync::watch;
 
-use crate::fs::SftpFs;
-use crate::server::Inner;
+use crate::server::{Inner, Running};
 
 /// What the client is told when it asks for anything but SFTP.
 const SFTP_ONLY: &str = "This server provides SFTP only: no shell, commands or terminals.\r\n";
 /// What legacy `scp` (its own protocol, run as a remote command) is told.
 const SCP_LEGACY: &str = "This server provides SFTP only, not scp's legacy protocol. Use sftp, \
 or scp from OpenSSH 9.0 or later without -O (it copies over SFTP).\r\n";
+/// The one keyboard-interactive prompt.
+const PASSWORD_PROMPT: &str = "Password: ";
 
 /// The per-connection handler russh calls.
 pub(crate) struct Connection {
@@ -30,16 +48,74 @@ pub(crate) struct Connection {
     pub(crate) opened: usize,
     /// Set once a login succeeds (ends the login grace timer).
     pub(crate) authenticated: Arc<AtomicBool>,
+    /// SFTP sessions running on this connection (a shutdown waits for them).
+    pub(crate) sessions: Arc<Running>,
+    /// Turns true when the server shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// This connection's place in the registry of every protocol's sessions.
+    pub(crate) permit: SessionPermit,
 }
 
-fn password_only() -> Auth {
-    Auth::Reject {
-        proceed_with_methods: Some(MethodSet::from(&[MethodKind::Password][..])),
-        partial_success: false,
+/// Whether a signature algorithm is accepted for user keys.
+fn acceptable(algorithm: &Algorithm) -> bool {
+    match algorithm {
+        Algorithm::Rsa { hash } => matches!(hash, Some(HashAlg::Sha256 | HashAlg::Sha512)),
+        Algorithm::Dsa => false,
+        _ => true,
     }
 }
 
 impl Connection {
+    /// The answer to a refused attempt: the methods this server offers.
+    fn again(&self) -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(self.server.methods.clone()),
+            partial_success: false,
+        }
+    }
+
+    fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
+        tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login ({how})");
+        self.permit.set_user(Some(&account.name));
+        self.account = Some(account);
+        self.authenticated.store(true, Ordering::Release);
+        Auth::Accept
+    }
+
+    /// A password (from `password` or the keyboard-interactive prompt): throttled, and a
+    /// refusal takes at least `auth_rejection_time`.
+    async fn check_password(&mut self, user: &str, password: &str, how: &str) -> Auth {
+        let until = tokio::time::Instant::now() + self.server.config.auth_rejection_time;
+        // Anonymous access is an FTP feature: the authenticator knows no anonymous account,
+        // and its names are reserved, so over SFTP they are unknown users.
+        let attempt = match self.peer {
+            Some(peer) => match self.server.context.throttle.begin(peer.ip(), user).await {
+                Ok(attempt) => Some(attempt),
+                Err(why) => {
+                    tracing::info!(peer = ?self.peer, "ssh: login refused: {why}");
+                    tokio::time::sleep_until(until).await;
+                    return self.again();
+                }
+            },
+            None => None,
+        };
+        match self.server.context.auth.authenticate(user, password).await {
+            Some(account) => {
+                if let Some(attempt) = attempt {
+                    attempt.succeeded();
+                }
+                self.logged_in(account, how)
+            }
+            None => {
+                // The attempt, dropped, counts as a failed login.
+                drop(attempt);
+                tracing::info!(peer = ?self.peer, "ssh: failed login ({how})");
+                tokio::time::sleep_until(until).await;
+                self.again()
+            }
+        }
+    }
+
     /// Refuse a request on `channel`: the reason on its stderr, then exit status 1 and close.
     ///
     /// The request itself is acknowledged: OpenSSH's client exits at once on a failure reply,
@@ -58,62 +134,90 @@ impl Connection {
         session.close(channel)?;
         Ok(())
     }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
 }
 
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(password_only())
+        Ok(self.again())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        // Anonymous access is an FTP feature: the authenticator knows no anonymous account,
-        // and its names are reserved, so over SFTP they are unknown users.
-        // Every guess takes a place in the throttle shared by all protocols before its
-        // password is checked; a refused one is never checked.
-        let attempt = match self.peer {
-            Some(peer) => match self.server.throttle.begin(peer.ip(), user).await {
-                Ok(attempt) => Some(attempt),
-                Err(why) => {
-                    tracing::info!(peer = ?self.peer, "ssh: login refused: {why}");
-                    return Ok(password_only());
-                }
-            },
-            None => None,
-        };
-        match self.server.auth.authenticate(user, password).await {
-            Some(account) => {
-                if let Some(attempt) = attempt {
-                    attempt.succeeded();
-                }
-                tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login");
-                self.account = Some(account);
-                self.authenticated.store(true, Ordering::Release);
-                Ok(Auth::Accept)
-            }
-            None => {
-                tracing::info!(peer = ?self.peer, "ssh: failed login");
-                Ok(password_only())
-            }
-        }
+        Ok(self.check_password(user, password, "password").await)
     }
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
-        _offer: russh::server::PublicKeyOffer<'_>,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(password_only())
+        // Only which key: russh asks for (or has) the signature, and verifies it, after this.
+        let listed = acceptable(offer.algorithm)
+            && offer.public_key.to_bytes().is_ok_and(|blob| {
+                self.server
+                    .context
+                    .auth
+                    .authorized_key(user, &blob)
+                    .is_some()
+            });
+        if listed {
+            Ok(Auth::Accept)
+        } else {
+            tracing::debug!(peer = ?self.peer, algorithm = %offer.algorithm, "ssh: key not listed");
+            Ok(self.again())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // russh has verified the signature; the key is checked again, as the query may have
+        // named another user.
+        let account = acceptable(key.algorithm)
+            .then(|| key.public_key.to_bytes().ok())
+            .flatten()
+            .and_then(|blob| self.server.context.auth.authorized_key(user, &blob));
+        match account {
+            Some(account) => {
+                let fingerprint = key.public_key.fingerprint(HashAlg::Sha256);
+                Ok(self.logged_in(account, &format!("key {fingerprint}")))
+            }
+            None => Ok(self.again()),
+        }
     }
 
     async fn auth_keyboard_interactive<'a>(
         &'a mut self,
-        _user: &str,
+        user: &str,
         _submethods: &str,
-        _response: Option<russh::server::Response<'a>>,
+        response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        Ok(password_only())
+        let Some(mut answers) = response else {
+            return Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: vec![(PASSWORD_PROMPT.into(), false)].into(),
+            });
+        };
+        let answer = answers.next();
+        let password = match (answer, answers.next()) {
+            (Some(answer), None) => String::from_utf8(answer.to_vec()).ok(),
+            _ => None,
+        };
+        match password {
+            Some(password) => Ok(self
+                .check_password(user, &password, "keyboard-interactive")
+                .await),
+            // Not one UTF-8 answer to the one prompt: a refusal, not a guess.
+            None => Ok(self.again()),
+        }
     }
 
     async fn channel_open_session(
@@ -122,6 +226,15 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.stopping() {
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: 2, // SSH_OPEN_CONNECT_FAILED
+                    reason: "the server is shutting down".to_string(),
+                })
+                .await;
+            return Ok(());
+        }
         if self.opened >= self.server.config.max_channels {
             reply
                 .reject(ChannelOpenFailure::Other {
@@ -184,17 +297,24 @@ impl russh::server::Handler for Connection {
             session.channel_failure(channel)?;
             return Ok(());
         };
-        let storage = match (self.server.storage)(&account) {
-            Ok(storage) => storage,
+        let fs = match self.server.context.user_fs(Arc::clone(&account)) {
+            Ok(fs) => fs,
             Err(e) => {
                 tracing::warn!(user = %account.name, "sftp: storage unavailable: {e}");
                 return self.refuse(channel, "The user's files are unavailable.\r\n", session);
             }
         };
+        if self.stopping() {
+            return self.refuse(channel, "The server is shutting down.\r\n", session);
+        }
         session.channel_success(channel)?;
-        let fs = SftpFs::new(account, storage);
         let limits = self.server.config.limits;
-        tokio::spawn(crate::sftp::serve(ch, fs, limits));
+        let running = self.sessions.enter();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            crate::sftp::serve(ch, fs, limits, shutdown).await;
+            drop(running);
+        });
         Ok(())
     }
 

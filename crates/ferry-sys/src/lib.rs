@@ -11,7 +11,7 @@
 //!   [`nofile_limit`] reads it, [`set_nofile_limit`] lowers it; [`is_out_of_descriptors`] recognises the errors of a full
 //!   descriptor table.
 //! - [`DirWatcher`], [`fs_magic`]: hear of changes in directories (inotify), and what kind of
-//!   file system a file is on.
+//!   file system a file is on; [`fs_space`]: its size, free space and limits (`statvfs`).
 //! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
 //! - [`release_free_memory`]: hand the memory the allocator holds free back to the system.
 
@@ -101,6 +101,10 @@ pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 pub const O_PATH_NOFOLLOW: i32 =
     (rustix::fs::OFlags::PATH.bits() | rustix::fs::OFlags::NOFOLLOW.bits()) as i32;
 
+/// `O_PATH`: a handle on a name's inode (following symbolic links) that can neither read nor
+/// write it; opening it touches nothing (a FIFO or device is not opened).
+pub const O_PATH: i32 = rustix::fs::OFlags::PATH.bits() as i32;
+
 /// `O_NOFOLLOW`: opening a symbolic link fails instead of following it.
 pub const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 
@@ -185,6 +189,56 @@ pub fn fs_magic<Fd: AsFd>(fd: Fd) -> io::Result<u64> {
     // `f_type` is signed on some targets; the magic numbers are bit patterns.
     #[allow(clippy::unnecessary_cast)]
     Ok(st.f_type as u64)
+}
+
+/// Size, free space and limits of a file system (`statvfs(3)`'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FsSpace {
+    /// Preferred block size.
+    pub block_size: u64,
+    /// The unit of the block counts.
+    pub fragment_size: u64,
+    /// Blocks in all.
+    pub blocks: u64,
+    /// Free blocks.
+    pub blocks_free: u64,
+    /// Free blocks an unprivileged user may use.
+    pub blocks_available: u64,
+    /// Inodes in all.
+    pub files: u64,
+    /// Free inodes.
+    pub files_free: u64,
+    /// Free inodes an unprivileged user may use.
+    pub files_available: u64,
+    /// File system id.
+    pub fsid: u64,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// Mounted `nosuid`.
+    pub no_suid: bool,
+    /// Longest file name.
+    pub name_max: u64,
+}
+
+/// Size, free space and limits of the file system `fd` is on (`fstatvfs(3)`); works on an
+/// `O_PATH` descriptor.
+pub fn fs_space<Fd: AsFd>(fd: Fd) -> io::Result<FsSpace> {
+    use rustix::fs::StatVfsMountFlags;
+    let st = rustix::fs::fstatvfs(fd)?;
+    Ok(FsSpace {
+        block_size: st.f_bsize,
+        fragment_size: st.f_frsize,
+        blocks: st.f_blocks,
+        blocks_free: st.f_bfree,
+        blocks_available: st.f_bavail,
+        files: st.f_files,
+        files_free: st.f_ffree,
+        files_available: st.f_favail,
+        fsid: st.f_fsid,
+        read_only: st.f_flag.contains(StatVfsMountFlags::RDONLY),
+        no_suid: st.f_flag.contains(StatVfsMountFlags::NOSUID),
+        name_max: st.f_namemax,
+    })
 }
 
 /// Directories watched for changes through one non-blocking inotify instance.
@@ -277,6 +331,22 @@ mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn fs_space_of_a_file_through_an_o_path_handle() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("f"), b"1").unwrap();
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_PATH)
+            .open(root.path().join("f"))
+            .unwrap();
+        let space = fs_space(&handle).unwrap();
+        assert!(space.blocks > 0 && space.fragment_size > 0, "{space:?}");
+        assert!(space.blocks_available <= space.blocks, "{space:?}");
+        assert!(space.name_max >= 255, "{space:?}");
+    }
 
     #[test]
     fn dir_watcher_hears_entry_changes_but_not_reads() {

@@ -32,6 +32,8 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use entry::{Entry, EntryKind, Metadata, Unique};
+/// Size, free space and limits of the file system under a path ([`Storage::statvfs`]).
+pub use ferry_sys::FsSpace;
 pub use listcache::ListCache;
 pub use local::LocalFs;
 pub use memory::MemoryFs;
@@ -256,6 +258,15 @@ pub trait FileHandle: Send + Sync {
     /// Up to `len` bytes from `offset`; fewer only at the end of the file, none past it.
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
 
+    /// [`FileHandle::read_at`], appending to `buf` (which may already hold a reply's header,
+    /// so the data is not copied again); returns how many bytes were appended. Backends that
+    /// can read straight into `buf` override the default, which copies.
+    async fn read_at_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<usize> {
+        let data = self.read_at(offset, len).await?;
+        buf.extend_from_slice(&data);
+        Ok(data.len())
+    }
+
     /// Write all of `data` at `offset` (at the end, whatever `offset`, in append mode).
     async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
 
@@ -420,6 +431,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Set the modification time (MFMT).
     async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()>;
+
+    /// Size, free space and limits of the file system holding `path` (SFTP's
+    /// `statvfs@openssh.com`). Backends that have no such figures refuse
+    /// ([`ErrorKind::Unsupported`], the default).
+    async fn statvfs(&self, path: &VPath) -> Result<FsSpace> {
+        let _ = path;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "File system figures are not available from this storage",
+        ))
+    }
 
     /// Set the permission bits (`SITE CHMOD`); only `0o777` are ever passed. Backends without
     /// permission bits refuse.

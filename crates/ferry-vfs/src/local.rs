@@ -589,6 +589,30 @@ impl FileHandle for LocalHandle {
         Ok(buf)
     }
 
+    async fn read_at_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if !self.readable {
+            return Err(not_open_for("reading"));
+        }
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        let mut filled = 0;
+        while filled < len {
+            let at = offset.saturating_add(filled as u64);
+            match self.file.read_at(&mut buf[start + filled..], at) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+        buf.truncate(start + filled);
+        Ok(filled)
+    }
+
     async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::FileExt;
@@ -892,6 +916,26 @@ impl Storage for LocalFs {
             let file = dir.open(&rel)?.into_std();
             file.set_modified(time)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn statvfs(&self, path: &VPath) -> Result<crate::FsSpace> {
+        use cap_std::fs::OpenOptionsExt;
+        if hides(path) {
+            return Err(leftovers::not_found());
+        }
+        let rel = rel(path);
+        self.run(move |dir| {
+            // O_PATH: nothing is opened for reading (a FIFO can't block), symlinks are
+            // followed only within the jail.
+            let handle = dir.open_with(
+                &rel,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(ferry_sys::O_PATH),
+            )?;
+            Ok(ferry_sys::fs_space(&handle)?)
         })
         .await
     }

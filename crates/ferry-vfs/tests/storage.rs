@@ -429,6 +429,13 @@ async fn positional_reads(fs: Fs) {
         assert_eq!(r, &data[start..end], "read at {o}");
     }
     assert_eq!(h.metadata().await.unwrap().size, 100_000);
+    // Into a buffer that already holds a header: appended after it, short at the end.
+    let mut buf = b"head".to_vec();
+    assert_eq!(h.read_at_into(99_990, 100, &mut buf).await.unwrap(), 10);
+    assert_eq!(&buf[..4], b"head");
+    assert_eq!(&buf[4..], &data[99_990..]);
+    assert_eq!(h.read_at_into(100_000, 100, &mut buf).await.unwrap(), 0);
+    assert_eq!(buf.len(), 14);
     // Opened for reading only: no writes.
     assert_eq!(
         kind!(h.write_at(0, b"x").await),
@@ -539,6 +546,21 @@ async fn capabilities_hold(fs: Fs) {
     }
 }
 
+/// File system figures where the backend has them, `Unsupported` where it has not; never for
+/// a missing path.
+async fn statvfs_figures(fs: Fs) {
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    match fs.statvfs(&p("/f")).await {
+        Ok(space) => {
+            assert!(space.blocks > 0 && space.blocks_available <= space.blocks);
+            let root = fs.statvfs(&VPath::root()).await.unwrap();
+            assert_eq!(root.fsid, space.fsid);
+            assert_eq!(kind!(fs.statvfs(&p("/nope")).await), ErrorKind::NotFound);
+        }
+        Err(e) => assert_eq!(e.kind, ErrorKind::Unsupported),
+    }
+}
+
 /// Runs futures at once (all in flight), in order of results.
 async fn futures_join<F: std::future::Future>(futures: [F; 6]) -> Vec<F::Output> {
     let [a, b, c, d, e, f] = futures;
@@ -588,6 +610,7 @@ suite!(
     abort_keeps_the_old_file,
     positional_writes_in_place,
     capabilities_hold,
+    statvfs_figures,
 );
 
 mod local_only {
@@ -686,6 +709,8 @@ mod local_only {
         }
         assert!(fs.mkdir(&p("/out/newdir")).await.is_err());
         assert!(fs.set_mtime(&p("/secret"), 0).await.is_err());
+        assert!(refused(kind!(fs.statvfs(&p("/out")).await)));
+        assert!(refused(kind!(fs.statvfs(&p("/etc")).await)));
         put(&fs, "/mine", WriteMode::Replace, b"m").await;
         assert!(fs.rename(&p("/mine"), &p("/out/stolen")).await.is_err());
         assert!(fs.remove_file(&p("/out/secret")).await.is_err());
@@ -714,6 +739,7 @@ mod local_only {
         symlink("sub", root.join("sublink")).unwrap();
         assert_eq!(get(&fs, "/link").await, b"inside");
         assert_eq!(get(&fs, "/sublink/file").await, b"inside");
+        assert!(fs.statvfs(&p("/sublink")).await.unwrap().blocks > 0);
         assert_eq!(
             fs.metadata(&p("/link")).await.unwrap().kind,
             EntryKind::File

@@ -31,9 +31,13 @@ pub(crate) struct ServeArgs {
     /// Passive ports, inclusive, e.g. 30000-30099.
     #[arg(long, value_name = "LOW-HIGH")]
     passive_ports: Option<PortRange>,
-    /// User name; the password comes from the FERRY_PASSWORD environment variable.
+    /// User name; the password comes from the FERRY_PASSWORD environment variable (optional
+    /// with --authorized-keys).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// OpenSSH authorized_keys file: public keys the --user may log in with over SFTP.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    authorized_keys: Option<PathBuf>,
     /// Also allow anonymous read-only logins, serving DIR.
     #[arg(long, value_name = "DIR")]
     anonymous_root: Option<PathBuf>,
@@ -121,14 +125,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.user {
         let password = std::env::var("FERRY_PASSWORD")
             .ok()
-            .filter(|p| !p.is_empty())
-            .context("--user needs the password in the FERRY_PASSWORD environment variable")?;
+            .filter(|p| !p.is_empty());
+        if password.is_none() && args.authorized_keys.is_none() {
+            bail!(
+                "--user needs the password in the FERRY_PASSWORD environment variable, or keys with --authorized-keys"
+            );
+        }
+        let keys = args.authorized_keys.clone().map(absolute);
         users.retain(|u| &u.name != name);
-        users.push(quick_user(name, &password, &quick_root)?);
+        users.push(quick_user(name, password.as_deref(), keys, &quick_root)?);
     } else if users.is_empty() && !anonymous {
         // Nothing configured: a generated user on a folder we create, printed below.
         let password = generate_password();
-        users.push(quick_user("ferry", &password, &quick_root)?);
+        users.push(quick_user("ferry", Some(&password), None, &quick_root)?);
         banner_credentials = Some(("ferry".to_string(), password));
     } else if args.root.is_some() {
         bail!(
@@ -187,9 +196,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut c = ferry_sftpd::SftpConfig::new(absolute(state_dir));
         c.login_grace = config.login_timeout;
         c.idle_timeout = config.idle_timeout;
-        c.max_failed_logins_per_ip = config.max_failed_logins_per_ip;
-        c.max_failed_logins_per_user = config.max_failed_logins_per_user;
-        c.failed_login_window = config.failed_login_window;
+        c.limits.idle_timeout = config.idle_timeout;
+        c.auth_rejection_time = config.login_failure_delay;
         c
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -215,14 +223,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let (sftp_stop, sftp_stopped) = tokio::sync::watch::channel(false);
         let mut sftp_addrs = Vec::new();
+        let mut sftp_listeners = Vec::new();
         if !sftp_listen.is_empty() {
-            let sftp = ferry_sftpd::SftpServer::new(
-                sftp_config,
-                Arc::clone(&auth),
-                Arc::clone(&context.storage),
-            )
-            .context("starting SFTP")?
-            .with_login_throttle(context.throttle.clone());
+            let sftp = ferry_sftpd::SftpServer::new_in(sftp_config, Arc::clone(&context))
+                .context("starting SFTP")?;
             let sftp = Arc::new(sftp);
             for addr in &sftp_listen {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -233,17 +237,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 sftp_addrs.push(bound);
                 let sftp = Arc::clone(&sftp);
                 let mut stopped = sftp_stopped.clone();
-                tokio::spawn(async move {
+                sftp_listeners.push(tokio::spawn(async move {
                     let stop = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
                     if let Err(e) = sftp.serve(listener, stop).await {
                         tracing::error!(error = %e, "SFTP listener failed");
                     }
-                });
+                }));
             }
-            for fp in sftp.fingerprints() {
-                println!("ferry: SFTP host key {fp}");
+            for key in sftp.host_keys() {
+                println!("ferry: SFTP host key {key}");
             }
         }
         for addr in server.implicit_tls_addrs() {
@@ -288,6 +292,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let _ = sftp_stop.send(true);
             })
             .await?;
+        // SFTP sessions were told at the same time; those still running finish their
+        // transfers (see SftpServer::serve).
+        for listener in sftp_listeners {
+            let _ = listener.await;
+        }
         anyhow::Ok(())
     })?;
     Ok(())
@@ -476,13 +485,18 @@ async fn reload_on_sighup(tls: TlsSetup) {
     }
 }
 
-fn quick_user(name: &str, password: &str, root: &std::path::Path) -> anyhow::Result<UserSpec> {
+fn quick_user(
+    name: &str,
+    password: Option<&str>,
+    authorized_keys_file: Option<PathBuf>,
+    root: &std::path::Path,
+) -> anyhow::Result<UserSpec> {
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     Ok(UserSpec {
         name: name.to_string(),
-        password_hash: Some(ferry_auth::hash_password(password)),
+        password_hash: password.map(ferry_auth::hash_password),
         authorized_keys: Vec::new(),
-        authorized_keys_file: None,
+        authorized_keys_file,
         home: root.to_path_buf(),
         permissions: vec!["all".to_string()],
     })

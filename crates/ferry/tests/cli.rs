@@ -145,16 +145,20 @@ fn serve_with_no_arguments_creates_a_folder_and_prints_credentials() {
     assert_eq!(addr, "127.0.0.1:2121".parse().unwrap());
     // SFTP beside FTPS, with the host key's fingerprint in OpenSSH's form.
     assert_eq!(serve.line(), "ferry: listening on sftp://127.0.0.1:2222/");
-    let host_key = serve.line();
-    assert!(
-        host_key.starts_with("ferry: SFTP host key SHA256:"),
-        "{host_key}"
-    );
-    assert!(
-        dir.path()
-            .join("ferry-state/ssh_host_ed25519_key")
-            .is_file()
-    );
+    for kind in ["ED25519", "RSA"] {
+        let host_key = serve.line();
+        assert!(
+            host_key.starts_with("ferry: SFTP host key SHA256:")
+                && host_key.ends_with(&format!(" ({kind})")),
+            "{host_key}"
+        );
+    }
+    for file in ["ssh_host_ed25519_key", "ssh_host_rsa_key"] {
+        assert!(
+            dir.path().join("ferry-state").join(file).is_file(),
+            "{file}"
+        );
+    }
     let tls = serve.line();
     assert!(
         tls.starts_with("ferry: TLS required with certificate") && tls.contains("SHA-256"),
