@@ -89,6 +89,11 @@ impl LoginThrottle {
         }
     }
 
+    /// How long failures count.
+    pub fn window(&self) -> Duration {
+        self.inner.window
+    }
+
     /// Take a place for one password check by `user` from `address`, waiting while every
     /// place is held by checks still running. `Err` when the limit is reached: the password
     /// must then not be checked at all.
@@ -149,17 +154,27 @@ impl Inner {
         }))
     }
 
-    fn end(&self, address: Option<IpAddr>, user: Option<u64>, failed: bool) {
+    /// End a guess; the limit (address first) that this failure has just filled, if any.
+    fn end(&self, address: Option<IpAddr>, user: Option<u64>, failed: bool) -> Option<Throttled> {
+        let mut filled = None;
         if let Ok(mut state) = self.state.lock() {
             let now = Instant::now();
-            if let Some(a) = address {
-                state.addresses.end(&a, failed, self.window, now);
-            }
             if let Some(k) = user {
-                state.users.end(&k, failed, self.window, now);
+                if state.users.end(&k, failed, self.per_user, self.window, now) {
+                    filled = Some(Throttled::User);
+                }
+            }
+            if let Some(a) = address {
+                if state
+                    .addresses
+                    .end(&a, failed, self.per_address, self.window, now)
+                {
+                    filled = Some(Throttled::Address);
+                }
             }
         }
         self.released.notify_waiters();
+        filled
     }
 }
 
@@ -168,6 +183,14 @@ impl LoginAttempt {
     pub fn succeeded(mut self) {
         let (address, user) = (self.address.take(), self.user.take());
         self.inner.end(address, user, false);
+    }
+
+    /// The password was wrong (as dropping the attempt says): counted as a failed login.
+    /// `Some` when this failure filled a limit, so that the address or the user is refused
+    /// from now until the window has passed (said once per window, for logging a ban).
+    pub fn failed(mut self) -> Option<Throttled> {
+        let (address, user) = (self.address.take(), self.user.take());
+        self.inner.end(address, user, true)
     }
 }
 
@@ -247,9 +270,10 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
         b.in_flight = b.in_flight.saturating_add(1);
     }
 
-    fn end(&mut self, key: &K, failed: bool, window: Duration, now: Instant) {
+    /// End a guess on `key`; true when this failure brought its failures to `limit`.
+    fn end(&mut self, key: &K, failed: bool, limit: u32, window: Duration, now: Instant) -> bool {
         let Some(b) = self.map.get_mut(key) else {
-            return;
+            return false;
         };
         b.in_flight = b.in_flight.saturating_sub(1);
         b.expire(window, now);
@@ -259,9 +283,11 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
             }
             b.failures = b.failures.saturating_add(1);
         }
+        let filled = failed && b.failures == limit;
         if b.failures == 0 && b.in_flight == 0 {
             self.map.remove(key);
         }
+        filled
     }
 
     fn make_room(&mut self, window: Duration, now: Instant) {
@@ -353,6 +379,25 @@ mod tests {
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         let r = t.inner.try_begin(mapped.to_canonical(), "u");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn the_failure_that_fills_a_limit_says_so_once() {
+        let t = LoginThrottle::new(2, 3, Duration::from_secs(60));
+        assert_eq!(begin(&t, A, "u").unwrap().unwrap().failed(), None);
+        assert_eq!(
+            begin(&t, A, "u").unwrap().unwrap().failed(),
+            Some(Throttled::Address)
+        );
+        assert_eq!(
+            begin(&t, B, "u").unwrap().unwrap().failed(),
+            Some(Throttled::User)
+        );
+        assert!(begin(&t, A, "v").unwrap().is_err());
+        let t = LoginThrottle::new(0, 0, Duration::from_secs(60));
+        for _ in 0..5 {
+            assert_eq!(begin(&t, A, "u").unwrap().unwrap().failed(), None);
+        }
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use ferry_auth::{Account, Authenticator, LoginThrottle};
 use crate::sessions::SessionRegistry;
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
+use crate::xferlog::TransferLog;
 
 /// The limits every protocol counts against together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct ServerContext {
     pub throttle: LoginThrottle,
     /// Sessions of every protocol, against the shared limits.
     pub sessions: Arc<SessionRegistry>,
+    /// Every protocol's finished transfers, one xferlog line each (off until opened).
+    pub transfer_log: TransferLog,
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -76,6 +79,7 @@ impl ServerContext {
                 limits.failed_login_window,
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
+            transfer_log: TransferLog::new(),
         })
     }
 

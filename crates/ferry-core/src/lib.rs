@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`context`]: [`ServerContext`], what the servers of one process share: users, storage per
-//!   account, the login throttle and the session registry.
+//!   account, the login throttle, the session registry and the transfer log.
+//! - [`events`]: the names of the security events every protocol logs (`event` field).
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
@@ -11,17 +12,22 @@
 //! - [`userfs`]: [`UserFs`], one logged-in user's view of storage: every file operation of
 //!   every protocol goes through it, and it is the one place where the user's permissions and
 //!   the backend's capabilities are checked.
+//! - [`xferlog`]: [`TransferLog`], one xferlog(5) line per finished transfer of any protocol,
+//!   written by a thread of its own behind a bounded queue.
 //!
 //! A protocol server takes an `Arc<ServerContext>`, admits each connection through
 //! [`SessionRegistry::admit`], logs users in through the context's authenticator and throttle,
 //! and serves their requests through [`UserFs`], mapping its errors to the protocol's replies.
 
 pub mod context;
+pub mod events;
 pub mod sessions;
 pub mod storage;
 pub mod userfs;
+pub mod xferlog;
 
 pub use context::{ServerContext, SharedLimits};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
 pub use userfs::{Operation, UserFs};
+pub use xferlog::{Direction, Transfer, TransferInfo, TransferLog};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
@@ -87,6 +87,21 @@ pub struct SessionRegistry {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     session_ended: Notify,
+    refusals: Mutex<RefusalRate>,
+}
+
+/// Refusals logged in the current second, and those left unlogged: a flood of connections
+/// must not become a flood of log lines.
+#[derive(Default)]
+struct RefusalRate {
+    second: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RefusalRate {
+    /// Refusals logged one by one per second at most.
+    const PER_SECOND: u32 = 10;
 }
 
 impl std::fmt::Debug for SessionRegistry {
@@ -113,12 +128,24 @@ impl SessionRegistry {
             inner: Mutex::new(Inner::default()),
             next_id: AtomicU64::new(1),
             session_ended: Notify::new(),
+            refusals: Mutex::new(RefusalRate::default()),
         })
     }
 
-    /// Admit a session of `protocol` from `peer`, or say why not. The session counts until
-    /// the returned [`SessionPermit`] is dropped.
+    /// Admit a session of `protocol` from `peer`, or say why not (and log it: the
+    /// `session_refused` event, at most [`RefusalRate::PER_SECOND`] a second, then a count).
+    /// The session counts until the returned [`SessionPermit`] is dropped.
     pub fn admit(
+        self: &Arc<Self>,
+        protocol: Protocol,
+        peer: SocketAddr,
+    ) -> Result<SessionPermit, Refusal> {
+        self.try_admit(protocol, peer).inspect_err(|why| {
+            self.log_refusal(protocol, peer, *why);
+        })
+    }
+
+    fn try_admit(
         self: &Arc<Self>,
         protocol: Protocol,
         peer: SocketAddr,
@@ -145,6 +172,41 @@ impl SessionRegistry {
             registry: Arc::clone(self),
             info,
         })
+    }
+
+    fn log_refusal(&self, protocol: Protocol, peer: SocketAddr, why: Refusal) {
+        let mut rate = lock(&self.refusals);
+        let now = Instant::now();
+        if rate
+            .second
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            let suppressed = std::mem::take(&mut rate.suppressed);
+            *rate = RefusalRate {
+                second: Some(now),
+                ..RefusalRate::default()
+            };
+            if suppressed > 0 {
+                tracing::warn!(
+                    event = crate::events::SESSION_REFUSED,
+                    suppressed,
+                    "connections refused by the session limits, not logged one by one"
+                );
+            }
+        }
+        if rate.logged >= RefusalRate::PER_SECOND {
+            rate.suppressed += 1;
+            return;
+        }
+        rate.logged += 1;
+        drop(rate);
+        tracing::warn!(
+            event = crate::events::SESSION_REFUSED,
+            protocol = protocol.name(),
+            %peer,
+            reason = why.text(),
+            "connection refused"
+        );
     }
 
     /// Sessions admitted and not ended.

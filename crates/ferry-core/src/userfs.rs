@@ -6,6 +6,7 @@
 //! storage is touched. Each protocol maps the resulting [`Error`] once (FTP reply codes, SFTP
 //! status codes).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_auth::{Account, Permissions};
@@ -84,6 +85,8 @@ fn unsupported(what: &str) -> Error {
 pub struct UserFs {
     account: Arc<Account>,
     storage: Arc<dyn Storage>,
+    /// Who is served, named in the events refusals log.
+    client: Option<(&'static str, SocketAddr)>,
 }
 
 impl std::fmt::Debug for UserFs {
@@ -97,7 +100,18 @@ impl std::fmt::Debug for UserFs {
 impl UserFs {
     /// `account`'s view of `storage`.
     pub fn new(account: Arc<Account>, storage: Arc<dyn Storage>) -> Self {
-        UserFs { account, storage }
+        UserFs {
+            account,
+            storage,
+            client: None,
+        }
+    }
+
+    /// This view serves the client at `peer` over `protocol` (`ftp`, `ftps`, `sftp`): the
+    /// `permission_denied` and `jail_refused` events it logs name them.
+    pub fn for_client(mut self, protocol: &'static str, peer: SocketAddr) -> Self {
+        self.client = Some((protocol, peer));
+        self
     }
 
     /// The logged-in account.
@@ -118,6 +132,15 @@ impl UserFs {
         if self.allows(op) {
             Ok(())
         } else {
+            let (protocol, peer) = self.client_fields();
+            tracing::info!(
+                event = crate::events::PERMISSION_DENIED,
+                protocol,
+                peer,
+                user = %self.account.name,
+                operation = ?op,
+                "operation not permitted for the account"
+            );
             Err(denied())
         }
     }
@@ -130,6 +153,34 @@ impl UserFs {
     fn storage_for(&self, op: Operation) -> Result<&Arc<dyn Storage>> {
         self.check(op)?;
         Ok(&self.storage)
+    }
+
+    fn client_fields(&self) -> (&'static str, Option<String>) {
+        match self.client {
+            Some((protocol, peer)) => (protocol, Some(peer.to_string())),
+            None => ("", None),
+        }
+    }
+
+    /// `result` of storage's work for `op` on `path`; a refusal (the jail's, a special file's,
+    /// the file system's) is logged as the `jail_refused` event.
+    fn noted<T>(&self, op: Operation, path: &VPath, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::PermissionDenied {
+                let (protocol, peer) = self.client_fields();
+                tracing::warn!(
+                    event = crate::events::JAIL_REFUSED,
+                    protocol,
+                    peer,
+                    user = %self.account.name,
+                    operation = ?op,
+                    %path,
+                    reason = %e.message,
+                    "storage refused the path"
+                );
+            }
+        }
+        result
     }
 
     /// Checks that a write in `mode` is possible on this backend.
@@ -147,7 +198,8 @@ impl UserFs {
 
     /// [`Operation::Enter`]: `path` must be a directory; its metadata.
     pub async fn enter(&self, path: &VPath) -> Result<Metadata> {
-        let meta = self.storage_for(Operation::Enter)?.metadata(path).await?;
+        let meta = self.storage_for(Operation::Enter)?.metadata(path).await;
+        let meta = self.noted(Operation::Enter, path, meta)?;
         if meta.kind != EntryKind::Dir {
             return Err(Error::new(ErrorKind::NotADirectory, "Not a directory"));
         }
@@ -156,37 +208,44 @@ impl UserFs {
 
     /// [`Operation::Stat`]: metadata of `path`.
     pub async fn stat(&self, path: &VPath) -> Result<Metadata> {
-        self.storage_for(Operation::Stat)?.metadata(path).await
+        let r = self.storage_for(Operation::Stat)?.metadata(path).await;
+        self.noted(Operation::Stat, path, r)
     }
 
     /// [`Operation::Stat`]: size, free space and limits of the file system holding `path`
     /// (`Unsupported` where the backend has no such figures).
     pub async fn statvfs(&self, path: &VPath) -> Result<FsSpace> {
-        self.storage_for(Operation::Stat)?.statvfs(path).await
+        let r = self.storage_for(Operation::Stat)?.statvfs(path).await;
+        self.noted(Operation::Stat, path, r)
     }
 
     /// [`Operation::List`]: metadata of `path`, to be shown as a listing shows it.
     pub async fn describe(&self, path: &VPath) -> Result<Metadata> {
-        self.storage_for(Operation::List)?.metadata(path).await
+        let r = self.storage_for(Operation::List)?.metadata(path).await;
+        self.noted(Operation::List, path, r)
     }
 
     /// [`Operation::List`]: the entries of directory `path`, sorted by name, in chunks.
     pub async fn list_sorted(&self, path: &VPath) -> Result<EntryStream> {
-        self.storage_for(Operation::List)?.list_sorted(path).await
+        let r = self.storage_for(Operation::List)?.list_sorted(path).await;
+        self.noted(Operation::List, path, r)
     }
 
     /// [`Operation::Read`]: a file's content from `offset`.
     pub async fn open_read(&self, path: &VPath, offset: u64) -> Result<ReadHandle> {
-        self.storage_for(Operation::Read)?
+        let r = self
+            .storage_for(Operation::Read)?
             .open_read(path, offset)
-            .await
+            .await;
+        self.noted(Operation::Read, path, r)
     }
 
     /// [`Operation::Write`]: an upload in `mode`.
     pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
         let storage = self.storage_for(Operation::Write)?;
         self.check_mode(mode)?;
-        storage.open_write(path, mode).await
+        let r = storage.open_write(path, mode).await;
+        self.noted(Operation::Write, path, r)
     }
 
     /// [`Operation::Read`] and/or [`Operation::Write`], as `access` asks: a handle for reads
@@ -199,12 +258,19 @@ impl UserFs {
             self.check(Operation::Write)?;
             self.check_mode(mode)?;
         }
-        self.storage.open_file(path, access).await
+        let op = if access.write.is_some() {
+            Operation::Write
+        } else {
+            Operation::Read
+        };
+        let r = self.storage.open_file(path, access).await;
+        self.noted(op, path, r)
     }
 
     /// [`Operation::MakeDir`].
     pub async fn mkdir(&self, path: &VPath) -> Result<()> {
-        self.storage_for(Operation::MakeDir)?.mkdir(path).await
+        let r = self.storage_for(Operation::MakeDir)?.mkdir(path).await;
+        self.noted(Operation::MakeDir, path, r)
     }
 
     /// [`Operation::Delete`] of an empty directory; never the root.
@@ -216,12 +282,14 @@ impl UserFs {
                 "Cannot remove the root directory",
             ));
         }
-        storage.rmdir(path).await
+        let r = storage.rmdir(path).await;
+        self.noted(Operation::Delete, path, r)
     }
 
     /// [`Operation::Delete`] of a file.
     pub async fn remove_file(&self, path: &VPath) -> Result<()> {
-        self.storage_for(Operation::Delete)?.remove_file(path).await
+        let r = self.storage_for(Operation::Delete)?.remove_file(path).await;
+        self.noted(Operation::Delete, path, r)
     }
 
     /// [`Operation::Rename`]: checks that `from` exists (and is not the root), for protocols
@@ -234,7 +302,8 @@ impl UserFs {
                 "Cannot rename the root directory",
             ));
         }
-        storage.metadata(from).await
+        let r = storage.metadata(from).await;
+        self.noted(Operation::Rename, from, r)
     }
 
     /// [`Operation::Rename`] of `from` to `to` (replacing a file at `to`).
@@ -246,14 +315,17 @@ impl UserFs {
                 "Cannot rename the root directory",
             ));
         }
-        storage.rename(from, to).await
+        let r = storage.rename(from, to).await;
+        self.noted(Operation::Rename, to, r)
     }
 
     /// [`Operation::SetAttributes`]: the modification time.
     pub async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()> {
-        self.storage_for(Operation::SetAttributes)?
+        let r = self
+            .storage_for(Operation::SetAttributes)?
             .set_mtime(path, unix_secs)
-            .await
+            .await;
+        self.noted(Operation::SetAttributes, path, r)
     }
 
     /// [`Operation::SetAttributes`]: permission bits (`0o777` at most).
@@ -262,6 +334,7 @@ impl UserFs {
         if !storage.capabilities().chmod {
             return Err(unsupported("Changing permissions"));
         }
-        storage.set_mode(path, mode & 0o777).await
+        let r = storage.set_mode(path, mode & 0o777).await;
+        self.noted(Operation::SetAttributes, path, r)
     }
 }

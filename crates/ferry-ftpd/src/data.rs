@@ -211,7 +211,7 @@ impl PassivePlan {
             };
             match expected_peer {
                 Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
-                    warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                    refused_foreign(peer, ip);
                     drop(stream);
                 }
                 // Nagle is off already: accepted connections inherit the listener's setting.
@@ -219,6 +219,19 @@ impl PassivePlan {
             }
         }
     }
+}
+
+/// The `foreign_data_refused` event: a connection to a passive port from `from`, which is
+/// not the client's address `client`.
+fn refused_foreign(from: SocketAddr, client: IpAddr) {
+    warn!(
+        event = ferry_core::events::FOREIGN_DATA_REFUSED,
+        protocol = "ftp",
+        peer = %client,
+        %from,
+        reason = "data connection from an address other than the client's",
+        "refused passive data connection from a foreign address"
+    );
 }
 
 impl PassivePlan {
@@ -246,7 +259,7 @@ impl PassivePlan {
             };
             match expected_peer {
                 Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
-                    warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                    refused_foreign(peer, ip);
                 }
                 _ => return Poll::Ready(Ok(stream)),
             }
@@ -263,7 +276,7 @@ impl PassivePlan {
             match ferry_sys::accept_nonblocking(listener) {
                 Ok((stream, peer)) => match expected_peer {
                     Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
-                        warn!(%peer, expected = %ip, "refused passive data connection from a foreign address");
+                        refused_foreign(peer, ip);
                     }
                     _ => return Some(stream),
                 },

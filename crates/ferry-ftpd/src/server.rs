@@ -267,7 +267,7 @@ fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {
     {
         Ok(p) => p,
         Err(why) => {
-            debug!(%peer, %why, "connection refused");
+            // Logged by the registry (`session_refused`).
             refuse(&stream, why.text());
             return;
         }

@@ -214,7 +214,7 @@ impl SftpServer {
         let permit = match self.inner.context.sessions.admit(Protocol::Sftp, peer) {
             Ok(permit) => permit,
             Err(why) => {
-                tracing::debug!(%peer, %why, "sftp: connection refused");
+                // Logged by the registry (`session_refused`).
                 // RFC 4253 4.2: a server may send lines before its version string; clients
                 // show them, so the refusal is told, not just a closed connection.
                 let line = format!("{why}, try again later.\r\n");

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::config::TlsPolicy;
+use ferry_core::events;
 use ferry_proto::Reply;
 use ferry_proto::listing::MlstFacts;
 use ferry_vfs::VPath;
@@ -18,7 +19,37 @@ fn is_anonymous_name(name: &str) -> bool {
         .any(|a| name.eq_ignore_ascii_case(a))
 }
 
+/// The `ban` event: `name`'s failure from `peer` filled the `limit`.
+fn log_ban(
+    protocol: &'static str,
+    peer: std::net::SocketAddr,
+    name: &str,
+    limit: ferry_auth::Throttled,
+    context: &ferry_core::ServerContext,
+) {
+    let scope = match limit {
+        ferry_auth::Throttled::Address => "address",
+        ferry_auth::Throttled::User => "user",
+    };
+    warn!(
+        event = events::BAN,
+        protocol,
+        peer = %peer,
+        user = %sanitize(name),
+        scope,
+        window_secs = context.throttle.window().as_secs(),
+        reason = %limit,
+        "failed-login limit reached: refusing logins for the window"
+    );
+}
+
 impl Session {
+    /// The protocol this session's security events name: `ftps` once the control connection
+    /// is protected.
+    pub(super) fn protocol(&self) -> &'static str {
+        if self.control.is_tls() { "ftps" } else { "ftp" }
+    }
+
     pub(super) fn cmd_user(&mut self, name: String) -> Reply {
         if let State::LoggedIn(_) = self.state {
             return Reply::new(530, "Already logged in; use REIN to change user.");
@@ -28,6 +59,14 @@ impl Session {
             && self.global_tls() == TlsPolicy::Required
             && !(anonymous && self.anonymous_exempt())
         {
+            info!(
+                event = events::LOGIN_REFUSED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = %sanitize(&name),
+                reason = "clear-text login on a server that requires TLS",
+                "login refused"
+            );
             return Reply::new(
                 530,
                 "TLS required: send AUTH TLS before USER (this server does not accept clear-text logins).",
@@ -65,7 +104,14 @@ impl Session {
         let attempt = match throttle.begin(self.peer.ip(), &name).await {
             Ok(attempt) => attempt,
             Err(why) => {
-                warn!(user = %sanitize(&name), "login refused: {why}");
+                warn!(
+                    event = events::LOGIN_REFUSED,
+                    protocol = self.protocol(),
+                    peer = %self.peer,
+                    user = %sanitize(&name),
+                    reason = %why,
+                    "login refused: {why}"
+                );
                 self.send(&Reply::new(
                     421,
                     format!("Login refused: {why}; try again later."),
@@ -74,8 +120,13 @@ impl Session {
                 return Ok(Flow::Close);
             }
         };
+        // xferlog(5) names an anonymous user by the ID string given as password.
+        let mut anonymous_id = None;
         let account = match &self.shared.anonymous {
-            Some(anonymous) if is_anonymous_name(&name) => Some(Arc::clone(anonymous)),
+            Some(anonymous) if is_anonymous_name(&name) => {
+                anonymous_id = Some(password.chars().take(64).collect::<String>());
+                Some(Arc::clone(anonymous))
+            }
             _ => {
                 self.shared
                     .context
@@ -86,9 +137,26 @@ impl Session {
         };
         drop(password);
         let Some(account) = account else {
-            drop(attempt);
+            let filled = attempt.failed();
             self.failed_logins += 1;
-            warn!(user = %sanitize(&name), attempt = self.failed_logins, "login failed");
+            warn!(
+                event = events::LOGIN_FAILED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = %sanitize(&name),
+                attempt = self.failed_logins,
+                reason = "wrong password or unknown user",
+                "login failed"
+            );
+            if let Some(limit) = filled {
+                log_ban(
+                    self.protocol(),
+                    self.peer,
+                    &name,
+                    limit,
+                    &self.shared.context,
+                );
+            }
             tokio::time::sleep(self.shared.config.login_failure_delay).await;
             if self.failed_logins >= self.shared.config.max_login_attempts {
                 self.send(&Reply::new(
@@ -103,7 +171,7 @@ impl Session {
         };
         attempt.succeeded();
         let fs = match self.shared.context.user_fs(Arc::clone(&account)) {
-            Ok(fs) => fs,
+            Ok(fs) => fs.for_client(self.protocol(), self.peer),
             Err(e) => {
                 warn!(user = %account.name, error = %e, "cannot open the user's root");
                 self.send(&Reply::new(421, "Home directory unavailable, closing."))
@@ -112,7 +180,14 @@ impl Session {
             }
         };
         if !self.control.is_tls() && self.account_tls(&account) == TlsPolicy::Required {
-            warn!(user = %account.name, "login refused: TLS required for this account");
+            warn!(
+                event = events::LOGIN_REFUSED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = %account.name,
+                reason = "TLS required for this account",
+                "login refused: TLS required for this account"
+            );
             self.send(&Reply::new(
                 530,
                 "TLS required for this account: reconnect and send AUTH TLS first.",
@@ -122,14 +197,26 @@ impl Session {
         }
         tracing::Span::current().record("user", account.name.as_str());
         self.permit.set_user(Some(&account.name));
-        info!(anonymous = account.anonymous, "logged in");
+        info!(
+            event = events::LOGIN_OK,
+            protocol = self.protocol(),
+            peer = %self.peer,
+            user = %account.name,
+            method = if account.anonymous { "anonymous" } else { "password" },
+            anonymous = account.anonymous,
+            "logged in"
+        );
         let text = if account.anonymous {
             "Anonymous login ok, read-only access."
         } else {
             "Login successful."
         };
         self.tls_logged_in(&account);
-        self.state = State::LoggedIn(LoggedIn { fs });
+        let log_name = match anonymous_id {
+            Some(id) => id,
+            None => account.name.clone(),
+        };
+        self.state = State::LoggedIn(LoggedIn { fs, log_name });
         self.cwd = VPath::root();
         self.send(&Reply::new(230, text)).await?;
         Ok(Flow::Continue)

@@ -33,14 +33,32 @@ impl Session {
             target
         };
         if !config.allow_active_foreign_address && target.ip().to_canonical() != peer_ip {
-            warn!(%target, "refused active data address other than the client's (FTP bounce)");
+            warn!(
+                event = ferry_core::events::BOUNCE_REFUSED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = self.logged_in().map(|l| l.fs.account().name.as_str()),
+                command = verb,
+                %target,
+                reason = "address other than the client's",
+                "refused active data address other than the client's (FTP bounce)"
+            );
             return Reply::new(
                 504,
                 format!("{verb} refused: the address must be your own (FTP bounce protection)."),
             );
         }
         if !config.allow_active_privileged_port && target.port() < 1024 {
-            warn!(%target, "refused active data connection to a privileged port");
+            warn!(
+                event = ferry_core::events::BOUNCE_REFUSED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = self.logged_in().map(|l| l.fs.account().name.as_str()),
+                command = verb,
+                %target,
+                reason = "privileged port",
+                "refused active data connection to a privileged port"
+            );
             return Reply::new(
                 504,
                 format!("{verb} refused: ports below 1024 are not allowed."),

@@ -162,6 +162,7 @@ impl Session {
             false,
             "Here comes the directory listing.",
             "Directory send OK.".to_string(),
+            None,
             job,
         )
         .await?;

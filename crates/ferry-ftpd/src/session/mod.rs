@@ -75,6 +75,9 @@ enum State {
 struct LoggedIn {
     /// The account and its storage, through which every file operation is authorized.
     fs: UserFs,
+    /// The user as the transfer log names them: the account's name, or an anonymous login's
+    /// ID string (its password, as xferlog(5) says).
+    log_name: String,
 }
 
 /// What a transfer task reports when it ends.

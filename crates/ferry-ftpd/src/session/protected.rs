@@ -93,7 +93,12 @@ impl DataTls {
             }
         };
         if self.require_reuse && !proven {
+            let from = tls.get_ref().0.peer_addr().ok();
             warn!(
+                event = ferry_core::events::DATA_TLS_REFUSED,
+                protocol = "ftps",
+                from = from.map(tracing::field::display),
+                reason = "no TLS session of the control connection resumed",
                 "data connection did not resume a TLS session of its control connection (or of the same user's from the same address); refused"
             );
             let _ = tokio::time::timeout(CLOSE_WAIT, tls.shutdown()).await;

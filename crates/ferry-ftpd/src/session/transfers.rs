@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::TlsPolicy;
-use ferry_core::Operation;
+use ferry_core::{Direction, Operation, TransferInfo};
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
@@ -84,13 +84,20 @@ impl Session {
             announced
         );
         let what = path.to_string();
+        let logged = self.transfer_info(&path, Direction::Outgoing);
         let mut already = 0;
         if let Some(file) = handle.file().filter(|_| !ascii) {
             match self.quick_retr(file, announced, &what) {
                 Quick::NotTaken => {}
                 Quick::Sent(n) => already = n,
-                Quick::Done(reply) => {
-                    self.send_two(&Reply::new(150, opening), &reply).await?;
+                Quick::Done(outcome) => {
+                    if let Some(info) = logged {
+                        let log = &self.shared.context.transfer_log;
+                        log.start(info, Arc::default(), 0)
+                            .finish_with(outcome.bytes, outcome.completed);
+                    }
+                    self.send_two(&Reply::new(150, opening), &outcome.reply)
+                        .await?;
                     return Ok(Flow::Continue);
                 }
             }
@@ -134,9 +141,35 @@ impl Session {
             }
             Ok(done)
         };
-        self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
-            .await?;
+        let logged = logged.map(|info| (info, already));
+        self.start_transfer(
+            what,
+            false,
+            &opening,
+            "Transfer complete.".to_string(),
+            logged,
+            job,
+        )
+        .await?;
         Ok(Flow::Continue)
+    }
+
+    /// What the transfer log says of a transfer of `path` (`None` when it is off).
+    fn transfer_info(&self, path: &VPath, direction: Direction) -> Option<TransferInfo> {
+        let logged_in = self.logged_in()?;
+        if !self.shared.context.transfer_log.is_enabled() {
+            return None;
+        }
+        Some(TransferInfo {
+            peer: self.peer.ip(),
+            path: path.to_string(),
+            ascii: self.ttype == TransferType::Ascii,
+            direction,
+            anonymous: logged_in.fs.account().anonymous,
+            user: logged_in.log_name.clone(),
+            // xferlog(5)'s service name for FTP, with or without TLS: analysers know it.
+            service: "ftp",
+        })
     }
 
     /// The quick path of a small plain binary download in passive mode: when the client's
@@ -174,8 +207,9 @@ impl Session {
         // Closing sends FIN after the data: the client has read nothing it must not lose.
         drop(stream);
         let bytes = result.as_ref().map_or(0, |d| d.bytes);
-        Quick::Done(
-            final_reply(
+        let completed = result.is_ok();
+        Quick::Done(QuickDone {
+            reply: final_reply(
                 result,
                 started,
                 bytes,
@@ -183,7 +217,9 @@ impl Session {
                 "Transfer complete.".to_string(),
             )
             .reply,
-        )
+            bytes,
+            completed,
+        })
     }
 
     /// Data connections of this session go through TLS (`PROT P` on a TLS server).
@@ -365,18 +401,25 @@ impl Session {
                 .map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
             Ok(Done { bytes: n, after })
         };
-        self.start_transfer(what, true, &opening, done, job).await?;
+        let logged = self
+            .transfer_info(&path, Direction::Incoming)
+            .map(|info| (info, 0));
+        self.start_transfer(what, true, &opening, done, logged, job)
+            .await?;
         Ok(Flow::Continue)
     }
 
     /// Send `150`, then run `job` on the data connection in its own task. The final reply is
-    /// sent by the session loop when the task ends.
+    /// sent by the session loop when the task ends. A file transfer is `logged` in the
+    /// transfer log when the task ends, however it ends (aborted, its task is dropped, and
+    /// the line says incomplete), counting the bytes moved before the task (`logged.1`).
     pub(super) async fn start_transfer<F, Fut>(
         &mut self,
         what: String,
         upload: bool,
         opening: &str,
         done: String,
+        logged: Option<(TransferInfo, u64)>,
         job: F,
     ) -> io::Result<()>
     where
@@ -398,9 +441,17 @@ impl Session {
         self.send(&Reply::new(150, opening.to_string())).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let task_progress = Arc::clone(&progress);
+        let logged = logged.map(|(info, base)| {
+            self.shared
+                .context
+                .transfer_log
+                .start(info, Arc::clone(&progress), base)
+        });
         let span = info_span!("transfer", what = %what);
         let handle = tokio::spawn(
             async move {
+                // Logged when the task ends, or is dropped (aborted).
+                let logged = logged;
                 let started = Instant::now();
                 let stream = match (plan, tls) {
                     (DataPlan::Protected(p), _) => p.connection(upload).await,
@@ -435,6 +486,12 @@ impl Session {
                     Err(reply) => return Outcome { reply, after: None },
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
+                if let Some(transfer) = logged {
+                    match &result {
+                        Ok(done) => transfer.finish_with(done.bytes, true),
+                        Err(_) => transfer.finish(false),
+                    }
+                }
                 final_reply(
                     result,
                     started,
@@ -460,8 +517,15 @@ enum Quick {
     NotTaken,
     /// Sent this much; the rest goes the usual way.
     Sent(u64),
-    /// All sent: the final reply.
-    Done(Reply),
+    /// All sent, or failed.
+    Done(QuickDone),
+}
+
+/// How a quick download ended.
+struct QuickDone {
+    reply: Reply,
+    bytes: u64,
+    completed: bool,
 }
 
 /// The final reply of a transfer (`226`, or `426`/`451` with the reason), logged. `what` names
