@@ -58,6 +58,7 @@ pub struct TransferInfo {
     pub path: String,
     /// An ASCII-mode transfer (FTP `TYPE A`).
     pub ascii: bool,
+    /// Download or upload.
     pub direction: Direction,
     /// An anonymous login (access mode `a`).
     pub anonymous: bool,

@@ -6,8 +6,11 @@
 //! [`UserFs`], the one place where both happen for every protocol.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferry_core::UserFs;
+use ferry_core::{Direction, Transfer, TransferInfo, TransferLog, UserFs};
 use ferry_sftp_proto::OpenFlags;
 use ferry_vfs::{
     Entry, EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, Result, VPath,
@@ -88,6 +91,14 @@ async fn access_for(fs: &UserFs, path: &VPath, flags: OpenFlags) -> Result<FileA
     })
 }
 
+/// Where one SFTP session's files are logged as transfers (when the transfer log is on).
+#[derive(Debug, Clone)]
+pub(crate) struct Transfers {
+    pub(crate) log: TransferLog,
+    pub(crate) peer: IpAddr,
+    pub(crate) user: String,
+}
+
 /// An open file: the core's handle, with what SFTP needs beside it.
 pub(crate) struct OpenFile {
     handle: Box<dyn FileHandle>,
@@ -96,19 +107,69 @@ pub(crate) struct OpenFile {
     /// still names the old file, so changes by path wait in `pending`.
     replacing: bool,
     pending: AttrChange,
+    /// The transfer log's line for this file: a file opened for writing is an upload (its
+    /// bytes written are counted), one opened for reading only a download (bytes read).
+    /// Written at `CLOSE` (complete when the close succeeds), or, given up, as incomplete.
+    logged: Option<Transfer>,
+    upload: bool,
 }
 
 impl OpenFile {
     /// Open `path` as `flags` ask (see [`access_for`]).
-    pub(crate) async fn open(fs: &UserFs, path: &VPath, flags: OpenFlags) -> Result<OpenFile> {
+    pub(crate) async fn open(
+        fs: &UserFs,
+        path: &VPath,
+        flags: OpenFlags,
+        transfers: Option<&Transfers>,
+    ) -> Result<OpenFile> {
         let access = access_for(fs, path, flags).await?;
         let handle = fs.open_file(path, access).await?;
+        let upload = access.write.is_some();
+        let logged = transfers.map(|t| {
+            let info = TransferInfo {
+                peer: t.peer,
+                path: path.to_string(),
+                ascii: false,
+                direction: if upload {
+                    Direction::Incoming
+                } else {
+                    Direction::Outgoing
+                },
+                anonymous: false,
+                user: t.user.clone(),
+                service: "sftp",
+            };
+            t.log.start(info, Arc::new(AtomicU64::new(0)), 0)
+        });
         Ok(OpenFile {
             handle,
             path: path.clone(),
             replacing: access.write == Some(WriteMode::Replace),
             pending: AttrChange::default(),
+            logged,
+            upload,
         })
+    }
+
+    /// `n` bytes were read from the file and sent.
+    pub(crate) fn sent(&self, n: usize) {
+        if !self.upload {
+            self.count(n);
+        }
+    }
+
+    /// `n` bytes were received and written to the file.
+    pub(crate) fn received(&self, n: usize) {
+        if self.upload {
+            self.count(n);
+        }
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(t) = &self.logged {
+            t.counter()
+                .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
     }
 
     /// The path it was opened with.
@@ -147,7 +208,11 @@ impl OpenFile {
     /// while it was open are applied.
     pub(crate) async fn close(self, fs: &UserFs) -> Result<()> {
         let pending = self.pending;
-        self.handle.close().await?;
+        let closed = self.handle.close().await;
+        if let Some(t) = self.logged {
+            t.finish(closed.is_ok());
+        }
+        closed?;
         if pending != AttrChange::default() {
             apply(fs, &self.path, pending).await?;
         }
@@ -155,7 +220,7 @@ impl OpenFile {
     }
 
     /// Given up (the session ended with the file open): a replacing file is discarded and
-    /// its target left as it was.
+    /// its target left as it was; the transfer is logged as incomplete.
     pub(crate) async fn abort(self) {
         if let Err(e) = self.handle.abort().await {
             tracing::warn!("sftp: giving up an open file: {e}");

@@ -33,7 +33,7 @@ use russh::ChannelMsg;
 use russh::server::Msg;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::fs::{self, AttrChange, OpenDir, OpenFile};
+use crate::fs::{self, AttrChange, OpenDir, OpenFile, Transfers};
 use crate::status::status_for;
 
 /// Limits of one SFTP session.
@@ -101,6 +101,8 @@ struct Handles {
 
 struct Shared {
     fs: UserFs,
+    /// Files opened are logged as transfers (when the transfer log is on).
+    transfers: Option<Transfers>,
     limits: SftpLimits,
     handles: Mutex<Handles>,
     budget: Arc<Semaphore>,
@@ -184,6 +186,7 @@ pub(crate) async fn serve(
     channel: russh::Channel<Msg>,
     fs: UserFs,
     limits: SftpLimits,
+    transfers: Option<Transfers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rx, tx) = channel.split();
@@ -212,6 +215,7 @@ pub(crate) async fn serve(
 
     let shared = Arc::new(Shared {
         fs,
+        transfers,
         limits,
         handles: Mutex::new(Handles::default()),
         budget: Arc::new(Semaphore::new(limits.read_budget.max(1) as usize)),
@@ -497,7 +501,9 @@ async fn path_response(shared: &Shared, request: Request) -> Result<Response, St
             if shared.handles().open.len() >= shared.limits.max_handles {
                 return Err(too_many_handles());
             }
-            let file = OpenFile::open(fs, &path, flags).await.map_err(failed)?;
+            let file = OpenFile::open(fs, &path, flags, shared.transfers.as_ref())
+                .await
+                .map_err(failed)?;
             match shared.register(Open::File(file)) {
                 Ok(handle) => Ok(Response::Handle(handle)),
                 Err(status) => Err(status),
@@ -609,6 +615,7 @@ async fn handle_request(
             {
                 Ok(0) => (status_packet(id, Status::eof()), None),
                 Ok(n) => {
+                    file.sent(n);
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
                     (Bytes::from(buf), Some(budget))
@@ -617,7 +624,11 @@ async fn handle_request(
             };
         }
         (Request::Write { offset, data, .. }, Open::File(file)) => {
-            done(file.handle().write_at(offset, &data).await)
+            let written = file.handle().write_at(offset, &data).await;
+            if written.is_ok() {
+                file.received(data.len());
+            }
+            done(written)
         }
         (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {
             Open::File(file) => done(file.close(fs).await),

@@ -21,12 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_auth::Account;
-use ferry_core::SessionPermit;
+use ferry_core::{SessionPermit, events};
 use russh::keys::{Algorithm, HashAlg};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::sync::watch;
 
+use crate::fs::Transfers;
 use crate::server::{Inner, Running};
 
 /// What the client is told when it asks for anything but SFTP.
@@ -65,6 +66,11 @@ fn acceptable(algorithm: &Algorithm) -> bool {
     }
 }
 
+/// A user name the client sent, as the log shows it: at most 64 characters.
+fn shown(user: &str) -> String {
+    user.chars().take(64).collect()
+}
+
 impl Connection {
     /// The answer to a refused attempt: the methods this server offers.
     fn again(&self) -> Auth {
@@ -74,8 +80,25 @@ impl Connection {
         }
     }
 
+    /// The client's address as the security events show it.
+    fn peer_field(&self) -> Option<String> {
+        self.peer.map(|p| p.to_string())
+    }
+
     fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
-        tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login ({how})");
+        let (method, fingerprint) = match how.strip_prefix("key ") {
+            Some(fingerprint) => ("key", Some(fingerprint)),
+            None => (how, None),
+        };
+        tracing::info!(
+            event = events::LOGIN_OK,
+            protocol = "sftp",
+            peer = self.peer_field(),
+            user = %account.name,
+            method,
+            fingerprint,
+            "ssh: login ({how})"
+        );
         self.permit.set_user(Some(&account.name));
         self.account = Some(account);
         self.authenticated.store(true, Ordering::Release);
@@ -92,7 +115,14 @@ impl Connection {
             Some(peer) => match self.server.context.throttle.begin(peer.ip(), user).await {
                 Ok(attempt) => Some(attempt),
                 Err(why) => {
-                    tracing::info!(peer = ?self.peer, "ssh: login refused: {why}");
+                    tracing::warn!(
+                        event = events::LOGIN_REFUSED,
+                        protocol = "sftp",
+                        peer = self.peer_field(),
+                        user = %shown(user),
+                        reason = %why,
+                        "ssh: login refused: {why}"
+                    );
                     tokio::time::sleep_until(until).await;
                     return self.again();
                 }
@@ -107,9 +137,32 @@ impl Connection {
                 self.logged_in(account, how)
             }
             None => {
-                // The attempt, dropped, counts as a failed login.
-                drop(attempt);
-                tracing::info!(peer = ?self.peer, "ssh: failed login ({how})");
+                let filled = attempt.and_then(|a| a.failed());
+                tracing::warn!(
+                    event = events::LOGIN_FAILED,
+                    protocol = "sftp",
+                    peer = self.peer_field(),
+                    user = %shown(user),
+                    method = how,
+                    reason = "wrong password or unknown user",
+                    "ssh: failed login ({how})"
+                );
+                if let Some(limit) = filled {
+                    let scope = match limit {
+                        ferry_auth::Throttled::Address => "address",
+                        ferry_auth::Throttled::User => "user",
+                    };
+                    tracing::warn!(
+                        event = events::BAN,
+                        protocol = "sftp",
+                        peer = self.peer_field(),
+                        user = %shown(user),
+                        scope,
+                        window_secs = self.server.context.throttle.window().as_secs(),
+                        reason = %limit,
+                        "failed-login limit reached: refusing logins for the window"
+                    );
+                }
                 tokio::time::sleep_until(until).await;
                 self.again()
             }
@@ -298,7 +351,10 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         let fs = match self.server.context.user_fs(Arc::clone(&account)) {
-            Ok(fs) => fs,
+            Ok(fs) => match self.peer {
+                Some(peer) => fs.for_client("sftp", peer),
+                None => fs,
+            },
             Err(e) => {
                 tracing::warn!(user = %account.name, "sftp: storage unavailable: {e}");
                 return self.refuse(channel, "The user's files are unavailable.\r\n", session);
@@ -311,8 +367,16 @@ impl russh::server::Handler for Connection {
         let limits = self.server.config.limits;
         let running = self.sessions.enter();
         let shutdown = self.shutdown.clone();
+        let transfers = self
+            .peer
+            .filter(|_| self.server.context.transfer_log.is_enabled())
+            .map(|peer| Transfers {
+                log: self.server.context.transfer_log.clone(),
+                peer: peer.ip(),
+                user: account.name.clone(),
+            });
         tokio::spawn(async move {
-            crate::sftp::serve(ch, fs, limits, shutdown).await;
+            crate::sftp::serve(ch, fs, limits, transfers, shutdown).await;
             drop(running);
         });
         Ok(())

@@ -21,6 +21,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) state_dir: Option<PathBuf>,
+    /// Append one xferlog(5) line per transfer of any protocol to this file.
+    pub(crate) xferlog: Option<PathBuf>,
+    /// `text` (default) or `json`.
+    pub(crate) log_format: Option<crate::logformat::LogFormat>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     #[serde(default)]

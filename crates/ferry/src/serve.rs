@@ -11,6 +11,7 @@ use ferry_ftpd::{CertStore, Server, TlsConfig, TlsPolicy};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FileConfig, PortRange, default_root, default_state_dir};
+use crate::logformat::{JsonLines, JsonWriter, LogFormat};
 
 /// Where the quick default serves SFTP.
 const DEFAULT_SFTP_LISTEN: SocketAddr =
@@ -70,25 +71,43 @@ pub(crate) struct ServeArgs {
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
+    /// Log as text (default) or as one JSON object per line (security events carry `event`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Append one xferlog(5) line per finished or aborted transfer (FTP and SFTP) to FILE;
+    /// reopened on SIGHUP and when moved.
+    #[arg(long, value_name = "FILE")]
+    xferlog: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
     let spec = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| !f.is_empty() && EnvFilter::try_new(f).is_ok())
         .unwrap_or_else(|| args.log.clone());
     let filter = quiet_filter(&spec);
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(|| LogWriter)
-        .init();
+    match args.log_format.or(file.log_format).unwrap_or_default() {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(|| LogWriter)
+                .init();
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(|| JsonWriter)
+            .init(),
+    }
+    let xferlog = args.xferlog.clone().or(file.xferlog.clone()).map(absolute);
 
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
     let mut config = file.server_config()?;
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();
@@ -217,6 +236,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 failed_login_window: config.failed_login_window,
             },
         );
+        if let Some(path) = &xferlog {
+            context
+                .transfer_log
+                .open(path)
+                .with_context(|| format!("cannot open the transfer log {}", path.display()))?;
+            tokio::spawn(reopen_on_sighup(context.transfer_log.clone()));
+        }
         let server = Server::bind_in(config, Arc::clone(&context))?;
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
@@ -297,6 +323,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         for listener in sftp_listeners {
             let _ = listener.await;
         }
+        context.transfer_log.flush(TRANSFER_LOG_FLUSH);
         anyhow::Ok(())
     })?;
     Ok(())
@@ -464,6 +491,20 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Res
         .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
+}
+
+/// How long an exiting server waits for the transfer log to reach the disk.
+const TRANSFER_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reopen the transfer log by its path on SIGHUP (after `logrotate` has moved it).
+async fn reopen_on_sighup(log: ferry_core::TransferLog) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        log.reopen();
+    }
 }
 
 /// Reload the certificate files on SIGHUP; sessions keep the certificate they started with.
