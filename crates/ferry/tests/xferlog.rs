@@ -1,8 +1,8 @@
 //! `ferry serve --xferlog` and `--log-format json`, over real sockets on loopback: one
 //! xferlog(5) line per FTP and SFTP transfer, complete or aborted, each field checked;
-//! client-chosen names kept to one token; the `xferlog` and `log_format` configuration keys;
-//! security events (a failed login, a refused bounce `PORT`, a foreign data connection) as
-//! JSON lines on standard error.
+//! client-chosen names kept to one token; the `xferlog` and `log_format` keys; security events (a
+//! failed login, a login, a jail refusal, a refused bounce `PORT`, a foreign data connection)
+//! as JSON lines on standard error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -387,10 +387,13 @@ fn ftp_transfers_complete_and_aborted_are_logged() {
 }
 
 #[test]
-fn sftp_transfers_are_logged_from_the_configuration_key() {
+fn sftp_transfers_and_json_events_from_the_configuration_keys() {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("transfers.log");
-    let config = format!("xferlog = {:?}\n", log.to_str().unwrap());
+    let config = format!(
+        "xferlog = {:?}\nlog_format = \"json\"\n",
+        log.to_str().unwrap()
+    );
     let srv = serve(&[], Some(&config));
     let body = content(300_000);
     let work = srv.dir.path();
@@ -410,6 +413,14 @@ fn sftp_transfers_are_logged_from_the_configuration_key() {
         assert!(out.status.success(), "{args:?}: {out:?}");
     };
     ferry(&["put", "local.bin", &url("a%20file.bin")]);
+    let logins = srv.events("login_ok");
+    let e = &logins[0];
+    assert_eq!(
+        (e["protocol"].as_str(), e["user"].as_str()),
+        (Some("sftp"), Some("alice")),
+        "{e}"
+    );
+    assert_eq!(e["method"], "password", "{e}");
     let l = check(&log_lines(&log, 1)[0], "sftp");
     assert_eq!((l.bytes, l.file.as_str()), (300_000, "/a_file.bin"));
     assert_eq!((l.kind.as_str(), l.direction.as_str()), ("b", "i"));
@@ -453,6 +464,19 @@ fn security_events_are_json_lines() {
     let ok = srv.events("login_ok");
     assert_eq!(ok[0]["user"], "alice", "{}", ok[0]);
     assert_eq!(ok[0]["method"], "password", "{}", ok[0]);
+
+    // A link out of the home: the jail refuses it.
+    std::fs::write(srv.dir.path().join("secret.txt"), b"secret").unwrap();
+    std::os::unix::fs::symlink(srv.dir.path().join("secret.txt"), srv.root.join("out")).unwrap();
+    ftp.expect("SIZE out", 550);
+    let jail = srv.events("jail_refused");
+    let e = &jail[0];
+    assert_eq!(
+        (e["protocol"].as_str(), e["user"].as_str()),
+        (Some("ftp"), Some("alice")),
+        "{e}"
+    );
+    assert_eq!(e["path"], "/out", "{e}");
 
     // FTP bounce: a data address other than the client's.
     ftp.expect("PORT 127,0,0,2,200,10", 504);
