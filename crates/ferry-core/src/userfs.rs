@@ -85,8 +85,8 @@ fn unsupported(what: &str) -> Error {
 pub struct UserFs {
     account: Arc<Account>,
     storage: Arc<dyn Storage>,
-    /// Who is served, named in the events refusals log.
-    client: Option<(&'static str, SocketAddr)>,
+    /// Who is served, named in the events refusals log (boxed: an idle session stays small).
+    client: Option<Box<(&'static str, SocketAddr)>>,
 }
 
 impl std::fmt::Debug for UserFs {
@@ -110,7 +110,7 @@ impl UserFs {
     /// This view serves the client at `peer` over `protocol` (`ftp`, `ftps`, `sftp`): the
     /// `permission_denied` and `jail_refused` events it logs name them.
     pub fn for_client(mut self, protocol: &'static str, peer: SocketAddr) -> Self {
-        self.client = Some((protocol, peer));
+        self.client = Some(Box::new((protocol, peer)));
         self
     }
 
@@ -156,8 +156,8 @@ impl UserFs {
     }
 
     fn client_fields(&self) -> (&'static str, Option<String>) {
-        match self.client {
-            Some((protocol, peer)) => (protocol, Some(peer.to_string())),
+        match self.client.as_deref() {
+            Some(&(protocol, peer)) => (protocol, Some(peer.to_string())),
             None => ("", None),
         }
     }

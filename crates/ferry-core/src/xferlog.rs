@@ -530,6 +530,52 @@ mod tests {
     }
 
     #[test]
+    fn a_stuck_disk_drops_lines_and_never_holds_a_transfer() {
+        // A pipe nobody reads stands for a disk that has stopped: the writer thread blocks on
+        // it once the pipe is full, and the queue behind it fills.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stuck");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        let (release, released) = mpsc::channel::<()>();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut pipe = File::open(fifo).unwrap();
+                let _ = released.recv();
+                let _ = io::copy(&mut pipe, &mut io::sink());
+            })
+        };
+        let log = TransferLog::new();
+        log.open(&fifo).unwrap();
+        let info = record(&"x".repeat(200), Duration::ZERO).info;
+        let lines = QUEUE_LINES * 4;
+        // Run where a transfer would: if logging ever waited on the disk, this never ends.
+        let (done, finished) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for _ in 0..lines {
+                    log.start(info.clone(), Arc::default(), 0).finish(true);
+                }
+                let _ = done.send(());
+            });
+        }
+        assert!(
+            finished.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "logging waited for the disk"
+        );
+        assert!(log.dropped() > 0, "nothing dropped of {lines} lines");
+        assert!(log.dropped() < lines as u64, "everything dropped");
+        // Let the writer go (the reader drains the pipe until the writer closes it).
+        drop(release);
+        drop(reader);
+    }
+
+    #[test]
     fn an_unopened_log_writes_nothing() {
         let log = TransferLog::new();
         assert!(!log.is_enabled());

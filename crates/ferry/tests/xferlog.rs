@@ -68,7 +68,7 @@ fn serve(args: &[&str], config: Option<&str>) -> Serve {
         std::thread::spawn(move || {
             for line in err.lines() {
                 let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
     }

@@ -212,11 +212,10 @@ impl Session {
             "Login successful."
         };
         self.tls_logged_in(&account);
-        let log_name = match anonymous_id {
-            Some(id) => id,
-            None => account.name.clone(),
-        };
-        self.state = State::LoggedIn(LoggedIn { fs, log_name });
+        self.state = State::LoggedIn(LoggedIn {
+            fs,
+            anonymous_id: anonymous_id.map(String::into_boxed_str),
+        });
         self.cwd = VPath::root();
         self.send(&Reply::new(230, text)).await?;
         Ok(Flow::Continue)

@@ -75,9 +75,9 @@ enum State {
 struct LoggedIn {
     /// The account and its storage, through which every file operation is authorized.
     fs: UserFs,
-    /// The user as the transfer log names them: the account's name, or an anonymous login's
-    /// ID string (its password, as xferlog(5) says).
-    log_name: String,
+    /// An anonymous login's ID string (its password), which the transfer log names as the
+    /// user, as xferlog(5) says (boxed, and only for anonymous logins: sessions stay small).
+    anonymous_id: Option<Box<str>>,
 }
 
 /// What a transfer task reports when it ends.

@@ -166,7 +166,10 @@ impl Session {
             ascii: self.ttype == TransferType::Ascii,
             direction,
             anonymous: logged_in.fs.account().anonymous,
-            user: logged_in.log_name.clone(),
+            user: match &logged_in.anonymous_id {
+                Some(id) => id.to_string(),
+                None => logged_in.fs.account().name.clone(),
+            },
             // xferlog(5)'s service name for FTP, with or without TLS: analysers know it.
             service: "ftp",
         })
