@@ -79,7 +79,7 @@ impl Session {
             _ => {
                 self.shared
                     .context
-                    .auth
+                    .auth()
                     .authenticate(&name, &password)
                     .await
             }

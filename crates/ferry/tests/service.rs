@@ -1,0 +1,460 @@
+//! `ferry serve` run by a service manager: systemd's readiness notifications (`NOTIFY_SOCKET`),
+//! SIGHUP reloading the users and their keys without dropping sessions, and the completion
+//! scripts and manual page packagers install. Loopback only; every wait is bounded.
+//!
+//! The SFTP key login needs `ssh-keygen`; without it that part is skipped with a note, unless
+//! `FERRY_REQUIRE_INTEROP=1` (as in CI), which makes it a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{BIN, Out, hash, run};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Send each line `from` yields to a channel, from a thread of its own.
+fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// A `ferry serve --config ferry.toml` child told to notify a socket this test holds; killed
+/// (by PID, through `Child::kill`) when dropped.
+struct Managed {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    log: mpsc::Receiver<String>,
+    notify: UnixDatagram,
+}
+
+impl Managed {
+    fn start(dir: &Path) -> Managed {
+        let socket = dir.join("notify.sock");
+        let notify = UnixDatagram::bind(&socket).unwrap();
+        notify.set_read_timeout(Some(WAIT)).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", "ferry.toml"])
+            .current_dir(dir)
+            .env("NOTIFY_SOCKET", &socket)
+            .env_remove("FERRY_PASSWORD")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let log = lines_of(child.stderr.take().unwrap());
+        Managed {
+            child,
+            stdout,
+            log,
+            notify,
+        }
+    }
+
+    /// The next notification, as its `KEY=VALUE` fields.
+    fn notified(&self) -> HashMap<String, String> {
+        let mut buf = [0u8; 4096];
+        let n = self
+            .notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification within {WAIT:?}: {e}"));
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        text.lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{text:?}"));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    /// The address printed after `prefix` (`ferry: listening on ftp://`).
+    fn listening(&self, prefix: &str) -> SocketAddr {
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(WAIT)
+                .expect("ferry serve printed no address in time");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim_end_matches('/').parse().unwrap();
+            }
+        }
+    }
+
+    /// The first line logged from now on that contains `needle`.
+    fn logged(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .log
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("nothing logged with {needle:?} in time"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An FTP control connection.
+struct Ctrl(BufReader<TcpStream>);
+
+impl Ctrl {
+    fn connect(addr: SocketAddr) -> Ctrl {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Ctrl(BufReader::new(s));
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        c
+    }
+
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        line
+    }
+
+    fn cmd(&mut self, cmd: &str) -> String {
+        self.0
+            .get_mut()
+            .write_all(format!("{cmd}\r\n").as_bytes())
+            .unwrap();
+        self.reply()
+    }
+
+    /// The reply to `PASS` after `USER user` (a session of its own).
+    fn login(addr: SocketAddr, user: &str, password: &str) -> (Ctrl, String) {
+        let mut c = Ctrl::connect(addr);
+        let r = c.cmd(&format!("USER {user}"));
+        assert!(r.starts_with("331"), "{r}");
+        let r = c.cmd(&format!("PASS {password}"));
+        (c, r)
+    }
+}
+
+/// `ferry ls` of an SFTP server's `/` as `user`, with `password` or `identity`.
+fn sftp_ls(
+    home: &Path,
+    addr: SocketAddr,
+    user: &str,
+    password: Option<&str>,
+    identity: Option<&Path>,
+) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(home)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("FERRY_PASSWORD")
+        .args(["ls", "--insecure"]);
+    if let Some(p) = password {
+        cmd.env("FERRY_PASSWORD", p);
+    }
+    if let Some(i) = identity {
+        cmd.arg("-i").arg(i);
+    }
+    cmd.arg(format!("sftp://{user}@{addr}/"));
+    run(&mut cmd, b"", WAIT)
+}
+
+/// A `[[users]]` table.
+fn user(name: &str, password: &str, home: &Path, keys: Option<&Path>) -> String {
+    let keys = keys
+        .map(|k| format!("authorized_keys_file = {:?}\n", k.to_str().unwrap()))
+        .unwrap_or_default();
+    format!(
+        "[[users]]\nname = \"{name}\"\npassword_hash = \"{}\"\nhome = {:?}\n{keys}\n",
+        hash(password),
+        home.to_str().unwrap()
+    )
+}
+
+fn config(users: &[String]) -> String {
+    format!(
+        "state_dir = \"state\"\n\n[limits]\nlogin_failure_delay_ms = 10\n\n\
+         [ftp]\nlisten = [\"127.0.0.1:0\"]\ntls = \"off\"\n\n\
+         [sftp]\nlisten = [\"127.0.0.1:0\"]\n\n{}",
+        users.concat()
+    )
+}
+
+/// Write `text` to `path` through a rename, as editors and configuration tools do.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A new Ed25519 key pair (`key`, `key.pub`) in `dir`; `None` without `ssh-keygen`.
+fn keygen(dir: &Path) -> Option<PathBuf> {
+    let key = dir.join("id_ed25519");
+    let out = Command::new("timeout")
+        .args(["30", "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(key),
+        _ => {
+            assert!(
+                std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
+                "ssh-keygen missing"
+            );
+            eprintln!("skipping the key login: ssh-keygen not installed");
+            None
+        }
+    }
+}
+
+/// Under a service manager: `READY=1` once both ports answer; SIGHUP (the file rewritten: a
+/// password changed, a user added, a key added to a keys file) is told as `RELOADING=1` with
+/// the monotonic time, then `READY=1`; a session logged in before keeps working, new logins
+/// over FTP and SFTP see the new users and keys and the old password fails; a file that no
+/// longer parses is refused, logged, and the users served stay; SIGTERM is told as
+/// `STOPPING=1`.
+#[test]
+fn notifies_readiness_and_reloads_users_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (alice_home, bob_home) = (d.join("alice"), d.join("bob"));
+    std::fs::create_dir_all(&alice_home).unwrap();
+    std::fs::create_dir_all(&bob_home).unwrap();
+    std::fs::write(alice_home.join("a.txt"), "alice's").unwrap();
+    std::fs::write(bob_home.join("b.txt"), "bob's").unwrap();
+    let keys = d.join("alice.keys");
+    std::fs::write(&keys, "# none yet\n").unwrap();
+    let toml = d.join("ferry.toml");
+    std::fs::write(
+        &toml,
+        config(&[user("alice", "old-pw", &alice_home, Some(&keys))]),
+    )
+    .unwrap();
+    let client_home = d.join("client");
+    std::fs::create_dir_all(&client_home).unwrap();
+
+    let served = Managed::start(d);
+    let ready = served.notified();
+    assert_eq!(
+        ready.get("READY").map(String::as_str),
+        Some("1"),
+        "{ready:?}"
+    );
+    // Told only once both listeners answer: one attempt each, no retry.
+    let ftp = served.listening("ferry: listening on ftp://");
+    let sftp = served.listening("ferry: listening on sftp://");
+    Ctrl::connect(ftp);
+    let mut ssh = TcpStream::connect_timeout(&sftp, Duration::from_secs(10)).unwrap();
+    ssh.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut banner = [0u8; 8];
+    ssh.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    drop(ssh);
+    let status = &ready["STATUS"];
+    assert!(status.contains(&format!("ftp://{ftp}")), "{status}");
+    assert!(status.contains(&format!("sftp://{sftp}")), "{status}");
+
+    let (mut before, r) = Ctrl::login(ftp, "alice", "old-pw");
+    assert!(r.starts_with("230"), "{r}");
+    let key = keygen(&client_home);
+    if let Some(key) = &key {
+        let out = sftp_ls(&client_home, sftp, "alice", None, Some(key));
+        assert_ne!(out.code, 0, "a key not listed yet: {}", out.stdout);
+    }
+
+    // A password changed, a user added, a key added to a keys file.
+    replace(
+        &toml,
+        &config(&[
+            user("alice", "new-pw", &alice_home, Some(&keys)),
+            user("bob", "bob-pw", &bob_home, None),
+        ]),
+    );
+    if let Some(key) = &key {
+        let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        std::fs::write(&keys, line).unwrap();
+    }
+    served.signal("-HUP");
+    let reloading = served.notified();
+    assert_eq!(reloading.get("RELOADING").map(String::as_str), Some("1"));
+    let usec: u64 = reloading["MONOTONIC_USEC"].parse().unwrap();
+    assert!(usec > 0);
+    let ready = served.notified();
+    assert_eq!(
+        ready.get("READY").map(String::as_str),
+        Some("1"),
+        "{ready:?}"
+    );
+    assert!(!ready["STATUS"].contains("failed"), "{ready:?}");
+
+    // The session from before is still logged in.
+    let r = before.cmd("PWD");
+    assert!(r.starts_with("257"), "{r}");
+    // New logins see the new users.
+    let (_, r) = Ctrl::login(ftp, "bob", "bob-pw");
+    assert!(r.starts_with("230"), "bob over FTP: {r}");
+    let (_, r) = Ctrl::login(ftp, "alice", "new-pw");
+    assert!(r.starts_with("230"), "alice's new password over FTP: {r}");
+    let (_, r) = Ctrl::login(ftp, "alice", "old-pw");
+    assert!(r.starts_with("530"), "alice's old password over FTP: {r}");
+    let out = common::ok(sftp_ls(&client_home, sftp, "bob", Some("bob-pw"), None));
+    assert!(out.stdout.contains("b.txt"), "{}", out.stdout);
+    let out = sftp_ls(&client_home, sftp, "alice", Some("old-pw"), None);
+    assert_ne!(
+        out.code, 0,
+        "alice's old password over SFTP: {}",
+        out.stdout
+    );
+    let out = common::ok(sftp_ls(&client_home, sftp, "alice", Some("new-pw"), None));
+    assert!(out.stdout.contains("a.txt"), "{}", out.stdout);
+    if let Some(key) = &key {
+        let out = common::ok(sftp_ls(&client_home, sftp, "alice", None, Some(key)));
+        assert!(out.stdout.contains("a.txt"), "{}", out.stdout);
+    }
+
+    // A file that no longer parses: refused with a log line, the users of now stay.
+    replace(&toml, "[[users]\nname = \"mallory\"\n");
+    served.signal("-HUP");
+    let reloading = served.notified();
+    assert_eq!(reloading.get("RELOADING").map(String::as_str), Some("1"));
+    let line = served.logged("configuration reload failed");
+    assert!(line.contains("ferry.toml"), "{line}");
+    let ready = served.notified();
+    assert_eq!(
+        ready.get("READY").map(String::as_str),
+        Some("1"),
+        "{ready:?}"
+    );
+    assert!(ready["STATUS"].contains("failed"), "{ready:?}");
+    let (_, r) = Ctrl::login(ftp, "bob", "bob-pw");
+    assert!(r.starts_with("230"), "bob after a refused reload: {r}");
+    let r = before.cmd("PWD");
+    assert!(r.starts_with("257"), "{r}");
+
+    served.signal("-TERM");
+    let stopping = served.notified();
+    assert_eq!(
+        stopping.get("STOPPING").map(String::as_str),
+        Some("1"),
+        "{stopping:?}"
+    );
+}
+
+fn output(args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(BIN)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Completion scripts for bash, zsh and fish name the subcommands, and bash's parses.
+#[test]
+fn completion_scripts_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = output(&["completions", shell]);
+        for verb in [
+            "serve",
+            "check-config",
+            "get",
+            "put",
+            "mirror",
+            "completions",
+        ] {
+            assert!(script.contains(verb), "{shell}: no {verb}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.bash");
+    std::fs::write(&path, output(&["completions", "bash"])).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // A reader that leaves early is no crash.
+    let mut head = Command::new(BIN)
+        .args(["completions", "zsh"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(head.stdout.take());
+    let out = head.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `ferry man` is one roff page with a section per subcommand and its options; `--dir`
+/// writes a page per subcommand.
+#[test]
+fn man_page_covers_every_subcommand() {
+    let page = output(&["man"]);
+    assert!(page.contains(".TH ferry 1"), "{page}");
+    for section in [
+        ".SH \"FERRY SERVE\"",
+        ".SH \"FERRY GET\"",
+        ".SH \"FERRY COMPLETIONS\"",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    assert!(page.contains("\\-\\-authorized\\-keys"), "serve's options");
+    assert!(!page.contains("minimal\\-peer"), "a hidden subcommand");
+    let dir = tempfile::tempdir().unwrap();
+    output(&["man", "--dir", dir.path().to_str().unwrap()]);
+    for name in ["ferry.1", "ferry-serve.1", "ferry-ls.1", "ferry-man.1"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(text.starts_with(".ie"), "{name}");
+    }
+    if Command::new("man").arg("--version").output().is_ok() {
+        let path = dir.path().join("ferry.1");
+        let shown = Command::new("timeout")
+            .args(["30", "man", "-l"])
+            .arg(&path)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(shown.status.success());
+        assert!(String::from_utf8_lossy(&shown.stdout).contains("ferry-serve(1)"));
+    } else {
+        eprintln!("skipping the rendering check: man not installed");
+    }
+}
