@@ -4,6 +4,8 @@
 //!
 //! The SFTP key login needs `ssh-keygen`; without it that part is skipped with a note, unless
 //! `FERRY_REQUIRE_INTEROP=1` (as in CI), which makes it a failure.
+//! `systemd-analyze verify` of the documented unit and the rendering of the manual page by
+//! `man` are skipped, with a note, where those tools are missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -457,4 +459,55 @@ fn man_page_covers_every_subcommand() {
     } else {
         eprintln!("skipping the rendering check: man not installed");
     }
+}
+
+/// The systemd unit in docs/deployment.md is `Type=notify`, reloads with SIGHUP, is hardened,
+/// and `systemd-analyze verify` accepts it (with this binary in place of the installed one).
+#[test]
+fn deployment_unit_is_notify_hardened_and_verifies() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deployment.md"),
+    )
+    .unwrap();
+    let unit = doc
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("no ```ini block in docs/deployment.md");
+    for line in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.lines().any(|l| l.starts_with(line)), "no {line}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping systemd-analyze verify: systemd not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/ferry", BIN)).unwrap();
+    let out = Command::new("timeout")
+        .args(["60", "systemd-analyze", "verify"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
