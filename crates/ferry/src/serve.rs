@@ -212,10 +212,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Caught from here on, before any address is printed or readiness told: a reload or
+        // a stop asked for as soon as the server answers is never the default action (which
+        // ends the process).
+        let hangup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+        let shutdown = shutdown_signal().context("cannot catch SIGTERM")?;
         // One context for every protocol: the same users and files, one login throttle and
         // one set of session limits.
         let context = ferry_core::ServerContext::new(
-            Arc::clone(&auth),
+            auth,
             ferry_core::local_storage_with(listings),
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
@@ -273,10 +278,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 t.config.certs.fingerprint()
             );
         }
-        // Caught from here on, before readiness is told: a reload or a stop asked for at
-        // once is never the default action (which ends the process).
-        let hangup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
-        let shutdown = shutdown_signal().context("cannot catch SIGTERM")?;
         let notifier = Notifier::from_env().map(Arc::new);
         let status = format!("serving {}", serving.join(" "));
         tokio::spawn(

@@ -5,7 +5,7 @@
 //! The SFTP key login needs `ssh-keygen`; without it that part is skipped with a note, unless
 //! `FERRY_REQUIRE_INTEROP=1` (as in CI), which makes it a failure.
 //! `systemd-analyze verify` of the documented unit and the rendering of the manual page by
-//! `man` are skipped, with a note, where those tools are missing.
+//! `man` are skipped in the same way where those tools are missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -36,31 +36,38 @@ fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     lines
 }
 
-/// A `ferry serve --config ferry.toml` child told to notify a socket this test holds; killed
-/// (by PID, through `Child::kill`) when dropped.
+/// A `ferry serve` child, told to notify a socket this test holds when `notify`; killed (by
+/// PID, through `Child::kill`) when dropped.
 struct Managed {
     child: Child,
     stdout: mpsc::Receiver<String>,
     log: mpsc::Receiver<String>,
-    notify: UnixDatagram,
+    notify: Option<UnixDatagram>,
 }
 
 impl Managed {
-    fn start(dir: &Path) -> Managed {
-        let socket = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&socket).unwrap();
-        notify.set_read_timeout(Some(WAIT)).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", "ferry.toml"])
+    fn start(dir: &Path, args: &[&str], password: Option<&str>, notify: bool) -> Managed {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(args)
             .current_dir(dir)
-            .env("NOTIFY_SOCKET", &socket)
+            .env_remove("NOTIFY_SOCKET")
             .env_remove("FERRY_PASSWORD")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if let Some(p) = password {
+            cmd.env("FERRY_PASSWORD", p);
+        }
+        let notify = notify.then(|| {
+            let socket = dir.join("notify.sock");
+            let notify = UnixDatagram::bind(&socket).unwrap();
+            notify.set_read_timeout(Some(WAIT)).unwrap();
+            cmd.env("NOTIFY_SOCKET", &socket);
+            notify
+        });
+        let mut child = cmd.spawn().unwrap();
         let stdout = lines_of(child.stdout.take().unwrap());
         let log = lines_of(child.stderr.take().unwrap());
         Managed {
@@ -76,6 +83,8 @@ impl Managed {
         let mut buf = [0u8; 4096];
         let n = self
             .notify
+            .as_ref()
+            .expect("started without NOTIFY_SOCKET")
             .recv(&mut buf)
             .unwrap_or_else(|e| panic!("no notification within {WAIT:?}: {e}"));
         let text = std::str::from_utf8(&buf[..n]).unwrap();
@@ -264,7 +273,7 @@ fn notifies_readiness_and_reloads_users_on_sighup() {
     let client_home = d.join("client");
     std::fs::create_dir_all(&client_home).unwrap();
 
-    let served = Managed::start(d);
+    let served = Managed::start(d, &["--config", "ferry.toml"], None, true);
     let ready = served.notified();
     assert_eq!(
         ready.get("READY").map(String::as_str),
@@ -371,6 +380,99 @@ fn notifies_readiness_and_reloads_users_on_sighup() {
     );
 }
 
+/// Without a service manager or a configuration file: SIGHUP reads `--user`'s
+/// `--authorized-keys` file again, so a key added there logs in over SFTP from then on; the
+/// password (from FERRY_PASSWORD at start) still works over FTP and SFTP.
+#[test]
+fn sighup_rereads_the_authorized_keys_of_the_user_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let client_home = d.join("client");
+    std::fs::create_dir_all(&client_home).unwrap();
+    let Some(key) = keygen(&client_home) else {
+        return;
+    };
+    std::fs::write(d.join("keys"), "").unwrap();
+    std::fs::create_dir_all(d.join("root")).unwrap();
+    std::fs::write(d.join("root/f.txt"), "f").unwrap();
+    let served = Managed::start(
+        d,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--sftp-listen",
+            "127.0.0.1:0",
+            "--tls",
+            "off",
+            "--user",
+            "u",
+            "--root",
+            "root",
+            "--authorized-keys",
+            "keys",
+            "--state-dir",
+            "state",
+        ],
+        Some("pw"),
+        false,
+    );
+    let ftp = served.listening("ferry: listening on ftp://");
+    let sftp = served.listening("ferry: listening on sftp://");
+    let out = sftp_ls(&client_home, sftp, "u", None, Some(&key));
+    assert_ne!(out.code, 0, "a key not listed yet: {}", out.stdout);
+
+    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    replace(&d.join("keys"), &line);
+    served.signal("-HUP");
+    served.logged("users reloaded");
+    let out = common::ok(sftp_ls(&client_home, sftp, "u", None, Some(&key)));
+    assert!(out.stdout.contains("f.txt"), "{}", out.stdout);
+    common::ok(sftp_ls(&client_home, sftp, "u", Some("pw"), None));
+    let (_, r) = Ctrl::login(ftp, "u", "pw");
+    assert!(r.starts_with("230"), "{r}");
+}
+
+/// The password-hashing threads of `pid` (`ferry-hash-N`).
+fn hash_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("ferry-hash"))
+        .count()
+}
+
+/// Each reload brings its own users and their hashing threads; the ones they replace go
+/// with them, so reloads leave no thread behind.
+#[test]
+fn reloads_leave_no_threads_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("home")).unwrap();
+    std::fs::write(
+        d.join("ferry.toml"),
+        config(&[user("alice", "pw", &d.join("home"), None)]),
+    )
+    .unwrap();
+    let served = Managed::start(d, &["--config", "ferry.toml"], None, false);
+    served.listening("ferry: listening on ftp://");
+    let pid = served.child.id();
+    let at_start = hash_threads(pid);
+    assert!(at_start > 0);
+    for _ in 0..5 {
+        served.signal("-HUP");
+        served.logged("users reloaded");
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while hash_threads(pid) != at_start {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} hashing threads after 5 reloads, {at_start} at start",
+            hash_threads(pid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn output(args: &[&str]) -> String {
     let out = Command::new("timeout")
         .arg("60")
@@ -457,6 +559,10 @@ fn man_page_covers_every_subcommand() {
         assert!(shown.status.success());
         assert!(String::from_utf8_lossy(&shown.stdout).contains("ferry-serve(1)"));
     } else {
+        assert!(
+            std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "man missing"
+        );
         eprintln!("skipping the rendering check: man not installed");
     }
 }
@@ -493,6 +599,10 @@ fn deployment_unit_is_notify_hardened_and_verifies() {
         .output()
         .is_err()
     {
+        assert!(
+            std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "systemd-analyze missing"
+        );
         eprintln!("skipping systemd-analyze verify: systemd not installed");
         return;
     }
