@@ -1,7 +1,7 @@
 //! [`ServerContext`]: what the servers of every protocol in one process share.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
@@ -42,8 +42,8 @@ impl Default for SharedLimits {
 /// process, handed to the FTP and the SFTP server alike, so that an account logs in the same
 /// way, sees the same files and counts against the same limits whatever the protocol.
 pub struct ServerContext {
-    /// Who may log in, and how.
-    pub auth: Arc<Authenticator>,
+    /// Who may log in, and how; replaced whole by [`ServerContext::replace_auth`].
+    auth: RwLock<Arc<Authenticator>>,
     /// Which storage an account sees.
     pub storage: StorageFactory,
     /// Failed logins per address and per user, over every protocol.
@@ -57,7 +57,7 @@ pub struct ServerContext {
 impl std::fmt::Debug for ServerContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerContext")
-            .field("auth", &self.auth)
+            .field("auth", &self.auth())
             .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
@@ -71,7 +71,7 @@ impl ServerContext {
         limits: SharedLimits,
     ) -> Arc<ServerContext> {
         Arc::new(ServerContext {
-            auth,
+            auth: RwLock::new(auth),
             storage,
             throttle: LoginThrottle::new(
                 limits.max_failed_logins_per_ip,
@@ -81,6 +81,20 @@ impl ServerContext {
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
             transfer_log: TransferLog::new(),
         })
+    }
+
+    /// Who may log in, and how, as of now: read once per login attempt. A session keeps the
+    /// account it logged in with whatever replaces this later.
+    pub fn auth(&self) -> Arc<Authenticator> {
+        // The lock is held only to clone or swap an `Arc`: nothing can poison it half-way.
+        Arc::clone(&self.auth.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Serve `auth`'s users from the next login on (a configuration reload); sessions logged
+    /// in already are not touched. Returns the users replaced.
+    pub fn replace_auth(&self, auth: Arc<Authenticator>) -> Arc<Authenticator> {
+        let mut current = self.auth.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *current, auth)
     }
 
     /// The storage of a logged-in `account`, behind its permissions.

@@ -80,8 +80,6 @@ pub(crate) struct Inner {
     /// Users, storage, login throttle and session registry, shared with the other protocols.
     pub(crate) context: Arc<ServerContext>,
     pub(crate) config: SftpConfig,
-    /// The login methods offered (`none` is answered with these).
-    pub(crate) methods: MethodSet,
 }
 
 /// An SFTP server: host keys loaded, ready to serve listeners.
@@ -94,8 +92,9 @@ pub struct SftpServer {
 
 /// The login methods worth offering: keys if any user has one, passwords (and the
 /// keyboard-interactive prompt that carries one) if any user has one. A client is never sent
-/// through key probes, nor asked for a password, that could not succeed for anyone.
-fn methods_for(auth: &Authenticator) -> MethodSet {
+/// through key probes, nor asked for a password, that could not succeed for anyone. Computed
+/// for each refusal (`none` included), from the users of the moment.
+pub(crate) fn methods_for(auth: &Authenticator) -> MethodSet {
     let mut methods = Vec::new();
     if auth.any_key() {
         methods.push(MethodKind::PublicKey);
@@ -132,14 +131,12 @@ impl SftpServer {
         let keys = hostkey::load_or_create_all(&config.state_dir)?;
         let fingerprints = keys.iter().map(hostkey::fingerprint).collect();
         let key_types = keys.iter().map(hostkey::type_name).collect();
-        let methods = methods_for(&context.auth);
-        let ssh = ssh_config(&config, keys, methods.clone());
+        // russh offers these only where the handler is not asked (a bad signature); the
+        // handler answers from the users of the moment.
+        let methods = methods_for(&context.auth());
+        let ssh = ssh_config(&config, keys, methods);
         Ok(SftpServer {
-            inner: Arc::new(Inner {
-                context,
-                config,
-                methods,
-            }),
+            inner: Arc::new(Inner { context, config }),
             ssh: Arc::new(ssh),
             fingerprints,
             key_types,

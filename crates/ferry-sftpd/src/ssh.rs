@@ -28,7 +28,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::sync::watch;
 
 use crate::fs::Transfers;
-use crate::server::{Inner, Running};
+use crate::server::{Inner, Running, methods_for};
 
 /// What the client is told when it asks for anything but SFTP.
 const SFTP_ONLY: &str = "This server provides SFTP only: no shell, commands or terminals.\r\n";
@@ -72,10 +72,11 @@ fn shown(user: &str) -> String {
 }
 
 impl Connection {
-    /// The answer to a refused attempt: the methods this server offers.
+    /// The answer to a refused attempt: the methods this server offers to the users of now
+    /// (a reload may have given the first key or password to someone).
     fn again(&self) -> Auth {
         Auth::Reject {
-            proceed_with_methods: Some(self.server.methods.clone()),
+            proceed_with_methods: Some(methods_for(&self.server.context.auth())),
             partial_success: false,
         }
     }
@@ -129,7 +130,13 @@ impl Connection {
             },
             None => None,
         };
-        match self.server.context.auth.authenticate(user, password).await {
+        match self
+            .server
+            .context
+            .auth()
+            .authenticate(user, password)
+            .await
+        {
             Some(account) => {
                 if let Some(attempt) = attempt {
                     attempt.succeeded();
@@ -214,7 +221,7 @@ impl russh::server::Handler for Connection {
             && offer.public_key.to_bytes().is_ok_and(|blob| {
                 self.server
                     .context
-                    .auth
+                    .auth()
                     .authorized_key(user, &blob)
                     .is_some()
             });
@@ -236,7 +243,7 @@ impl russh::server::Handler for Connection {
         let account = acceptable(key.algorithm)
             .then(|| key.public_key.to_bytes().ok())
             .flatten()
-            .and_then(|blob| self.server.context.auth.authorized_key(user, &blob));
+            .and_then(|blob| self.server.context.auth().authorized_key(user, &blob));
         match account {
             Some(account) => {
                 let fingerprint = key.public_key.fingerprint(HashAlg::Sha256);

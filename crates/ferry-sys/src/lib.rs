@@ -14,6 +14,7 @@
 //!   file system a file is on; [`fs_space`]: its size, free space and limits (`statvfs`).
 //! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
 //! - [`release_free_memory`]: hand the memory the allocator holds free back to the system.
+//! - [`monotonic_micros`]: `CLOCK_MONOTONIC`, as systemd's notification protocol wants it.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -142,6 +143,15 @@ pub fn release_free_memory() {
             malloc_trim(0);
         }
     }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock systemd compares a reload's
+/// `MONOTONIC_USEC=` with (`std::time::Instant` reads it too, but does not show its value).
+pub fn monotonic_micros() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000;
+    secs.saturating_mul(1_000_000).saturating_add(micros)
 }
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit (each session holds one or two
@@ -331,6 +341,16 @@ mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn monotonic_micros_advances_with_instant() {
+        let (a, start) = (monotonic_micros(), std::time::Instant::now());
+        while start.elapsed() < std::time::Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        let b = monotonic_micros();
+        assert!(a > 0 && b >= a + 2_000, "{a} then {b}");
+    }
 
     #[test]
     fn fs_space_of_a_file_through_an_o_path_handle() {

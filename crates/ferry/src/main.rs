@@ -6,18 +6,24 @@
 //! - `logformat`: `--log-format json`, the log as JSON lines.
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
 //! - `bench`: `ferry bench`, a load generator for FTP servers on loopback.
+//! - `manual`: `ferry completions` and `ferry man`, generated from this command line.
+//! - `notify`: systemd's readiness protocol (`NOTIFY_SOCKET`).
+//! - `reload`: what SIGHUP reloads in a running server (users, certificate).
 
 mod bench;
 mod client;
 mod config;
 mod logformat;
+mod manual;
+mod notify;
+mod reload;
 mod serve;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ferry: a secure, fast FTP server and client.
 #[derive(Debug, Parser)]
@@ -64,6 +70,19 @@ enum Commands {
     },
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell, e.g.
+    /// `ferry completions bash > /usr/share/bash-completion/completions/ferry`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output, every subcommand included, e.g.
+    /// `ferry man | man -l -`; with --dir, write ferry.1 and a page per subcommand there.
+    Man {
+        /// Write one page per subcommand (ferry.1, ferry-serve.1, ...) into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +95,8 @@ fn main() -> ExitCode {
         Commands::BenchMinimalPeer { size } => bench::minimal_peer(size),
         Commands::Client(cmd) => return client::run(cmd),
         Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
+        Commands::Completions { shell } => manual::completions(shell, Cli::command()),
+        Commands::Man { dir } => manual::man(Cli::command(), dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

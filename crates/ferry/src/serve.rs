@@ -8,10 +8,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 use ferry_auth::{Authenticator, UserSpec};
 use ferry_ftpd::{CertStore, Server, TlsConfig, TlsPolicy};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FileConfig, PortRange, default_root, default_state_dir};
 use crate::logformat::{JsonLines, JsonWriter, LogFormat};
+use crate::notify::Notifier;
+use crate::reload::{Reloader, users_with};
 
 /// Where the quick default serves SFTP.
 const DEFAULT_SFTP_LISTEN: SocketAddr =
@@ -81,7 +84,9 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
+    // Read again on SIGHUP, from the same file whatever the directory then.
+    let config_path = args.config.clone().map(absolute);
+    let file = match &config_path {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
@@ -133,13 +138,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("implicit TLS listeners need tls = optional or required");
     }
 
-    let mut users = file.users.clone();
     if let Some(dir) = &args.anonymous_root {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         config.anonymous_home = Some(dir.clone());
     }
     let anonymous = config.anonymous_home.is_some();
     let mut banner_credentials = None;
+    // The --user (or generated) user, kept as it is now through reloads.
+    let mut quick = None;
     let quick_root = args.root.clone().unwrap_or_else(default_root);
     if let Some(name) = &args.user {
         let password = std::env::var("FERRY_PASSWORD")
@@ -151,19 +157,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         let keys = args.authorized_keys.clone().map(absolute);
-        users.retain(|u| &u.name != name);
-        users.push(quick_user(name, password.as_deref(), keys, &quick_root)?);
-    } else if users.is_empty() && !anonymous {
+        quick = Some(quick_user(name, password.as_deref(), keys, &quick_root)?);
+    } else if file.users.is_empty() && !anonymous {
         // Nothing configured: a generated user on a folder we create, printed below.
         let password = generate_password();
-        users.push(quick_user("ferry", Some(&password), None, &quick_root)?);
+        quick = Some(quick_user("ferry", Some(&password), None, &quick_root)?);
         banner_credentials = Some(("ferry".to_string(), password));
     } else if args.root.is_some() {
         bail!(
             "--root applies to the --user (or generated) user; set `home` per user in the config file"
         );
     }
-    let auth = Arc::new(Authenticator::new(users)?);
+    let auth = Arc::new(Authenticator::new(users_with(
+        file.users.clone(),
+        quick.as_ref(),
+    ))?);
 
     // One listing cache for the homes of every protocol: its limit bounds the server.
     let listings = Arc::new(ferry_vfs::ListCache::new(
@@ -223,10 +231,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Caught from here on, before any address is printed or readiness told: a reload or
+        // a stop asked for as soon as the server answers is never the default action (which
+        // ends the process).
+        let hangup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+        let shutdown = shutdown_signal().context("cannot catch SIGTERM")?;
         // One context for every protocol: the same users and files, one login throttle and
         // one set of session limits.
         let context = ferry_core::ServerContext::new(
-            Arc::clone(&auth),
+            auth,
             ferry_core::local_storage_with(listings),
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
@@ -244,8 +257,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokio::spawn(reopen_on_sighup(context.transfer_log.clone()));
         }
         let server = Server::bind_in(config, Arc::clone(&context))?;
+        let mut serving = Vec::new();
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
+            serving.push(format!("ftp://{addr}"));
         }
         let (sftp_stop, sftp_stopped) = tokio::sync::watch::channel(false);
         let mut sftp_addrs = Vec::new();
@@ -260,6 +275,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
                 let bound = listener.local_addr()?;
                 println!("ferry: listening on sftp://{bound}/");
+                serving.push(format!("sftp://{bound}"));
                 sftp_addrs.push(bound);
                 let sftp = Arc::clone(&sftp);
                 let mut stopped = sftp_stopped.clone();
@@ -278,6 +294,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         for addr in server.implicit_tls_addrs() {
             println!("ferry: listening on ftps://{addr}/ (implicit TLS)");
+            serving.push(format!("ftps://{addr}"));
         }
         if let Some(t) = &tls {
             println!(
@@ -286,8 +303,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 t.cert_path.display(),
                 t.config.certs.fingerprint()
             );
-            tokio::spawn(reload_on_sighup(t.clone()));
         }
+        let notifier = Notifier::from_env().map(Arc::new);
+        let status = format!("serving {}", serving.join(" "));
+        tokio::spawn(
+            Reloader::new(
+                config_path,
+                quick,
+                tls.clone(),
+                Arc::clone(&context),
+                notifier.clone(),
+                status.clone(),
+            )
+            .run(hangup),
+        );
         if let Some((user, password)) = &banner_credentials {
             let addr = server.local_addrs().first().copied();
             println!(
@@ -312,9 +341,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        if let Some(n) = &notifier {
+            n.ready(&status);
+        }
         server
             .run(async {
-                shutdown_signal().await;
+                shutdown.await;
+                if let Some(n) = &notifier {
+                    n.stopping();
+                }
                 let _ = sftp_stop.send(true);
             })
             .await?;
@@ -394,10 +429,10 @@ fn policy_name(p: TlsPolicy) -> &'static str {
 
 /// The server's TLS settings and where its certificate comes from (for SIGHUP reloads).
 #[derive(Clone)]
-struct TlsSetup {
-    config: TlsConfig,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+pub(crate) struct TlsSetup {
+    pub(crate) config: TlsConfig,
+    pub(crate) cert_path: PathBuf,
+    pub(crate) key_path: PathBuf,
 }
 
 /// Build the TLS settings: configured PEM files, or a self-signed certificate generated once
@@ -507,25 +542,6 @@ async fn reopen_on_sighup(log: ferry_core::TransferLog) {
     }
 }
 
-/// Reload the certificate files on SIGHUP; sessions keep the certificate they started with.
-async fn reload_on_sighup(tls: TlsSetup) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
-        match ferry_ftpd::tls::load_pem_files(&tls.cert_path, &tls.key_path) {
-            Ok(key) => {
-                tls.config.certs.replace(key);
-                tracing::info!(fingerprint = %tls.config.certs.fingerprint(), "TLS certificate reloaded");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
-            }
-        }
-    }
-}
-
 fn quick_user(
     name: &str,
     password: Option<&str>,
@@ -552,25 +568,14 @@ fn generate_password() -> String {
         .collect()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// SIGTERM or SIGINT (Ctrl-C), caught from the moment this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }

@@ -130,7 +130,7 @@ impl Session {
             _ => {
                 self.shared
                     .context
-                    .auth
+                    .auth()
                     .authenticate(&name, &password)
                     .await
             }
