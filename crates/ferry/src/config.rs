@@ -21,6 +21,9 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) state_dir: Option<PathBuf>,
+    /// Balancers that must send a PROXY protocol header (every protocol's listeners).
+    #[serde(default)]
+    pub(crate) proxy_protocol_from: Vec<IpNet>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     #[serde(default)]
@@ -242,7 +245,10 @@ impl FileConfig {
 
     /// Apply the file onto the server defaults.
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        let mut c = ServerConfig::default();
+        let mut c = ServerConfig {
+            proxy: ferry_core::ProxyTrust::new(self.proxy_protocol_from.clone()),
+            ..ServerConfig::default()
+        };
         if let Some(l) = &self.ftp.listen {
             c.listen = l.clone();
         }

@@ -67,6 +67,10 @@ pub(crate) struct ServeArgs {
     /// Directory for generated state (self-signed certificate). Default ./ferry-state.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Require a PROXY protocol (v1/v2) header from these balancers on every listener, and
+    /// refuse other connections; repeatable (CIDR, e.g. 10.0.0.0/24, 127.0.0.1/32).
+    #[arg(long, value_name = "CIDR")]
+    proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -101,6 +105,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_sessions_per_ip {
         config.max_sessions_per_ip = n;
+    }
+    if !args.proxy_protocol_from.is_empty() {
+        config.proxy = ferry_core::ProxyTrust::new(args.proxy_protocol_from.clone());
     }
     let tls = prepare_tls(&file, &args)?;
     if let Some(t) = &tls {
@@ -198,6 +205,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         c.idle_timeout = config.idle_timeout;
         c.limits.idle_timeout = config.idle_timeout;
         c.auth_rejection_time = config.login_failure_delay;
+        c.proxy = config.proxy.clone();
         c
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
