@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
+use crate::metrics::{MeteredStorage, Metrics};
 use crate::sessions::SessionRegistry;
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
@@ -49,6 +50,8 @@ pub struct ServerContext {
     pub throttle: LoginThrottle,
     /// Sessions of every protocol, against the shared limits.
     pub sessions: Arc<SessionRegistry>,
+    /// What every protocol counts (logins, bans, transfers, storage latency).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -76,12 +79,14 @@ impl ServerContext {
                 limits.failed_login_window,
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
+            metrics: Arc::default(),
         })
     }
 
     /// The storage of a logged-in `account`, behind its permissions.
     pub fn user_fs(&self, account: Arc<Account>) -> io::Result<UserFs> {
         let storage = (self.storage)(&account)?;
+        let storage = MeteredStorage::wrap(storage, Arc::clone(&self.metrics));
         Ok(UserFs::new(account, storage))
     }
 }

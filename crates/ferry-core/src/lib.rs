@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`context`]: [`ServerContext`], what the servers of one process share: users, storage per
 //!   account, the login throttle and the session registry.
+//! - [`metrics`]: [`Metrics`], what every protocol counts, in Prometheus' text format, and
+//!   [`MeteredStorage`], which times storage requests.
 //! - [`proxy`]: [`ProxyTrust`], PROXY protocol v1/v2 on accept: which balancers announce the
 //!   client, and reading their header.
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
@@ -19,12 +21,14 @@
 //! and serves their requests through [`UserFs`], mapping its errors to the protocol's replies.
 
 pub mod context;
+pub mod metrics;
 pub mod proxy;
 pub mod sessions;
 pub mod storage;
 pub mod userfs;
 
 pub use context::{ServerContext, SharedLimits};
+pub use metrics::{Ban, Direction, MeteredStorage, Metrics, RunningTransfer, TransferGuard};
 pub use proxy::{ProxyError, ProxyTrust};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 #[derive(Debug)]
 pub struct PortPool {
     free: Mutex<Vec<Slot>>,
+    size: usize,
 }
 
 #[derive(Debug)]
@@ -55,8 +56,10 @@ impl PortPool {
                 listener: None,
             })
             .collect();
+        let size = usize::from(high.saturating_sub(low)) + 1;
         Some(Arc::new(PortPool {
             free: Mutex::new(free),
+            size,
         }))
     }
 
@@ -77,6 +80,11 @@ impl PortPool {
             });
             free.splice(0..0, slots);
         }
+    }
+
+    /// Ports leased now.
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.available())
     }
 
     /// Ports currently free (for tests and STAT).

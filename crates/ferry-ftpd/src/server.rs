@@ -81,6 +81,12 @@ impl Server {
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let ports = PortPool::new(config.passive_ports);
+        if let Some(pool) = &ports {
+            let pool = Arc::downgrade(pool);
+            context
+                .metrics
+                .watch_passive_ports(move || pool.upgrade().map_or(0, |p| p.in_use()));
+        }
         let anonymous = config.anonymous_home.clone().map(|home| {
             Arc::new(Account {
                 name: "anonymous".to_string(),

@@ -96,6 +96,8 @@ pub(crate) struct OpenFile {
     /// still names the old file, so changes by path wait in `pending`.
     replacing: bool,
     pending: AttrChange,
+    /// The file's transfer (for the metrics and the status page), once a byte has moved.
+    pub(crate) transfer: Option<ferry_core::TransferGuard>,
 }
 
 impl OpenFile {
@@ -108,6 +110,7 @@ impl OpenFile {
             path: path.clone(),
             replacing: access.write == Some(WriteMode::Replace),
             pending: AttrChange::default(),
+            transfer: None,
         })
     }
 

@@ -150,6 +150,11 @@ impl SftpServer {
         })
     }
 
+    /// The context this server serves from (users, storage, limits, sessions, metrics).
+    pub fn context(&self) -> Arc<ServerContext> {
+        Arc::clone(&self.inner.context)
+    }
+
     /// Host key fingerprints (Ed25519, then RSA) in OpenSSH's `SHA256:...` form (what a
     /// client asks the user to confirm on first connection).
     pub fn fingerprints(&self) -> &[String] {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_core::{Operation, UserFs};
+use ferry_core::{Direction, Operation, UserFs};
 use ferry_sftp_proto::attrs::file_type;
 use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
 use ferry_sftp_proto::{
@@ -99,8 +99,16 @@ struct Handles {
     open: HashMap<u64, Slot>,
 }
 
+/// Where a session's transfers are counted.
+pub(crate) struct Meter {
+    pub(crate) metrics: Arc<ferry_core::Metrics>,
+    /// The session's id in the registry.
+    pub(crate) session: u64,
+}
+
 struct Shared {
     fs: UserFs,
+    meter: Meter,
     limits: SftpLimits,
     handles: Mutex<Handles>,
     budget: Arc<Semaphore>,
@@ -162,6 +170,26 @@ impl Shared {
     }
 }
 
+impl OpenFile {
+    /// Count `n` bytes moved `direction` on this file: its first read or write makes it a
+    /// transfer (listed as running until the file is closed).
+    fn moved(&mut self, meter: &Meter, direction: Direction, n: u64) {
+        if self.transfer.is_none() {
+            self.transfer = Some(meter.metrics.start_transfer(
+                meter.session,
+                ferry_core::Protocol::Sftp,
+                direction,
+                self.path().to_string(),
+                None,
+                Arc::default(),
+            ));
+        }
+        if let Some(transfer) = &self.transfer {
+            transfer.add(n);
+        }
+    }
+}
+
 fn too_many_handles() -> Status {
     Status::new(StatusCode::FAILURE, "Too many open handles")
 }
@@ -184,6 +212,7 @@ pub(crate) async fn serve(
     channel: russh::Channel<Msg>,
     fs: UserFs,
     limits: SftpLimits,
+    meter: Meter,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rx, tx) = channel.split();
@@ -212,6 +241,7 @@ pub(crate) async fn serve(
 
     let shared = Arc::new(Shared {
         fs,
+        meter,
         limits,
         handles: Mutex::new(Handles::default()),
         budget: Arc::new(Semaphore::new(limits.read_budget.max(1) as usize)),
@@ -609,6 +639,7 @@ async fn handle_request(
             {
                 Ok(0) => (status_packet(id, Status::eof()), None),
                 Ok(n) => {
+                    file.moved(&shared.meter, Direction::Download, n as u64);
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
                     (Bytes::from(buf), Some(budget))
@@ -617,10 +648,22 @@ async fn handle_request(
             };
         }
         (Request::Write { offset, data, .. }, Open::File(file)) => {
-            done(file.handle().write_at(offset, &data).await)
+            let written = file.handle().write_at(offset, &data).await;
+            if written.is_ok() {
+                file.moved(&shared.meter, Direction::Upload, data.len() as u64);
+            }
+            done(written)
         }
         (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {
-            Open::File(file) => done(file.close(fs).await),
+            Open::File(mut file) => {
+                let transfer = file.transfer.take();
+                let closed = file.close(fs).await;
+                if let Some(t) = transfer {
+                    let bytes = t.bytes();
+                    t.finish(bytes, closed.is_ok());
+                }
+                done(closed)
+            }
             Open::Dir(_) | Open::Closed => status_packet(id, Status::ok()),
         },
         (Request::Fstat { .. }, Open::File(file)) => match file.handle().metadata().await {

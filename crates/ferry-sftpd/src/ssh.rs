@@ -77,6 +77,10 @@ impl Connection {
     fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
         tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login ({how})");
         self.permit.set_user(Some(&account.name));
+        self.server
+            .context
+            .metrics
+            .login(ferry_core::Protocol::Sftp, true);
         self.account = Some(account);
         self.authenticated.store(true, Ordering::Release);
         Auth::Accept
@@ -92,6 +96,8 @@ impl Connection {
             Some(peer) => match self.server.context.throttle.begin(peer.ip(), user).await {
                 Ok(attempt) => Some(attempt),
                 Err(why) => {
+                    let metrics = &self.server.context.metrics;
+                    metrics.banned(ferry_core::Protocol::Sftp, peer.ip());
                     tracing::info!(peer = ?self.peer, "ssh: login refused: {why}");
                     tokio::time::sleep_until(until).await;
                     return self.again();
@@ -109,6 +115,8 @@ impl Connection {
             None => {
                 // The attempt, dropped, counts as a failed login.
                 drop(attempt);
+                let metrics = &self.server.context.metrics;
+                metrics.login(ferry_core::Protocol::Sftp, false);
                 tracing::info!(peer = ?self.peer, "ssh: failed login ({how})");
                 tokio::time::sleep_until(until).await;
                 self.again()
@@ -311,8 +319,12 @@ impl russh::server::Handler for Connection {
         let limits = self.server.config.limits;
         let running = self.sessions.enter();
         let shutdown = self.shutdown.clone();
+        let meter = crate::sftp::Meter {
+            metrics: Arc::clone(&self.server.context.metrics),
+            session: self.permit.info().id,
+        };
         tokio::spawn(async move {
-            crate::sftp::serve(ch, fs, limits, shutdown).await;
+            crate::sftp::serve(ch, fs, limits, meter, shutdown).await;
             drop(running);
         });
         Ok(())

@@ -34,6 +34,19 @@ pub(crate) struct FileConfig {
     pub(crate) ftp: FtpSection,
     #[serde(default)]
     pub(crate) sftp: SftpSection,
+    #[serde(default)]
+    pub(crate) metrics: MetricsSection,
+}
+
+/// `[metrics]`: the metrics, health and status listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSection {
+    pub(crate) listen: Option<SocketAddr>,
+    /// Basic auth for everything but `/healthz`: the user name...
+    pub(crate) user: Option<String>,
+    /// ...and its password's argon2id PHC string (`ferry hash-password`).
+    pub(crate) password_hash: Option<String>,
 }
 
 /// `[limits]`: sessions and logins, counted across every protocol.

@@ -9,6 +9,7 @@
 mod bench;
 mod client;
 mod config;
+mod observe;
 mod serve;
 
 use std::io::{BufRead, IsTerminal};

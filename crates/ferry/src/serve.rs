@@ -71,6 +71,10 @@ pub(crate) struct ServeArgs {
     /// refuse other connections; repeatable (CIDR, e.g. 10.0.0.0/24, 127.0.0.1/32).
     #[arg(long, value_name = "CIDR")]
     proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Serve Prometheus metrics (/metrics), health (/healthz) and the status page (/) here,
+    /// e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -151,6 +155,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--root applies to the --user (or generated) user; set `home` per user in the config file"
         );
     }
+    // The home `/healthz` checks the storage with.
+    let probe_home = users
+        .first()
+        .map(|u| u.home.clone())
+        .or(config.anonymous_home.clone());
     let auth = Arc::new(Authenticator::new(users)?);
 
     // One listing cache for the homes of every protocol: its limit bounds the server.
@@ -225,6 +234,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 failed_login_window: config.failed_login_window,
             },
         );
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(addr) = args.metrics_listen.or(file.metrics.listen) {
+            let listener = crate::observe::bind(addr).await?;
+            println!(
+                "ferry: metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let observer = crate::observe::Observer::new(
+                Arc::clone(&context),
+                Arc::clone(&draining),
+                health_probe(&context, probe_home),
+                metrics_auth(&file)?,
+            );
+            tokio::spawn(crate::observe::serve(listener, observer));
+        }
         let server = Server::bind_in(config, Arc::clone(&context))?;
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
@@ -297,6 +321,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         server
             .run(async {
                 shutdown_signal().await;
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 let _ = sftp_stop.send(true);
             })
             .await?;
@@ -308,6 +333,48 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// Whether storage answers: the root of `home` (the first user's), through the context's
+/// storage factory, read-only.
+fn health_probe(
+    context: &Arc<ferry_core::ServerContext>,
+    home: Option<PathBuf>,
+) -> crate::observe::HealthProbe {
+    let context = Arc::clone(context);
+    Box::new(move || {
+        let context = Arc::clone(&context);
+        let home = home.clone();
+        Box::pin(async move {
+            let Some(home) = home else { return true };
+            let account = ferry_auth::Account {
+                name: "healthz".to_string(),
+                home,
+                permissions: ferry_auth::Permissions::READ_ONLY,
+                anonymous: true,
+            };
+            match (context.storage)(&account) {
+                Ok(storage) => storage.metadata(&ferry_vfs::VPath::root()).await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    })
+}
+
+/// Basic auth for the metrics listener, from `[metrics]`.
+fn metrics_auth(file: &FileConfig) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    match (&file.metrics.user, &file.metrics.password_hash) {
+        (None, None) => Ok(None),
+        (Some(user), Some(hash)) => Ok(Some(Arc::new(Authenticator::new(vec![UserSpec {
+            name: user.clone(),
+            password_hash: Some(hash.clone()),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: PathBuf::from("/nonexistent"),
+            permissions: Vec::new(),
+        }])?))),
+        _ => bail!("[metrics]: user and password_hash go together"),
+    }
 }
 
 /// The log filter `spec`, with rustls' notes on the server names clients send kept below

@@ -73,6 +73,7 @@ struct Node {
     proc: Proc,
     ftp: SocketAddr,
     sftp: SocketAddr,
+    metrics: SocketAddr,
 }
 
 fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) -> Node {
@@ -91,6 +92,7 @@ fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) ->
             .arg(&config)
             .args(["--listen", &format!("{ip}:0")])
             .args(["--sftp-listen", &format!("{ip}:0")])
+            .args(["--metrics-listen", &format!("{ip}:0")])
             .args(["--passive-ports", &format!("{}-{}", range.0, range.1)])
             .args(["--proxy-protocol-from", "127.0.0.1/32"])
             .args(["--tls", "off", "--user", USER, "--log", "debug"])
@@ -102,8 +104,8 @@ fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) ->
             .env_remove("RUST_LOG")
             .env("FERRY_PASSWORD", PASSWORD),
     );
-    let (mut ftp, mut sftp) = (None, None);
-    while ftp.is_none() || sftp.is_none() {
+    let (mut ftp, mut sftp, mut metrics) = (None, None, None);
+    while ftp.is_none() || sftp.is_none() || metrics.is_none() {
         let line = lines
             .recv_timeout(WAIT)
             .unwrap_or_else(|_| panic!("{name} did not start: {}", proc.log()));
@@ -113,11 +115,15 @@ fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) ->
         };
         ftp = ftp.or(addr("ferry: listening on ftp://"));
         sftp = sftp.or(addr("ferry: listening on sftp://"));
+        metrics = metrics.or(line
+            .strip_prefix("ferry: metrics on http://")
+            .map(|a| a.trim_end_matches("/metrics").parse().unwrap()));
     }
     Node {
         proc,
         ftp: ftp.unwrap(),
         sftp: sftp.unwrap(),
+        metrics: metrics.unwrap(),
     }
 }
 
@@ -219,6 +225,21 @@ fn closed_unanswered(mut stream: TcpStream, hello: &[u8]) {
     assert_eq!(n, 0, "answered: {:?}", String::from_utf8_lossy(&buf[..n]));
 }
 
+/// The node's `/metrics`.
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 fn haproxy() -> Option<&'static str> {
     let path = "/usr/sbin/haproxy";
     if Path::new(path).exists() {
@@ -293,10 +314,19 @@ for _ in range(2):
         assert_eq!(pair[0], want);
         assert!(pair[1].contains("Connected from 127.0.0.2"), "{}", pair[1]);
     }
-    // Round robin: each node served one of them, for 127.0.0.2.
+    // Round robin: each node served one of them, for 127.0.0.2, and counted its bytes.
+    let counted = format!(
+        "ferry_transfer_bytes_total{{protocol=\"ftp\",direction=\"download\"}} {}",
+        body.len()
+    );
     for n in [&n1, &n2] {
         let log = n.proc.log();
         assert!(log.contains("peer=127.0.0.2"), "{log}");
+        let metrics = scrape(n.metrics);
+        assert!(
+            metrics.contains(&counted),
+            "{counted} missing from:\n{metrics}"
+        );
     }
 
     // A data connection through the balancer from another address is refused: the node

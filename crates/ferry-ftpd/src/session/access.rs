@@ -65,6 +65,8 @@ impl Session {
         let attempt = match throttle.begin(self.peer.ip(), &name).await {
             Ok(attempt) => attempt,
             Err(why) => {
+                let metrics = &self.shared.context.metrics;
+                metrics.banned(ferry_core::Protocol::Ftp, self.peer.ip());
                 warn!(user = %sanitize(&name), "login refused: {why}");
                 self.send(&Reply::new(
                     421,
@@ -87,6 +89,8 @@ impl Session {
         drop(password);
         let Some(account) = account else {
             drop(attempt);
+            let metrics = &self.shared.context.metrics;
+            metrics.login(ferry_core::Protocol::Ftp, false);
             self.failed_logins += 1;
             warn!(user = %sanitize(&name), attempt = self.failed_logins, "login failed");
             tokio::time::sleep(self.shared.config.login_failure_delay).await;
@@ -102,6 +106,8 @@ impl Session {
             return Ok(Flow::Continue);
         };
         attempt.succeeded();
+        let metrics = &self.shared.context.metrics;
+        metrics.login(ferry_core::Protocol::Ftp, true);
         let fs = match self.shared.context.user_fs(Arc::clone(&account)) {
             Ok(fs) => fs,
             Err(e) => {

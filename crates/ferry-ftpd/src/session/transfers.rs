@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::TlsPolicy;
-use ferry_core::Operation;
+use ferry_core::{Direction, Operation, Protocol};
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
@@ -134,8 +134,14 @@ impl Session {
             }
             Ok(done)
         };
-        self.start_transfer(what, false, &opening, "Transfer complete.".to_string(), job)
-            .await?;
+        self.start_transfer(
+            what,
+            TransferKind::Download(announced),
+            &opening,
+            "Transfer complete.".to_string(),
+            job,
+        )
+        .await?;
         Ok(Flow::Continue)
     }
 
@@ -174,6 +180,9 @@ impl Session {
         // Closing sends FIN after the data: the client has read nothing it must not lose.
         drop(stream);
         let bytes = result.as_ref().map_or(0, |d| d.bytes);
+        let metrics = &self.shared.context.metrics;
+        metrics.add_bytes(Protocol::Ftp, Direction::Download, bytes);
+        metrics.transfer_ended(Protocol::Ftp, Direction::Download, result.is_ok());
         Quick::Done(
             final_reply(
                 result,
@@ -365,7 +374,8 @@ impl Session {
                 .map_err(|e| PumpError::Local(io::Error::other(e.message)))?;
             Ok(Done { bytes: n, after })
         };
-        self.start_transfer(what, true, &opening, done, job).await?;
+        self.start_transfer(what, TransferKind::Upload, &opening, done, job)
+            .await?;
         Ok(Flow::Continue)
     }
 
@@ -374,7 +384,7 @@ impl Session {
     pub(super) async fn start_transfer<F, Fut>(
         &mut self,
         what: String,
-        upload: bool,
+        kind: TransferKind,
         opening: &str,
         done: String,
         job: F,
@@ -383,6 +393,7 @@ impl Session {
         F: FnOnce(Stream, Arc<AtomicU64>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Done, PumpError>> + Send + 'static,
     {
+        let upload = kind == TransferKind::Upload;
         let plan = std::mem::replace(&mut self.data, DataPlan::None);
         let config = &self.shared.config;
         let timeout = config.data_connect_timeout;
@@ -398,6 +409,21 @@ impl Session {
         self.send(&Reply::new(150, opening.to_string())).await?;
         let progress = Arc::new(AtomicU64::new(0));
         let task_progress = Arc::clone(&progress);
+        let counted = match kind {
+            TransferKind::Listing => None,
+            TransferKind::Download(size) => Some((Direction::Download, Some(size))),
+            TransferKind::Upload => Some((Direction::Upload, None)),
+        };
+        let guard = counted.map(|(direction, size)| {
+            self.shared.context.metrics.start_transfer(
+                self.permit.info().id,
+                Protocol::Ftp,
+                direction,
+                what.clone(),
+                size,
+                Arc::clone(&progress),
+            )
+        });
         let span = info_span!("transfer", what = %what);
         let handle = tokio::spawn(
             async move {
@@ -435,6 +461,12 @@ impl Session {
                     Err(reply) => return Outcome { reply, after: None },
                 };
                 let result = job(stream, Arc::clone(&task_progress)).await;
+                if let Some(guard) = guard {
+                    match &result {
+                        Ok(done) => guard.finish(done.bytes, true),
+                        Err(_) => guard.finish(task_progress.load(Ordering::Relaxed), false),
+                    }
+                }
                 final_reply(
                     result,
                     started,
@@ -453,6 +485,16 @@ impl Session {
         });
         Ok(())
     }
+}
+
+/// What a transfer started by [`Session::start_transfer`] is, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransferKind {
+    /// A directory listing (not counted as a transfer).
+    Listing,
+    /// A download of this many bytes.
+    Download(u64),
+    Upload,
 }
 
 /// What [`Session::quick_retr`] did.
