@@ -300,3 +300,13 @@ fn the_status_page_shows_a_running_upload_in_a_real_browser() {
     drop(up);
     assert!(ftp.reply().starts_with("226"));
 }
+
+#[test]
+fn healthz_says_so_when_the_storage_stops_answering() {
+    let node = start();
+    assert_eq!(get(node.http, "/healthz", None).0, 200);
+    std::fs::remove_dir_all(&node.root).unwrap();
+    eventually("/healthz reports the storage", || {
+        get(node.http, "/healthz", None) == (503, "storage unavailable\n".to_string())
+    });
+}
