@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_auth::Authenticator;
+use std::path::PathBuf;
+
+use ferry_auth::{Authenticator, UserSpec};
 use ferry_core::ServerContext;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -319,6 +321,50 @@ fn status_page(initial: &serde_json::Value) -> String {
 }
 
 const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Whether storage answers: the root of `home` (the first user's), through the context's
+/// storage factory, read-only.
+pub(crate) fn health_probe(
+    context: &Arc<ferry_core::ServerContext>,
+    home: Option<PathBuf>,
+) -> HealthProbe {
+    let context = Arc::clone(context);
+    Box::new(move || {
+        let context = Arc::clone(&context);
+        let home = home.clone();
+        Box::pin(async move {
+            let Some(home) = home else { return true };
+            let account = ferry_auth::Account {
+                name: "healthz".to_string(),
+                home,
+                permissions: ferry_auth::Permissions::READ_ONLY,
+                anonymous: true,
+            };
+            match (context.storage)(&account) {
+                Ok(storage) => storage.metadata(&ferry_vfs::VPath::root()).await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    })
+}
+
+/// Basic auth for the metrics listener, from `[metrics]`.
+pub(crate) fn basic_auth(
+    section: &crate::config::MetricsSection,
+) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    match (&section.user, &section.password_hash) {
+        (None, None) => Ok(None),
+        (Some(user), Some(hash)) => Ok(Some(Arc::new(Authenticator::new(vec![UserSpec {
+            name: user.clone(),
+            password_hash: Some(hash.clone()),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: PathBuf::from("/nonexistent"),
+            permissions: Vec::new(),
+        }])?))),
+        _ => anyhow::bail!("[metrics]: user and password_hash go together"),
+    }
+}
 
 /// A listener for `addr` (for the metrics, on loopback unless the operator chose otherwise).
 pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

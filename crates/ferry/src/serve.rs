@@ -244,8 +244,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             let observer = crate::observe::Observer::new(
                 Arc::clone(&context),
                 Arc::clone(&draining),
-                health_probe(&context, probe_home),
-                metrics_auth(&file)?,
+                crate::observe::health_probe(&context, probe_home),
+                crate::observe::basic_auth(&file.metrics)?,
             );
             tokio::spawn(crate::observe::serve(listener, observer));
         }
@@ -333,48 +333,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
-}
-
-/// Whether storage answers: the root of `home` (the first user's), through the context's
-/// storage factory, read-only.
-fn health_probe(
-    context: &Arc<ferry_core::ServerContext>,
-    home: Option<PathBuf>,
-) -> crate::observe::HealthProbe {
-    let context = Arc::clone(context);
-    Box::new(move || {
-        let context = Arc::clone(&context);
-        let home = home.clone();
-        Box::pin(async move {
-            let Some(home) = home else { return true };
-            let account = ferry_auth::Account {
-                name: "healthz".to_string(),
-                home,
-                permissions: ferry_auth::Permissions::READ_ONLY,
-                anonymous: true,
-            };
-            match (context.storage)(&account) {
-                Ok(storage) => storage.metadata(&ferry_vfs::VPath::root()).await.is_ok(),
-                Err(_) => false,
-            }
-        })
-    })
-}
-
-/// Basic auth for the metrics listener, from `[metrics]`.
-fn metrics_auth(file: &FileConfig) -> anyhow::Result<Option<Arc<Authenticator>>> {
-    match (&file.metrics.user, &file.metrics.password_hash) {
-        (None, None) => Ok(None),
-        (Some(user), Some(hash)) => Ok(Some(Arc::new(Authenticator::new(vec![UserSpec {
-            name: user.clone(),
-            password_hash: Some(hash.clone()),
-            authorized_keys: Vec::new(),
-            authorized_keys_file: None,
-            home: PathBuf::from("/nonexistent"),
-            permissions: Vec::new(),
-        }])?))),
-        _ => bail!("[metrics]: user and password_hash go together"),
-    }
 }
 
 /// The log filter `spec`, with rustls' notes on the server names clients send kept below

@@ -144,15 +144,12 @@ fn free_port(ips: &[Ipv4Addr]) -> u16 {
 }
 
 /// `len` consecutive ports free on every one of `ips`, from a bounded number of tries.
-fn free_range(ips: &[Ipv4Addr], len: u16, taken: &[(u16, u16)]) -> (u16, u16) {
+fn free_range(ips: &[Ipv4Addr], len: u16) -> (u16, u16) {
     for _ in 0..200 {
         let low = free_port(ips);
         let Some(high) = low.checked_add(len - 1) else {
             continue;
         };
-        if taken.iter().any(|(l, h)| low <= *h && *l <= high) {
-            continue;
-        }
         let all_free =
             (low..=high).all(|port| ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()));
         if all_free {
@@ -263,12 +260,13 @@ fn two_nodes_behind_haproxy_see_the_client_the_proxy_header_names() {
     std::fs::write(root.join("big.bin"), &body).unwrap();
 
     let ips = [Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12)];
-    let r1 = free_range(&[PROXY, ips[0]], 8, &[]);
-    let r2 = free_range(&[PROXY, ips[1]], 8, &[r1]);
+    // Every port the balancer binds from one free block, so that no two of its frontends
+    // share a port (HAProxy binds with SO_REUSEPORT, and would split the connections).
+    let (low, _) = free_range(&[PROXY, ips[0], ips[1]], 18);
+    let (r1, r2) = ((low, low + 7), (low + 8, low + 15));
+    let (control, sftp) = (low + 16, low + 17);
     let n1 = node(dir.path(), "n1", ips[0], r1, &root);
     let n2 = node(dir.path(), "n2", ips[1], r2, &root);
-    let control = free_port(&[PROXY]);
-    let sftp = free_port(&[PROXY]);
     let cfg = dir.path().join("haproxy.cfg");
     let nodes = [(&n1, ips[0], r1), (&n2, ips[1], r2)];
     std::fs::write(&cfg, haproxy_config(control, sftp, &nodes)).unwrap();
