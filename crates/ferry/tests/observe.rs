@@ -42,7 +42,8 @@ fn start() -> Node {
     std::fs::write(
         &config,
         format!(
-            "[metrics]\nlisten = \"127.0.0.1:0\"\nuser = \"{user}\"\npassword_hash = \"{}\"\n",
+            "[limits]\nmax_failed_logins_per_ip = 2\nlogin_failure_delay_ms = 10\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\nuser = \"{user}\"\npassword_hash = \"{}\"\n",
             hash(password)
         ),
     )
@@ -264,6 +265,14 @@ fn the_status_page_shows_a_running_upload_in_a_real_browser() {
     let mut up = ftp.data();
     assert!(ftp.cmd("STOR under-way.bin").starts_with("150"));
     up.write_all(&[7u8; 300_000]).unwrap();
+    // Two failed logins, and the third attempt from the address is refused: a ban.
+    let mut guesser = Ftp::connect(node.ftp);
+    for _ in 0..2 {
+        assert!(guesser.cmd("USER alice").starts_with("331"));
+        assert!(guesser.cmd("PASS guess").starts_with("530"));
+    }
+    assert!(guesser.cmd("USER alice").starts_with("331"));
+    assert!(guesser.cmd("PASS guess").starts_with("421"));
     eventually("the upload shows in /status.json", || {
         let (_, json) = get(node.http, "/status.json", Some(VIEWER));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -296,6 +305,8 @@ fn the_status_page_shows_a_running_upload_in_a_real_browser() {
     assert!(dom.contains("<td>upload</td>"), "{dom}");
     assert!(dom.contains("<td>293.0 KiB</td>"), "{dom}");
     assert!(dom.contains("<td>alice</td>"), "{dom}");
+    // The ban: the address alone (sessions show address and port).
+    assert!(dom.contains("<td>ftp</td><td>127.0.0.1</td>"), "{dom}");
     assert!(dom.contains("<polyline"), "{dom}");
     drop(up);
     assert!(ftp.reply().starts_with("226"));
