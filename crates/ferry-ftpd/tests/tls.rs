@@ -1263,3 +1263,31 @@ async fn protected_data_through_a_balancer_is_judged_by_its_proxy_header() {
         .unwrap_or(0);
     assert_eq!(n, 0, "the stranger's connection was answered");
 }
+
+/// Implicit FTPS behind a balancer: the header comes before the TLS handshake; without it,
+/// the connection is closed unanswered.
+#[tokio::test]
+async fn implicit_tls_behind_a_balancer_reads_the_proxy_header_first() {
+    let f = start_with(
+        |_| {},
+        |c| c.proxy = ferry_core::ProxyTrust::new(vec!["127.0.0.1/32".parse().unwrap()]),
+    )
+    .await;
+    let addr = f.server.implicit_addrs[0];
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&proxy_v1([127, 0, 0, 2])).await.unwrap();
+    let mut c = TlsCtrl::over(&f, tcp, addr, true, true).await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    let stat = c.expect("STAT", 211).await;
+    assert!(stat.text().contains("Connected from 127.0.0.2"), "{stat:?}");
+    // A TLS hello where the header should be.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    assert!(
+        connector(&f.cert_pem, false)
+            .connect(name, tcp)
+            .await
+            .is_err()
+    );
+}
