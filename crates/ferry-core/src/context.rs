@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
+use crate::metrics::{MeteredStorage, Metrics};
 use crate::sessions::SessionRegistry;
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
@@ -52,6 +53,8 @@ pub struct ServerContext {
     pub sessions: Arc<SessionRegistry>,
     /// Every protocol's finished transfers, one xferlog line each (off until opened).
     pub transfer_log: TransferLog,
+    /// What every protocol counts (logins, bans, transfers, storage latency).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -80,6 +83,7 @@ impl ServerContext {
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
             transfer_log: TransferLog::new(),
+            metrics: Arc::default(),
         })
     }
 
@@ -100,6 +104,7 @@ impl ServerContext {
     /// The storage of a logged-in `account`, behind its permissions.
     pub fn user_fs(&self, account: Arc<Account>) -> io::Result<UserFs> {
         let storage = (self.storage)(&account)?;
+        let storage = MeteredStorage::wrap(storage, Arc::clone(&self.metrics));
         Ok(UserFs::new(account, storage))
     }
 }

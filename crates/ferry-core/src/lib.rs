@@ -5,6 +5,10 @@
 //! - [`context`]: [`ServerContext`], what the servers of one process share: users, storage per
 //!   account, the login throttle, the session registry and the transfer log.
 //! - [`events`]: the names of the security events every protocol logs (`event` field).
+//! - [`metrics`]: [`Metrics`], what every protocol counts, in Prometheus' text format, and
+//!   [`MeteredStorage`], which times storage requests.
+//! - [`proxy`]: [`ProxyTrust`], PROXY protocol v1/v2 on accept: which balancers announce the
+//!   client, and reading their header.
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
@@ -21,13 +25,17 @@
 
 pub mod context;
 pub mod events;
+pub mod metrics;
+pub mod proxy;
 pub mod sessions;
 pub mod storage;
 pub mod userfs;
 pub mod xferlog;
 
 pub use context::{ServerContext, SharedLimits};
+pub use metrics::{Ban, Direction, MeteredStorage, Metrics, RunningTransfer, TransferGuard};
+pub use proxy::{ProxyError, ProxyTrust};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
 pub use userfs::{Operation, UserFs};
-pub use xferlog::{Direction, Transfer, TransferInfo, TransferLog};
+pub use xferlog::{Transfer, TransferInfo, TransferLog};

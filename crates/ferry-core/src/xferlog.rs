@@ -39,14 +39,8 @@ use std::time::{Duration, Instant};
 /// Lines waiting for the writer thread at most; beyond, lines are dropped and counted.
 pub const QUEUE_LINES: usize = 4096;
 
-/// Which way the file went, seen from the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// To the client (a download): `o`.
-    Outgoing,
-    /// From the client (an upload): `i`.
-    Incoming,
-}
+/// Which way the file went: a download is `o` in the log, an upload `i`.
+pub use crate::metrics::Direction;
 
 /// What the log says about a transfer when it starts; the bytes and the outcome come when
 /// it ends (see [`Transfer`]).
@@ -389,8 +383,8 @@ where
         token(&info.path),
         if info.ascii { 'a' } else { 'b' },
         match info.direction {
-            Direction::Outgoing => 'o',
-            Direction::Incoming => 'i',
+            Direction::Download => 'o',
+            Direction::Upload => 'i',
         },
         if info.anonymous { 'a' } else { 'r' },
         token(&info.user),
@@ -427,7 +421,7 @@ mod tests {
                 peer: "::ffff:127.0.0.1".parse().unwrap(),
                 path: path.to_string(),
                 ascii: false,
-                direction: Direction::Outgoing,
+                direction: Direction::Download,
                 anonymous: false,
                 user: "alice".to_string(),
                 service: "ftp",
@@ -450,7 +444,7 @@ mod tests {
         );
         let mut r = record("/f", Duration::from_millis(2001));
         r.info.ascii = true;
-        r.info.direction = Direction::Incoming;
+        r.info.direction = Direction::Upload;
         r.info.anonymous = true;
         r.info.service = "sftp";
         r.completed = false;

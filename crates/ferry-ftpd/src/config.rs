@@ -107,6 +107,10 @@ pub struct ServerConfig {
     /// Anonymous logins (`anonymous` or `ftp`, any password), read-only, served this
     /// directory; `None`: refused.
     pub anonymous_home: Option<PathBuf>,
+    /// PROXY protocol: when enabled, every control connection (plain and implicit TLS) must
+    /// come from one of these balancers with a header naming the client, who is then the
+    /// session's peer for everything; passive data connections from them carry one too.
+    pub proxy: ferry_core::ProxyTrust,
 }
 
 /// Descriptors the process needs besides its sessions' own: standard streams, the runtime's
@@ -168,6 +172,7 @@ impl Default for ServerConfig {
             implicit_tls_listen: Vec::new(),
             user_tls: HashMap::new(),
             anonymous_home: None,
+            proxy: ferry_core::ProxyTrust::default(),
         }
     }
 }

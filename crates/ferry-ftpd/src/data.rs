@@ -4,7 +4,8 @@
 //!   connection's local address, on a port leased from the [`PortPool`]; the lease returns the
 //!   port, and the listener with it, as soon as the plan is dropped (after the one accepted
 //!   connection, a new `PASV`, or the session's end). Only the control connection's IP may
-//!   connect unless relaxed.
+//!   connect unless relaxed. Behind a balancer speaking PROXY protocol, a connection from the
+//!   balancer is judged by the client its header announces.
 //! - **Active** (`PORT`/`EPRT`): [`connect_active`] connects to the client, from an ephemeral
 //!   port or from control port − 1.
 //!
@@ -15,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_core::ProxyTrust;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::{debug, warn};
@@ -31,6 +33,7 @@ use tracing::{debug, warn};
 #[derive(Debug)]
 pub struct PortPool {
     free: Mutex<Vec<Slot>>,
+    size: usize,
 }
 
 #[derive(Debug)]
@@ -53,8 +56,10 @@ impl PortPool {
                 listener: None,
             })
             .collect();
+        let size = usize::from(high.saturating_sub(low)) + 1;
         Some(Arc::new(PortPool {
             free: Mutex::new(free),
+            size,
         }))
     }
 
@@ -75,6 +80,11 @@ impl PortPool {
             });
             free.splice(0..0, slots);
         }
+    }
+
+    /// Ports leased now.
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.available())
     }
 
     /// Ports currently free (for tests and STAT).
@@ -122,6 +132,20 @@ pub struct PassivePlan {
     pub local: SocketAddr,
     /// When the listener was handed out (an unused one is released a timeout later).
     pub opened: tokio::time::Instant,
+    /// The balancers whose connections carry a PROXY header naming the client.
+    proxy: Option<Arc<ProxyTrust>>,
+}
+
+/// A connection accepted on a passive port by [`PassivePlan::poll_accept_one`].
+#[derive(Debug)]
+pub struct Arrival {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Where it comes from.
+    pub peer: SocketAddr,
+    /// Set when `peer` is a trusted balancer: the connection's PROXY header is still to be
+    /// read, and the client it names checked, before it may be used.
+    pub via: Option<Arc<ProxyTrust>>,
 }
 
 impl PassivePlan {
@@ -135,6 +159,7 @@ impl PassivePlan {
                 lease: None,
                 local,
                 opened: tokio::time::Instant::now(),
+                proxy: None,
             });
         };
         // Try each free port at most once: some may be held by other programs. Those go back
@@ -186,13 +211,30 @@ impl PassivePlan {
                 lease: Some(lease),
                 local,
                 opened: tokio::time::Instant::now(),
+                proxy: None,
             });
         }
         Err(DataError::PortsExhausted)
     }
 
+    /// Judge data connections from the balancers `proxy` trusts by the client their PROXY
+    /// header names (PROXY protocol on: `proxy` is enabled).
+    pub fn behind(mut self, proxy: &Arc<ProxyTrust>) -> Self {
+        if proxy.is_enabled() {
+            self.proxy = Some(Arc::clone(proxy));
+        }
+        self
+    }
+
+    /// The balancers trusted, when PROXY protocol is on and `peer` is one of them.
+    fn balancer(&self, peer: SocketAddr) -> Option<&Arc<ProxyTrust>> {
+        self.proxy.as_ref().filter(|p| p.trusts(peer.ip()))
+    }
+
     /// Wait for the client. Connections from an IP other than `expected_peer` are dropped (and
-    /// logged) unless `expected_peer` is `None`; the wait goes on until `timeout`.
+    /// logged) unless `expected_peer` is `None`; the wait goes on until `timeout`. A
+    /// connection from a trusted balancer counts as coming from the client its PROXY header
+    /// names.
     pub async fn accept(
         self,
         expected_peer: Option<IpAddr>,
@@ -204,11 +246,21 @@ impl PassivePlan {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
-            let (stream, peer) = match accepted {
+            let (mut stream, mut peer) = match accepted {
                 Err(_) => return Err(DataError::Timeout),
                 Ok(Err(e)) if is_transient_accept_error(&e) => continue,
                 Ok(r) => r?,
             };
+            if let Some(proxy) = self.balancer(peer) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match proxy.source_of(&mut stream, peer, left).await {
+                    Ok(source) => peer = source,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "refused passive data connection from the balancer");
+                        continue;
+                    }
+                }
+            }
             match expected_peer {
                 Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
                     refused_foreign(peer, ip);
@@ -238,12 +290,13 @@ impl PassivePlan {
     /// Poll for the next connection from `expected_peer` (any, if `None`), leaving the
     /// listener in place for more; connections from elsewhere are dropped and logged, as in
     /// `accept`. Synchronous, so that the plan can be dropped (and its port freed) at any time
-    /// between polls by whoever holds it.
+    /// between polls by whoever holds it; a connection from a trusted balancer is handed over
+    /// unchecked, its [`Arrival::via`] set, for the caller to read its header.
     pub fn poll_accept_one(
         &self,
         cx: &mut std::task::Context<'_>,
         expected_peer: Option<IpAddr>,
-    ) -> std::task::Poll<Result<TcpStream, DataError>> {
+    ) -> std::task::Poll<Result<Arrival, DataError>> {
         use std::task::Poll;
         let Some(listener) = &self.listener else {
             return Poll::Ready(Err(DataError::Io(io::Error::other(
@@ -257,19 +310,24 @@ impl PassivePlan {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Ready(Ok(accepted)) => accepted,
             };
+            let via = self.balancer(peer).cloned();
             match expected_peer {
-                Some(ip) if ip.to_canonical() != peer.ip().to_canonical() => {
+                Some(ip) if via.is_none() && ip.to_canonical() != peer.ip().to_canonical() => {
                     refused_foreign(peer, ip);
                 }
-                _ => return Poll::Ready(Ok(stream)),
+                _ => return Poll::Ready(Ok(Arrival { stream, peer, via })),
             }
         }
     }
 
     /// The client's connection if it has arrived already: no wait, and (unlike
     /// [`PassivePlan::accept`]) not registered with the runtime, for a transfer that is done
-    /// at once. Connections from a foreign IP are dropped, as in `accept`.
+    /// at once. Connections from a foreign IP are dropped, as in `accept`. Never takes one
+    /// behind a balancer (its header would need a wait).
     pub fn accept_now(&self, expected_peer: Option<IpAddr>) -> Option<std::net::TcpStream> {
+        if self.proxy.is_some() {
+            return None;
+        }
         let listener = self.listener.as_ref()?;
         // Bounded, like `drain_backlog`.
         for _ in 0..64 {

@@ -81,6 +81,12 @@ impl Server {
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let ports = PortPool::new(config.passive_ports);
+        if let Some(pool) = &ports {
+            let pool = Arc::downgrade(pool);
+            context
+                .metrics
+                .watch_passive_ports(move || pool.upgrade().map_or(0, |p| p.in_use()));
+        }
         let anonymous = config.anonymous_home.clone().map(|home| {
             Arc::new(Account {
                 name: "anonymous".to_string(),
@@ -89,7 +95,9 @@ impl Server {
                 anonymous: true,
             })
         });
+        let proxy = Arc::new(config.proxy.clone());
         let shared = Arc::new(Shared {
+            proxy,
             anonymous,
             config,
             context,
@@ -169,6 +177,7 @@ impl Server {
 }
 
 /// What an accept loop needs to start sessions itself, with no hop through another task.
+#[derive(Clone)]
 struct Accepting {
     shared: Arc<Shared>,
     implicit: bool,
@@ -183,6 +192,9 @@ async fn accept_loop(listener: TcpListener, accepting: Accepting) {
     let mut exhausted = Exhaustion::default();
     loop {
         match listener.accept().await {
+            Ok((stream, peer)) if accepting.shared.proxy.is_enabled() => {
+                tokio::spawn(start_proxied_session(accepting.clone(), stream, peer));
+            }
             Ok((stream, peer)) => start_session(&accepting, stream, peer),
             Err(e) if ferry_sys::is_out_of_descriptors(&e) => {
                 if reserve.take().is_some() {
@@ -256,6 +268,16 @@ impl Exhaustion {
 fn refuse(stream: &TcpStream, why: &str) {
     let line = format!("421 {why}, try again later.\r\n");
     let _ = socket2::SockRef::from(stream).send(line.as_bytes());
+}
+
+/// Start the session of a connection from a balancer, for the client its PROXY header names;
+/// a connection that is not from a trusted balancer, or has no valid header, is closed
+/// unanswered (nobody but the balancer would read an answer).
+async fn start_proxied_session(accepting: Accepting, mut stream: TcpStream, peer: SocketAddr) {
+    match accepting.shared.proxy.client_of(&mut stream, peer).await {
+        Ok(client) => start_session(&accepting, stream, client),
+        Err(e) => debug!(%peer, error = %e, "connection refused: PROXY protocol"),
+    }
 }
 
 fn start_session(accepting: &Accepting, stream: TcpStream, peer: SocketAddr) {

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<TransferCounters>,
     /// The large transfer buffers this server's transfers may hold at once.
     pub(crate) buffers: Arc<BufferBudget>,
+    /// The balancers whose PROXY headers name the client (on control and data connections).
+    pub(crate) proxy: Arc<ferry_core::ProxyTrust>,
     /// The account of anonymous logins, when they are allowed.
     pub(crate) anonymous: Option<Arc<Account>>,
 }

@@ -184,6 +184,24 @@ impl TlsCtrl {
 
     async fn connect_to(f: &Fixture, addr: SocketAddr, resume: bool, implicit: bool) -> TlsCtrl {
         let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::over(f, tcp, addr, resume, implicit).await
+    }
+
+    /// A control connection through a balancer, which sends `header` (PROXY protocol) first.
+    async fn connect_behind(f: &Fixture, header: &[u8]) -> TlsCtrl {
+        let addr = f.server.addr();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(header).await.unwrap();
+        Self::over(f, tcp, addr, true, false).await
+    }
+
+    async fn over(
+        f: &Fixture,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        resume: bool,
+        implicit: bool,
+    ) -> TlsCtrl {
         let rec = Recorded {
             inner: tcp,
             log: Arc::clone(&f.log),
@@ -1204,4 +1222,72 @@ async fn random_command_soup_over_tls() {
         assert_eq!(done.code, 226, "{policy:?}: {done:?}");
         assert!(!listing.is_empty());
     }
+}
+
+fn proxy_v1(client: [u8; 4]) -> Vec<u8> {
+    let [a, b, c, d] = client;
+    format!("PROXY TCP4 {a}.{b}.{c}.{d} 127.0.0.1 40000 21\r\n").into_bytes()
+}
+
+/// Behind a balancer, a protected passive connection is judged by the client its PROXY header
+/// names: another client's, through the same balancer, is refused while the session's own
+/// carries the transfer.
+#[tokio::test]
+async fn protected_data_through_a_balancer_is_judged_by_its_proxy_header() {
+    let f = start_with(
+        |_| {},
+        |c| c.proxy = ferry_core::ProxyTrust::new(vec!["127.0.0.1/32".parse().unwrap()]),
+    )
+    .await;
+    std::fs::write(f.server.path("f"), b"for 127.0.0.2 only").unwrap();
+    let mut c = TlsCtrl::connect_behind(&f, &proxy_v1([127, 0, 0, 2])).await;
+    c.secure_login().await;
+    let addr = c.epsv().await;
+    let mut stranger = TcpStream::connect(addr).await.unwrap();
+    stranger.write_all(&proxy_v1([127, 0, 0, 3])).await.unwrap();
+    let mut own = TcpStream::connect(addr).await.unwrap();
+    own.write_all(&proxy_v1([127, 0, 0, 2])).await.unwrap();
+    c.expect("RETR f", 150).await;
+    let mut data = c.tls_data(own).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, data.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"for 127.0.0.2 only");
+    assert_eq!(c.read_reply().await.code, 226);
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, stranger.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the stranger's connection was answered");
+}
+
+/// Implicit FTPS behind a balancer: the header comes before the TLS handshake; without it,
+/// the connection is closed unanswered.
+#[tokio::test]
+async fn implicit_tls_behind_a_balancer_reads_the_proxy_header_first() {
+    let f = start_with(
+        |_| {},
+        |c| c.proxy = ferry_core::ProxyTrust::new(vec!["127.0.0.1/32".parse().unwrap()]),
+    )
+    .await;
+    let addr = f.server.implicit_addrs[0];
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&proxy_v1([127, 0, 0, 2])).await.unwrap();
+    let mut c = TlsCtrl::over(&f, tcp, addr, true, true).await;
+    c.expect(&format!("USER {USER}"), 331).await;
+    c.expect(&format!("PASS {PASSWORD}"), 230).await;
+    let stat = c.expect("STAT", 211).await;
+    assert!(stat.text().contains("Connected from 127.0.0.2"), "{stat:?}");
+    // A TLS hello where the header should be.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    assert!(
+        connector(&f.cert_pem, false)
+            .connect(name, tcp)
+            .await
+            .is_err()
+    );
 }

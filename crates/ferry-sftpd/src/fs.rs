@@ -112,6 +112,8 @@ pub(crate) struct OpenFile {
     /// Written at `CLOSE` (complete when the close succeeds), or, given up, as incomplete.
     logged: Option<Transfer>,
     upload: bool,
+    /// The file's transfer (for the metrics and the status page), once a byte has moved.
+    pub(crate) transfer: Option<ferry_core::TransferGuard>,
 }
 
 impl OpenFile {
@@ -131,9 +133,9 @@ impl OpenFile {
                 path: path.to_string(),
                 ascii: false,
                 direction: if upload {
-                    Direction::Incoming
+                    Direction::Upload
                 } else {
-                    Direction::Outgoing
+                    Direction::Download
                 },
                 anonymous: false,
                 user: t.user.clone(),
@@ -148,6 +150,7 @@ impl OpenFile {
             pending: AttrChange::default(),
             logged,
             upload,
+            transfer: None,
         })
     }
 

@@ -53,6 +53,9 @@ pub struct SftpConfig {
     pub max_failed_logins_per_user: u32,
     /// How long a failed login counts.
     pub failed_login_window: Duration,
+    /// PROXY protocol: when enabled, every connection must come from one of these balancers
+    /// with a header naming the client, who is then the connection's peer for everything.
+    pub proxy: ferry_core::ProxyTrust,
 }
 
 impl SftpConfig {
@@ -71,6 +74,7 @@ impl SftpConfig {
             max_failed_logins_per_ip: 20,
             max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
+            proxy: ferry_core::ProxyTrust::default(),
         }
     }
 }
@@ -143,6 +147,11 @@ impl SftpServer {
         })
     }
 
+    /// The context this server serves from (users, storage, limits, sessions, metrics).
+    pub fn context(&self) -> Arc<ServerContext> {
+        Arc::clone(&self.inner.context)
+    }
+
     /// Host key fingerprints (Ed25519, then RSA) in OpenSSH's `SHA256:...` form (what a
     /// client asks the user to confirm on first connection).
     pub fn fingerprints(&self) -> &[String] {
@@ -190,7 +199,18 @@ impl SftpServer {
                     }
                 },
             };
-            self.admit(stream, peer, &running, stopping.clone());
+            if self.inner.config.proxy.is_enabled() {
+                self.admit_proxied(stream, peer, &running, stopping.clone());
+            } else {
+                admit(
+                    &self.inner,
+                    &self.ssh,
+                    stream,
+                    peer,
+                    &running,
+                    stopping.clone(),
+                );
+            }
         }
         drop(listener);
         tracing::info!(connections = running.count(), "sftp: shutting down");
@@ -199,16 +219,46 @@ impl SftpServer {
         Ok(())
     }
 
-    /// The one place a connection is admitted: it runs in a task of its own, counted in
-    /// `running` until it ends.
-    fn admit(
+    /// Admit a connection from a balancer, for the client its PROXY header names, read in a
+    /// task of its own (counted in `running`); one not from a trusted balancer, or without a
+    /// valid header, is closed unanswered.
+    fn admit_proxied(
         &self,
-        stream: TcpStream,
+        mut stream: TcpStream,
         peer: SocketAddr,
         running: &Arc<Running>,
         shutdown: watch::Receiver<bool>,
     ) {
-        let permit = match self.inner.context.sessions.admit(Protocol::Sftp, peer) {
+        let guard = running.enter();
+        let (inner, ssh, running) = (
+            Arc::clone(&self.inner),
+            Arc::clone(&self.ssh),
+            Arc::clone(running),
+        );
+        tokio::spawn(async move {
+            match inner.config.proxy.client_of(&mut stream, peer).await {
+                Ok(client) => admit(&inner, &ssh, stream, client, &running, shutdown),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "sftp: connection refused: PROXY protocol")
+                }
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// The one place a connection is admitted: it runs in a task of its own, counted in
+/// `running` until it ends.
+fn admit(
+    inner: &Arc<Inner>,
+    ssh: &Arc<russh::server::Config>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    running: &Arc<Running>,
+    shutdown: watch::Receiver<bool>,
+) {
+    {
+        let permit = match inner.context.sessions.admit(Protocol::Sftp, peer) {
             Ok(permit) => permit,
             Err(why) => {
                 // Logged by the registry (`session_refused`).
@@ -223,8 +273,8 @@ impl SftpServer {
             tracing::debug!("sftp: TCP_NODELAY: {e}");
         }
         let guard = running.enter();
-        let inner = Arc::clone(&self.inner);
-        let ssh = Arc::clone(&self.ssh);
+        let inner = Arc::clone(inner);
+        let ssh = Arc::clone(ssh);
         tokio::spawn(async move {
             connection(inner, ssh, stream, peer, shutdown, permit).await;
             drop(guard);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_core::{Operation, UserFs};
+use ferry_core::{Direction, Operation, UserFs};
 use ferry_sftp_proto::attrs::file_type;
 use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
 use ferry_sftp_proto::{
@@ -99,10 +99,18 @@ struct Handles {
     open: HashMap<u64, Slot>,
 }
 
+/// Where a session's transfers are counted.
+pub(crate) struct Meter {
+    pub(crate) metrics: Arc<ferry_core::Metrics>,
+    /// The session's id in the registry.
+    pub(crate) session: u64,
+}
+
 struct Shared {
     fs: UserFs,
     /// Files opened are logged as transfers (when the transfer log is on).
     transfers: Option<Transfers>,
+    meter: Meter,
     limits: SftpLimits,
     handles: Mutex<Handles>,
     budget: Arc<Semaphore>,
@@ -164,6 +172,26 @@ impl Shared {
     }
 }
 
+impl OpenFile {
+    /// Count `n` bytes moved `direction` on this file: its first read or write makes it a
+    /// transfer (listed as running until the file is closed).
+    fn moved(&mut self, meter: &Meter, direction: Direction, n: u64) {
+        if self.transfer.is_none() {
+            self.transfer = Some(meter.metrics.start_transfer(
+                meter.session,
+                ferry_core::Protocol::Sftp,
+                direction,
+                self.path().to_string(),
+                None,
+                Arc::default(),
+            ));
+        }
+        if let Some(transfer) = &self.transfer {
+            transfer.add(n);
+        }
+    }
+}
+
 fn too_many_handles() -> Status {
     Status::new(StatusCode::FAILURE, "Too many open handles")
 }
@@ -187,6 +215,7 @@ pub(crate) async fn serve(
     fs: UserFs,
     limits: SftpLimits,
     transfers: Option<Transfers>,
+    meter: Meter,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rx, tx) = channel.split();
@@ -216,6 +245,7 @@ pub(crate) async fn serve(
     let shared = Arc::new(Shared {
         fs,
         transfers,
+        meter,
         limits,
         handles: Mutex::new(Handles::default()),
         budget: Arc::new(Semaphore::new(limits.read_budget.max(1) as usize)),
@@ -616,6 +646,7 @@ async fn handle_request(
                 Ok(0) => (status_packet(id, Status::eof()), None),
                 Ok(n) => {
                     file.sent(n);
+                    file.moved(&shared.meter, Direction::Download, n as u64);
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
                     (Bytes::from(buf), Some(budget))
@@ -627,11 +658,20 @@ async fn handle_request(
             let written = file.handle().write_at(offset, &data).await;
             if written.is_ok() {
                 file.received(data.len());
+                file.moved(&shared.meter, Direction::Upload, data.len() as u64);
             }
             done(written)
         }
         (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {
-            Open::File(file) => done(file.close(fs).await),
+            Open::File(mut file) => {
+                let transfer = file.transfer.take();
+                let closed = file.close(fs).await;
+                if let Some(t) = transfer {
+                    let bytes = t.bytes();
+                    t.finish(bytes, closed.is_ok());
+                }
+                done(closed)
+            }
             Open::Dir(_) | Open::Closed => status_packet(id, Status::ok()),
         },
         (Request::Fstat { .. }, Open::File(file)) => match file.handle().metadata().await {

@@ -101,6 +101,10 @@ impl Connection {
             "ssh: login ({how})"
         );
         self.permit.set_user(Some(&account.name));
+        self.server
+            .context
+            .metrics
+            .login(ferry_core::Protocol::Sftp, true);
         self.account = Some(account);
         self.authenticated.store(true, Ordering::Release);
         Auth::Accept
@@ -116,6 +120,8 @@ impl Connection {
             Some(peer) => match self.server.context.throttle.begin(peer.ip(), user).await {
                 Ok(attempt) => Some(attempt),
                 Err(why) => {
+                    let metrics = &self.server.context.metrics;
+                    metrics.banned(ferry_core::Protocol::Sftp, peer.ip());
                     tracing::warn!(
                         event = events::LOGIN_REFUSED,
                         protocol = "sftp",
@@ -145,6 +151,8 @@ impl Connection {
             }
             None => {
                 let filled = attempt.and_then(|a| a.failed());
+                let metrics = &self.server.context.metrics;
+                metrics.login(ferry_core::Protocol::Sftp, false);
                 tracing::warn!(
                     event = events::LOGIN_FAILED,
                     protocol = "sftp",
@@ -382,8 +390,12 @@ impl russh::server::Handler for Connection {
                 peer: peer.ip(),
                 user: account.name.clone(),
             });
+        let meter = crate::sftp::Meter {
+            metrics: Arc::clone(&self.server.context.metrics),
+            session: self.permit.info().id,
+        };
         tokio::spawn(async move {
-            crate::sftp::serve(ch, fs, limits, transfers, shutdown).await;
+            crate::sftp::serve(ch, fs, limits, transfers, meter, shutdown).await;
             drop(running);
         });
         Ok(())

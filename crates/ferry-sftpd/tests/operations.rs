@@ -890,3 +890,37 @@ async fn files_left_open_when_the_client_goes_are_given_up() {
     // Written in place stays written, as on any file system.
     assert_eq!(std::fs::read(root.join("u")).unwrap(), b"AB23456789");
 }
+
+/// A file's reads and writes are a transfer, listed while the file is open and counted by
+/// direction when it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_transfers_are_counted_in_the_metrics() {
+    let h = Harness::start().await;
+    let mut c = Sftp::connect(&h, true).await;
+    let up = c.open(1, "/up", W | CREAT | TRUNC).await;
+    assert_eq!(
+        write(&mut c, 2, &up, 0, b"twelve bytes").await,
+        StatusCode::OK
+    );
+    let running = h.metrics.transfers();
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].path.as_str(), running[0].bytes()), ("/up", 12));
+    assert_eq!(close(&mut c, 3, up).await, StatusCode::OK);
+    assert!(h.metrics.transfers().is_empty());
+    let down = c.open(4, "/up", R).await;
+    assert!(matches!(
+        read(&mut c, 5, &down, 0, 100).await,
+        Response::Data(_)
+    ));
+    assert_eq!(close(&mut c, 6, down).await, StatusCode::OK);
+    let text = h.metrics.render(&ferry_core::SessionRegistry::new(0, 0));
+    for line in [
+        "ferry_transfer_bytes_total{protocol=\"sftp\",direction=\"upload\"} 12",
+        "ferry_transfer_bytes_total{protocol=\"sftp\",direction=\"download\"} 12",
+        "ferry_transfers_total{protocol=\"sftp\",direction=\"upload\"} 1",
+        "ferry_transfers_total{protocol=\"sftp\",direction=\"download\"} 1",
+        "ferry_logins_total{protocol=\"sftp\",result=\"ok\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}

@@ -25,6 +25,9 @@ pub(crate) struct FileConfig {
     pub(crate) xferlog: Option<PathBuf>,
     /// `text` (default) or `json`.
     pub(crate) log_format: Option<crate::logformat::LogFormat>,
+    /// Balancers that must send a PROXY protocol header (every protocol's listeners).
+    #[serde(default)]
+    pub(crate) proxy_protocol_from: Vec<IpNet>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     #[serde(default)]
@@ -35,6 +38,19 @@ pub(crate) struct FileConfig {
     pub(crate) ftp: FtpSection,
     #[serde(default)]
     pub(crate) sftp: SftpSection,
+    #[serde(default)]
+    pub(crate) metrics: MetricsSection,
+}
+
+/// `[metrics]`: the metrics, health and status listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsSection {
+    pub(crate) listen: Option<SocketAddr>,
+    /// Basic auth for everything but `/healthz`: the user name...
+    pub(crate) user: Option<String>,
+    /// ...and its password's argon2id PHC string (`ferry hash-password`).
+    pub(crate) password_hash: Option<String>,
 }
 
 /// `[limits]`: sessions and logins, counted across every protocol.
@@ -246,7 +262,10 @@ impl FileConfig {
 
     /// Apply the file onto the server defaults.
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        let mut c = ServerConfig::default();
+        let mut c = ServerConfig {
+            proxy: ferry_core::ProxyTrust::new(self.proxy_protocol_from.clone()),
+            ..ServerConfig::default()
+        };
         if let Some(l) = &self.ftp.listen {
             c.listen = l.clone();
         }

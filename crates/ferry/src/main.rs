@@ -16,6 +16,7 @@ mod config;
 mod logformat;
 mod manual;
 mod notify;
+mod observe;
 mod reload;
 mod serve;
 

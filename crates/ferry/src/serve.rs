@@ -71,6 +71,14 @@ pub(crate) struct ServeArgs {
     /// Directory for generated state (self-signed certificate). Default ./ferry-state.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Require a PROXY protocol (v1/v2) header from these balancers on every listener, and
+    /// refuse other connections; repeatable (CIDR, e.g. 10.0.0.0/24, 127.0.0.1/32).
+    #[arg(long, value_name = "CIDR")]
+    proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Serve Prometheus metrics (/metrics), health (/healthz) and the status page (/) here,
+    /// e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -126,6 +134,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_sessions_per_ip {
         config.max_sessions_per_ip = n;
     }
+    if !args.proxy_protocol_from.is_empty() {
+        config.proxy = ferry_core::ProxyTrust::new(args.proxy_protocol_from.clone());
+    }
     let tls = prepare_tls(&file, &args)?;
     if let Some(t) = &tls {
         config.tls = Some(t.config.clone());
@@ -168,10 +179,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--root applies to the --user (or generated) user; set `home` per user in the config file"
         );
     }
-    let auth = Arc::new(Authenticator::new(users_with(
-        file.users.clone(),
-        quick.as_ref(),
-    ))?);
+    let users = users_with(file.users.clone(), quick.as_ref());
+    // The home `/healthz` checks the storage with.
+    let probe_home = users
+        .first()
+        .map(|u| u.home.clone())
+        .or(config.anonymous_home.clone());
+    let auth = Arc::new(Authenticator::new(users)?);
 
     // One listing cache for the homes of every protocol: its limit bounds the server.
     let listings = Arc::new(ferry_vfs::ListCache::new(
@@ -225,6 +239,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         c.idle_timeout = config.idle_timeout;
         c.limits.idle_timeout = config.idle_timeout;
         c.auth_rejection_time = config.login_failure_delay;
+        c.proxy = config.proxy.clone();
         c
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -255,6 +270,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .open(path)
                 .with_context(|| format!("cannot open the transfer log {}", path.display()))?;
             tokio::spawn(reopen_on_sighup(context.transfer_log.clone()));
+        }
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(addr) = args.metrics_listen.or(file.metrics.listen) {
+            let listener = crate::observe::bind(addr).await?;
+            println!(
+                "ferry: metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let observer = crate::observe::Observer::new(
+                Arc::clone(&context),
+                Arc::clone(&draining),
+                crate::observe::health_probe(&context, probe_home),
+                crate::observe::basic_auth(&file.metrics)?,
+            );
+            tokio::spawn(crate::observe::serve(listener, observer));
         }
         let server = Server::bind_in(config, Arc::clone(&context))?;
         let mut serving = Vec::new();
@@ -347,6 +377,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         server
             .run(async {
                 shutdown.await;
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Some(n) = &notifier {
                     n.stopping();
                 }

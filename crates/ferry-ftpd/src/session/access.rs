@@ -104,6 +104,8 @@ impl Session {
         let attempt = match throttle.begin(self.peer.ip(), &name).await {
             Ok(attempt) => attempt,
             Err(why) => {
+                let metrics = &self.shared.context.metrics;
+                metrics.banned(ferry_core::Protocol::Ftp, self.peer.ip());
                 warn!(
                     event = events::LOGIN_REFUSED,
                     protocol = self.protocol(),
@@ -138,6 +140,8 @@ impl Session {
         drop(password);
         let Some(account) = account else {
             let filled = attempt.failed();
+            let metrics = &self.shared.context.metrics;
+            metrics.login(ferry_core::Protocol::Ftp, false);
             self.failed_logins += 1;
             warn!(
                 event = events::LOGIN_FAILED,
@@ -170,6 +174,8 @@ impl Session {
             return Ok(Flow::Continue);
         };
         attempt.succeeded();
+        let metrics = &self.shared.context.metrics;
+        metrics.login(ferry_core::Protocol::Ftp, true);
         let fs = match self.shared.context.user_fs(Arc::clone(&account)) {
             Ok(fs) => fs.for_client(self.protocol(), self.peer),
             Err(e) => {

@@ -148,6 +148,7 @@ impl Session {
         self.passive_expired = false;
         match PassivePlan::open(local_ip, self.shared.ports.as_ref()) {
             Ok(plan) => {
+                let plan = plan.behind(&self.shared.proxy);
                 let port = plan.local.port();
                 self.data = self.passive_plan(plan);
                 Ok(port)

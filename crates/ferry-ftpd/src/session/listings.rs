@@ -159,7 +159,7 @@ impl Session {
         };
         self.start_transfer(
             what,
-            false,
+            transfers::TransferKind::Listing,
             "Here comes the directory listing.",
             "Directory send OK.".to_string(),
             None,

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, warn};
 
-use crate::data::{DataError, PassivePlan};
+use crate::data::{Arrival, DataError, PassivePlan};
 use crate::tls::{self, DataConfigs, DataOwner, Stream, TlsConfig};
 
 /// Handshakes under way at once on one passive port. A connection arriving when this many
@@ -245,8 +245,8 @@ async fn wait_passive(
                 Err(reply) => refused = Some((Instant::now(), reply)),
             },
             accepted = accept_one(), if tried < MAX_CANDIDATES => {
-                let tcp = match accepted {
-                    Ok(tcp) => tcp,
+                let arrival = match accepted {
+                    Ok(arrival) => arrival,
                     Err(e) => return Err(data_failed(&e)),
                 };
                 tried += 1;
@@ -255,7 +255,10 @@ async fn wait_passive(
                     drop(candidates.remove(0));
                 }
                 let (tls, command) = (tls.clone(), command.clone());
-                candidates.push(Box::pin(async move { tls.handshake(tcp, command).await }));
+                candidates.push(Box::pin(async move {
+                    let tcp = through_balancer(arrival, expected_peer, timeout).await?;
+                    tls.handshake(tcp, command).await
+                }));
             }
             changed = command.changed(), if command_at.is_none() => match changed {
                 Ok(()) => command_at = command.borrow().is_some().then(Instant::now),
@@ -275,6 +278,40 @@ async fn wait_passive(
                 });
             }
         }
+    }
+}
+
+/// The connection of `arrival`, once the client its balancer's PROXY header names (if it came
+/// through one) is `expected_peer`.
+async fn through_balancer(
+    arrival: Arrival,
+    expected_peer: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, Reply> {
+    let Arrival {
+        mut stream,
+        peer,
+        via,
+    } = arrival;
+    let Some(proxy) = via else {
+        return Ok(stream);
+    };
+    let source = proxy
+        .source_of(&mut stream, peer, timeout)
+        .await
+        .map_err(|e| {
+            warn!(%peer, error = %e, "refused passive data connection from the balancer");
+            Reply::new(425, "Can't open data connection: invalid PROXY header.")
+        })?;
+    match expected_peer {
+        Some(ip) if ip.to_canonical() != source.ip().to_canonical() => {
+            warn!(%source, expected = %ip, "refused passive data connection from a foreign address");
+            Err(Reply::new(
+                425,
+                "Can't open data connection: not from the control connection's address.",
+            ))
+        }
+        _ => Ok(stream),
     }
 }
 

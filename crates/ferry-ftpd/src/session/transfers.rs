@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::TlsPolicy;
-use ferry_core::{Direction, Operation, TransferInfo};
+use ferry_core::{Direction, Operation, Protocol, TransferInfo};
 use ferry_proto::Reply;
 use ferry_proto::command::TransferType;
 use ferry_vfs::VPath;
@@ -84,7 +84,7 @@ impl Session {
             announced
         );
         let what = path.to_string();
-        let logged = self.transfer_info(&path, Direction::Outgoing);
+        let logged = self.transfer_info(&path, Direction::Download);
         let mut already = 0;
         if let Some(file) = handle.file().filter(|_| !ascii) {
             match self.quick_retr(file, announced, &what) {
@@ -144,7 +144,7 @@ impl Session {
         let logged = logged.map(|info| (info, already));
         self.start_transfer(
             what,
-            false,
+            TransferKind::Download(announced),
             &opening,
             "Transfer complete.".to_string(),
             logged,
@@ -211,6 +211,9 @@ impl Session {
         drop(stream);
         let bytes = result.as_ref().map_or(0, |d| d.bytes);
         let completed = result.is_ok();
+        let metrics = &self.shared.context.metrics;
+        metrics.add_bytes(Protocol::Ftp, Direction::Download, bytes);
+        metrics.transfer_ended(Protocol::Ftp, Direction::Download, completed);
         Quick::Done(QuickDone {
             reply: final_reply(
                 result,
@@ -405,9 +408,9 @@ impl Session {
             Ok(Done { bytes: n, after })
         };
         let logged = self
-            .transfer_info(&path, Direction::Incoming)
+            .transfer_info(&path, Direction::Upload)
             .map(|info| (info, 0));
-        self.start_transfer(what, true, &opening, done, logged, job)
+        self.start_transfer(what, TransferKind::Upload, &opening, done, logged, job)
             .await?;
         Ok(Flow::Continue)
     }
@@ -419,7 +422,7 @@ impl Session {
     pub(super) async fn start_transfer<F, Fut>(
         &mut self,
         what: String,
-        upload: bool,
+        kind: TransferKind,
         opening: &str,
         done: String,
         logged: Option<(TransferInfo, u64)>,
@@ -429,6 +432,7 @@ impl Session {
         F: FnOnce(Stream, Arc<AtomicU64>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Done, PumpError>> + Send + 'static,
     {
+        let upload = kind == TransferKind::Upload;
         let plan = std::mem::replace(&mut self.data, DataPlan::None);
         let config = &self.shared.config;
         let timeout = config.data_connect_timeout;
@@ -449,6 +453,21 @@ impl Session {
                 .context
                 .transfer_log
                 .start(info, Arc::clone(&progress), base)
+        });
+        let counted = match kind {
+            TransferKind::Listing => None,
+            TransferKind::Download(size) => Some((Direction::Download, Some(size))),
+            TransferKind::Upload => Some((Direction::Upload, None)),
+        };
+        let guard = counted.map(|(direction, size)| {
+            self.shared.context.metrics.start_transfer(
+                self.permit.info().id,
+                Protocol::Ftp,
+                direction,
+                what.clone(),
+                size,
+                Arc::clone(&progress),
+            )
         });
         let span = info_span!("transfer", what = %what);
         let handle = tokio::spawn(
@@ -495,6 +514,12 @@ impl Session {
                         Err(_) => transfer.finish(false),
                     }
                 }
+                if let Some(guard) = guard {
+                    match &result {
+                        Ok(done) => guard.finish(done.bytes, true),
+                        Err(_) => guard.finish(task_progress.load(Ordering::Relaxed), false),
+                    }
+                }
                 final_reply(
                     result,
                     started,
@@ -513,6 +538,16 @@ impl Session {
         });
         Ok(())
     }
+}
+
+/// What a transfer started by [`Session::start_transfer`] is, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransferKind {
+    /// A directory listing (not counted as a transfer).
+    Listing,
+    /// A download of this many bytes.
+    Download(u64),
+    Upload,
 }
 
 /// What [`Session::quick_retr`] did.

@@ -165,6 +165,22 @@ impl Ctrl {
             .unwrap_or_else(|greeting| panic!("{greeting:?}"))
     }
 
+    /// The control connection `stream` (already connected to `peer`), once its greeting is
+    /// `220`; else the greeting.
+    pub async fn greeted(stream: TcpStream, peer: SocketAddr) -> Result<Ctrl, Reply> {
+        let mut c = Ctrl {
+            stream,
+            decoder: ReplyDecoder::default(),
+            peer,
+        };
+        let greeting = c.read_reply().await;
+        if greeting.code == 220 {
+            Ok(c)
+        } else {
+            Err(greeting)
+        }
+    }
+
     /// Connect and read the greeting: the connection if it is `220`, else the greeting.
     pub async fn try_connect(addr: SocketAddr) -> Result<Ctrl, Reply> {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))

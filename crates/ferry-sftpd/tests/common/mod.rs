@@ -69,6 +69,8 @@ impl Default for Setup {
 
 pub struct Harness {
     pub addr: SocketAddr,
+    /// The server's counters.
+    pub metrics: Arc<ferry_core::Metrics>,
     pub root: tempfile::TempDir,
     _state: tempfile::TempDir,
     pub fingerprints: Vec<String>,
@@ -107,6 +109,7 @@ impl Harness {
         let storage = setup.storage.unwrap_or_else(local_storage);
         let server = SftpServer::new(config, Arc::new(auth), storage).unwrap();
         let fingerprints = server.fingerprints().to_vec();
+        let metrics = Arc::clone(&server.context().metrics);
         let listener = TcpListener::bind(setup.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -120,6 +123,7 @@ impl Harness {
         });
         Harness {
             addr,
+            metrics,
             root,
             _state: state,
             fingerprint: fingerprints[0].clone(),
