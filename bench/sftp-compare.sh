@@ -200,12 +200,16 @@ probe() {  # probe SERVER: can the bench log in with the key?
   FERRY_PASSWORD= timeout 60 "$FERRY_BIN" bench "sftp://$BENCH_USER@127.0.0.1:${PORT[$1]}/" "${AUTH_ARGS[@]}" \
     --scenario login --count 1 --json 2> /dev/null | grep -q '"ok": true'
 }
+# When this Ferry takes no key, both servers are measured with passwords, and sshd's key
+# logins are measured too in each round (login.key.sshd.N), for reference.
+SSHD_KEY_LOGINS=0
 if [ "$AUTH" = auto ]; then
   AUTH=key
   probe sshd || { log "sshd refuses the key (see $OUT/sshd.log)"; exit 1; }
   if ! probe ferry; then
     AUTH=password
-    log "this Ferry takes no key login: both servers measured with PASSWORD logins"
+    SSHD_KEY_LOGINS=1
+    log "this Ferry takes no key login: both servers measured with PASSWORD logins (and sshd with the key too)"
   fi
 fi
 if [ "$AUTH" = key ]; then AUTH_ARGS=(-i "$STATE/client_key"); else AUTH_ARGS=(); fi
@@ -218,7 +222,7 @@ if [ "$AUTH" = key ]; then AUTH_ARGS=(-i "$STATE/client_key"); else AUTH_ARGS=()
   echo "ferry: $FERRY_BIN (as $BENCH_USER; users from $FERRY_USERS)"
   echo "sshd: $(/usr/sbin/sshd -V 2>&1 | head -n1) (internal-sftp, chrooted, Ciphers $CIPHER)"
   echo "client: $(ssh -V 2>&1 | head -n1)"
-  echo "auth: $AUTH"
+  echo "auth: $AUTH$([ "$SSHD_KEY_LOGINS" = 1 ] && echo " (this Ferry takes no key; sshd's key logins measured as login.key.sshd.N)")"
   echo "params: ROUNDS=$ROUNDS SCENARIOS=$SCENARIOS DRIVERS=$DRIVERS SIZE=$SIZE RUNS=$RUNS WARMUP=$WARMUP LOGINS=$LOGINS SMALL=$SMALL SMALL_SIZE=$SMALL_SIZE CONCURRENCY=$CONCURRENCY SESSIONS=$SESSIONS FERRY_SESSIONS=$FERRY_SESSIONS DURATION=$DURATION IDLE=$IDLE"
 } > "$OUT/env.txt"
 
@@ -266,6 +270,11 @@ for round in $(seq "$ROUNDS"); do
         sleep 1   # TIME_WAIT sockets and exiting sshd children settle
       done
     done
+    if [ "$scen" = login ] && [ "$SSHD_KEY_LOGINS" = 1 ]; then
+      log "round $round/$ROUNDS: login with the key on sshd"
+      bench "login.key.sshd.$round" sshd -i "$STATE/client_key" --scenario login "${args[@]}"
+      sleep 1
+    fi
   done
 done
 echo "end $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/load.txt"
