@@ -195,10 +195,15 @@ bench() {  # bench NAME SERVER [args...]: one `ferry bench` call, its JSON in $O
     "${AUTH_ARGS[@]}" --server-pid "${PID[$server]}" --json --duration "$DURATION" --cipher "$CIPHER" "$@" \
     > "$OUT/$name.json" 2> "$OUT/$name.log" || log "$name: bench exited $? (see its .log)"
 }
-probe() {  # probe SERVER: can the bench log in with the key?
+probe() {  # probe SERVER: can the bench log in with the key? (three tries: a loaded machine)
   AUTH_ARGS=(-i "$STATE/client_key")
-  FERRY_PASSWORD= timeout 60 "$FERRY_BIN" bench "sftp://$BENCH_USER@127.0.0.1:${PORT[$1]}/" "${AUTH_ARGS[@]}" \
-    --scenario login --count 1 --json 2> /dev/null | grep -q '"ok": true'
+  for _ in 1 2 3; do
+    FERRY_PASSWORD= timeout 60 "$FERRY_BIN" bench "sftp://$BENCH_USER@127.0.0.1:${PORT[$1]}/" "${AUTH_ARGS[@]}" \
+      --scenario login --count 1 --json 2> "$OUT/probe.$1.log" > "$OUT/probe.$1.json"
+    grep -q '"ok": true' "$OUT/probe.$1.json" && return 0
+    sleep 2
+  done
+  return 1
 }
 # When this Ferry takes no key, both servers are measured with passwords, and sshd's key
 # logins are measured too in each round (login.key.sshd.N), for reference.
