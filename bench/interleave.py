@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Read an interleave.sh run: per scenario, each round's figures, Ferry's ratio to the best peer
-of the same round, and the median of those ratios, which is what the issue-5 verdicts use.
+of the same round, and the median of those ratios, which is what the verdicts on the targets use.
 
     python3 bench/interleave.py bench/results/RUN
 
@@ -155,7 +155,7 @@ def main():
         if need_cpu and cmed is not None:
             k = sum(1 for r in cpu_ratios if r is not None and r >= need_cpu)
             verdicts.append((f"{scen} per server CPU-s ≥ {need_cpu}× best peer", f"median {cmed:.2f}×, {k} of {n} rounds", cmed >= need_cpu, ""))
-    print("### Issue 5 targets, by the median of per-round ratios\n")
+    print("### Targets, by the median of per-round ratios\n")
     print("| target | measured | met? |")
     print("|---|---|---|")
     for label, measured, met, alt in verdicts:

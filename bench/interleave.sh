@@ -8,7 +8,7 @@
 # ratio within each round, then their median. Needs root (the peer scripts, the tmpfs mounts).
 #
 #   bench/interleave.sh [OUTDIR]          # default OUTDIR: bench/results/<UTC time>-interleaved
-#   python3 bench/interleave.py OUTDIR    # per-round ratios, medians, the issue-5 verdicts
+#   python3 bench/interleave.py OUTDIR    # per-round ratios, medians, the verdicts on the targets
 #
 # Knobs (environment), with their defaults:
 #   ROUNDS=9  SCENARIOS=stor,retr,login,small (stor first: its upload, owned by the FTP user,

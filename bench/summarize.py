@@ -3,7 +3,7 @@
 
     python3 bench/summarize.py bench/results/<run>
 
-Each table has one column per server, Ferry's ratio to the best peer, and whether the issue-5
+Each table has one column per server, Ferry's ratio to the best peer, and whether the
 target is met. "Best" is the highest figure, or the lowest for times and memory. A run made
 with FERRY_AGAIN=1 also has `ferry-again` (Ferry measured a second time, last): its column and
 ratio are shown beside the first, and a target counts as met when both slots meet it.
@@ -161,7 +161,7 @@ def main():
             ml = result(c, "minimal-login")
             parts.append(
                 "**Minimal server** (`ferry bench --scenario ceiling`, `minimal-small` and `minimal-login`: "
-                "the `small` and `login` loops against a server in a process of its own (one worker per CPU since session 6, one thread before), no "
+                "the `small` and `login` loops against a server in a process of its own (one worker per CPU), no "
                 "file system, no password, each download `accept`, one `write`, `close`): " + minimal(m)
                 + ("; " + minimal(ml) if ml and ml.get("ok") else "") + ".\n"
             )
@@ -286,8 +286,8 @@ def verdict(oks):
 
 
 def targets(reports, fi, ceiling=None, ceiling_again=None):
-    """The issue-5 targets: measured ratio to the best peer and whether it is met."""
-    rows = ["### Issue 5 targets", "", "| target | measured | met? |", "|---|---|---|"]
+    """The targets: measured ratio to the best peer and whether it is met."""
+    rows = ["### Targets", "", "| target | measured | met? |", "|---|---|---|"]
     ferries = ["ferry"] + ([AGAIN] if reports.get(AGAIN) else [])
 
     def ratio_row(label, scenario, key, need, higher=True):
@@ -311,7 +311,7 @@ def targets(reports, fi, ceiling=None, ceiling_again=None):
     ratio_row("RETR MB/s ≥ 1× best peer", "retr", "figure", 1.0)
     ratio_row("RETR MB per server CPU-s ≥ 1.5× best peer", "retr", "mb_per_server_cpu_s", 1.5)
     ratio_row("STOR MB/s ≥ 1.3× best peer", "stor", "figure", 1.3)
-    # The issue's rule where the client is the limit: at least 90% of its own ceiling, measured
+    # The rule where the client is the limit: at least 90% of its own ceiling, measured
     # in the same run; here the same loop against a server that does nothing but the kernel's work.
     # The minimal server speaks plain FTP only: no ceiling for an FTPS run. Each Ferry slot is
     # read against the minimal server measured just before it.

@@ -306,8 +306,14 @@ async fn connection(
     };
     let grace = inner.config.login_grace;
     let deadline = tokio::time::Instant::now() + grace;
+    // Boxed: the handshake's state is large and done with once the session runs; inline, it
+    // would stay part of this task for the connection's whole life.
+    let handshake = Box::pin(tokio::time::timeout_at(
+        deadline,
+        russh::server::run_stream(ssh, stream, handler),
+    ));
     let session = tokio::select! {
-        session = tokio::time::timeout_at(deadline, russh::server::run_stream(ssh, stream, handler)) => session,
+        session = handshake => session,
         // Still in the key exchange: nothing to finish.
         () = stopped(&mut shutdown) => return,
     };

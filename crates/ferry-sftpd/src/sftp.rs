@@ -2,8 +2,8 @@
 //!
 //! Packets are read as they arrive and each request runs as its own task, so a client that
 //! keeps many requests in flight (OpenSSH's keeps 64) is served without a round trip per
-//! request; replies go out as they complete, in any order, through one writer task (a packet
-//! is never interleaved with another). Requests on the same handle run in the order they
+//! request; replies go out as they complete, in any order, each written whole under the
+//! channel's write lock (a packet is never interleaved with another). Requests on the same handle run in the order they
 //! arrived (a chain of completion signals per handle); requests on paths run concurrently.
 //! Every file operation goes through the user's [`UserFs`] (see `fs`).
 //!
@@ -12,16 +12,22 @@
 //! file data read and not yet handed to the SSH layer, at most `max_handles` open handles, and
 //! packets no longer than `max_packet` (checked on the length field, before buffering).
 //!
+//! Memory: an idle session holds one task and no buffers. The receive buffer is let go as soon
+//! as it holds no partial packet (a burst of large writes leaves nothing behind), and replies
+//! need no queue or writer task of their own.
+//!
 //! When the session ends, files still open are given up ([`OpenFile::abort`]): a file that
 //! was replacing another is discarded and the old one stays. On server shutdown the session
 //! ends as soon as nothing is open and nothing in flight.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ferry_core::{Direction, Operation, UserFs};
+use ferry_sftp_proto::FrameError;
 use ferry_sftp_proto::attrs::file_type;
 use ferry_sftp_proto::response::{DATA_HEADER_LEN, data_header};
 use ferry_sftp_proto::{
@@ -29,9 +35,9 @@ use ferry_sftp_proto::{
     Status, StatusCode, Times, ext, longname::longname, split_packet,
 };
 use ferry_vfs::{Entry, EntryKind, Error, ErrorKind, FsSpace, Metadata, VPath};
-use russh::ChannelMsg;
 use russh::server::Msg;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use russh::{ChannelMsg, ChannelWriteHalf};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::fs::{self, AttrChange, OpenDir, OpenFile, Transfers};
 use crate::status::status_for;
@@ -74,13 +80,6 @@ impl SftpLimits {
 /// Directory entries per `NAME` reply.
 const READDIR_BATCH: usize = 100;
 
-/// A packet to send, holding the permits that bound what is in flight until it is handed on.
-struct Outgoing {
-    bytes: Bytes,
-    _slot: OwnedSemaphorePermit,
-    _budget: Option<OwnedSemaphorePermit>,
-}
-
 enum Open {
     File(OpenFile),
     Dir(OpenDir),
@@ -114,7 +113,12 @@ struct Shared {
     limits: SftpLimits,
     handles: Mutex<Handles>,
     budget: Arc<Semaphore>,
-    out: mpsc::Sender<Outgoing>,
+    /// The channel's sending side; a reply is written whole while this is held.
+    writer: tokio::sync::Mutex<ChannelWriteHalf<Msg>>,
+    /// Set once a write has failed: the channel is gone, later replies are dropped.
+    broken: AtomicBool,
+    /// Woken each time a reply has gone out, so a shutdown waiting for quiet hears of it.
+    sent: Notify,
 }
 
 impl Shared {
@@ -124,21 +128,23 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Write one reply; the permits that bound what is in flight are released once it has
+    /// been handed to the SSH layer.
     async fn send(
         &self,
         bytes: Bytes,
         slot: OwnedSemaphorePermit,
         budget: Option<OwnedSemaphorePermit>,
     ) {
-        // The writer is gone only when the channel is; the reply has nowhere to go then.
-        let _ = self
-            .out
-            .send(Outgoing {
-                bytes,
-                _slot: slot,
-                _budget: budget,
-            })
-            .await;
+        if !self.broken.load(Ordering::Acquire) {
+            let writer = self.writer.lock().await;
+            // A failed write means the channel is gone; the reply has nowhere to go then.
+            if writer.data_bytes(bytes).await.is_err() {
+                self.broken.store(true, Ordering::Release);
+            }
+        }
+        drop((slot, budget));
+        self.sent.notify_one();
     }
 
     fn register(&self, open: Open) -> Result<Handle, Status> {
@@ -219,29 +225,6 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rx, tx) = channel.split();
-    let (out, mut out_rx) = mpsc::channel::<Outgoing>(limits.max_in_flight + 1);
-    // Woken each time a reply has gone out, so a shutdown waiting for quiet hears of it.
-    let sent = Arc::new(Notify::new());
-    let writer = {
-        let sent = Arc::clone(&sent);
-        tokio::spawn(async move {
-            while let Some(o) = out_rx.recv().await {
-                let Outgoing {
-                    bytes,
-                    _slot: slot,
-                    _budget: budget,
-                } = o;
-                let failed = tx.data_bytes(bytes).await.is_err();
-                drop((slot, budget));
-                sent.notify_one();
-                if failed {
-                    break;
-                }
-            }
-            tx
-        })
-    };
-
     let shared = Arc::new(Shared {
         fs,
         transfers,
@@ -249,10 +232,12 @@ pub(crate) async fn serve(
         limits,
         handles: Mutex::new(Handles::default()),
         budget: Arc::new(Semaphore::new(limits.read_budget.max(1) as usize)),
-        out,
+        writer: tokio::sync::Mutex::new(tx),
+        broken: AtomicBool::new(false),
+        sent: Notify::new(),
     });
     let slots = Arc::new(Semaphore::new(limits.max_in_flight));
-    let mut buf = bytes::BytesMut::new();
+    let mut inbox = Inbox::default();
     let mut initialized = false;
     let mut stopping = *shutdown.borrow();
     // What the client's `ssh` exits with (scp checks it): 1 when the stream was unusable.
@@ -260,7 +245,7 @@ pub(crate) async fn serve(
 
     'session: loop {
         loop {
-            let packet = match split_packet(&mut buf, limits.max_packet) {
+            let packet = match inbox.next_packet(limits.max_packet) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
@@ -321,20 +306,50 @@ pub(crate) async fn serve(
                 stopping = changed.is_err() || *shutdown.borrow();
                 continue;
             }
-            () = sent.notified(), if stopping => continue,
+            () = shared.sent.notified(), if stopping => continue,
         };
         match msg {
-            Some(ChannelMsg::Data { data }) => buf.extend_from_slice(&data),
+            Some(ChannelMsg::Data { data }) => inbox.push(&data),
             Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
             Some(_) => {}
         }
     }
     shared.abort_all().await;
-    drop(shared);
-    if let Ok(tx) = writer.await {
-        let _ = tx.exit_status(exit_status).await;
-        let _ = tx.eof().await;
-        let _ = tx.close().await;
+    // Every request still running has sent its reply once all the slots are back.
+    let _ = slots.acquire_many(limits.max_in_flight as u32).await;
+    let tx = shared.writer.lock().await;
+    let _ = tx.exit_status(exit_status).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+/// What the client has sent and not yet taken as whole packets.
+#[derive(Default)]
+struct Inbox {
+    buf: BytesMut,
+}
+
+impl Inbox {
+    /// Append received bytes.
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole packet, if one is in. The buffer is given up when nothing is left in
+    /// it, so a session that has received a large packet keeps none of that memory once idle
+    /// (the packets split off share it until they are dropped).
+    fn next_packet(&mut self, max_len: u32) -> Result<Option<Bytes>, FrameError> {
+        let packet = split_packet(&mut self.buf, max_len);
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+        packet
+    }
+
+    /// Bytes held for packets not yet complete, counting room reserved.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
@@ -717,4 +732,52 @@ async fn handle_request(
         (_, _) => status_packet(id, Status::new(StatusCode::FAILURE, "Invalid handle")),
     };
     (reply, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(len: usize) -> Vec<u8> {
+        let mut p = u32::try_from(len)
+            .unwrap_or(u32::MAX)
+            .to_be_bytes()
+            .to_vec();
+        p.resize(4 + len, 7);
+        p
+    }
+
+    #[test]
+    fn the_inbox_keeps_nothing_once_a_burst_is_taken() {
+        let mut inbox = Inbox::default();
+        // A large WRITE arriving in channel-sized pieces, then a small request.
+        let mut stream = framed(200 * 1024);
+        stream.extend(framed(40));
+        let mut packets = Vec::new();
+        for piece in stream.chunks(32 * 1024) {
+            inbox.push(piece);
+            while let Some(p) = inbox.next_packet(256 * 1024).ok().flatten() {
+                packets.push(p);
+            }
+        }
+        assert_eq!(
+            packets.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [200 * 1024, 40]
+        );
+        assert_eq!(inbox.capacity(), 0, "the idle inbox holds a buffer");
+
+        // A partial packet is kept until it is whole.
+        inbox.push(&framed(10)[..6]);
+        assert_eq!(inbox.next_packet(256 * 1024), Ok(None));
+        inbox.push(&framed(10)[6..]);
+        assert_eq!(
+            inbox
+                .next_packet(256 * 1024)
+                .ok()
+                .flatten()
+                .map(|p| p.len()),
+            Some(10)
+        );
+        assert_eq!(inbox.capacity(), 0);
+    }
 }

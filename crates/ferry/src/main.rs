@@ -5,7 +5,7 @@
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
 //! - `logformat`: `--log-format json`, the log as JSON lines.
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
-//! - `bench`: `ferry bench`, a load generator for FTP servers on loopback.
+//! - `bench`: `ferry bench`, a load generator for FTP and SFTP servers on loopback.
 //! - `manual`: `ferry completions` and `ferry man`, generated from this command line.
 //! - `notify`: systemd's readiness protocol (`NOTIFY_SOCKET`).
 //! - `reload`: what SIGHUP reloads in a running server (users, certificate).
@@ -59,7 +59,7 @@ enum Commands {
     /// Print an argon2id hash of a password for `password_hash` in ferry.toml. The password is
     /// read from FERRY_PASSWORD or standard input.
     HashPassword,
-    /// Measure an FTP server on this machine (loopback only): throughput, logins/s,
+    /// Measure an FTP or SFTP server on this machine (loopback only): throughput, logins/s,
     /// small transfers/s, large listings, idle-session memory, server and bench CPU.
     Bench(bench::BenchArgs),
     /// The minimal server `ferry bench --scenario ceiling` measures small downloads against.

@@ -372,3 +372,316 @@ fn tls_against_a_plain_server_fails_clearly() {
         started.elapsed()
     );
 }
+
+/// A `ferry serve` child serving SFTP (and FTP, unused) on 127.0.0.1 port 0, killed on drop.
+struct SftpServe {
+    child: Child,
+    /// `127.0.0.1:PORT` of the SFTP listener.
+    addr: String,
+}
+
+impl SftpServe {
+    /// User `bench` with password `bench-pw` (and `extra` flags) on `root`.
+    fn start(root: &std::path::Path, state: &std::path::Path, extra: &[&str]) -> SftpServe {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--tls", "off", "--listen", "127.0.0.1:0"])
+            .args(["--sftp-listen", "127.0.0.1:0", "--user", "bench"])
+            .args(["--max-sessions-per-ip", "0", "--log", "warn"])
+            .arg("--root")
+            .arg(root)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .env("FERRY_PASSWORD", "bench-pw")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut addr = None;
+        let mut seen = String::new();
+        for _ in 0..10 {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if let Some(a) = line.trim().strip_prefix("ferry: listening on sftp://") {
+                addr = Some(a.trim_end_matches('/').to_string());
+                break;
+            }
+        }
+        // Keep reading what it prints next: a closed pipe would end the server.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = addr.unwrap_or_else(|| panic!("no SFTP listener in:\n{seen}"));
+        SftpServe { child, addr }
+    }
+}
+
+impl Drop for SftpServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether every program is on the PATH. If not: a note and `false` (skip), or a panic when
+/// `FERRY_REQUIRE_INTEROP=1`.
+fn have_programs(test: &str, programs: &[&str]) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !std::env::split_paths(&path).any(|d| {
+                std::fs::metadata(d.join(p))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("FERRY_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("{test}: {missing:?} not installed and FERRY_REQUIRE_INTEROP=1");
+    }
+    eprintln!(
+        "note: skipping {test}: {missing:?} not installed (FERRY_REQUIRE_INTEROP=1 makes this a failure)"
+    );
+    false
+}
+
+/// The checks every SFTP report passes: the transfers moved what they should, the server's
+/// CPU was read, idle sessions answered, nothing failed, no password shown.
+fn check_sftp_report(report: &Value, stdout: &str, root: &std::path::Path) {
+    assert_eq!(report["protocol"], "sftp", "{report:#}");
+    assert!(
+        report["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("sftp://bench@127.0.0.1:"),
+        "{report:#}"
+    );
+    assert!(
+        !stdout.contains("bench-pw"),
+        "password leaked into the report"
+    );
+    check_all(report, &["put", "get", "login", "small", "small-put"]);
+    for r in report["results"].as_array().unwrap() {
+        assert!(r["error"].is_null(), "{r:#}");
+        assert_eq!(r["capped"], false, "{r:#}");
+        assert!(r["server_cpu_s"].as_f64().is_some(), "{r:#}");
+        if let Some(errors) = r["details"].get("errors") {
+            assert_eq!(errors, 0, "{r:#}");
+        }
+    }
+    for name in ["put", "get"] {
+        let r = result(report, name);
+        assert_eq!(r["details"]["runs"], 2, "{r:#}");
+        assert_eq!(r["details"]["bytes"], 2 * 3 * 1024 * 1024, "{r:#}");
+    }
+    assert_eq!(result(report, "login")["details"]["logins"], 20);
+    assert_eq!(result(report, "small")["details"]["transfers"], 20);
+    assert_eq!(result(report, "small-put")["details"]["transfers"], 20);
+    let idle = result(report, "idle");
+    assert_eq!(idle["ok"], true, "{idle:#}");
+    assert_eq!(idle["details"]["alive"], 10, "{idle:#}");
+    assert!(
+        idle["details"]["pss_kib_after"].as_u64().unwrap() > 0,
+        "{idle:#}"
+    );
+    // The files arrived whole through the server; the large one is removed afterwards.
+    for i in 0..5 {
+        let p = root.join(format!("ferry-bench/small/s{i:05}"));
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            1000,
+            "{}",
+            p.display()
+        );
+    }
+    let p = root.join("ferry-bench/small-put/w0-00000");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        1000,
+        "{}",
+        p.display()
+    );
+    assert!(!root.join("ferry-bench/large.bin").exists());
+}
+
+/// Every SFTP scenario against `ferry serve --sftp-listen`, with `driver` making the transfers.
+fn sftp_scenarios(driver: &str) -> (Value, String, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let serve = SftpServe::start(root.path(), state.path(), &[]);
+    let pid = serve.child.id().to_string();
+    let url = format!("sftp://bench:bench-pw@{}/", serve.addr);
+    let (status, stdout, stderr) = bench(
+        &[
+            &[
+                url.as_str(),
+                "--json",
+                "--driver",
+                driver,
+                "--size",
+                "3MiB",
+                "--runs",
+                "2",
+                "--timeout",
+                "30",
+                "--server-pid",
+                &pid,
+            ],
+            LIGHT_LOAD,
+        ]
+        .concat(),
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    // The default scenarios are SFTP's, all of them.
+    assert_eq!(
+        report["scenarios"],
+        serde_json::json!(["idle", "put", "get", "login", "small", "small-put"]),
+        "{report:#}"
+    );
+    check_sftp_report(&report, &stdout, root.path());
+    (report, stdout, root)
+}
+
+/// The SFTP scenarios with OpenSSH's `sftp` as the client of the transfers (password logins
+/// through `sshpass`), the bench's default.
+#[test]
+fn sftp_scenarios_run_with_openssh_sftp_and_report_json() {
+    if !have_programs(
+        "sftp_scenarios_run_with_openssh_sftp_and_report_json",
+        &["sftp", "sshpass"],
+    ) {
+        return;
+    }
+    let (report, _, _) = sftp_scenarios("openssh");
+    assert_eq!(report["sftp"]["driver"], "openssh", "{report:#}");
+    assert_eq!(report["sftp"]["auth"], "password", "{report:#}");
+    assert_eq!(report["sftp"]["cipher"], "aes128-gcm@openssh.com");
+    assert!(
+        report["sftp"]["openssh"]
+            .as_str()
+            .unwrap()
+            .starts_with("OpenSSH"),
+        "{report:#}"
+    );
+    // The sftp processes' CPU is the client's, counted in the bench's.
+    for name in ["put", "get", "small", "small-put"] {
+        let r = result(&report, name);
+        let client = r["details"]["client_cpu_s"].as_f64().unwrap();
+        assert!(r["bench_cpu_s"].as_f64().unwrap() >= client, "{r:#}");
+    }
+}
+
+/// The SFTP scenarios with Ferry's client library making the transfers too (no OpenSSH).
+#[test]
+fn sftp_scenarios_run_with_ferrys_client_and_report_json() {
+    let (report, _, _) = sftp_scenarios("ferry");
+    assert_eq!(report["sftp"]["driver"], "ferry", "{report:#}");
+    assert!(report["sftp"].get("openssh").is_none(), "{report:#}");
+}
+
+/// FTP-only scenarios and flags are refused for sftp:// URLs and the other way round, and an
+/// `sftp://` URL off this machine is refused like an FTP one.
+#[test]
+fn sftp_urls_refuse_what_they_cannot_measure() {
+    for (args, says) in [
+        (
+            &["sftp://u:p@127.0.0.1:1/", "--scenario", "list"][..],
+            "no list scenario for SFTP",
+        ),
+        (
+            &["sftp://u:p@127.0.0.1:1/", "--scenario", "login", "--tls"][..],
+            "--tls is for ftp://",
+        ),
+        (
+            &["ftp://u:p@127.0.0.1:1/", "--scenario", "put"][..],
+            "no put scenario for FTP",
+        ),
+        (
+            &["sftp://u:p@192.0.2.1/", "--scenario", "login"][..],
+            "refusing",
+        ),
+        (
+            &["sftp://127.0.0.1:1/", "--scenario", "login"][..],
+            "no user",
+        ),
+    ] {
+        let (status, stdout, stderr) = bench(args);
+        assert!(!status.success(), "{args:?}: {stdout}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// Key logins (`-i`) with both clients, against `ferry serve --authorized-keys`. Needs
+/// `ssh-keygen`, `sftp`; runs only where `ferry serve` has `--authorized-keys`.
+#[test]
+fn sftp_scenarios_log_in_with_a_key() {
+    let test = "sftp_scenarios_log_in_with_a_key";
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    if !String::from_utf8_lossy(&help.stdout).contains("--authorized-keys") {
+        eprintln!("note: skipping {test}: this ferry serve has no --authorized-keys");
+        return;
+    }
+    if !have_programs(test, &["sftp", "ssh-keygen"]) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let authorized = keys.path().join("id_ed25519.pub");
+    let serve = SftpServe::start(
+        root.path(),
+        state.path(),
+        &["--authorized-keys", authorized.to_str().unwrap()],
+    );
+    let pid = serve.child.id().to_string();
+    // No password anywhere: the bench's environment has none (see `bench`), nor the URL.
+    let url = format!("sftp://bench@{}/", serve.addr);
+    for driver in ["openssh", "ferry"] {
+        let (status, stdout, stderr) = bench(
+            &[
+                &[
+                    url.as_str(),
+                    "--json",
+                    "-i",
+                    key.to_str().unwrap(),
+                    "--driver",
+                    driver,
+                    "--size",
+                    "3MiB",
+                    "--runs",
+                    "2",
+                    "--timeout",
+                    "30",
+                    "--server-pid",
+                    &pid,
+                ],
+                LIGHT_LOAD,
+            ]
+            .concat(),
+        );
+        assert!(status.success(), "{driver}: {stdout}\n{stderr}");
+        let report: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert_eq!(report["sftp"]["auth"], "key", "{report:#}");
+        check_sftp_report(&report, &stdout, root.path());
+        assert_eq!(result(&report, "login")["details"]["auth"], "key");
+    }
+}

@@ -666,7 +666,7 @@ impl Session {
 /// poll. Plain sessions read through `poll_read` (not `readable` + `try_read`), which lets the
 /// runtime take a short read as "drained" and saves a `recvfrom` that would only say `EAGAIN`
 /// per command; TLS sessions read through rustls the same way (a 4 KiB buffer held across the
-/// wait cost every idle TLS session 4 KiB).
+/// wait would cost every idle TLS session 4 KiB).
 async fn read_control(control: &mut Stream, lines: &mut LineBuffer) -> io::Result<usize> {
     std::future::poll_fn(|cx| {
         let mut buf = [0u8; 4096];

@@ -1,10 +1,12 @@
-//! `ferry bench URL`: a load generator for FTP servers on this machine, in the spirit of
-//! pyftpdlib's `ftpbench`.
+//! `ferry bench URL`: a load generator for FTP and SFTP servers on this machine, in the spirit
+//! of pyftpdlib's `ftpbench`.
 //!
 //! It speaks FTP over its own lean client (tokio sockets plus `ferry-proto`'s reply decoder,
 //! and rustls for explicit FTPS with `--tls`) so that it costs less CPU than the servers it
 //! measures, and it reports its own CPU time beside the server's so that claim can be checked
-//! on every run.
+//! on every run. SFTP servers (`sftp://`) are driven by OpenSSH's `sftp` client in batch mode
+//! for transfers, so that servers are compared with the client people use, and by Ferry's
+//! SFTP client library for logins and idle sessions.
 //!
 //! Loopback only: the target must be 127.0.0.0/8, `::1` or `localhost`. A load generator
 //! pointed at someone else's server is an attack, so it refuses any other host.
@@ -13,13 +15,18 @@
 //! - `ftp`: the control connection, passive data connections, transfers and listings, plain
 //!   or TLS.
 //! - `procfs`: server and bench CPU seconds and memory from `/proc`, over a process tree.
-//! - `scenario`: the scenarios (`stor`, `retr`, `login`, `small`, `list`, `idle`, `ceiling`)
-//!   and their preparation.
+//! - `scenario`: the FTP scenarios (`stor`, `retr`, `login`, `small`, `list`, `idle`,
+//!   `ceiling`) and their preparation.
+//! - `sftp`: the SFTP target, OpenSSH's `sftp` in batch mode and Ferry's client library as
+//!   drivers.
+//! - `sftp_scenario`: the SFTP scenarios (`idle`, `put`, `get`, `login`, `small`, `small-put`).
 //! - here: flags, target URL, the run, and the table / JSON report.
 
 mod ftp;
 mod procfs;
 mod scenario;
+mod sftp;
+mod sftp_scenario;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -38,43 +45,42 @@ use ftp::DataMode;
 /// Flags of `ferry bench`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BenchArgs {
-    /// The server: ftp://USER:PASS@127.0.0.1:PORT/ (loopback only). Without a password in
-    /// the URL, FERRY_PASSWORD is used. A path, if any, is where the bench's working
-    /// directory `ferry-bench/` is made.
+    /// The server: ftp://USER:PASS@127.0.0.1:PORT/ or sftp://USER@127.0.0.1:PORT/ (loopback
+    /// only). Without a password in the URL, FERRY_PASSWORD is used (SFTP: unless
+    /// --identity is given). A path, if any, is where the bench's working directory
+    /// `ferry-bench/` is made.
     #[arg(value_name = "URL")]
     url: String,
-    /// Scenarios to run, comma-separated; they always run in the order listed here.
-    /// `ceiling` (the bench's own throughput with no FTP server, and `small` and `login`
-    /// against a minimal server) runs only when asked for.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "LIST",
-        default_value = "idle,stor,retr,login,small,list"
-    )]
+    /// Scenarios to run, comma-separated; they always run in the order listed here. FTP
+    /// default: idle,stor,retr,login,small,list; `ceiling` (the bench's own throughput with
+    /// no FTP server, and `small` and `login` against a minimal server) runs only when asked
+    /// for. SFTP default: idle,put,get,login,small,small-put.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     scenario: Vec<Scenario>,
-    /// Size of the large file for `stor`/`retr` (and `ceiling`): bytes, or with a unit
+    /// Size of the large file for `stor`/`retr`, `put`/`get` (and `ceiling`): bytes, or with a unit
     /// (KiB, MiB, GiB; KB, MB, GB).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     size: u64,
-    /// Repetitions of each `stor`, `retr`, `LIST` and `MLSD` measurement (the median is shown).
+    /// Repetitions of each `stor`, `retr`, `put`, `get`, `LIST` and `MLSD` measurement (the
+    /// median is shown).
     #[arg(long, value_name = "N", default_value_t = 1)]
     runs: u32,
-    /// Unmeasured `stor`/`retr` transfers before the measured runs: the first touch of fresh
+    /// Unmeasured `stor`/`retr` (`put`/`get`) transfers before the measured runs: the first touch of fresh
     /// memory (page cache, socket buffers; on a virtual machine, pages the host must supply
     /// again) is then in no server's figures.
     #[arg(long, value_name = "N", default_value_t = 1)]
     warmup: u32,
-    /// Concurrent connections for `login` and `small`, and concurrent openings for `idle`.
+    /// Concurrent connections for `login`, `small` and `small-put`, and concurrent openings
+    /// for `idle`.
     #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
-    /// Total logins (`login`) and total transfers (`small`).
+    /// Total logins (`login`) and total transfers (`small`, `small-put`).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     count: u64,
-    /// Size of each file in `small`.
+    /// Size of each file in `small` and `small-put`.
     #[arg(long, value_name = "SIZE", default_value = "4KiB", value_parser = parse_size)]
     small_size: u64,
-    /// Distinct files `small` cycles through.
+    /// Distinct files `small` cycles through (and `small-put` per connection).
     #[arg(long, value_name = "N", default_value_t = 100)]
     small_files: u64,
     /// Entries in the directory listed by `list` (LIST and MLSD).
@@ -114,6 +120,26 @@ pub(crate) struct BenchArgs {
     /// plain TCP.
     #[arg(long)]
     tls: bool,
+    /// SFTP: private key file to log in with (OpenSSH format), for every connection and
+    /// both drivers; without it, the password (URL or FERRY_PASSWORD) is used, through
+    /// `sshpass` for OpenSSH's `sftp`.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// SFTP: the client that makes the `put`, `get`, `small` and `small-put` transfers:
+    /// `openssh` (OpenSSH's `sftp -b -`, one process per connection, fed commands and timed
+    /// by the bench) or `ferry` (Ferry's SFTP client library, in-process). Logins and idle
+    /// sessions always use Ferry's client library.
+    #[arg(long, value_name = "CLIENT", default_value = "openssh")]
+    driver: Driver,
+    /// SFTP: the cipher OpenSSH's `sftp` is told to use (`-o Ciphers=`); Ferry's client
+    /// library asks for aes128-gcm@openssh.com first.
+    #[arg(long, value_name = "NAME", default_value = "aes128-gcm@openssh.com")]
+    cipher: String,
+    /// SFTP with `--driver openssh`: directory for the client's local files (the source of
+    /// uploads, the target of downloads); default: /dev/shm when it exists (memory, as the
+    /// served directory should be), else the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    local_dir: Option<PathBuf>,
     /// Worker threads of the bench's runtime (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -127,19 +153,26 @@ pub(crate) struct BenchArgs {
 
 /// One scenario of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Scenario {
     /// `--sessions` idle logged-in sessions (server memory per session). First, so that the
     /// server's heap is not already grown by the other scenarios.
     Idle,
-    /// Single-stream upload of `--size` bytes (MB/s).
+    /// FTP: single-stream upload of `--size` bytes (MB/s).
     Stor,
-    /// Single-stream download of `--size` bytes (MB/s).
+    /// FTP: single-stream download of `--size` bytes (MB/s).
     Retr,
-    /// Connect + login + QUIT, `--concurrency` at a time, `--count` in all (logins/s).
+    /// SFTP: upload of `--size` bytes on one session (MB/s).
+    Put,
+    /// SFTP: download of `--size` bytes on one session (MB/s).
+    Get,
+    /// Connect + login + QUIT (SFTP: connect, key or password login, SFTP subsystem
+    /// started, disconnect), `--concurrency` at a time, `--count` in all (logins/s).
     Login,
     /// Downloads of `--small-size` files over `--concurrency` sessions (transfers/s).
     Small,
+    /// SFTP: uploads of `--small-size` files over `--concurrency` sessions (transfers/s).
+    SmallPut,
     /// LIST and MLSD of a `--list-entries` directory (milliseconds).
     List,
     /// The bench's own throughput against an in-process peer, no FTP (MB/s); and `small` and
@@ -160,18 +193,22 @@ pub(crate) struct Target {
     tls: Option<TlsClientConfig>,
 }
 
-impl Target {
-    /// Parse `ftp://user:pass@host:port/path`, refusing any host that is not loopback.
-    fn parse(url: &str, env_password: Option<String>) -> Result<Target> {
-        let Some(rest) = url.strip_prefix("ftp://") else {
-            if url.starts_with("ftps://") || url.starts_with("ftpes://") {
-                bail!(
-                    "ferry bench takes an ftp:// URL; add --tls for explicit FTPS (AUTH TLS), \
-                     implicit FTPS is not supported"
-                );
-            }
-            bail!("not an ftp:// URL: {url}");
-        };
+/// The parts of a bench URL after its scheme.
+pub(crate) struct UrlParts {
+    /// The user name, if the URL has one (percent-decoded).
+    user: Option<String>,
+    /// The password, if the URL has one (percent-decoded).
+    pass: Option<String>,
+    /// A loopback address.
+    addr: SocketAddr,
+    /// Directory prefix for `ferry-bench/` ("" or "dir/").
+    base: String,
+}
+
+impl UrlParts {
+    /// Parse `user:pass@host:port/path` (every part optional but the host), refusing any host
+    /// that is not loopback.
+    fn parse(rest: &str, default_port: u16) -> Result<UrlParts> {
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -180,15 +217,10 @@ impl Target {
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         let (user, pass) = match userinfo {
             Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (decode(user), Some(decode(pass))),
-                None => (decode(u), None),
+                Some((user, pass)) => (Some(decode(user)), Some(decode(pass))),
+                None => (Some(decode(u)), None),
             },
-            None => ("anonymous".to_string(), None),
-        };
-        let pass = match pass.or(env_password) {
-            Some(p) => p,
-            None if user == "anonymous" => "ferry-bench@".to_string(),
-            None => bail!("no password: put it in the URL or in FERRY_PASSWORD"),
+            None => (None, None),
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (host, after) = v6
@@ -203,7 +235,7 @@ impl Target {
         };
         let port: u16 = match port {
             Some(p) => p.parse().with_context(|| format!("bad port '{p}'"))?,
-            None => 21,
+            None => default_port,
         };
         let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -218,15 +250,43 @@ impl Target {
         };
         let path = decode(path);
         let base = path.trim_matches('/');
-        Ok(Target {
-            addr: SocketAddr::new(ip, port),
+        Ok(UrlParts {
             user,
             pass,
+            addr: SocketAddr::new(ip, port),
             base: if base.is_empty() {
                 String::new()
             } else {
                 format!("{base}/")
             },
+        })
+    }
+}
+
+impl Target {
+    /// Parse `ftp://user:pass@host:port/path`, refusing any host that is not loopback.
+    fn parse(url: &str, env_password: Option<String>) -> Result<Target> {
+        let Some(rest) = url.strip_prefix("ftp://") else {
+            if url.starts_with("ftps://") || url.starts_with("ftpes://") {
+                bail!(
+                    "ferry bench takes an ftp:// URL; add --tls for explicit FTPS (AUTH TLS), \
+                     implicit FTPS is not supported"
+                );
+            }
+            bail!("not an ftp:// or sftp:// URL: {url}");
+        };
+        let parts = UrlParts::parse(rest, 21)?;
+        let user = parts.user.unwrap_or_else(|| "anonymous".to_string());
+        let pass = match parts.pass.or(env_password) {
+            Some(p) => p,
+            None if user == "anonymous" => "ferry-bench@".to_string(),
+            None => bail!("no password: put it in the URL or in FERRY_PASSWORD"),
+        };
+        Ok(Target {
+            addr: parts.addr,
+            user,
+            pass,
+            base: parts.base,
             tls: None,
         })
     }
@@ -283,6 +343,16 @@ impl Ctx {
     fn progress(&self, msg: &str) {
         eprintln!("ferry bench: {msg}");
     }
+}
+
+/// The SFTP client that makes the transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Driver {
+    /// OpenSSH's `sftp` in batch mode, one process per connection.
+    Openssh,
+    /// Ferry's SFTP client library, in-process.
+    Ferry,
 }
 
 /// The figures of one scenario (one row of the report).
@@ -384,8 +454,13 @@ impl Meter {
 #[derive(Debug, Serialize)]
 struct Report {
     target: String,
+    /// `ftp` or `sftp`.
+    protocol: &'static str,
     /// `--tls`: explicit FTPS on every connection (but `ceiling`).
     tls: bool,
+    /// SFTP: how the transfers were driven and how the bench logged in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sftp: Option<sftp::SftpReport>,
     scenarios: Vec<Scenario>,
     size_bytes: u64,
     runs: u32,
@@ -401,20 +476,82 @@ struct Report {
     results: Vec<Outcome>,
 }
 
-/// Run `ferry bench`.
+impl Report {
+    /// The settings of `args`, with no results yet.
+    fn new(args: &BenchArgs, target: String, scenarios: Vec<Scenario>, threads: usize) -> Report {
+        Report {
+            target,
+            protocol: "ftp",
+            tls: false,
+            sftp: None,
+            scenarios,
+            size_bytes: args.size,
+            runs: args.runs,
+            warmup: args.warmup,
+            concurrency: args.concurrency,
+            count: args.count,
+            small_size_bytes: args.small_size,
+            list_entries: args.list_entries,
+            sessions: args.sessions,
+            duration_cap_s: args.duration,
+            server_pids: args.server_pid.clone(),
+            threads,
+            results: Vec::new(),
+        }
+    }
+
+    /// Print the report (JSON or a table); an error when every scenario failed.
+    fn finish(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+        } else {
+            print_table(self);
+        }
+        if self.results.iter().all(|o| !o.ok) && !self.results.is_empty() {
+            bail!("every scenario failed");
+        }
+        Ok(())
+    }
+}
+
 pub(crate) use scenario::minimal_peer;
 
-pub(crate) fn run(args: BenchArgs) -> Result<()> {
-    let mut target = Target::parse(
-        &args.url,
-        std::env::var("FERRY_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
-    )?;
-    if args.tls {
-        // Loopback only (see `Target::parse`): no certificate to check against anyone.
-        target.tls = Some(TlsClientConfig::new(Trust::Insecure).context("TLS configuration")?);
+/// The scenarios of `asked` (sorted, without repeats), or `default` when none was asked for;
+/// an error naming any that `protocol` does not have.
+fn scenarios_for(
+    asked: &[Scenario],
+    default: &[Scenario],
+    allowed: &[Scenario],
+    protocol: &str,
+) -> Result<Vec<Scenario>> {
+    let mut scenarios = if asked.is_empty() {
+        default.to_vec()
+    } else {
+        asked.to_vec()
+    };
+    scenarios.sort();
+    scenarios.dedup();
+    let foreign: Vec<String> = scenarios
+        .iter()
+        .filter(|s| !allowed.contains(s))
+        .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
+        .collect();
+    if !foreign.is_empty() {
+        let names: Vec<String> = allowed
+            .iter()
+            .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
+            .collect();
+        bail!(
+            "no {} scenario for {protocol}; its scenarios are {}",
+            foreign.join(", "),
+            names.join(", ")
+        );
     }
+    Ok(scenarios)
+}
+
+/// Run `ferry bench`.
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
     for &pid in &args.server_pid {
         if !procfs::exists(pid) {
             bail!("--server-pid {pid}: no such process");
@@ -428,13 +565,33 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
+    if args.url.starts_with("sftp://") {
+        return sftp_scenario::run(args, threads);
+    }
+    if args.identity.is_some() {
+        bail!("--identity is for sftp:// URLs");
+    }
+    let mut target = Target::parse(
+        &args.url,
+        std::env::var("FERRY_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    )?;
+    if args.tls {
+        // Loopback only (see `Target::parse`): no certificate to check against anyone.
+        target.tls = Some(TlsClientConfig::new(Trust::Insecure).context("TLS configuration")?);
+    }
+    use Scenario::*;
+    let scenarios = scenarios_for(
+        &args.scenario,
+        &[Idle, Stor, Retr, Login, Small, List],
+        &[Idle, Stor, Retr, Login, Small, List, Ceiling],
+        "FTP",
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()?;
-    let mut scenarios = args.scenario.clone();
-    scenarios.sort();
-    scenarios.dedup();
     let ctx = Ctx {
         target: Arc::new(target),
         mode: if args.pasv {
@@ -445,34 +602,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         pattern: pattern(1 << 20),
         args,
     };
-    let json = ctx.args.json;
-    let results = runtime.block_on(scenario::run_all(&ctx, &scenarios));
-    let report = Report {
-        target: ctx.target.shown(),
-        tls: ctx.target.tls.is_some(),
-        scenarios,
-        size_bytes: ctx.args.size,
-        runs: ctx.args.runs,
-        warmup: ctx.args.warmup,
-        concurrency: ctx.args.concurrency,
-        count: ctx.args.count,
-        small_size_bytes: ctx.args.small_size,
-        list_entries: ctx.args.list_entries,
-        sessions: ctx.args.sessions,
-        duration_cap_s: ctx.args.duration,
-        server_pids: ctx.args.server_pid.clone(),
-        threads,
-        results,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    if report.results.iter().all(|o| !o.ok) && !report.results.is_empty() {
-        bail!("every scenario failed");
-    }
-    Ok(())
+    let mut report = Report::new(&ctx.args, ctx.target.shown(), scenarios.clone(), threads);
+    report.tls = ctx.target.tls.is_some();
+    report.results = runtime.block_on(scenario::run_all(&ctx, &scenarios));
+    report.finish(ctx.args.json)
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so uploads don't compress or dedupe.

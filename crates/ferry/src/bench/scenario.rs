@@ -43,6 +43,8 @@ pub(super) async fn run_all(ctx: &Ctx, scenarios: &[Scenario]) -> Vec<Outcome> {
                 Ok(v) => out.extend(v),
                 Err(e) => out.push(Outcome::failed("ceiling", "MB/s", &e)),
             },
+            // SFTP only: refused before the run starts.
+            Scenario::Put | Scenario::Get | Scenario::SmallPut => {}
         }
     }
     if needs_dir
@@ -156,7 +158,12 @@ async fn ensure_files(ctx: &Ctx, dir: &str, names: &[String], size: u64) -> Resu
     Ok(())
 }
 
-fn write_local(path: &std::path::Path, size: u64, first: &[u8], pattern: &[u8]) -> Result<()> {
+pub(super) fn write_local(
+    path: &std::path::Path,
+    size: u64,
+    first: &[u8],
+    pattern: &[u8],
+) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
     let mut left = size;
@@ -170,7 +177,7 @@ fn write_local(path: &std::path::Path, size: u64, first: &[u8], pattern: &[u8]) 
     Ok(())
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(super) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,
@@ -258,7 +265,7 @@ async fn transfer(ctx: &Ctx, dir: Dir) -> Result<Outcome> {
 }
 
 /// Shared state of a concurrent loop: tickets up to a count, a deadline, error tally.
-struct Tickets {
+pub(super) struct Tickets {
     next: AtomicU64,
     count: u64,
     deadline: Instant,
@@ -268,7 +275,7 @@ struct Tickets {
 }
 
 impl Tickets {
-    fn new(count: u64, deadline: Instant) -> Arc<Tickets> {
+    pub(super) fn new(count: u64, deadline: Instant) -> Arc<Tickets> {
         Arc::new(Tickets {
             next: AtomicU64::new(0),
             count,
@@ -280,7 +287,7 @@ impl Tickets {
     }
 
     /// The next ticket, or `None` when the count is used up or the deadline passed.
-    fn take(&self) -> Option<u64> {
+    pub(super) fn take(&self) -> Option<u64> {
         if Instant::now() >= self.deadline {
             return None;
         }
@@ -288,7 +295,7 @@ impl Tickets {
         (i < self.count).then_some(i)
     }
 
-    fn record(&self, r: Result<()>) {
+    pub(super) fn record(&self, r: Result<()>) {
         match r {
             Ok(()) => {
                 self.done.fetch_add(1, Ordering::Relaxed);
@@ -303,7 +310,7 @@ impl Tickets {
     }
 
     /// Fill `o` with the tally; `figure` = completed per second.
-    fn report(&self, o: &mut Outcome, what: &str) {
+    pub(super) fn report(&self, o: &mut Outcome, what: &str) {
         let done = self.done.load(Ordering::Relaxed);
         let errors = self.errors.load(Ordering::Relaxed);
         o.ok = done > 0;
