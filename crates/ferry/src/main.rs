@@ -5,10 +5,12 @@
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
 //! - `bench`: `ferry bench`, a load generator for FTP servers on loopback.
+//! - `probe`: `ferry probe URL`, a read-only security audit of an FTP, FTPS or SFTP server.
 
 mod bench;
 mod client;
 mod config;
+mod probe;
 mod serve;
 
 use std::io::{BufRead, IsTerminal};
@@ -60,6 +62,10 @@ enum Commands {
         #[arg(long)]
         size: u64,
     },
+    /// Audit an FTP, FTPS or SFTP server without changing it: a verdict (ok, warning, risk)
+    /// per finding; exit status 0 all ok, 10 a warning, 20 a risk, 1 the probe failed.
+    #[command(after_help = "Example: ferry probe ftpes://alice@ftp.example.org")]
+    Probe(probe::ProbeArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Commands::Bench(args) => bench::run(args),
         Commands::BenchMinimalPeer { size } => bench::minimal_peer(size),
         Commands::Client(cmd) => return client::run(cmd),
+        Commands::Probe(args) => return probe::run(args),
         Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
     };
     match result {
