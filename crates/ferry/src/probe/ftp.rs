@@ -397,8 +397,20 @@ async fn list(
             Ok(first)
         }
     };
-    let (fin, data) = tokio::join!(control, data);
-    let fin = fin?;
+    tokio::pin!(data, control);
+    // A refusal on the control connection ends the wait: a server that refuses may leave
+    // the data connection open.
+    let (fin, data) = tokio::select! {
+        fin = &mut control => {
+            let fin = fin?;
+            if fin.is_success() {
+                (fin, data.await)
+            } else {
+                (fin, Err("data connection abandoned".to_string()))
+            }
+        }
+        d = &mut data => (control.await?, d),
+    };
     Ok(match (fin.is_success(), data) {
         (true, Ok(n)) => Ok(n),
         (true, Err(e)) => Err(format!("{e} (control said {})", show(&fin))),
@@ -613,7 +625,8 @@ async fn step(
 }
 
 /// The checks that need a logged-in session: PASV address, EPSV, EPRT, data protection,
-/// session reuse, bounce. The bounce check comes last and is followed only by QUIT.
+/// bounce, data protection, session reuse (last: strict servers may end the session when a
+/// data connection fails).
 async fn session_checks(
     ctl: &mut Control,
     settings: &Settings,
@@ -639,6 +652,15 @@ async fn session_checks_inner(
     session_config: &Arc<ClientConfig>,
     report: &mut Report,
 ) -> Result<()> {
+    // Some servers refuse PASV and EPSV until data protection is settled.
+    if ctl.is_tls() {
+        let pbsz = ctl.cmd("PBSZ 0").await?;
+        if !pbsz.is_success() {
+            bail!("PBSZ 0 refused: {}", show(&pbsz));
+        }
+        let _ = ctl.cmd("PROT P").await?;
+    }
+
     // PASV: the address announced against the one dialled.
     let r = ctl.cmd("PASV").await?;
     if r.code == 227 {
@@ -690,11 +712,40 @@ async fn session_checks_inner(
     );
     drop(listener);
 
+    // Bounce: PORT (or EPRT) naming a third address; judged by the reply alone;
+    // the next data command (or QUIT) replaces it, no transfer follows.
+    let third = settings.bounce.unwrap_or(if ctl.peer.ip().is_loopback() {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+    });
+    let victim = SocketAddr::new(third, 50_021);
+    let line = match (victim, ctl.peer) {
+        (SocketAddr::V4(v), SocketAddr::V4(_)) => format!("PORT {}", hostport::format_port_arg(v)),
+        _ => format!("EPRT {}", hostport::format_eprt_arg(victim)),
+    };
+    let r = ctl.cmd(&line).await?;
+    if r.code == 200 {
+        report.add(
+            "port.bounce",
+            "PORT bounce",
+            Verdict::Risk,
+            format!(
+                "{line} accepted ({}): the server can be told to connect to third parties (FTP bounce)",
+                show(&r)
+            ),
+        );
+    } else {
+        report.add(
+            "port.bounce",
+            "PORT bounce",
+            Verdict::Ok,
+            format!("{line} refused ({})", show(&r)),
+        );
+    }
+
+    // Last: a strict server may end the session when a data connection fails.
     if ctl.is_tls() {
-        let pbsz = ctl.cmd("PBSZ 0").await?;
-        if !pbsz.is_success() {
-            bail!("PBSZ 0 refused: {}", show(&pbsz));
-        }
         let prot_c = ctl.cmd("PROT C").await?;
         if prot_c.code == 200 {
             match list(ctl, epsv, None).await? {
@@ -745,36 +796,6 @@ async fn session_checks_inner(
         );
     }
 
-    // Bounce: PORT (or EPRT) naming a third address; judged by the reply alone.
-    let third = settings.bounce.unwrap_or(if ctl.peer.ip().is_loopback() {
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
-    });
-    let victim = SocketAddr::new(third, 50_021);
-    let line = match (victim, ctl.peer) {
-        (SocketAddr::V4(v), SocketAddr::V4(_)) => format!("PORT {}", hostport::format_port_arg(v)),
-        _ => format!("EPRT {}", hostport::format_eprt_arg(victim)),
-    };
-    let r = ctl.cmd(&line).await?;
-    if r.code == 200 {
-        report.add(
-            "port.bounce",
-            "PORT bounce",
-            Verdict::Risk,
-            format!(
-                "{line} accepted ({}): the server can be told to connect to third parties (FTP bounce)",
-                show(&r)
-            ),
-        );
-    } else {
-        report.add(
-            "port.bounce",
-            "PORT bounce",
-            Verdict::Ok,
-            format!("{line} refused ({})", show(&r)),
-        );
-    }
     Ok(())
 }
 
@@ -826,6 +847,10 @@ async fn epsv_all(target: &Target, settings: &Settings, tls: &Tls, tls_on: bool)
     if let Err(e) = login(&mut ctl, target).await? {
         ctl.quit().await;
         return Ok(vec![("epsv_all", "EPSV ALL", Verdict::Untested, e)]);
+    }
+    if ctl.is_tls() {
+        let _ = ctl.cmd("PBSZ 0").await?;
+        let _ = ctl.cmd("PROT P").await?;
     }
     let r = ctl.cmd("EPSV ALL").await?;
     if !r.is_success() {
