@@ -175,6 +175,39 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
     Ok(tcp)
 }
 
+/// A listener for the active-mode checks that accepts whatever the server connects and
+/// holds it open until dropped: some servers connect as soon as `EPRT` or `PORT` names the
+/// address, and a refused or reset connection would make them send an extra reply later.
+struct Sink {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    async fn bind(ip: IpAddr) -> Result<Sink> {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            // Bounded: a server has no reason to connect more than a few times.
+            while held.len() < 16 {
+                match listener.accept().await {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => break,
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        Ok(Sink { addr, task })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A reply on one line for the report: code and first line, cut to a sensible length.
 fn show(r: &Reply) -> String {
     let first = r.lines.first().map(String::as_str).unwrap_or("");
@@ -694,8 +727,8 @@ async fn session_checks_inner(
     );
 
     // EPRT to our own address: is active mode on? Nothing is transferred.
-    let listener = TcpListener::bind(SocketAddr::new(ctl.local.ip(), 0)).await?;
-    let own = listener.local_addr()?;
+    let sink = Sink::bind(ctl.local.ip()).await?;
+    let own = sink.addr;
     let r = ctl
         .cmd(&format!("EPRT {}", hostport::format_eprt_arg(own)))
         .await?;
@@ -710,7 +743,6 @@ async fn session_checks_inner(
             format!("refused ({})", show(&r))
         },
     );
-    drop(listener);
 
     // Bounce: PORT (or EPRT) naming a third address; judged by the reply alone;
     // the next data command (or QUIT) replaces it, no transfer follows.
@@ -862,8 +894,8 @@ async fn epsv_all(target: &Target, settings: &Settings, tls: &Tls, tls_on: bool)
             format!("not supported ({})", show(&r)),
         )]);
     }
-    let listener = TcpListener::bind(SocketAddr::new(ctl.local.ip(), 0)).await?;
-    let own = listener.local_addr()?;
+    let sink = Sink::bind(ctl.local.ip()).await?;
+    let own = sink.addr;
     let mut accepted = Vec::new();
     let mut tried = vec![
         "PASV".to_string(),
@@ -878,7 +910,6 @@ async fn epsv_all(target: &Target, settings: &Settings, tls: &Tls, tls_on: bool)
             accepted.push(line.split_whitespace().next().unwrap_or("").to_string());
         }
     }
-    drop(listener);
     ctl.quit().await;
     let verdict = if accepted.is_empty() {
         (
