@@ -84,12 +84,26 @@ fn strict_ferry_with_its_certificate_trusted_is_all_ok() {
     let (cert_pem, store) = certificate();
     let srv = Srv::start_with("127.0.0.1:0", PASSWORD, |c| {
         c.tls = Some(TlsConfig::new(store).unwrap());
+        c.implicit_tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), cert_pem).unwrap();
     let url = srv.ftpes("");
-    let p = Probe::run(dir.path(), &[&url, "--cacert", "ca.pem"]);
+    let implicit = srv.implicit.unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ports = format!("{implicit},{closed}");
+    let p = Probe::run(dir.path(), &[&url, "--cacert", "ca.pem", "--ports", &ports]);
     assert_eq!(p.out.code, 0, "{:#?}", p.findings);
+    let seen = p.expect("ports", "ok");
+    assert!(
+        seen.contains(&format!("{implicit}: TLS with an FTP greeting"))
+            && seen.contains(&format!("{closed}: closed")),
+        "{seen}"
+    );
     p.expect("tls.auth", "ok");
     p.expect("tls.versions", "ok");
     p.expect("tls.legacy", "untested");
@@ -105,6 +119,16 @@ fn strict_ferry_with_its_certificate_trusted_is_all_ok() {
     p.expect("anonymous.login", "ok");
     p.expect("banner.version", "ok");
     p.expect("listing.mlsd", "ok");
+
+    // Implicit TLS: nothing crosses in clear text, the rest as over explicit TLS.
+    let p = Probe::run(
+        dir.path(),
+        &[&srv.ftps(""), "--cacert", "ca.pem", "--ports", ""],
+    );
+    assert_eq!(p.out.code, 0, "{:#?}", p.findings);
+    assert!(p.expect("login.cleartext", "ok").contains("implicit"));
+    p.expect("data.session_reuse", "ok");
+    p.expect("epsv_all", "ok");
 
     // Without the CA: the same server, its self-signed certificate a warning.
     let p = Probe::run(dir.path(), &[&url]);
@@ -127,6 +151,28 @@ fn strict_ferry_with_its_certificate_trusted_is_all_ok() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn strict_ferry_over_ipv6_is_all_ok() {
+    common::require_ipv6();
+    let (cert_pem, store) = certificate();
+    let srv = Srv::start_with("[::1]:0", PASSWORD, |c| {
+        c.tls = Some(TlsConfig::new(store).unwrap());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), cert_pem).unwrap();
+    let p = Probe::run(
+        dir.path(),
+        &[&srv.ftpes(""), "--cacert", "ca.pem", "--ports", ""],
+    );
+    assert_eq!(p.out.code, 0, "{:#?}", p.findings);
+    p.expect("tls.certificate.trust", "ok");
+    p.expect("data.session_reuse", "ok");
+    p.expect("epsv", "ok");
+    p.expect("epsv_all", "ok");
+    assert!(p.expect("port.bounce", "ok").contains("EPRT |1|127.0.0.3|"));
+    assert!(!p.findings.contains_key("ports"));
 }
 
 #[test]
@@ -260,6 +306,12 @@ fn bad_usage_is_2_and_an_unreachable_server_is_1() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         ferry_command(dir.path(), PASSWORD).args(["probe", "http://127.0.0.1/"]),
+        b"",
+        WAIT,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = run(
+        ferry_command(dir.path(), PASSWORD).args(["probe", "ftp://127.0.0.1/", "--ports", "21,x"]),
         b"",
         WAIT,
     );

@@ -7,9 +7,11 @@
 //! - `ftp`: the FTP/FTPS checks (banner, FEAT, TLS, logins, data connections, bounce).
 //! - `cert`: the certificate recorder and its validity dates.
 //! - `sftp`: the SSH identification and KEXINIT algorithms.
+//! - `ports`: what answers on the host's other well-known ports.
 
 mod cert;
 mod ftp;
+mod ports;
 mod report;
 mod sftp;
 
@@ -47,6 +49,15 @@ pub(crate) struct ProbeArgs {
     /// else 192.0.2.1). No transfer ever follows it.
     #[arg(long, value_name = "IP")]
     bounce_address: Option<IpAddr>,
+    /// Other ports of the host to identify (FTP, SSH, implicit TLS, closed); comma-separated,
+    /// empty for none.
+    #[arg(
+        long,
+        value_name = "PORTS",
+        value_delimiter = ',',
+        default_value = "21,22,990"
+    )]
+    ports: Vec<String>,
     /// Seconds to wait for each connection, reply and data transfer.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     timeout: u64,
@@ -71,6 +82,23 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
         },
         None => rustls_native_certs::load_native_certs().certs,
     };
+    let ports = match args
+        .ports
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<u16>()
+                .map_err(|_| format!("--ports: bad port '{p}'"))
+        })
+        .collect::<Result<Vec<u16>, String>>()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ferry: error: {}", crate::client::printable(&e));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,7 +110,7 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
         }
     };
     let mut report = Report::new(shown_url(&url));
-    match runtime.block_on(probe(&url, &args, roots, &mut report)) {
+    match runtime.block_on(probe(&url, &args, &ports, roots, &mut report)) {
         Ok(()) => {
             if args.json {
                 println!("{}", report.json());
@@ -125,6 +153,7 @@ fn shown_url(url: &RemoteUrl) -> String {
 async fn probe(
     url: &RemoteUrl,
     args: &ProbeArgs,
+    ports: &[u16],
     roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     report: &mut Report,
 ) -> Result<()> {
@@ -139,7 +168,9 @@ async fn probe(
     .next()
     .ok_or_else(|| anyhow!("{} has no address", url.host))?;
     if url.scheme == Scheme::Sftp {
-        return sftp::probe(addr, timeout, report).await;
+        sftp::probe(addr, timeout, report).await?;
+        ports::scan(addr, &url.host, ports, timeout, report).await;
+        return Ok(());
     }
     let password = url.password.clone().or_else(|| {
         url.user.as_ref()?;
@@ -166,5 +197,7 @@ async fn probe(
         roots,
         now,
     };
-    ftp::probe(&target, &settings, report).await
+    ftp::probe(&target, &settings, report).await?;
+    ports::scan(addr, &url.host, ports, timeout, report).await;
+    Ok(())
 }
