@@ -3,6 +3,10 @@
 
 use std::fmt::Write as _;
 
+// Server-chosen text (banners, replies) is shown with the CLI's escapes, so a hostile
+// server cannot drive the terminal.
+use crate::client::printable;
+
 /// How a finding is judged. `Untested` is for a check the probe could not or would not
 /// make; it counts as `Ok` for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -148,23 +152,6 @@ impl Report {
         })
         .to_string()
     }
-}
-
-/// Server-supplied text (banners, replies) with control characters shown as escapes, so a
-/// hostile server cannot drive the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let safe =
-                !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            let shown: Vec<char> = if safe {
-                vec![c]
-            } else {
-                c.escape_default().collect()
-            };
-            shown
-        })
-        .collect()
 }
 
 #[cfg(test)]
