@@ -9,6 +9,7 @@
 //! - `manual`: `ferry completions` and `ferry man`, generated from this command line.
 //! - `notify`: systemd's readiness protocol (`NOTIFY_SOCKET`).
 //! - `reload`: what SIGHUP reloads in a running server (users, certificate).
+//! - `probe`: `ferry probe URL`, a read-only security audit of an FTP, FTPS or SFTP server.
 
 mod bench;
 mod client;
@@ -17,6 +18,7 @@ mod logformat;
 mod manual;
 mod notify;
 mod observe;
+mod probe;
 mod reload;
 mod serve;
 
@@ -69,6 +71,10 @@ enum Commands {
         #[arg(long)]
         size: u64,
     },
+    /// Audit an FTP, FTPS or SFTP server without changing it: a verdict (ok, warning, risk)
+    /// per finding; exit status 0 all ok, 10 a warning, 20 a risk, 1 the probe failed.
+    #[command(after_help = "Example: ferry probe ftpes://alice@ftp.example.org")]
+    Probe(probe::ProbeArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell, e.g.
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         Commands::Bench(args) => bench::run(args),
         Commands::BenchMinimalPeer { size } => bench::minimal_peer(size),
         Commands::Client(cmd) => return client::run(cmd),
+        Commands::Probe(args) => return probe::run(args),
         Commands::GenCert { cert, key, names } => gen_cert(&cert, &key, &names),
         Commands::Completions { shell } => manual::completions(shell, Cli::command()),
         Commands::Man { dir } => manual::man(Cli::command(), dir.as_deref()),

@@ -17,7 +17,7 @@ mod netrc;
 mod remote;
 mod shell;
 mod transfer;
-mod url;
+pub(crate) mod url;
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
