@@ -1,12 +1,13 @@
 //! [`ServerContext`]: what the servers of every protocol in one process share.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
-use crate::sessions::SessionRegistry;
+use crate::sessions::{SessionPermit, SessionRegistry};
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
 
@@ -17,10 +18,17 @@ pub struct SharedLimits {
     pub max_sessions: usize,
     /// Most sessions at once from one client address (0: no limit).
     pub max_sessions_per_ip: usize,
+    /// Most sessions one user may hold at once, unless the user's own `max_sessions` says
+    /// otherwise (0: no limit).
+    pub max_sessions_per_user: usize,
     /// Failed logins per address within `failed_login_window` before it is refused (0: none).
     pub max_failed_logins_per_ip: u32,
-    /// Failed logins per user name within the window (0: no limit).
+    /// Failed logins per user name within the window after which guesses for it from
+    /// addresses that have failed are slowed, never refused (0: no slowdown).
     pub max_failed_logins_per_user: u32,
+    /// The first slowdown beyond `max_failed_logins_per_user`, doubled for each further
+    /// failure (at most the window).
+    pub failed_login_backoff: Duration,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
 }
@@ -30,9 +38,11 @@ impl Default for SharedLimits {
         SharedLimits {
             max_sessions: 20_000,
             max_sessions_per_ip: 50,
+            max_sessions_per_user: 0,
             max_failed_logins_per_ip: 20,
             max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
+            failed_login_backoff: ferry_auth::DEFAULT_BACKOFF,
         }
     }
 }
@@ -49,6 +59,27 @@ pub struct ServerContext {
     pub throttle: LoginThrottle,
     /// Sessions of every protocol, against the shared limits.
     pub sessions: Arc<SessionRegistry>,
+    /// Sessions per user unless the account says otherwise (0: no limit).
+    pub max_sessions_per_user: usize,
+}
+
+/// Why an account whose credentials were right is not logged in; the text is fit for the
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// The client's address is outside the account's `allowed_networks`.
+    Network,
+    /// The account holds its most sessions already.
+    TooManySessions,
+}
+
+impl std::fmt::Display for LoginRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginRefusal::Network => "not allowed from this address",
+            LoginRefusal::TooManySessions => "too many sessions for this user",
+        })
+    }
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -70,13 +101,38 @@ impl ServerContext {
         Arc::new(ServerContext {
             auth,
             storage,
-            throttle: LoginThrottle::new(
+            throttle: LoginThrottle::with_backoff(
                 limits.max_failed_logins_per_ip,
                 limits.max_failed_logins_per_user,
                 limits.failed_login_window,
+                limits.failed_login_backoff,
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
+            max_sessions_per_user: limits.max_sessions_per_user,
         })
+    }
+
+    /// Whether `account` may log in from `ip` (its `allowed_networks`). A protocol asks
+    /// before it tells the client the password was right, and answers as to a wrong one.
+    pub fn allows_from(&self, account: &Account, ip: IpAddr) -> bool {
+        account.limits.allows_address(ip)
+    }
+
+    /// Log `account` in on the session of `permit`: its network checked again, then its
+    /// sessions (every protocol together) counted against its cap, or the login refused.
+    pub fn log_in(&self, permit: &SessionPermit, account: &Account) -> Result<(), LoginRefusal> {
+        if !self.allows_from(account, permit.info().peer.ip()) {
+            return Err(LoginRefusal::Network);
+        }
+        let max = account
+            .limits
+            .max_sessions
+            .unwrap_or(self.max_sessions_per_user);
+        if permit.log_in(&account.name, max) {
+            Ok(())
+        } else {
+            Err(LoginRefusal::TooManySessions)
+        }
     }
 
     /// The storage of a logged-in `account`, behind its permissions.

@@ -21,7 +21,7 @@ pub mod sessions;
 pub mod storage;
 pub mod userfs;
 
-pub use context::{ServerContext, SharedLimits};
+pub use context::{LoginRefusal, ServerContext, SharedLimits};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
 pub use userfs::{Operation, UserFs};

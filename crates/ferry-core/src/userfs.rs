@@ -60,7 +60,9 @@ impl Operation {
             Operation::Stat => p.list || p.read,
             Operation::List => p.list,
             Operation::Read => p.read,
-            Operation::Write | Operation::SetAttributes => p.write,
+            Operation::Write => p.write,
+            // A drop folder's users change no file once written.
+            Operation::SetAttributes => p.write && !p.create_only,
             Operation::MakeDir => p.mkdir,
             Operation::Delete => p.delete,
             Operation::Rename => p.rename,
@@ -70,6 +72,20 @@ impl Operation {
 
 fn denied() -> Error {
     Error::new(ErrorKind::PermissionDenied, "Permission denied")
+}
+
+/// A write made create-only (`asked` became `mode`) whose name is taken: refused as a name this
+/// user may not use (FTP `553`), not as a failure of storage. A write that asked for a new
+/// file keeps `AlreadyExists` (FTP's `STOU` tries another name on it).
+fn name_taken(e: Error, asked: WriteMode, mode: WriteMode) -> Error {
+    if e.kind == ErrorKind::AlreadyExists && asked != mode {
+        Error::new(
+            ErrorKind::InvalidName,
+            "File exists; this account may only upload new files",
+        )
+    } else {
+        e
+    }
 }
 
 fn unsupported(what: &str) -> Error {
@@ -182,11 +198,31 @@ impl UserFs {
             .await
     }
 
-    /// [`Operation::Write`]: an upload in `mode`.
+    /// For a create-only account ([`Permissions::create_only`]), the mode a write really
+    /// gets: a new file only, whatever was asked for a whole new content; nothing else.
+    fn create_only(&self, mode: WriteMode) -> Result<WriteMode> {
+        if !self.account.permissions.create_only {
+            return Ok(mode);
+        }
+        match mode {
+            WriteMode::Replace | WriteMode::CreateNew => Ok(WriteMode::CreateNew),
+            WriteMode::At(0) => Ok(WriteMode::CreateNew),
+            _ => Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "Permission denied: this account may only upload new files",
+            )),
+        }
+    }
+
+    /// [`Operation::Write`]: an upload in `mode`. A create-only account gets a new file or
+    /// [`ErrorKind::InvalidName`] when the name is taken (the old file is left as it was).
     pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
         let storage = self.storage_for(Operation::Write)?;
+        let asked = mode;
+        let mode = self.create_only(mode)?;
         self.check_mode(mode)?;
-        storage.open_write(path, mode).await
+        let opened = storage.open_write(path, mode).await;
+        opened.map_err(|e| name_taken(e, asked, mode))
     }
 
     /// [`Operation::Read`] and/or [`Operation::Write`], as `access` asks: a handle for reads
@@ -195,11 +231,19 @@ impl UserFs {
         if access.read {
             self.check(Operation::Read)?;
         }
-        if let Some(mode) = access.write {
+        let mut access = access;
+        let asked = access.write;
+        if let Some(mode) = asked {
             self.check(Operation::Write)?;
+            let mode = self.create_only(mode)?;
             self.check_mode(mode)?;
+            access.write = Some(mode);
         }
-        self.storage.open_file(path, access).await
+        let opened = self.storage.open_file(path, access).await;
+        opened.map_err(|e| match (asked, access.write) {
+            (Some(asked), Some(mode)) => name_taken(e, asked, mode),
+            _ => e,
+        })
     }
 
     /// [`Operation::MakeDir`].

@@ -75,8 +75,13 @@ impl Connection {
     }
 
     fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
+        // Outside the account's networks or over its session cap: refused as any failed
+        // method is (SSH has no way to say why), and logged.
+        if let Err(why) = self.server.context.log_in(&self.permit, &account) {
+            tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login refused: {why}");
+            return self.again();
+        }
         tracing::info!(peer = ?self.peer, user = %account.name, "ssh: login ({how})");
-        self.permit.set_user(Some(&account.name));
         self.account = Some(account);
         self.authenticated.store(true, Ordering::Release);
         Auth::Accept
@@ -99,7 +104,11 @@ impl Connection {
             },
             None => None,
         };
-        match self.server.context.auth.authenticate(user, password).await {
+        let account = self.server.context.auth.authenticate(user, password).await;
+        // Outside the account's networks, a right password counts as a wrong one.
+        let peer = self.permit.info().peer.ip();
+        let account = account.filter(|a| self.server.context.allows_from(a, peer));
+        match account {
             Some(account) => {
                 if let Some(attempt) = attempt {
                     attempt.succeeded();

@@ -39,6 +39,7 @@ pub(crate) struct FileConfig {
 pub(crate) struct LimitsSection {
     pub(crate) max_sessions: Option<usize>,
     pub(crate) max_sessions_per_ip: Option<usize>,
+    pub(crate) max_sessions_per_user: Option<usize>,
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
     pub(crate) max_failed_logins_per_ip: Option<u32>,
@@ -84,6 +85,8 @@ pub(crate) struct FtpSection {
     pub(crate) allow_ccc: Option<bool>,
     /// Serve anonymous (`anonymous`/`ftp`) read-only logins from this directory.
     pub(crate) anonymous_root: Option<PathBuf>,
+    /// Anonymous logins may only upload new files there (a drop folder), not list or read.
+    pub(crate) anonymous_upload_only: Option<bool>,
     /// `[ftp.user_tls]`: user name = TLS policy, where it differs from `tls`.
     #[serde(default)]
     pub(crate) user_tls: BTreeMap<String, TlsPolicy>,
@@ -295,6 +298,7 @@ impl FileConfig {
         set!(quick_download_max, ftp.quick_download_max);
         set!(max_sessions, limits.max_sessions);
         set!(max_sessions_per_ip, limits.max_sessions_per_ip);
+        set!(max_sessions_per_user, limits.max_sessions_per_user);
         set!(max_login_attempts, limits.max_login_attempts);
         set!(max_failed_logins_per_ip, limits.max_failed_logins_per_ip);
         set!(
@@ -363,6 +367,7 @@ impl FileConfig {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         c.anonymous_home = self.ftp.anonymous_root.clone();
+        c.anonymous_upload_only = self.ftp.anonymous_upload_only.unwrap_or(false);
         Ok(c)
     }
 }
@@ -517,6 +522,20 @@ address = "192.168.1.2"
             blocks += 1;
         }
         assert!(blocks >= 2);
+    }
+
+    #[test]
+    fn per_user_limits_and_drop_folders_are_read() {
+        let text = "[limits]\nmax_sessions_per_user = 3\n[ftp]\nanonymous_root = \"/p\"\n\
+                    anonymous_upload_only = true\n[[users]]\nname = \"a\"\n\
+                    password_hash = \"x\"\nhome = \"/tmp\"\nmax_sessions = 1\n\
+                    allowed_networks = [\"192.0.2.0/24\"]\npermissions = [\"upload-only\"]\n";
+        let f = FileConfig::parse(text).unwrap();
+        let c = f.server_config().unwrap();
+        assert_eq!(c.max_sessions_per_user, 3);
+        assert!(c.anonymous_upload_only);
+        assert_eq!(f.users[0].max_sessions, Some(1));
+        assert_eq!(f.users[0].allowed_networks, ["192.0.2.0/24"]);
     }
 
     #[test]

@@ -212,9 +212,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
                 max_sessions_per_ip: config.max_sessions_per_ip,
+                max_sessions_per_user: config.max_sessions_per_user,
                 max_failed_logins_per_ip: config.max_failed_logins_per_ip,
                 max_failed_logins_per_user: config.max_failed_logins_per_user,
                 failed_login_window: config.failed_login_window,
+                ..ferry_core::SharedLimits::default()
             },
         );
         let server = Server::bind_in(config, Arc::clone(&context))?;
@@ -499,6 +501,8 @@ fn quick_user(
         authorized_keys_file,
         home: root.to_path_buf(),
         permissions: vec!["all".to_string()],
+        max_sessions: None,
+        allowed_networks: Vec::new(),
     })
 }
 

@@ -51,6 +51,12 @@ pub struct Setup {
     pub keys: Vec<String>,
     pub permissions: Vec<String>,
     pub listen: &'static str,
+    /// A second address served by the same server (another client address for the throttle).
+    pub also_listen: Option<&'static str>,
+    /// The user's `max_sessions`.
+    pub max_sessions: Option<usize>,
+    /// The user's `allowed_networks`.
+    pub allowed_networks: Vec<String>,
     /// Storage other than the local root.
     pub storage: Option<StorageFactory>,
 }
@@ -62,6 +68,9 @@ impl Default for Setup {
             keys: Vec::new(),
             permissions: vec!["all".into()],
             listen: "127.0.0.1:0",
+            also_listen: None,
+            max_sessions: None,
+            allowed_networks: Vec::new(),
             storage: None,
         }
     }
@@ -69,6 +78,8 @@ impl Default for Setup {
 
 pub struct Harness {
     pub addr: SocketAddr,
+    /// Where `Setup::also_listen` is served.
+    pub also_addr: Option<SocketAddr>,
     pub root: tempfile::TempDir,
     _state: tempfile::TempDir,
     pub fingerprints: Vec<String>,
@@ -99,6 +110,8 @@ impl Harness {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: setup.permissions,
+            max_sessions: setup.max_sessions,
+            allowed_networks: setup.allowed_networks,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
@@ -109,17 +122,33 @@ impl Harness {
         let fingerprints = server.fingerprints().to_vec();
         let listener = TcpListener::bind(setup.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let also = match setup.also_listen {
+            Some(a) => Some(TcpListener::bind(a).await.unwrap()),
+            None => None,
+        };
+        let also_addr = also.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(async move {
-            server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+            let (tell, told) = tokio::sync::watch::channel(false);
+            let stop = async move {
+                let _ = stopped.await;
+                let _ = tell.send(true);
+            };
+            let also_served = async {
+                if let Some(l) = also {
+                    let mut told = told;
+                    let stop = async move {
+                        let _ = told.wait_for(|stop| *stop).await;
+                    };
+                    server.serve(l, stop).await.unwrap();
+                }
+            };
+            let (served, ()) = tokio::join!(server.serve(listener, stop), also_served);
+            served.unwrap();
         });
         Harness {
             addr,
+            also_addr,
             root,
             _state: state,
             fingerprint: fingerprints[0].clone(),
