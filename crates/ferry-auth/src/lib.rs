@@ -161,6 +161,36 @@ pub struct UserSpec {
     /// Client networks (CIDR, or single addresses) this user may log in from; empty: any.
     #[serde(default)]
     pub allowed_networks: Vec<String>,
+    /// Upload bandwidth of all this user's sessions together, per second (`"10MiB"`,
+    /// `"500kB"`, `"1000"` bytes; see [`parse_rate`]); `None`: unlimited.
+    #[serde(default)]
+    pub upload_rate: Option<String>,
+    /// Download bandwidth of all this user's sessions together, per second.
+    #[serde(default)]
+    pub download_rate: Option<String>,
+}
+
+/// A rate in bytes per second from `"10MiB"`, `"10 MiB/s"`, `"500kB"`, `"1G"` or `"4096"`:
+/// `k`/`M`/`G` are powers of 1000, `Ki`/`Mi`/`Gi` of 1024, `B` and `/s` optional. `None` if
+/// malformed or zero.
+pub fn parse_rate(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|r| *r > 0)
 }
 
 fn default_permissions() -> Vec<String> {
@@ -188,6 +218,10 @@ pub struct AccountLimits {
     pub max_sessions: Option<usize>,
     /// Client networks it may log in from; empty: any.
     pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Upload bytes per second, all its sessions together (`None`: unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second, all its sessions together (`None`: unlimited).
+    pub download_rate: Option<u64>,
 }
 
 impl AccountLimits {
@@ -217,6 +251,14 @@ pub enum AuthError {
         "user '{user}': allowed_networks: '{value}' is not a network (CIDR, e.g. 192.0.2.0/24) nor an address"
     )]
     BadNetwork { user: String, value: String },
+    #[error(
+        "user '{user}': {key}: '{value}' is not a rate (e.g. \"10MiB\", \"500kB\", bytes per second)"
+    )]
+    BadRate {
+        user: String,
+        key: &'static str,
+        value: String,
+    },
     #[error("user '{0}' has neither password_hash nor authorized keys: nobody could log in as it")]
     NoCredentials(String),
     #[error("user '{user}': {source}: line {line} of its authorized keys")]
@@ -476,9 +518,19 @@ impl Authenticator {
             if map.contains_key(&spec.name) {
                 return Err(AuthError::Duplicate(spec.name));
             }
+            let rate = |key: &'static str, value: &Option<String>| match value {
+                None => Ok(None),
+                Some(v) => parse_rate(v).map(Some).ok_or_else(|| AuthError::BadRate {
+                    user: spec.name.clone(),
+                    key,
+                    value: v.clone(),
+                }),
+            };
             let limits = AccountLimits {
                 max_sessions: spec.max_sessions,
                 allowed_networks: parse_networks(&spec.name, &spec.allowed_networks)?,
+                upload_rate: rate("upload_rate", &spec.upload_rate)?,
+                download_rate: rate("download_rate", &spec.download_rate)?,
             };
             let account = Arc::new(Account {
                 name: spec.name.clone(),
@@ -669,6 +721,8 @@ mod tests {
             permissions: default_permissions(),
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }
     }
 
@@ -695,6 +749,24 @@ mod tests {
             Permissions::from_names(&["read", "exec"]),
             Err(AuthError::UnknownPermission(p)) if p == "exec"
         ));
+    }
+
+    #[test]
+    fn rates_have_units() {
+        for (text, rate) in [
+            ("4096", 4096),
+            ("10MiB", 10 << 20),
+            ("10 MiB/s", 10 << 20),
+            ("500kB", 500_000),
+            ("2M", 2_000_000),
+            ("1Gi", 1 << 30),
+            ("64KiB", 64 << 10),
+        ] {
+            assert_eq!(parse_rate(text), Some(rate), "{text}");
+        }
+        for bad in ["", "0", "fast", "10 parsecs", "-5", "99999999999999999999G"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -58,6 +58,8 @@ impl Server {
             permissions: vec!["all".into()],
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());

@@ -1,12 +1,14 @@
 //! [`ServerContext`]: what the servers of every protocol in one process share.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
+use crate::rate::{Pace, RateLimit};
 use crate::sessions::{SessionPermit, SessionRegistry};
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
@@ -23,6 +25,10 @@ pub struct SharedLimits {
     pub max_sessions_per_user: usize,
     /// Failed logins per address within `failed_login_window` before it is refused (0: none).
     pub max_failed_logins_per_ip: u32,
+    /// Upload bytes per second of the whole server, every protocol (`None`: unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second of the whole server, every protocol (`None`: unlimited).
+    pub download_rate: Option<u64>,
     /// Failed logins per user name within the window after which guesses for it from
     /// addresses that have failed are slowed, never refused (0: no slowdown).
     pub max_failed_logins_per_user: u32,
@@ -39,6 +45,8 @@ impl Default for SharedLimits {
             max_sessions: 20_000,
             max_sessions_per_ip: 50,
             max_sessions_per_user: 0,
+            upload_rate: None,
+            download_rate: None,
             max_failed_logins_per_ip: 20,
             max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
@@ -61,6 +69,11 @@ pub struct ServerContext {
     pub sessions: Arc<SessionRegistry>,
     /// Sessions per user unless the account says otherwise (0: no limit).
     pub max_sessions_per_user: usize,
+    /// The server's bandwidth, uploads and downloads.
+    overall: [Option<Arc<RateLimit>>; 2],
+    /// Each user's bandwidth while any of its sessions holds it, by name and direction
+    /// (0 upload, 1 download).
+    per_user: Mutex<HashMap<(String, usize), Weak<RateLimit>>>,
 }
 
 /// Why an account whose credentials were right is not logged in; the text is fit for the
@@ -109,7 +122,33 @@ impl ServerContext {
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
             max_sessions_per_user: limits.max_sessions_per_user,
+            overall: [limits.upload_rate, limits.download_rate].map(|r| r.map(RateLimit::new)),
+            per_user: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// What `account`'s transfers in `direction` (0 upload, 1 download) are charged to: its
+    /// own bucket, shared with its other sessions, and the server's.
+    fn pace(&self, account: &Account, direction: usize) -> Pace {
+        let rate = [account.limits.upload_rate, account.limits.download_rate][direction];
+        let own = rate.map(|rate| {
+            let mut buckets = self
+                .per_user
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Forget the buckets of users with no session left.
+            buckets.retain(|_, b| b.strong_count() > 0);
+            let key = (account.name.clone(), direction);
+            match buckets.get(&key).and_then(Weak::upgrade) {
+                Some(b) if b.rate() == rate => b,
+                _ => {
+                    let b = RateLimit::new(rate);
+                    buckets.insert(key, Arc::downgrade(&b));
+                    b
+                }
+            }
+        });
+        Pace::new(own.into_iter().chain(self.overall[direction].clone()))
     }
 
     /// Whether `account` may log in from `ip` (its `allowed_networks`). A protocol asks
@@ -138,6 +177,7 @@ impl ServerContext {
     /// The storage of a logged-in `account`, behind its permissions.
     pub fn user_fs(&self, account: Arc<Account>) -> io::Result<UserFs> {
         let storage = (self.storage)(&account)?;
-        Ok(UserFs::new(account, storage))
+        let (upload, download) = (self.pace(&account, 0), self.pace(&account, 1));
+        Ok(UserFs::new(account, storage).with_pace(upload, download))
     }
 }

@@ -6,6 +6,8 @@
 //!   account, the login throttle and the session registry.
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
+//! - [`rate`]: [`RateLimit`] token buckets (one per user and direction, shared by the user's
+//!   sessions; one per direction for the server) and [`Pace`], what a transfer loop charges.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
 //!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it).
 //! - [`userfs`]: [`UserFs`], one logged-in user's view of storage: every file operation of
@@ -17,11 +19,13 @@
 //! and serves their requests through [`UserFs`], mapping its errors to the protocol's replies.
 
 pub mod context;
+pub mod rate;
 pub mod sessions;
 pub mod storage;
 pub mod userfs;
 
 pub use context::{LoginRefusal, ServerContext, SharedLimits};
+pub use rate::{Pace, RateLimit};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
 pub use userfs::{Operation, UserFs};

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use ferry_auth::{Account, Permissions};
+
+use crate::rate::Pace;
 use ferry_vfs::{
     EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, FsSpace, Metadata,
     ReadHandle, Result, Storage, Upload, VPath, WriteMode,
@@ -98,14 +100,22 @@ fn unsupported(what: &str) -> Error {
 /// One logged-in user's storage: the account, its storage, and the checks between them.
 #[derive(Clone)]
 pub struct UserFs {
-    account: Arc<Account>,
+    /// Behind one pointer, so that a session holding a `UserFs` inline stays small.
+    who: Arc<Who>,
     storage: Arc<dyn Storage>,
+}
+
+/// The account and what its transfers are charged to.
+struct Who {
+    account: Arc<Account>,
+    upload: Pace,
+    download: Pace,
 }
 
 impl std::fmt::Debug for UserFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserFs")
-            .field("user", &self.account.name)
+            .field("user", &self.who.account.name)
             .finish_non_exhaustive()
     }
 }
@@ -113,18 +123,49 @@ impl std::fmt::Debug for UserFs {
 impl UserFs {
     /// `account`'s view of `storage`.
     pub fn new(account: Arc<Account>, storage: Arc<dyn Storage>) -> Self {
-        UserFs { account, storage }
+        let who = Who {
+            account,
+            upload: Pace::default(),
+            download: Pace::default(),
+        };
+        UserFs {
+            who: Arc::new(who),
+            storage,
+        }
+    }
+
+    /// The same, its uploads charged to `upload` and its downloads to `download`.
+    pub fn with_pace(self, upload: Pace, download: Pace) -> Self {
+        let who = Who {
+            account: Arc::clone(&self.who.account),
+            upload,
+            download,
+        };
+        UserFs {
+            who: Arc::new(who),
+            storage: self.storage,
+        }
+    }
+
+    /// What the transfer loops charge the bytes of uploads to (file content only).
+    pub fn upload_pace(&self) -> &Pace {
+        &self.who.upload
+    }
+
+    /// What the transfer loops charge the bytes of downloads to (file content only).
+    pub fn download_pace(&self) -> &Pace {
+        &self.who.download
     }
 
     /// The logged-in account.
     pub fn account(&self) -> &Arc<Account> {
-        &self.account
+        &self.who.account
     }
 
     /// Whether the account may do `op` at all (for what a protocol advertises, such as MLSx
     /// `perm` facts).
     pub fn allows(&self, op: Operation) -> bool {
-        op.allowed_by(self.account.permissions)
+        op.allowed_by(self.who.account.permissions)
     }
 
     /// [`ErrorKind::PermissionDenied`] unless the account may do `op`: for protocols that
@@ -201,7 +242,7 @@ impl UserFs {
     /// For a create-only account ([`Permissions::create_only`]), the mode a write really
     /// gets: a new file only, whatever was asked for a whole new content; nothing else.
     fn create_only(&self, mode: WriteMode) -> Result<WriteMode> {
-        if !self.account.permissions.create_only {
+        if !self.who.account.permissions.create_only {
             return Ok(mode);
         }
         match mode {

@@ -89,6 +89,10 @@ pub struct ServerConfig {
     /// Most sessions one user may hold at once, every protocol together, unless the user's
     /// own `max_sessions` says otherwise (0 = unlimited).
     pub max_sessions_per_user: usize,
+    /// Upload bytes per second of the whole server, every protocol (`None` = unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second of the whole server, every protocol (`None` = unlimited).
+    pub download_rate: Option<u64>,
     /// Failed `PASS` attempts before the connection is closed.
     pub max_login_attempts: u32,
     /// Pause before answering a failed login (slows guessing).
@@ -166,6 +170,8 @@ impl Default for ServerConfig {
             max_sessions: 20_000,
             max_sessions_per_ip: 50,
             max_sessions_per_user: 0,
+            upload_rate: None,
+            download_rate: None,
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
             max_failed_logins_per_ip: 20,

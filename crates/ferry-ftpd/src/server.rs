@@ -43,6 +43,8 @@ impl Server {
             max_sessions: config.max_sessions,
             max_sessions_per_ip: config.max_sessions_per_ip,
             max_sessions_per_user: config.max_sessions_per_user,
+            upload_rate: config.upload_rate,
+            download_rate: config.download_rate,
             max_failed_logins_per_ip: config.max_failed_logins_per_ip,
             max_failed_logins_per_user: config.max_failed_logins_per_user,
             failed_login_window: config.failed_login_window,

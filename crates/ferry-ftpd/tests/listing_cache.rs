@@ -32,6 +32,8 @@ fn serve(home: &Path, listings: Arc<ListCache>) -> (SocketAddr, oneshot::Sender<
         permissions: vec!["all".into()],
         max_sessions: None,
         allowed_networks: Vec::new(),
+        upload_rate: None,
+        download_rate: None,
     };
     let auth = Arc::new(Authenticator::new(vec![user]).unwrap());
     let server = Server::bind(config, auth, ferry_core::local_storage_with(listings)).unwrap();

@@ -609,6 +609,7 @@ async fn handle_request(
             {
                 Ok(0) => (status_packet(id, Status::eof()), None),
                 Ok(n) => {
+                    fs.download_pace().take(n).await;
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
                     (Bytes::from(buf), Some(budget))
@@ -617,6 +618,7 @@ async fn handle_request(
             };
         }
         (Request::Write { offset, data, .. }, Open::File(file)) => {
+            fs.upload_pace().take(data.len()).await;
             done(file.handle().write_at(offset, &data).await)
         }
         (Request::Close { .. }, open) => match std::mem::replace(open, Open::Closed) {

@@ -213,6 +213,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_sessions: config.max_sessions,
                 max_sessions_per_ip: config.max_sessions_per_ip,
                 max_sessions_per_user: config.max_sessions_per_user,
+                upload_rate: config.upload_rate,
+                download_rate: config.download_rate,
                 max_failed_logins_per_ip: config.max_failed_logins_per_ip,
                 max_failed_logins_per_user: config.max_failed_logins_per_user,
                 failed_login_window: config.failed_login_window,
@@ -503,6 +505,8 @@ fn quick_user(
         permissions: vec!["all".to_string()],
         max_sessions: None,
         allowed_networks: Vec::new(),
+        upload_rate: None,
+        download_rate: None,
     })
 }
 

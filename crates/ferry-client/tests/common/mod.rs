@@ -53,6 +53,8 @@ impl TestServer {
             permissions: vec!["all".into()],
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }];
         let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();

@@ -78,6 +78,8 @@ impl TestServer {
                 permissions: vec!["all".into()],
                 max_sessions: None,
                 allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
             UserSpec {
                 name: READER.into(),
@@ -88,6 +90,8 @@ impl TestServer {
                 permissions: vec!["list".into(), "read".into()],
                 max_sessions: None,
                 allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
             UserSpec {
                 name: SECURE.into(),
@@ -98,6 +102,8 @@ impl TestServer {
                 permissions: vec!["all".into()],
                 max_sessions: None,
                 allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
         ];
         edit_users(&mut users);

@@ -57,6 +57,9 @@ pub struct Setup {
     pub max_sessions: Option<usize>,
     /// The user's `allowed_networks`.
     pub allowed_networks: Vec<String>,
+    /// The user's `upload_rate` and `download_rate`.
+    pub upload_rate: Option<String>,
+    pub download_rate: Option<String>,
     /// Storage other than the local root.
     pub storage: Option<StorageFactory>,
 }
@@ -71,6 +74,8 @@ impl Default for Setup {
             also_listen: None,
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
             storage: None,
         }
     }
@@ -112,6 +117,8 @@ impl Harness {
             permissions: setup.permissions,
             max_sessions: setup.max_sessions,
             allowed_networks: setup.allowed_networks,
+            upload_rate: setup.upload_rate,
+            download_rate: setup.download_rate,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());

@@ -110,6 +110,8 @@ impl Srv {
             permissions: vec!["all".into()],
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }];
         let auth = Arc::new(Authenticator::new(users).unwrap());
         let mut config = ServerConfig {

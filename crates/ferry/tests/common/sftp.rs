@@ -37,6 +37,8 @@ impl SftpSrv {
             permissions: vec!["all".into()],
             max_sessions: None,
             allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
