@@ -9,8 +9,9 @@
 //!   whether a public key is one of a user's.
 //! - [`hash_password`]: makes a PHC string (`ferry hash-password`).
 //! - [`keys`]: public keys from OpenSSH `authorized_keys` lines.
-//! - [`LoginThrottle`] (`throttle`): failed-login limits per client address and per user
-//!   name, counted when a guess starts, so parallel guesses cannot exceed them.
+//! - [`LoginThrottle`] (`throttle`): failed-login limits per client address, counted when a
+//!   guess starts, so parallel guesses cannot exceed them; guesses for a name that has failed
+//!   too often slowed, never refused, so nobody can lock a user out.
 
 pub mod keys;
 
@@ -30,7 +31,9 @@ use tokio::sync::Semaphore;
 
 mod throttle;
 pub use keys::{AuthorizedKey, KeyError};
-pub use throttle::{LoginAttempt, LoginThrottle, Throttled};
+// Accounts carry their allowed networks as these.
+pub use ipnet;
+pub use throttle::{DEFAULT_BACKOFF, LoginAttempt, LoginThrottle, Throttled};
 
 /// What a user may do. Parsed from a list such as `["list", "read"]` or `["all"]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +44,9 @@ pub struct Permissions {
     pub delete: bool,
     pub rename: bool,
     pub mkdir: bool,
+    /// Writes only create new files: no overwrite, append, resume or attribute change
+    /// (the `upload-only` drop folder).
+    pub create_only: bool,
 }
 
 impl Permissions {
@@ -52,6 +58,7 @@ impl Permissions {
         delete: true,
         rename: true,
         mkdir: true,
+        create_only: false,
     };
     /// List and read only.
     pub const READ_ONLY: Permissions = Permissions {
@@ -61,9 +68,22 @@ impl Permissions {
         delete: false,
         rename: false,
         mkdir: false,
+        create_only: false,
+    };
+    /// A drop folder: new files may be uploaded; nothing may be listed, read, replaced or
+    /// removed.
+    pub const UPLOAD_ONLY: Permissions = Permissions {
+        list: false,
+        read: false,
+        write: true,
+        delete: false,
+        rename: false,
+        mkdir: false,
+        create_only: true,
     };
 
-    /// Parse names (`list`, `read`, `write`, `delete`, `rename`, `mkdir`, `all`, `read-only`).
+    /// Parse names (`list`, `read`, `write`, `delete`, `rename`, `mkdir`, `all`, `read-only`,
+    /// `upload-only`).
     /// Names are case-insensitive and combine (`["read-only", "write"]`); an empty list allows
     /// nothing.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, AuthError> {
@@ -73,19 +93,26 @@ impl Permissions {
             match name.trim().to_ascii_lowercase().as_str() {
                 "list" => p.list = true,
                 "read" => p.read = true,
-                "write" => p.write = true,
+                "write" => {
+                    p = p.union(Permissions {
+                        write: true,
+                        ..Permissions::default()
+                    })
+                }
                 "delete" => p.delete = true,
                 "rename" => p.rename = true,
                 "mkdir" => p.mkdir = true,
                 "all" => p = p.union(Permissions::ALL),
                 "read-only" => p = p.union(Permissions::READ_ONLY),
+                "upload-only" => p = p.union(Permissions::UPLOAD_ONLY),
                 _ => return Err(AuthError::UnknownPermission(name.to_string())),
             }
         }
         Ok(p)
     }
 
-    /// Everything allowed by `self` or `other`.
+    /// Everything allowed by `self` or `other` (writes are create-only when every side that
+    /// allows writes says so).
     pub const fn union(self, other: Permissions) -> Permissions {
         Permissions {
             list: self.list || other.list,
@@ -94,6 +121,12 @@ impl Permissions {
             delete: self.delete || other.delete,
             rename: self.rename || other.rename,
             mkdir: self.mkdir || other.mkdir,
+            create_only: match (self.write, other.write) {
+                (true, true) => self.create_only && other.create_only,
+                (true, false) => self.create_only,
+                (false, true) => other.create_only,
+                (false, false) => false,
+            },
         }
     }
 }
@@ -121,6 +154,43 @@ pub struct UserSpec {
     /// Permission names; default `["all"]`.
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
+    /// Most sessions this user may hold at once, every protocol together (`None`: the
+    /// server's default).
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
+    /// Client networks (CIDR, or single addresses) this user may log in from; empty: any.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
+    /// Upload bandwidth of all this user's sessions together, per second (`"10MiB"`,
+    /// `"500kB"`, `"1000"` bytes; see [`parse_rate`]); `None`: unlimited.
+    #[serde(default)]
+    pub upload_rate: Option<String>,
+    /// Download bandwidth of all this user's sessions together, per second.
+    #[serde(default)]
+    pub download_rate: Option<String>,
+}
+
+/// A rate in bytes per second from `"10MiB"`, `"10 MiB/s"`, `"500kB"`, `"1G"` or `"4096"`:
+/// `k`/`M`/`G` are powers of 1000, `Ki`/`Mi`/`Gi` of 1024, `B` and `/s` optional. `None` if
+/// malformed or zero.
+pub fn parse_rate(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|r| *r > 0)
 }
 
 fn default_permissions() -> Vec<String> {
@@ -137,13 +207,36 @@ pub struct Account {
     /// Logged in without credentials (FTP's anonymous login): never shares anything with a
     /// named account.
     pub anonymous: bool,
+    /// Where this account may log in from, and how many times at once.
+    pub limits: AccountLimits,
+}
+
+/// An account's own login limits (`[[users]]` keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Most sessions at once (`None`: the server's default).
+    pub max_sessions: Option<usize>,
+    /// Client networks it may log in from; empty: any.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Upload bytes per second, all its sessions together (`None`: unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second, all its sessions together (`None`: unlimited).
+    pub download_rate: Option<u64>,
+}
+
+impl AccountLimits {
+    /// Whether a client at `ip` may log in to this account (IPv4-mapped IPv6 counts as IPv4).
+    pub fn allows_address(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(
-        "unknown permission '{0}' (expected list, read, write, delete, rename, mkdir, all or read-only)"
+        "unknown permission '{0}' (expected list, read, write, delete, rename, mkdir, all, read-only or upload-only)"
     )]
     UnknownPermission(String),
     #[error("user '{user}': password_hash is not a valid argon2 PHC string: {reason}")]
@@ -154,6 +247,18 @@ pub enum AuthError {
     Reserved(String),
     #[error("invalid user name '{0}'")]
     InvalidName(String),
+    #[error(
+        "user '{user}': allowed_networks: '{value}' is not a network (CIDR, e.g. 192.0.2.0/24) nor an address"
+    )]
+    BadNetwork { user: String, value: String },
+    #[error(
+        "user '{user}': {key}: '{value}' is not a rate (e.g. \"10MiB\", \"500kB\", bytes per second)"
+    )]
+    BadRate {
+        user: String,
+        key: &'static str,
+        value: String,
+    },
     #[error("user '{0}' has neither password_hash nor authorized keys: nobody could log in as it")]
     NoCredentials(String),
     #[error("user '{user}': {source}: line {line} of its authorized keys")]
@@ -340,6 +445,23 @@ fn hash_with(password: &[u8], params: Params) -> String {
     }
 }
 
+/// `allowed_networks` of `user`: CIDR networks, or single addresses.
+fn parse_networks(user: &str, values: &[String]) -> Result<Vec<ipnet::IpNet>, AuthError> {
+    values
+        .iter()
+        .map(|v| {
+            let v = v.trim();
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| AuthError::BadNetwork {
+                    user: user.to_string(),
+                    value: v.to_string(),
+                })
+        })
+        .collect()
+}
+
 /// The keys of `spec`: its inline lines, then its file's.
 fn load_keys(spec: &UserSpec) -> Result<Vec<AuthorizedKey>, AuthError> {
     let bad = |(line, source)| AuthError::BadKey {
@@ -396,11 +518,26 @@ impl Authenticator {
             if map.contains_key(&spec.name) {
                 return Err(AuthError::Duplicate(spec.name));
             }
+            let rate = |key: &'static str, value: &Option<String>| match value {
+                None => Ok(None),
+                Some(v) => parse_rate(v).map(Some).ok_or_else(|| AuthError::BadRate {
+                    user: spec.name.clone(),
+                    key,
+                    value: v.clone(),
+                }),
+            };
+            let limits = AccountLimits {
+                max_sessions: spec.max_sessions,
+                allowed_networks: parse_networks(&spec.name, &spec.allowed_networks)?,
+                upload_rate: rate("upload_rate", &spec.upload_rate)?,
+                download_rate: rate("download_rate", &spec.download_rate)?,
+            };
             let account = Arc::new(Account {
                 name: spec.name.clone(),
                 home: spec.home,
                 permissions,
                 anonymous: false,
+                limits,
             });
             map.insert(
                 spec.name,
@@ -582,6 +719,10 @@ mod tests {
             authorized_keys_file: None,
             home: PathBuf::from(format!("/srv/{name}")),
             permissions: default_permissions(),
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }
     }
 
@@ -608,6 +749,60 @@ mod tests {
             Permissions::from_names(&["read", "exec"]),
             Err(AuthError::UnknownPermission(p)) if p == "exec"
         ));
+    }
+
+    #[test]
+    fn rates_have_units() {
+        for (text, rate) in [
+            ("4096", 4096),
+            ("10MiB", 10 << 20),
+            ("10 MiB/s", 10 << 20),
+            ("500kB", 500_000),
+            ("2M", 2_000_000),
+            ("1Gi", 1 << 30),
+            ("64KiB", 64 << 10),
+        ] {
+            assert_eq!(parse_rate(text), Some(rate), "{text}");
+        }
+        for bad in ["", "0", "fast", "10 parsecs", "-5", "99999999999999999999G"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowed_networks_are_checked_and_parsed() {
+        let mut spec = user("net", "pw");
+        spec.allowed_networks = vec!["192.0.2.0/24".into(), "2001:db8::1".into()];
+        let auth = Authenticator::new(vec![spec.clone()]).unwrap();
+        let limits = &auth.users["net"].account.limits;
+        assert!(limits.allows_address("192.0.2.7".parse().unwrap()));
+        assert!(limits.allows_address("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(limits.allows_address("2001:db8::1".parse().unwrap()));
+        assert!(!limits.allows_address("2001:db8::2".parse().unwrap()));
+        assert!(!limits.allows_address("198.51.100.1".parse().unwrap()));
+        assert!(AccountLimits::default().allows_address("198.51.100.1".parse().unwrap()));
+        spec.allowed_networks = vec!["192.0.2.0/33".into()];
+        assert!(matches!(
+            Authenticator::new(vec![spec]),
+            Err(AuthError::BadNetwork { .. })
+        ));
+    }
+
+    #[test]
+    fn upload_only_is_create_only_until_write_is_granted() {
+        let p = Permissions::from_names(&["upload-only"]).unwrap();
+        assert_eq!(p, Permissions::UPLOAD_ONLY);
+        assert!(p.write && p.create_only && !p.list && !p.read && !p.delete);
+        // With list added, still no overwrite; with write or all, overwrite again.
+        let p = Permissions::from_names(&["upload-only", "list"]).unwrap();
+        assert!(p.list && p.create_only);
+        for more in ["write", "all"] {
+            let p = Permissions::from_names(&["upload-only", more]).unwrap();
+            assert!(p.write && !p.create_only, "{more}");
+            let p = Permissions::from_names(&[more, "upload-only"]).unwrap();
+            assert!(p.write && !p.create_only, "{more} first");
+        }
+        assert!(!Permissions::from_names(&["write"]).unwrap().create_only);
     }
 
     #[test]

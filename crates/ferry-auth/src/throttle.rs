@@ -1,4 +1,4 @@
-//! Password-guess limits per client address and per user name, for every protocol.
+//! Password-guess limits per client address, and a per-user-name slowdown, for every protocol.
 //!
 //! A guess is counted when it *starts*, not when its answer is known: a client that sends
 //! many guesses at once over many connections cannot have more of them checked than the
@@ -6,6 +6,13 @@
 //! turns out right gives its place back; a wrong one keeps it until the window has passed.
 //! When every place is taken by guesses still being checked, the next guess waits (holding no
 //! thread) to learn whether a place comes free or the address is refused.
+//!
+//! An address is refused once it has failed too often. A user name never is: a refusal by
+//! name would let anyone lock a user out by sending wrong passwords for it. Once a name has
+//! failed too often, a guess for it is slowed instead, with a delay that doubles with every
+//! further failure, and only when it comes from an address that has failed within the window
+//! (or has another guess running): the user, logging in from an address of their own, is
+//! answered at once.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -20,25 +27,30 @@ use tokio::sync::Notify;
 pub enum Throttled {
     /// Too many failed logins from this client address within the window.
     Address,
-    /// Too many failed logins for this user name within the window.
-    User,
 }
 
 impl std::fmt::Display for Throttled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Throttled::Address => "too many failed logins from this address",
-            Throttled::User => "too many failed logins for this user",
         })
     }
 }
 
 /// Limits on failed logins; shared by every session of every protocol (cheap to clone).
 ///
-/// Guarantee against a hostile client: within one window, at most `per_address` wrong
-/// passwords from one address, and at most `per_user` for one user name from anywhere, are
-/// ever checked, however the guesses are spread over connections and however many arrive at
-/// once. A limit of 0 turns that limit off.
+/// Guarantees against a hostile client:
+/// - within one window, at most `per_address` wrong passwords from one address are ever
+///   checked, however the guesses are spread over connections and however many arrive at once;
+/// - once `per_user` guesses for one name have failed within the window, every further guess
+///   for it from an address that has failed (or is guessing already) waits `backoff`, doubled
+///   for each failure beyond the limit (at most the window) before its password is checked;
+/// - a guess from an address with no failure within the window and nothing running is never
+///   refused nor slowed because of its user name: nobody can lock a user out from elsewhere.
+///   The cost: a guesser with many addresses gets one prompt guess per address (then
+///   `per_address` slowed ones) per window.
+///
+/// A limit of 0 turns that limit off.
 #[derive(Clone)]
 pub struct LoginThrottle {
     inner: Arc<Inner>,
@@ -48,6 +60,7 @@ struct Inner {
     per_address: u32,
     per_user: u32,
     window: Duration,
+    backoff: Duration,
     state: Mutex<State>,
     /// Woken whenever a guess ends, for the guesses waiting for a place.
     released: Notify,
@@ -70,15 +83,30 @@ pub struct LoginAttempt {
     user: Option<u64>,
 }
 
+/// The first delay for a guess beyond the per-user limit, unless set otherwise.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+
 impl LoginThrottle {
-    /// At most `per_address` failed logins per client address and `per_user` per user name
-    /// within `window` (0: no limit of that kind).
+    /// At most `per_address` failed logins per client address within `window`; guesses for a
+    /// name beyond `per_user` failures slowed (0: no limit of that kind), from
+    /// [`DEFAULT_BACKOFF`] on.
     pub fn new(per_address: u32, per_user: u32, window: Duration) -> Self {
+        Self::with_backoff(per_address, per_user, window, DEFAULT_BACKOFF)
+    }
+
+    /// As [`new`](LoginThrottle::new), the first delay beyond the per-user limit `backoff`.
+    pub fn with_backoff(
+        per_address: u32,
+        per_user: u32,
+        window: Duration,
+        backoff: Duration,
+    ) -> Self {
         LoginThrottle {
             inner: Arc::new(Inner {
                 per_address,
                 per_user,
                 window,
+                backoff,
                 state: Mutex::new(State {
                     addresses: Buckets::default(),
                     users: Buckets::default(),
@@ -95,8 +123,9 @@ impl LoginThrottle {
     }
 
     /// Take a place for one password check by `user` from `address`, waiting while every
-    /// place is held by checks still running. `Err` when the limit is reached: the password
-    /// must then not be checked at all.
+    /// place is held by checks still running, then for the slowdown the name has earned if
+    /// this address is a suspect. `Err` when the address is refused: the password must then
+    /// not be checked at all.
     pub async fn begin(&self, address: IpAddr, user: &str) -> Result<LoginAttempt, Throttled> {
         let address = address.to_canonical();
         loop {
@@ -105,7 +134,13 @@ impl LoginThrottle {
             tokio::pin!(released);
             released.as_mut().enable();
             match self.inner.try_begin(address, user) {
-                Ok(Some(attempt)) => return Ok(attempt),
+                Ok(Some((attempt, delay))) => {
+                    if !delay.is_zero() {
+                        // The place is held meanwhile: a guesser who gives up still pays.
+                        tokio::time::sleep(delay).await;
+                    }
+                    return Ok(attempt);
+                }
                 Ok(None) => released.await,
                 Err(why) => return Err(why),
             }
@@ -114,44 +149,67 @@ impl LoginThrottle {
 }
 
 impl Inner {
-    /// A place if one is free, `None` if all are held by running checks, `Err` if refused.
+    /// Whether addresses are tracked at all (for their own limit, or to tell suspects).
+    fn tracks_addresses(&self) -> bool {
+        self.per_address != 0 || self.per_user != 0
+    }
+
+    /// The delay for a guess when `tries` guesses for its name have failed or are running.
+    fn slowdown(&self, tries: u32) -> Duration {
+        if self.per_user == 0 || tries < self.per_user {
+            return Duration::ZERO;
+        }
+        let doublings = (tries - self.per_user).min(20);
+        self.backoff
+            .saturating_mul(1 << doublings)
+            .min(self.window.max(self.backoff))
+    }
+
+    /// A place and the delay to wait before checking if one is free, `None` if all are held
+    /// by running checks, `Err` if refused.
     fn try_begin(
         self: &Arc<Self>,
         address: IpAddr,
         user: &str,
-    ) -> Result<Option<LoginAttempt>, Throttled> {
+    ) -> Result<Option<(LoginAttempt, Duration)>, Throttled> {
         let Ok(mut state) = self.state.lock() else {
             // A panic elsewhere poisoned the lock: refuse rather than check without limits.
             return Err(Throttled::Address);
         };
         let now = Instant::now();
         let user_key = (self.per_user != 0).then(|| state.hasher.hash_one(user));
-        let by_address = (self.per_address != 0).then(|| {
-            state
-                .addresses
-                .room(&address, self.per_address, self.window, now)
-        });
-        let by_user = user_key.map(|k| state.users.room(&k, self.per_user, self.window, now));
-        for (room, why) in [(by_address, Throttled::Address), (by_user, Throttled::User)] {
-            if room == Some(Room::Refused) {
-                return Err(why);
+        let (suspect, room) = match state.addresses.get(&address, self.window, now) {
+            Some(b) => (b.failures > 0 || b.in_flight > 0, b.room(self.per_address)),
+            None => (false, Room::Free),
+        };
+        match room {
+            Room::Refused => return Err(Throttled::Address),
+            Room::Busy => return Ok(None),
+            Room::Free => {}
+        }
+        let delay = match user_key {
+            Some(k) if suspect => {
+                let tries = state
+                    .users
+                    .get(&k, self.window, now)
+                    .map_or(0, |b| b.failures.saturating_add(b.in_flight));
+                self.slowdown(tries)
             }
-        }
-        if by_address == Some(Room::Busy) || by_user == Some(Room::Busy) {
-            return Ok(None);
-        }
-        let address = (self.per_address != 0).then_some(address);
+            _ => Duration::ZERO,
+        };
+        let address = self.tracks_addresses().then_some(address);
         if let Some(a) = address {
             state.addresses.start(a, self.window, now);
         }
         if let Some(k) = user_key {
             state.users.start(k, self.window, now);
         }
-        Ok(Some(LoginAttempt {
+        let attempt = LoginAttempt {
             inner: Arc::clone(self),
             address,
             user: user_key,
-        }))
+        };
+        Ok(Some((attempt, delay)))
     }
 
     /// End a guess; the limit (address first) that this failure has just filled, if any.
@@ -220,6 +278,19 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Whether another guess may start against `limit` (0: no limit).
+    fn room(&self, limit: u32) -> Room {
+        if limit == 0 {
+            Room::Free
+        } else if self.failures >= limit {
+            Room::Refused
+        } else if self.failures.saturating_add(self.in_flight) >= limit {
+            Room::Busy
+        } else {
+            Room::Free
+        }
+    }
+
     /// Forget failures older than the window.
     fn expire(&mut self, window: Duration, now: Instant) {
         if self.failures > 0 && now.duration_since(self.since) >= window {
@@ -244,18 +315,11 @@ impl<K: Hash + Eq + Copy> Buckets<K> {
     /// Keys tracked at most; beyond, keys with nothing running and the oldest failures go.
     const MAX_TRACKED: usize = 100_000;
 
-    fn room(&mut self, key: &K, limit: u32, window: Duration, now: Instant) -> Room {
-        let Some(b) = self.map.get_mut(key) else {
-            return Room::Free;
-        };
+    /// The bucket of `key`, its old failures forgotten.
+    fn get(&mut self, key: &K, window: Duration, now: Instant) -> Option<&Bucket> {
+        let b = self.map.get_mut(key)?;
         b.expire(window, now);
-        if b.failures >= limit {
-            Room::Refused
-        } else if b.failures.saturating_add(b.in_flight) >= limit {
-            Room::Busy
-        } else {
-            Room::Free
-        }
+        Some(b)
     }
 
     fn start(&mut self, key: K, window: Duration, now: Instant) {
@@ -317,6 +381,14 @@ mod tests {
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
 
     fn begin(t: &LoginThrottle, a: IpAddr, user: &str) -> Option<Result<LoginAttempt, Throttled>> {
+        slowed(t, a, user).map(|r| r.map(|(attempt, _)| attempt))
+    }
+
+    fn slowed(
+        t: &LoginThrottle,
+        a: IpAddr,
+        user: &str,
+    ) -> Option<Result<(LoginAttempt, Duration), Throttled>> {
         t.inner.try_begin(a.to_canonical(), user).transpose()
     }
 
@@ -359,17 +431,52 @@ mod tests {
     }
 
     #[test]
-    fn per_user_limit_spans_addresses() {
-        let t = LoginThrottle::new(0, 2, Duration::from_secs(60));
-        drop(begin(&t, A, "alice").unwrap().unwrap());
-        drop(begin(&t, B, "alice").unwrap().unwrap());
-        assert_eq!(
-            begin(&t, "192.0.2.3".parse().unwrap(), "alice")
-                .unwrap()
-                .err(),
-            Some(Throttled::User)
-        );
-        assert!(begin(&t, A, "bob").unwrap().is_ok());
+    fn a_name_under_attack_slows_its_guessers_but_not_its_user() {
+        let second = Duration::from_secs(1);
+        let t = LoginThrottle::with_backoff(0, 2, Duration::from_secs(600), second);
+        let delay = |a| slowed(&t, a, "alice").unwrap().unwrap().1;
+        // Within the limit, nobody waits.
+        for _ in 0..2 {
+            let (attempt, wait) = slowed(&t, A, "alice").unwrap().unwrap();
+            assert_eq!(wait, Duration::ZERO);
+            drop(attempt);
+        }
+        // Beyond, the address that failed waits, twice as long for each further failure.
+        let (attempt, wait) = slowed(&t, A, "alice").unwrap().unwrap();
+        assert_eq!(wait, second);
+        drop(attempt);
+        assert_eq!(delay(A), 2 * second);
+        // An address that has not failed is answered at once, and so is the right password.
+        let (user, wait) = slowed(&t, B, "alice").unwrap().unwrap();
+        assert_eq!(wait, Duration::ZERO);
+        user.succeeded();
+        // Another name is not slowed, even from the guessing address.
+        let (bob, wait) = slowed(&t, A, "bob").unwrap().unwrap();
+        assert_eq!(wait, Duration::ZERO);
+        bob.succeeded();
+    }
+
+    #[test]
+    fn guesses_running_at_once_make_an_address_a_suspect() {
+        let t = LoginThrottle::with_backoff(0, 1, Duration::from_secs(600), Duration::from_secs(1));
+        let (first, wait) = slowed(&t, A, "alice").unwrap().unwrap();
+        assert_eq!(wait, Duration::ZERO);
+        // Sent before the first is answered: the address is guessing already.
+        let (second, wait) = slowed(&t, A, "alice").unwrap().unwrap();
+        assert_eq!(wait, Duration::from_secs(1));
+        let (third, wait) = slowed(&t, A, "alice").unwrap().unwrap();
+        assert_eq!(wait, Duration::from_secs(2));
+        drop((first, second, third));
+    }
+
+    #[test]
+    fn the_slowdown_is_at_most_the_window() {
+        let window = Duration::from_secs(5);
+        let t = LoginThrottle::with_backoff(0, 1, window, Duration::from_secs(1));
+        for _ in 0..40 {
+            drop(begin(&t, A, "alice").unwrap().unwrap());
+        }
+        assert_eq!(slowed(&t, A, "alice").unwrap().unwrap().1, window);
     }
 
     #[test]

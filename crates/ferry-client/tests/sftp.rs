@@ -56,6 +56,10 @@ impl Server {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());

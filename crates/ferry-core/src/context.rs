@@ -1,13 +1,16 @@
 //! [`ServerContext`]: what the servers of every protocol in one process share.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
 use crate::metrics::{MeteredStorage, Metrics};
-use crate::sessions::SessionRegistry;
+use crate::rate::{Pace, RateLimit};
+use crate::sessions::{SessionPermit, SessionRegistry};
 use crate::storage::StorageFactory;
 use crate::userfs::UserFs;
 use crate::xferlog::TransferLog;
@@ -19,10 +22,21 @@ pub struct SharedLimits {
     pub max_sessions: usize,
     /// Most sessions at once from one client address (0: no limit).
     pub max_sessions_per_ip: usize,
+    /// Most sessions one user may hold at once, unless the user's own `max_sessions` says
+    /// otherwise (0: no limit).
+    pub max_sessions_per_user: usize,
     /// Failed logins per address within `failed_login_window` before it is refused (0: none).
     pub max_failed_logins_per_ip: u32,
-    /// Failed logins per user name within the window (0: no limit).
+    /// Upload bytes per second of the whole server, every protocol (`None`: unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second of the whole server, every protocol (`None`: unlimited).
+    pub download_rate: Option<u64>,
+    /// Failed logins per user name within the window after which guesses for it from
+    /// addresses that have failed are slowed, never refused (0: no slowdown).
     pub max_failed_logins_per_user: u32,
+    /// The first slowdown beyond `max_failed_logins_per_user`, doubled for each further
+    /// failure (at most the window).
+    pub failed_login_backoff: Duration,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
 }
@@ -32,9 +46,13 @@ impl Default for SharedLimits {
         SharedLimits {
             max_sessions: 20_000,
             max_sessions_per_ip: 50,
+            max_sessions_per_user: 0,
+            upload_rate: None,
+            download_rate: None,
             max_failed_logins_per_ip: 20,
             max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
+            failed_login_backoff: ferry_auth::DEFAULT_BACKOFF,
         }
     }
 }
@@ -55,6 +73,32 @@ pub struct ServerContext {
     pub transfer_log: TransferLog,
     /// What every protocol counts (logins, bans, transfers, storage latency).
     pub metrics: Arc<Metrics>,
+    /// Sessions per user unless the account says otherwise (0: no limit).
+    pub max_sessions_per_user: usize,
+    /// The server's bandwidth, uploads and downloads.
+    overall: [Option<Arc<RateLimit>>; 2],
+    /// Each user's bandwidth while any of its sessions holds it, by name and direction
+    /// (0 upload, 1 download).
+    per_user: Mutex<HashMap<(String, usize), Weak<RateLimit>>>,
+}
+
+/// Why an account whose credentials were right is not logged in; the text is fit for the
+/// client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// The client's address is outside the account's `allowed_networks`.
+    Network,
+    /// The account holds its most sessions already.
+    TooManySessions,
+}
+
+impl std::fmt::Display for LoginRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginRefusal::Network => "not allowed from this address",
+            LoginRefusal::TooManySessions => "too many sessions for this user",
+        })
+    }
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -76,14 +120,18 @@ impl ServerContext {
         Arc::new(ServerContext {
             auth: RwLock::new(auth),
             storage,
-            throttle: LoginThrottle::new(
+            throttle: LoginThrottle::with_backoff(
                 limits.max_failed_logins_per_ip,
                 limits.max_failed_logins_per_user,
                 limits.failed_login_window,
+                limits.failed_login_backoff,
             ),
             sessions: SessionRegistry::new(limits.max_sessions, limits.max_sessions_per_ip),
             transfer_log: TransferLog::new(),
             metrics: Arc::default(),
+            max_sessions_per_user: limits.max_sessions_per_user,
+            overall: [limits.upload_rate, limits.download_rate].map(|r| r.map(RateLimit::new)),
+            per_user: Mutex::new(HashMap::new()),
         })
     }
 
@@ -101,10 +149,58 @@ impl ServerContext {
         std::mem::replace(&mut *current, auth)
     }
 
+    /// What `account`'s transfers in `direction` (0 upload, 1 download) are charged to: its
+    /// own bucket, shared with its other sessions, and the server's.
+    fn pace(&self, account: &Account, direction: usize) -> Pace {
+        let rate = [account.limits.upload_rate, account.limits.download_rate][direction];
+        let own = rate.map(|rate| {
+            let mut buckets = self
+                .per_user
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Forget the buckets of users with no session left.
+            buckets.retain(|_, b| b.strong_count() > 0);
+            let key = (account.name.clone(), direction);
+            match buckets.get(&key).and_then(Weak::upgrade) {
+                Some(b) if b.rate() == rate => b,
+                _ => {
+                    let b = RateLimit::new(rate);
+                    buckets.insert(key, Arc::downgrade(&b));
+                    b
+                }
+            }
+        });
+        Pace::new(own.into_iter().chain(self.overall[direction].clone()))
+    }
+
+    /// Whether `account` may log in from `ip` (its `allowed_networks`). A protocol asks
+    /// before it tells the client the password was right, and answers as to a wrong one.
+    pub fn allows_from(&self, account: &Account, ip: IpAddr) -> bool {
+        account.limits.allows_address(ip)
+    }
+
+    /// Log `account` in on the session of `permit`: its network checked again, then its
+    /// sessions (every protocol together) counted against its cap, or the login refused.
+    pub fn log_in(&self, permit: &SessionPermit, account: &Account) -> Result<(), LoginRefusal> {
+        if !self.allows_from(account, permit.info().peer.ip()) {
+            return Err(LoginRefusal::Network);
+        }
+        let max = account
+            .limits
+            .max_sessions
+            .unwrap_or(self.max_sessions_per_user);
+        if permit.log_in(&account.name, max) {
+            Ok(())
+        } else {
+            Err(LoginRefusal::TooManySessions)
+        }
+    }
+
     /// The storage of a logged-in `account`, behind its permissions.
     pub fn user_fs(&self, account: Arc<Account>) -> io::Result<UserFs> {
         let storage = (self.storage)(&account)?;
         let storage = MeteredStorage::wrap(storage, Arc::clone(&self.metrics));
-        Ok(UserFs::new(account, storage))
+        let (upload, download) = (self.pace(&account, 0), self.pace(&account, 1));
+        Ok(UserFs::new(account, storage).with_pace(upload, download))
     }
 }

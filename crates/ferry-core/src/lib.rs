@@ -11,6 +11,8 @@
 //!   client, and reading their header.
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
+//! - [`rate`]: [`RateLimit`] token buckets (one per user and direction, shared by the user's
+//!   sessions; one per direction for the server) and [`Pace`], what a transfer loop charges.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
 //!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it).
 //! - [`userfs`]: [`UserFs`], one logged-in user's view of storage: every file operation of
@@ -27,14 +29,16 @@ pub mod context;
 pub mod events;
 pub mod metrics;
 pub mod proxy;
+pub mod rate;
 pub mod sessions;
 pub mod storage;
 pub mod userfs;
 pub mod xferlog;
 
-pub use context::{ServerContext, SharedLimits};
+pub use context::{LoginRefusal, ServerContext, SharedLimits};
 pub use metrics::{Ban, Direction, MeteredStorage, Metrics, RunningTransfer, TransferGuard};
 pub use proxy::{ProxyError, ProxyTrust};
+pub use rate::{Pace, RateLimit};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
 pub use userfs::{Operation, UserFs};

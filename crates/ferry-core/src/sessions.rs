@@ -77,6 +77,8 @@ impl SessionInfo {
 #[derive(Default)]
 struct Inner {
     per_ip: HashMap<IpAddr, usize>,
+    /// Sessions logged in, per user name.
+    per_user: HashMap<Arc<str>, usize>,
     sessions: HashMap<u64, Arc<SessionInfo>>,
 }
 
@@ -251,9 +253,17 @@ impl SessionRegistry {
         }
     }
 
+    /// Sessions logged in as `user` now, every protocol together.
+    pub fn count_of_user(&self, user: &str) -> usize {
+        lock(&self.inner).per_user.get(user).copied().unwrap_or(0)
+    }
+
     fn release(&self, info: &SessionInfo) {
         let ip = info.peer.ip().to_canonical();
         let mut inner = lock(&self.inner);
+        if let Some(user) = lock(&info.user).take() {
+            leave(&mut inner, &user);
+        }
         inner.sessions.remove(&info.id);
         if let Some(n) = inner.per_ip.get_mut(&ip) {
             *n = n.saturating_sub(1);
@@ -263,6 +273,16 @@ impl SessionRegistry {
         }
         drop(inner);
         self.session_ended.notify_waiters();
+    }
+}
+
+/// One session less for `user`.
+fn leave(inner: &mut Inner, user: &str) {
+    if let Some(n) = inner.per_user.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inner.per_user.remove(user);
+        }
     }
 }
 
@@ -279,9 +299,40 @@ impl SessionPermit {
         &self.info
     }
 
-    /// Record who logged in (or `None` after a logout, FTP's `REIN`).
+    /// Record who logged in (or `None` after a logout, FTP's `REIN`), with no limit on the
+    /// user's sessions.
     pub fn set_user(&self, user: Option<&str>) {
-        *lock(&self.info.user) = user.map(Arc::from);
+        match user {
+            Some(user) => {
+                self.log_in(user, 0);
+            }
+            None => {
+                let mut inner = lock(&self.registry.inner);
+                if let Some(old) = lock(&self.info.user).take() {
+                    leave(&mut inner, &old);
+                }
+            }
+        }
+    }
+
+    /// Record that `user` logged in on this session, unless `user` already holds `max`
+    /// sessions (0: no limit): `false` then, and the session stays as it was. Checked and
+    /// counted at once, so logins racing each other cannot exceed `max` together.
+    pub fn log_in(&self, user: &str, max: usize) -> bool {
+        let mut inner = lock(&self.registry.inner);
+        let mut current = lock(&self.info.user);
+        let already = current.as_deref() == Some(user);
+        let held = inner.per_user.get(user).copied().unwrap_or(0);
+        if !already && max != 0 && held >= max {
+            return false;
+        }
+        if let Some(old) = current.take() {
+            leave(&mut inner, &old);
+        }
+        let user: Arc<str> = Arc::from(user);
+        *inner.per_user.entry(Arc::clone(&user)).or_insert(0) += 1;
+        *current = Some(user);
+        true
     }
 }
 
@@ -325,6 +376,28 @@ mod tests {
         assert_eq!(reg.count(), 1);
         reg.admit(Protocol::Ftp, at([127, 0, 0, 1], 4)).unwrap();
         drop(c);
+    }
+
+    #[test]
+    fn sessions_per_user_are_capped_and_given_back() {
+        let reg = SessionRegistry::new(0, 0);
+        let a = reg.admit(Protocol::Ftp, at([127, 0, 0, 1], 1)).unwrap();
+        let b = reg.admit(Protocol::Sftp, at([127, 0, 0, 1], 2)).unwrap();
+        let c = reg.admit(Protocol::Ftp, at([127, 0, 0, 1], 3)).unwrap();
+        assert!(a.log_in("alice", 2));
+        assert!(b.log_in("alice", 2));
+        assert!(!c.log_in("alice", 2), "a third session over the cap");
+        assert!(c.info().user().is_none());
+        assert!(c.log_in("bob", 2), "other users are not affected");
+        assert_eq!(reg.count_of_user("alice"), 2);
+        // A logout (REIN) and a session's end each give a place back.
+        a.set_user(None);
+        assert!(c.log_in("alice", 2));
+        assert_eq!(reg.count_of_user("bob"), 0);
+        drop(b);
+        assert_eq!(reg.count_of_user("alice"), 1);
+        drop(c);
+        assert_eq!(reg.count_of_user("alice"), 0);
     }
 
     #[test]

@@ -76,6 +76,7 @@ mod tests {
             home: root.clone(),
             permissions: ferry_auth::Permissions::ALL,
             anonymous: false,
+            limits: Default::default(),
         };
         let factory = local_storage_reusing(std::time::Duration::from_millis(300));
         let first = factory(&account).unwrap();
@@ -116,6 +117,7 @@ mod tests {
             home: home.to_path_buf(),
             permissions: ferry_auth::Permissions::ALL,
             anonymous: false,
+            limits: Default::default(),
         }
     }
 

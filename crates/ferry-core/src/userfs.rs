@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_auth::{Account, Permissions};
+
+use crate::rate::Pace;
 use ferry_vfs::{
     EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, FsSpace, Metadata,
     ReadHandle, Result, Storage, Upload, VPath, WriteMode,
@@ -61,7 +63,9 @@ impl Operation {
             Operation::Stat => p.list || p.read,
             Operation::List => p.list,
             Operation::Read => p.read,
-            Operation::Write | Operation::SetAttributes => p.write,
+            Operation::Write => p.write,
+            // A drop folder's users change no file once written.
+            Operation::SetAttributes => p.write && !p.create_only,
             Operation::MakeDir => p.mkdir,
             Operation::Delete => p.delete,
             Operation::Rename => p.rename,
@@ -71,6 +75,20 @@ impl Operation {
 
 fn denied() -> Error {
     Error::new(ErrorKind::PermissionDenied, "Permission denied")
+}
+
+/// A write made create-only (`asked` became `mode`) whose name is taken: refused as a name this
+/// user may not use (FTP `553`), not as a failure of storage. A write that asked for a new
+/// file keeps `AlreadyExists` (FTP's `STOU` tries another name on it).
+fn name_taken(e: Error, asked: WriteMode, mode: WriteMode) -> Error {
+    if e.kind == ErrorKind::AlreadyExists && asked != mode {
+        Error::new(
+            ErrorKind::InvalidName,
+            "File exists; this account may only upload new files",
+        )
+    } else {
+        e
+    }
 }
 
 fn unsupported(what: &str) -> Error {
@@ -83,16 +101,24 @@ fn unsupported(what: &str) -> Error {
 /// One logged-in user's storage: the account, its storage, and the checks between them.
 #[derive(Clone)]
 pub struct UserFs {
-    account: Arc<Account>,
+    /// Behind one pointer, so that a session holding a `UserFs` inline stays small.
+    who: Arc<Who>,
     storage: Arc<dyn Storage>,
     /// Who is served, named in the events refusals log (boxed: an idle session stays small).
     client: Option<Box<(&'static str, SocketAddr)>>,
 }
 
+/// The account and what its transfers are charged to.
+struct Who {
+    account: Arc<Account>,
+    upload: Pace,
+    download: Pace,
+}
+
 impl std::fmt::Debug for UserFs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserFs")
-            .field("user", &self.account.name)
+            .field("user", &self.who.account.name)
             .finish_non_exhaustive()
     }
 }
@@ -100,8 +126,13 @@ impl std::fmt::Debug for UserFs {
 impl UserFs {
     /// `account`'s view of `storage`.
     pub fn new(account: Arc<Account>, storage: Arc<dyn Storage>) -> Self {
-        UserFs {
+        let who = Who {
             account,
+            upload: Pace::default(),
+            download: Pace::default(),
+        };
+        UserFs {
+            who: Arc::new(who),
             storage,
             client: None,
         }
@@ -114,15 +145,39 @@ impl UserFs {
         self
     }
 
+    /// The same, its uploads charged to `upload` and its downloads to `download`.
+    pub fn with_pace(self, upload: Pace, download: Pace) -> Self {
+        let who = Who {
+            account: Arc::clone(&self.who.account),
+            upload,
+            download,
+        };
+        UserFs {
+            who: Arc::new(who),
+            storage: self.storage,
+            client: self.client,
+        }
+    }
+
+    /// What the transfer loops charge the bytes of uploads to (file content only).
+    pub fn upload_pace(&self) -> &Pace {
+        &self.who.upload
+    }
+
+    /// What the transfer loops charge the bytes of downloads to (file content only).
+    pub fn download_pace(&self) -> &Pace {
+        &self.who.download
+    }
+
     /// The logged-in account.
     pub fn account(&self) -> &Arc<Account> {
-        &self.account
+        &self.who.account
     }
 
     /// Whether the account may do `op` at all (for what a protocol advertises, such as MLSx
     /// `perm` facts).
     pub fn allows(&self, op: Operation) -> bool {
-        op.allowed_by(self.account.permissions)
+        op.allowed_by(self.who.account.permissions)
     }
 
     /// [`ErrorKind::PermissionDenied`] unless the account may do `op`: for protocols that
@@ -137,7 +192,7 @@ impl UserFs {
                 event = crate::events::PERMISSION_DENIED,
                 protocol,
                 peer,
-                user = %self.account.name,
+                user = %self.who.account.name,
                 operation = ?op,
                 "operation not permitted for the account"
             );
@@ -172,7 +227,7 @@ impl UserFs {
                     event = crate::events::JAIL_REFUSED,
                     protocol,
                     peer,
-                    user = %self.account.name,
+                    user = %self.who.account.name,
                     operation = ?op,
                     %path,
                     reason = %e.message,
@@ -240,12 +295,35 @@ impl UserFs {
         self.noted(Operation::Read, path, r)
     }
 
-    /// [`Operation::Write`]: an upload in `mode`.
+    /// For a create-only account ([`Permissions::create_only`]), the mode a write really
+    /// gets: a new file only, whatever was asked for a whole new content; nothing else.
+    fn create_only(&self, mode: WriteMode) -> Result<WriteMode> {
+        if !self.who.account.permissions.create_only {
+            return Ok(mode);
+        }
+        match mode {
+            WriteMode::Replace | WriteMode::CreateNew => Ok(WriteMode::CreateNew),
+            WriteMode::At(0) => Ok(WriteMode::CreateNew),
+            _ => Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "Permission denied: this account may only upload new files",
+            )),
+        }
+    }
+
+    /// [`Operation::Write`]: an upload in `mode`. A create-only account gets a new file or
+    /// [`ErrorKind::InvalidName`] when the name is taken (the old file is left as it was).
     pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn Upload>> {
         let storage = self.storage_for(Operation::Write)?;
+        let asked = mode;
+        let mode = self.create_only(mode)?;
         self.check_mode(mode)?;
-        let r = storage.open_write(path, mode).await;
-        self.noted(Operation::Write, path, r)
+        let opened = storage.open_write(path, mode).await;
+        self.noted(
+            Operation::Write,
+            path,
+            opened.map_err(|e| name_taken(e, asked, mode)),
+        )
     }
 
     /// [`Operation::Read`] and/or [`Operation::Write`], as `access` asks: a handle for reads
@@ -254,17 +332,25 @@ impl UserFs {
         if access.read {
             self.check(Operation::Read)?;
         }
-        if let Some(mode) = access.write {
+        let mut access = access;
+        let asked = access.write;
+        if let Some(mode) = asked {
             self.check(Operation::Write)?;
+            let mode = self.create_only(mode)?;
             self.check_mode(mode)?;
+            access.write = Some(mode);
         }
         let op = if access.write.is_some() {
             Operation::Write
         } else {
             Operation::Read
         };
-        let r = self.storage.open_file(path, access).await;
-        self.noted(op, path, r)
+        let opened = self.storage.open_file(path, access).await;
+        let opened = opened.map_err(|e| match (asked, access.write) {
+            (Some(asked), Some(mode)) => name_taken(e, asked, mode),
+            _ => e,
+        });
+        self.noted(op, path, opened)
     }
 
     /// [`Operation::MakeDir`].

@@ -22,6 +22,7 @@ fn account(permissions: Permissions) -> Arc<Account> {
         home: PathBuf::from("/unused"),
         permissions,
         anonymous: false,
+        limits: Default::default(),
     })
 }
 

@@ -86,6 +86,13 @@ pub struct ServerConfig {
     /// Most concurrent control connections from one IP (0 = unlimited). On by default, so that
     /// one address cannot take every session (and descriptor) before logging in.
     pub max_sessions_per_ip: usize,
+    /// Most sessions one user may hold at once, every protocol together, unless the user's
+    /// own `max_sessions` says otherwise (0 = unlimited).
+    pub max_sessions_per_user: usize,
+    /// Upload bytes per second of the whole server, every protocol (`None` = unlimited).
+    pub upload_rate: Option<u64>,
+    /// Download bytes per second of the whole server, every protocol (`None` = unlimited).
+    pub download_rate: Option<u64>,
     /// Failed `PASS` attempts before the connection is closed.
     pub max_login_attempts: u32,
     /// Pause before answering a failed login (slows guessing).
@@ -94,7 +101,8 @@ pub struct ServerConfig {
     /// may not try again until the window has passed (0 = no limit).
     pub max_failed_logins_per_ip: u32,
     /// Failed logins for one user name (from any address), within `failed_login_window`,
-    /// after which that name may not log in until the window has passed (0 = no limit).
+    /// after which guesses for it from addresses that have failed are slowed (never refused:
+    /// see `ferry_auth::LoginThrottle`; 0 = no slowdown).
     pub max_failed_logins_per_user: u32,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
@@ -111,6 +119,8 @@ pub struct ServerConfig {
     /// come from one of these balancers with a header naming the client, who is then the
     /// session's peer for everything; passive data connections from them carry one too.
     pub proxy: ferry_core::ProxyTrust,
+    /// Anonymous logins may only upload new files (a drop folder) instead of reading.
+    pub anonymous_upload_only: bool,
 }
 
 /// Descriptors the process needs besides its sessions' own: standard streams, the runtime's
@@ -163,6 +173,9 @@ impl Default for ServerConfig {
             max_line: 8192,
             max_sessions: 20_000,
             max_sessions_per_ip: 50,
+            max_sessions_per_user: 0,
+            upload_rate: None,
+            download_rate: None,
             max_login_attempts: 3,
             login_failure_delay: Duration::from_secs(1),
             max_failed_logins_per_ip: 20,
@@ -173,6 +186,7 @@ impl Default for ServerConfig {
             user_tls: HashMap::new(),
             anonymous_home: None,
             proxy: ferry_core::ProxyTrust::default(),
+            anonymous_upload_only: false,
         }
     }
 }

@@ -42,9 +42,13 @@ impl Server {
         let limits = SharedLimits {
             max_sessions: config.max_sessions,
             max_sessions_per_ip: config.max_sessions_per_ip,
+            max_sessions_per_user: config.max_sessions_per_user,
+            upload_rate: config.upload_rate,
+            download_rate: config.download_rate,
             max_failed_logins_per_ip: config.max_failed_logins_per_ip,
             max_failed_logins_per_user: config.max_failed_logins_per_user,
             failed_login_window: config.failed_login_window,
+            ..SharedLimits::default()
         };
         Self::bind_in(config, ServerContext::new(auth, storage, limits))
     }
@@ -91,8 +95,13 @@ impl Server {
             Arc::new(Account {
                 name: "anonymous".to_string(),
                 home,
-                permissions: ferry_auth::Permissions::READ_ONLY,
+                permissions: if config.anonymous_upload_only {
+                    ferry_auth::Permissions::UPLOAD_ONLY
+                } else {
+                    ferry_auth::Permissions::READ_ONLY
+                },
                 anonymous: true,
+                limits: Default::default(),
             })
         });
         let proxy = Arc::new(config.proxy.clone());

@@ -30,6 +30,10 @@ fn serve(home: &Path, listings: Arc<ListCache>) -> (SocketAddr, oneshot::Sender<
         authorized_keys_file: None,
         home: home.to_path_buf(),
         permissions: vec!["all".into()],
+        max_sessions: None,
+        allowed_networks: Vec::new(),
+        upload_rate: None,
+        download_rate: None,
     };
     let auth = Arc::new(Authenticator::new(vec![user]).unwrap());
     let server = Server::bind(config, auth, ferry_core::local_storage_with(listings)).unwrap();

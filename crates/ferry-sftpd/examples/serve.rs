@@ -30,6 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         authorized_keys_file: None,
         home: root,
         permissions: vec!["all".into()],
+        max_sessions: None,
+        allowed_networks: Vec::new(),
+        upload_rate: None,
+        download_rate: None,
     }])?;
     let server = SftpServer::new(SftpConfig::new(state), Arc::new(auth), local_storage())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -49,7 +49,8 @@ pub struct SftpConfig {
     /// refused (0: no limit). Used by [`SftpServer::new`]; with
     /// [`SftpServer::new_in`] the context's limits apply.
     pub max_failed_logins_per_ip: u32,
-    /// Failed logins per user name within the window (0: no limit).
+    /// Failed logins per user name within the window after which guesses for it from
+    /// addresses that have failed are slowed, never refused (0: no slowdown).
     pub max_failed_logins_per_user: u32,
     /// How long a failed login counts.
     pub failed_login_window: Duration,

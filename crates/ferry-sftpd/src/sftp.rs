@@ -662,6 +662,7 @@ async fn handle_request(
                 Ok(n) => {
                     file.sent(n);
                     file.moved(&shared.meter, Direction::Download, n as u64);
+                    fs.download_pace().take(n).await;
                     let n = u32::try_from(n).unwrap_or(u32::MAX);
                     buf[..DATA_HEADER_LEN].copy_from_slice(&data_header(id, n));
                     (Bytes::from(buf), Some(budget))
@@ -670,6 +671,7 @@ async fn handle_request(
             };
         }
         (Request::Write { offset, data, .. }, Open::File(file)) => {
+            fs.upload_pace().take(data.len()).await;
             let written = file.handle().write_at(offset, &data).await;
             if written.is_ok() {
                 file.received(data.len());

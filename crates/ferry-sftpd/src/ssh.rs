@@ -87,6 +87,19 @@ impl Connection {
     }
 
     fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
+        // Outside the account's networks or over its session cap: refused as any failed
+        // method is (SSH has no way to say why), and logged.
+        if let Err(why) = self.server.context.log_in(&self.permit, &account) {
+            tracing::warn!(
+                event = events::LOGIN_REFUSED,
+                protocol = "sftp",
+                peer = self.peer_field(),
+                user = %shown(&account.name),
+                reason = %why,
+                "ssh: login refused: {why}"
+            );
+            return self.again();
+        }
         let (method, fingerprint) = match how.strip_prefix("key ") {
             Some(fingerprint) => ("key", Some(fingerprint)),
             None => (how, None),
@@ -100,7 +113,6 @@ impl Connection {
             fingerprint,
             "ssh: login ({how})"
         );
-        self.permit.set_user(Some(&account.name));
         self.server
             .context
             .metrics
@@ -136,13 +148,11 @@ impl Connection {
             },
             None => None,
         };
-        match self
-            .server
-            .context
-            .auth()
-            .authenticate(user, password)
-            .await
-        {
+        let account = self.server.context.auth().authenticate(user, password).await;
+        // Outside the account's networks, a right password counts as a wrong one.
+        let peer = self.permit.info().peer.ip();
+        let account = account.filter(|a| self.server.context.allows_from(a, peer));
+        match account {
             Some(account) => {
                 if let Some(attempt) = attempt {
                     attempt.succeeded();

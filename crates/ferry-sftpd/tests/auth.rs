@@ -351,3 +351,91 @@ async fn everything_but_sftp_is_refused() {
     let r = c.tcpip_forward("127.0.0.1", 0).await;
     assert!(r.is_err(), "remote forwarding accepted: {r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The guesser is on `::1`, the user on 127.0.0.1 (needs IPv6 loopback).
+async fn a_guesser_slows_itself_but_cannot_lock_the_user_out_ipv6() {
+    const LIMIT: u32 = 2;
+    let setup = Setup {
+        also_listen: Some("[::1]:0"),
+        ..Setup::default()
+    };
+    let h = Harness::setup(setup, |c| c.max_failed_logins_per_user = LIMIT).await;
+    let config = Arc::new(russh::client::Config::default());
+    let attacker = h.also_addr.unwrap();
+    let mut guesser = russh::client::connect(Arc::clone(&config), attacker, common::TrustAll)
+        .await
+        .unwrap();
+    for i in 0..LIMIT {
+        let r = guesser
+            .authenticate_password(USER, format!("guess{i}"))
+            .await;
+        assert!(!r.unwrap().success());
+    }
+    // The next guess from the guessing address is held back (a second, doubling)...
+    let held = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        guesser.authenticate_password(USER, "guess-again"),
+    )
+    .await;
+    assert!(held.is_err(), "the guesser was answered at once");
+    // ...while the user, from an address that has not failed, logs in at once.
+    let mut c = ssh(&h).await;
+    let r = tokio::time::timeout(WAIT, c.authenticate_password(USER, PASSWORD)).await;
+    assert!(r.unwrap().unwrap().success());
+}
+
+/// Log in with the password on a new connection to `h`: whether it was accepted.
+async fn password_login(h: &Harness) -> (bool, russh::client::Handle<common::TrustAll>) {
+    let mut c = ssh(h).await;
+    let r = tokio::time::timeout(WAIT, c.authenticate_password(USER, PASSWORD)).await;
+    (r.unwrap().unwrap().success(), c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_max_sessions() {
+    let setup = Setup {
+        max_sessions: Some(2),
+        ..Setup::default()
+    };
+    let h = Harness::setup(setup, |_| {}).await;
+    let (first, one) = password_login(&h).await;
+    let (second, _two) = password_login(&h).await;
+    assert!(first && second);
+    let (third, _) = password_login(&h).await;
+    assert!(!third, "a third session over max_sessions = 2");
+    // A session that ends gives its place back.
+    one.disconnect(russh::Disconnect::ByApplication, "", "")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if password_login(&h).await.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_only_from_allowed_networks() {
+    let elsewhere = Setup {
+        allowed_networks: vec!["192.0.2.0/24".into()],
+        ..Setup::default()
+    };
+    let h = Harness::setup(elsewhere, |_| {}).await;
+    assert!(
+        !password_login(&h).await.0,
+        "the right password from outside the networks"
+    );
+    let here = Setup {
+        allowed_networks: vec!["192.0.2.0/24".into(), "127.0.0.1".into()],
+        ..Setup::default()
+    };
+    let h = Harness::setup(here, |_| {}).await;
+    assert!(password_login(&h).await.0);
+}

@@ -59,6 +59,11 @@ pub(crate) struct MetricsSection {
 pub(crate) struct LimitsSection {
     pub(crate) max_sessions: Option<usize>,
     pub(crate) max_sessions_per_ip: Option<usize>,
+    pub(crate) max_sessions_per_user: Option<usize>,
+    /// The whole server's upload bandwidth, e.g. `"100MiB"` (per second).
+    pub(crate) upload_rate: Option<String>,
+    /// The whole server's download bandwidth.
+    pub(crate) download_rate: Option<String>,
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
     pub(crate) max_failed_logins_per_ip: Option<u32>,
@@ -104,6 +109,8 @@ pub(crate) struct FtpSection {
     pub(crate) allow_ccc: Option<bool>,
     /// Serve anonymous (`anonymous`/`ftp`) read-only logins from this directory.
     pub(crate) anonymous_root: Option<PathBuf>,
+    /// Anonymous logins may only upload new files there (a drop folder), not list or read.
+    pub(crate) anonymous_upload_only: Option<bool>,
     /// `[ftp.user_tls]`: user name = TLS policy, where it differs from `tls`.
     #[serde(default)]
     pub(crate) user_tls: BTreeMap<String, TlsPolicy>,
@@ -318,6 +325,18 @@ impl FileConfig {
         set!(quick_download_max, ftp.quick_download_max);
         set!(max_sessions, limits.max_sessions);
         set!(max_sessions_per_ip, limits.max_sessions_per_ip);
+        set!(max_sessions_per_user, limits.max_sessions_per_user);
+        let rate = |key: &str, v: &Option<String>| -> anyhow::Result<Option<u64>> {
+            match v {
+                None => Ok(None),
+                Some(text) => match ferry_auth::parse_rate(text) {
+                    Some(r) => Ok(Some(r)),
+                    None => bail!("{key}: '{text}' is not a rate (e.g. \"100MiB\", per second)"),
+                },
+            }
+        };
+        c.upload_rate = rate("upload_rate", &self.limits.upload_rate)?;
+        c.download_rate = rate("download_rate", &self.limits.download_rate)?;
         set!(max_login_attempts, limits.max_login_attempts);
         set!(max_failed_logins_per_ip, limits.max_failed_logins_per_ip);
         set!(
@@ -386,6 +405,7 @@ impl FileConfig {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         c.anonymous_home = self.ftp.anonymous_root.clone();
+        c.anonymous_upload_only = self.ftp.anonymous_upload_only.unwrap_or(false);
         Ok(c)
     }
 }
@@ -540,6 +560,29 @@ address = "192.168.1.2"
             blocks += 1;
         }
         assert!(blocks >= 2);
+    }
+
+    #[test]
+    fn per_user_limits_and_drop_folders_are_read() {
+        let text = "[limits]\nmax_sessions_per_user = 3\n[ftp]\nanonymous_root = \"/p\"\n\
+                    anonymous_upload_only = true\n[[users]]\nname = \"a\"\n\
+                    password_hash = \"x\"\nhome = \"/tmp\"\nmax_sessions = 1\n\
+                    allowed_networks = [\"192.0.2.0/24\"]\npermissions = [\"upload-only\"]\n";
+        let f = FileConfig::parse(text).unwrap();
+        let c = f.server_config().unwrap();
+        assert_eq!(c.max_sessions_per_user, 3);
+        assert!(c.anonymous_upload_only);
+        assert_eq!(f.users[0].max_sessions, Some(1));
+        assert_eq!(f.users[0].allowed_networks, ["192.0.2.0/24"]);
+        let rates =
+            FileConfig::parse("[limits]\nupload_rate = \"1MiB\"\ndownload_rate = \"2M\"").unwrap();
+        let c = rates.server_config().unwrap();
+        assert_eq!(
+            (c.upload_rate, c.download_rate),
+            (Some(1 << 20), Some(2_000_000))
+        );
+        let bad = FileConfig::parse("[limits]\nupload_rate = \"fast\"").unwrap();
+        assert!(bad.server_config().is_err());
     }
 
     #[test]

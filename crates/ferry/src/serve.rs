@@ -259,9 +259,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
                 max_sessions_per_ip: config.max_sessions_per_ip,
+                max_sessions_per_user: config.max_sessions_per_user,
+                upload_rate: config.upload_rate,
+                download_rate: config.download_rate,
                 max_failed_logins_per_ip: config.max_failed_logins_per_ip,
                 max_failed_logins_per_user: config.max_failed_logins_per_user,
                 failed_login_window: config.failed_login_window,
+                ..ferry_core::SharedLimits::default()
             },
         );
         if let Some(path) = &xferlog {
@@ -587,6 +591,10 @@ fn quick_user(
         authorized_keys_file,
         home: root.to_path_buf(),
         permissions: vec!["all".to_string()],
+        max_sessions: None,
+        allowed_networks: Vec::new(),
+        upload_rate: None,
+        download_rate: None,
     })
 }
 

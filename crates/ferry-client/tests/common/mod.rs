@@ -51,6 +51,10 @@ impl TestServer {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }];
         let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ferry_core::Pace;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::PumpError;
@@ -12,14 +13,16 @@ use super::ascii::{FromNetworkAscii, ToNetworkAscii};
 pub(crate) const BUFFER_SIZE: usize = 256 * 1024;
 
 /// Copy `expected` bytes (the size announced) of `reader` (storage) to `writer` (data
-/// connection). Returns the bytes read from storage. A small file gets a small buffer (a
-/// 256 KiB buffer zeroed for a 4 KiB download cost more than the download's copies).
+/// connection), each chunk charged to `pace`. Returns the bytes read from storage. A small
+/// file gets a small buffer (a 256 KiB buffer zeroed for a 4 KiB download cost more than the
+/// download's copies).
 pub(crate) async fn send<R, W>(
     reader: &mut R,
     writer: &mut W,
     ascii: bool,
     expected: u64,
     progress: &Arc<AtomicU64>,
+    pace: &Pace,
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -41,6 +44,7 @@ where
         if n == 0 {
             break;
         }
+        pace.take(n).await;
         let chunk = &buf[..n];
         if ascii {
             conv.convert(chunk, &mut converted);
@@ -59,12 +63,14 @@ where
     Ok(total)
 }
 
-/// Copy `reader` (data connection) into `writer` (storage) until EOF. Returns bytes received.
+/// Copy `reader` (data connection) into `writer` (storage) until EOF, each chunk charged to
+/// `pace`. Returns bytes received.
 pub(crate) async fn receive<R, W>(
     reader: &mut R,
     writer: &mut W,
     ascii: bool,
     progress: &Arc<AtomicU64>,
+    pace: &Pace,
 ) -> Result<u64, PumpError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -85,6 +91,7 @@ where
         if n == 0 {
             break;
         }
+        pace.take(n).await;
         let chunk = &buf[..n];
         if ascii {
             conv.convert(chunk, &mut converted);
@@ -134,9 +141,17 @@ mod tests {
             (&file).seek(std::io::SeekFrom::Start(from as u64)).unwrap();
             let mut out = Vec::new();
             let progress = Arc::new(AtomicU64::new(0));
-            let n = send(&mut LocalFile(&file), &mut out, false, expected, &progress)
-                .await
-                .unwrap();
+            let pace = Pace::default();
+            let n = send(
+                &mut LocalFile(&file),
+                &mut out,
+                false,
+                expected,
+                &progress,
+                &pace,
+            )
+            .await
+            .unwrap();
             let end = (from + expected as usize).min(body.len());
             assert_eq!((n as usize, out.as_slice()), (end - from, &body[from..end]));
         }

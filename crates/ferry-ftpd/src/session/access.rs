@@ -138,6 +138,16 @@ impl Session {
             }
         };
         drop(password);
+        // Outside the account's networks, a right password is answered as a wrong one (and
+        // counted as one), so it tells nothing there.
+        let peer = self.peer.ip();
+        let account = account.filter(|a| {
+            let allowed = self.shared.context.allows_from(a, peer);
+            if !allowed {
+                warn!(user = %a.name, "login refused: address not in the user's allowed_networks");
+            }
+            allowed
+        });
         let Some(account) = account else {
             let filled = attempt.failed();
             let metrics = &self.shared.context.metrics;
@@ -201,8 +211,20 @@ impl Session {
             .await?;
             return Ok(Flow::Continue);
         }
+        if let Err(why) = self.shared.context.log_in(&self.permit, &account) {
+            warn!(
+                event = events::LOGIN_REFUSED,
+                protocol = self.protocol(),
+                peer = %self.peer,
+                user = %account.name,
+                reason = %why,
+                "login refused: {why}"
+            );
+            self.send(&Reply::new(421, format!("Login refused: {why}; closing.")))
+                .await?;
+            return Ok(Flow::Close);
+        }
         tracing::Span::current().record("user", account.name.as_str());
-        self.permit.set_user(Some(&account.name));
         info!(
             event = events::LOGIN_OK,
             protocol = self.protocol(),
@@ -212,7 +234,9 @@ impl Session {
             anonymous = account.anonymous,
             "logged in"
         );
-        let text = if account.anonymous {
+        let text = if account.anonymous && account.permissions.create_only {
+            "Anonymous login ok, upload-only access: new files may be stored, nothing listed or read."
+        } else if account.anonymous {
             "Anonymous login ok, read-only access."
         } else {
             "Login successful."

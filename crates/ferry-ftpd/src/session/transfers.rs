@@ -86,7 +86,10 @@ impl Session {
         let what = path.to_string();
         let logged = self.transfer_info(&path, Direction::Download);
         let mut already = 0;
-        if let Some(file) = handle.file().filter(|_| !ascii) {
+        // A paced download goes through the copy loop, where its chunks are charged.
+        let pace = fs.download_pace().clone();
+        let unpaced = !pace.is_limited();
+        if let Some(file) = handle.file().filter(|_| !ascii && unpaced) {
             match self.quick_retr(file, announced, &what) {
                 Quick::NotTaken => {}
                 Quick::Sent(n) => already = n,
@@ -106,7 +109,7 @@ impl Session {
         let job = move |stream: Stream, progress: Arc<AtomicU64>| async move {
             let (counters, buffers) = (&shared.counters, &shared.buffers);
             let left = announced - already;
-            let file = handle.file().filter(|_| !ascii);
+            let file = handle.file().filter(|_| !ascii && unpaced);
             let done = match (stream, file) {
                 // Plain binary download from a local file: the kernel copies (sendfile).
                 (Stream::Plain(mut tcp), Some(file)) => {
@@ -124,11 +127,11 @@ impl Session {
                 (mut stream, _) => match handle.file() {
                     Some(file) => {
                         let mut reader = pump::LocalFile(file);
-                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress, &pace).await
                     }
                     None => {
                         let mut reader = handle.into_reader();
-                        pump::send(&mut reader, &mut stream, ascii, left, &progress).await
+                        pump::send(&mut reader, &mut stream, ascii, left, &progress, &pace).await
                     }
                 }
                 .map(Done::from),
@@ -366,6 +369,7 @@ impl Session {
             },
         };
         let ascii = self.ttype == TransferType::Ascii;
+        let pace = fs.upload_pace().clone();
         let opening = if mode == WriteMode::CreateNew {
             format!("FILE: {}", path.file_name().unwrap_or(""))
         } else {
@@ -384,11 +388,11 @@ impl Session {
             let mut upload = upload;
             let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
-                (Some(file), false) => {
+                (Some(file), false) if !pace.is_limited() => {
                     let (counters, buffers) = (&shared.counters, &shared.buffers);
                     pump::receive_file(&mut stream, file, &progress, counters, buffers).await
                 }
-                _ => pump::receive(&mut stream, &mut upload, ascii, &progress).await,
+                _ => pump::receive(&mut stream, &mut upload, ascii, &progress, &pace).await,
             };
             let n = match received {
                 Ok(n) => n,

@@ -46,6 +46,14 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        Self::start_with_users(tweak, |_| {}).await
+    }
+
+    /// [`TestServer::start_with`], the users' entries changed by `users` first.
+    pub async fn start_with_users(
+        tweak: impl FnOnce(&mut ServerConfig),
+        edit_users: impl FnOnce(&mut Vec<UserSpec>),
+    ) -> TestServer {
         let mut config = ServerConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             login_failure_delay: Duration::from_millis(10),
@@ -60,7 +68,7 @@ impl TestServer {
             .insert(SECURE.into(), ferry_ftpd::TlsPolicy::Required);
         tweak(&mut config);
         let reader_root: PathBuf = root.path().to_path_buf();
-        let users = vec![
+        let mut users = vec![
             UserSpec {
                 name: USER.into(),
                 password_hash: Some(hash().to_string()),
@@ -68,6 +76,10 @@ impl TestServer {
                 authorized_keys_file: None,
                 home: root.path().to_path_buf(),
                 permissions: vec!["all".into()],
+                max_sessions: None,
+                allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
             UserSpec {
                 name: READER.into(),
@@ -76,6 +88,10 @@ impl TestServer {
                 authorized_keys_file: None,
                 home: reader_root,
                 permissions: vec!["list".into(), "read".into()],
+                max_sessions: None,
+                allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
             UserSpec {
                 name: SECURE.into(),
@@ -84,8 +100,13 @@ impl TestServer {
                 authorized_keys_file: None,
                 home: root.path().to_path_buf(),
                 permissions: vec!["all".into()],
+                max_sessions: None,
+                allowed_networks: Vec::new(),
+                upload_rate: None,
+                download_rate: None,
             },
         ];
+        edit_users(&mut users);
         let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();
         let addrs = server.local_addrs();

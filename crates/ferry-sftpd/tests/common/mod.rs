@@ -51,6 +51,15 @@ pub struct Setup {
     pub keys: Vec<String>,
     pub permissions: Vec<String>,
     pub listen: &'static str,
+    /// A second address served by the same server (another client address for the throttle).
+    pub also_listen: Option<&'static str>,
+    /// The user's `max_sessions`.
+    pub max_sessions: Option<usize>,
+    /// The user's `allowed_networks`.
+    pub allowed_networks: Vec<String>,
+    /// The user's `upload_rate` and `download_rate`.
+    pub upload_rate: Option<String>,
+    pub download_rate: Option<String>,
     /// Storage other than the local root.
     pub storage: Option<StorageFactory>,
 }
@@ -62,6 +71,11 @@ impl Default for Setup {
             keys: Vec::new(),
             permissions: vec!["all".into()],
             listen: "127.0.0.1:0",
+            also_listen: None,
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
             storage: None,
         }
     }
@@ -71,6 +85,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     /// The server's counters.
     pub metrics: Arc<ferry_core::Metrics>,
+    /// Where `Setup::also_listen` is served.
+    pub also_addr: Option<SocketAddr>,
     pub root: tempfile::TempDir,
     _state: tempfile::TempDir,
     pub fingerprints: Vec<String>,
@@ -101,6 +117,10 @@ impl Harness {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: setup.permissions,
+            max_sessions: setup.max_sessions,
+            allowed_networks: setup.allowed_networks,
+            upload_rate: setup.upload_rate,
+            download_rate: setup.download_rate,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
@@ -112,18 +132,34 @@ impl Harness {
         let metrics = Arc::clone(&server.context().metrics);
         let listener = TcpListener::bind(setup.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let also = match setup.also_listen {
+            Some(a) => Some(TcpListener::bind(a).await.unwrap()),
+            None => None,
+        };
+        let also_addr = also.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(async move {
-            server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+            let (tell, told) = tokio::sync::watch::channel(false);
+            let stop = async move {
+                let _ = stopped.await;
+                let _ = tell.send(true);
+            };
+            let also_served = async {
+                if let Some(l) = also {
+                    let mut told = told;
+                    let stop = async move {
+                        let _ = told.wait_for(|stop| *stop).await;
+                    };
+                    server.serve(l, stop).await.unwrap();
+                }
+            };
+            let (served, ()) = tokio::join!(server.serve(listener, stop), also_served);
+            served.unwrap();
         });
         Harness {
             addr,
             metrics,
+            also_addr,
             root,
             _state: state,
             fingerprint: fingerprints[0].clone(),

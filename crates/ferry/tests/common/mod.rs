@@ -108,6 +108,10 @@ impl Srv {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }];
         let auth = Arc::new(Authenticator::new(users).unwrap());
         let mut config = ServerConfig {

@@ -35,6 +35,10 @@ impl SftpSrv {
             authorized_keys_file: None,
             home: root.path().to_path_buf(),
             permissions: vec!["all".into()],
+            max_sessions: None,
+            allowed_networks: Vec::new(),
+            upload_rate: None,
+            download_rate: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
