@@ -80,9 +80,25 @@ pub fn real_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
+/// The real group id of the process.
+pub fn real_gid() -> u32 {
+    rustix::process::getgid().as_raw()
+}
+
 /// How many threads the process has (from `/proc/self/task`).
 pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// The names of the process's threads (for a message).
+fn thread_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
 }
 
 /// What [`lock_down`] is to do.
@@ -135,7 +151,8 @@ pub fn lock_down(plan: &LockDown) -> io::Result<LockedDown> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!(
-            "cannot drop privileges with {threads} threads running: only the calling thread would change"
+            "cannot drop privileges with {threads} threads running ({}): only the calling thread would change",
+            thread_names().join(", ")
         )));
     }
     if let Some(id) = &plan.run_as {

@@ -21,6 +21,14 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) state_dir: Option<PathBuf>,
+    /// Started as root: the account (`USER[:GROUP]`) to serve as once the ports are bound.
+    pub(crate) run_as: Option<String>,
+    /// Started as root without `run_as`: serve as root all the same.
+    pub(crate) allow_root: Option<bool>,
+    /// Confine the process to the served roots with Landlock (default true).
+    pub(crate) landlock: Option<bool>,
+    /// Filter out the system calls a file server never makes (default true).
+    pub(crate) seccomp: Option<bool>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     #[serde(default)]

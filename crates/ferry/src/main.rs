@@ -3,12 +3,14 @@
 //! # Layout
 //! - `config`: `ferry.toml` parsing and validation.
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
+//! - `lockdown`: who may serve, as which account, confined to what.
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
 //! - `bench`: `ferry bench`, a load generator for FTP servers on loopback.
 
 mod bench;
 mod client;
 mod config;
+mod lockdown;
 mod serve;
 
 use std::io::{BufRead, IsTerminal};
