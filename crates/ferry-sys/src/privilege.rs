@@ -465,6 +465,33 @@ mod tests {
                 std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
                 println!("SECCOMP-ENFORCED");
             }
+            "switch" | "switch-keep" => {
+                let nobody = resolve_identity("nobody").expect("nobody");
+                let keep = mode == "switch-keep";
+                switch_user(&nobody, keep).expect("switch");
+                let status = std::fs::read_to_string("/proc/thread-self/status").expect("status");
+                let field = |k: &str| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .map(str::trim)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let uid = nobody.uid;
+                assert_eq!(field("Uid:"), format!("{uid}\t{uid}\t{uid}\t{uid}"));
+                assert_eq!(field("Groups:"), "");
+                // CAP_NET_BIND_SERVICE is bit 10.
+                let caps = if keep {
+                    "0000000000000400"
+                } else {
+                    "0000000000000000"
+                };
+                assert_eq!(field("CapEff:"), caps, "{status}");
+                assert_eq!(field("CapPrm:"), caps, "{status}");
+                assert_eq!(field("CapInh:"), "0000000000000000", "{status}");
+                println!("SWITCHED");
+            }
             other => panic!("unknown mode {other}"),
         }
     }
@@ -487,6 +514,21 @@ mod tests {
         let out = run_child("seccomp", dir.path());
         assert!(out.contains("SECCOMP-ENFORCED"), "{out}");
         assert!(dir.path().join("after").exists());
+    }
+
+    #[test]
+    fn switching_user_keeps_no_capability_or_only_bind_service() {
+        if effective_uid() != 0 {
+            eprintln!(
+                "SKIPPED switching_user_keeps_no_capability_or_only_bind_service: needs root"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for mode in ["switch", "switch-keep"] {
+            let out = run_child(mode, dir.path());
+            assert!(out.contains("SWITCHED"), "{out}");
+        }
     }
 
     #[test]

@@ -78,14 +78,35 @@ fn started_as_root_without_run_as_it_refuses_unless_allowed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--tls", "off"])
         .current_dir(dir.path())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let mut child = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry serve kept running as root"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("refusing to serve as root"), "{stderr}");
     assert!(stderr.contains("run_as"), "{stderr}");
     // Refused before anything was made.
