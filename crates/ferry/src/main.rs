@@ -17,6 +17,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Ferry: a secure, fast FTP server and client.
@@ -89,6 +90,9 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::FileConfig::load(file)?;
     cfg.server_config()?;
+    if let Some(spec) = &cfg.run_as {
+        ferry_sys::privilege::resolve_identity(spec).context("run_as")?;
+    }
     ferry_auth::Authenticator::new(cfg.users.clone())?;
     for u in &cfg.users {
         if !u.home.is_dir() {

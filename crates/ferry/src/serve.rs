@@ -250,7 +250,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     lock.keep_bind_service = config.active_source_port_minus_one
         && ftp_listeners.local_addrs().iter().any(|a| a.port() <= 1024);
     lock.read_write = homes;
-    lock.read_write.push(absolute(state_dir.clone()));
+    // Only what was generated at start lives there: one never made is not needed later.
+    if state_dir.exists() {
+        lock.read_write.push(absolute(state_dir.clone()));
+    }
     lock.read_only
         .extend(config.anonymous_home.clone().map(absolute));
     if let Some(t) = &tls {

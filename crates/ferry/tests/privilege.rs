@@ -273,3 +273,33 @@ fn run_as_serves_as_that_account_with_no_privilege_and_confined() {
         assert_eq!(field(status, "Seccomp:"), "2", "{status}");
     }
 }
+
+#[test]
+fn check_config_names_an_unknown_run_as_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.toml");
+    std::fs::write(&file, "run_as = \"ferry-no-such-user\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no such user 'ferry-no-such-user'"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "run_as = \"nobody\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
