@@ -116,7 +116,7 @@ load ceiling
 run_ferry() {  # run_ferry NAME (ferry, or ferry-again: the same, measured last)
   local name=$1 root=/dev/shm/ferry-bench-root port=2125
   rm -rf "$root"; mkdir -p "$root"
-  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
+  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --allow-root --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --max-sessions-per-ip 0 --log warn \
     > "$OUT/$name-serve.log" 2>&1 &
   local pid=$!
@@ -127,7 +127,7 @@ run_ferry() {  # run_ferry NAME (ferry, or ferry-again: the same, measured last)
 
   # A fresh server for the 10,000-session idle run.
   case ",$SCENARIOS," in *,idle,*) ;; *) rm -rf "$root" /dev/shm/ferry-bench-state; return ;; esac
-  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
+  FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --allow-root --tls $FERRY_TLS --listen 127.0.0.1:$port --user $USER_ \
     --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --max-sessions-per-ip 0 --log warn \
     > "$OUT/ferry-serve-idle.log" 2>&1 &
   pid=$!

@@ -95,7 +95,7 @@ for name in $NEEDED; do
   if [ "$name" = ferry ]; then
     root=/dev/shm/ferry-bench-root
     rm -rf "$root" /dev/shm/ferry-bench-state; mkdir -p "$root"
-    FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --tls $FERRY_TLS --listen 127.0.0.1:${PORT[ferry]} --user $USER_ \
+    FERRY_PASSWORD=$PASS_ "$FERRY_BIN" serve --allow-root --tls $FERRY_TLS --listen 127.0.0.1:${PORT[ferry]} --user $USER_ \
       --root "$root" --passive-ports 30400-30499 --state-dir /dev/shm/ferry-bench-state --max-sessions-per-ip 0 --log warn \
       > "$OUT/ferry-serve.log" 2>&1 &
     FERRY_PID=$!

@@ -337,36 +337,48 @@ pub struct Authenticator {
 /// allocator of every thread that ever hashed (hundreds of them under a login flood). Here at
 /// most `threads` keep it. Jobs wait in a bounded queue; a session whose job finds it full
 /// waits asynchronously, holding no thread (a flood of logins must not take the blocking pool
-/// that storage calls and transfers use).
+/// that storage calls and transfers use). The threads start at the first job, not with the
+/// pool: a server that drops privileges after loading its users must have no thread yet, and
+/// threads started later inherit what the server gave up.
 struct HashPool {
-    jobs: tokio::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    threads: usize,
+    jobs: OnceLock<tokio::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
 }
 
 impl HashPool {
     fn new(threads: usize) -> Self {
-        let (jobs, rx) = tokio::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>(1024);
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads {
-            let rx = Arc::clone(&rx);
-            let spawned = std::thread::Builder::new()
-                .name(format!("ferry-hash-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(mut guard) => guard.blocking_recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Some(job) => job(),
-                            None => return,
-                        }
-                    }
-                });
-            if spawned.is_err() {
-                break;
-            }
+        HashPool {
+            threads,
+            jobs: OnceLock::new(),
         }
-        HashPool { jobs }
+    }
+
+    fn jobs(&self) -> &tokio::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
+        self.jobs.get_or_init(|| {
+            let (jobs, rx) = tokio::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>(1024);
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..self.threads {
+                let rx = Arc::clone(&rx);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("ferry-hash-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let job = match rx.lock() {
+                                Ok(mut guard) => guard.blocking_recv(),
+                                Err(_) => return,
+                            };
+                            match job {
+                                Some(job) => job(),
+                                None => return,
+                            }
+                        }
+                    });
+                if spawned.is_err() {
+                    break;
+                }
+            }
+            jobs
+        })
     }
 
     /// Run `f` on a hashing thread; `None` if the pool is gone.
@@ -376,7 +388,7 @@ impl HashPool {
             let _ = tx.send(f());
         });
         // The queue is bounded; a full one makes this session wait, on no thread.
-        self.jobs.send(job).await.ok()?;
+        self.jobs().send(job).await.ok()?;
         rx.await.ok()
     }
 }

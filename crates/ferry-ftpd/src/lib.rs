@@ -31,5 +31,5 @@ pub use config::{Masquerade, ServerConfig, TlsPolicy};
 
 pub use budget::{BufferBudget, Reservation};
 pub use counters::TransferCounters;
-pub use server::{Server, StorageFactory, local_storage};
+pub use server::{Listeners, Server, StorageFactory, local_storage};
 pub use tls::{CertStore, TlsConfig};

@@ -31,6 +31,54 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
 }
 
+/// The control connections' listening sockets of a server, bound and not yet served (no
+/// runtime needed).
+pub struct Listeners {
+    sockets: Vec<(std::net::TcpListener, bool)>,
+}
+
+impl Listeners {
+    /// Bind every `config.listen` and `config.implicit_tls_listen` address. Fails with a clear
+    /// message if an address can't be bound or if `active_source_port_minus_one` needs a
+    /// privilege the process lacks.
+    pub fn bind(config: &ServerConfig) -> io::Result<Listeners> {
+        if config.listen.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listen address given",
+            ));
+        }
+        if !config.implicit_tls_listen.is_empty() && config.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS listeners need TLS to be enabled",
+            ));
+        }
+        let mut sockets = Vec::new();
+        let all = config.listen.iter().map(|a| (a, false));
+        let implicit = config.implicit_tls_listen.iter().map(|a| (a, true));
+        for (addr, implicit) in all.chain(implicit) {
+            let l = bind_control(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            sockets.push((l, implicit));
+        }
+        if config.active_source_port_minus_one {
+            for (l, _) in &sockets {
+                check_source_port(l.local_addr()?)?;
+            }
+        }
+        Ok(Listeners { sockets })
+    }
+
+    /// The addresses bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+}
+
 impl Server {
     /// Bind every `config.listen` address, with a context of this server's own (its session
     /// and login limits from `config`). See [`Server::bind_in`].
@@ -58,30 +106,21 @@ impl Server {
     /// the context's business). Fails with a clear message if an address can't be bound or if
     /// `active_source_port_minus_one` needs a privilege the process lacks.
     pub fn bind_in(config: ServerConfig, context: Arc<ServerContext>) -> io::Result<Server> {
-        if config.listen.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no listen address given",
-            ));
-        }
-        if !config.implicit_tls_listen.is_empty() && config.tls.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "implicit TLS listeners need TLS to be enabled",
-            ));
-        }
+        let listeners = Listeners::bind(&config)?;
+        Self::with_listeners(config, context, listeners)
+    }
+
+    /// Serve on sockets bound beforehand by [`Listeners::bind`] (with the same `config`), for
+    /// a process that binds while privileged and serves after giving the privilege up. Needs a
+    /// tokio runtime, as [`Server::bind_in`] does.
+    pub fn with_listeners(
+        config: ServerConfig,
+        context: Arc<ServerContext>,
+        bound: Listeners,
+    ) -> io::Result<Server> {
         let mut listeners = Vec::new();
-        let all = config.listen.iter().map(|a| (a, false));
-        let implicit = config.implicit_tls_listen.iter().map(|a| (a, true));
-        for (addr, implicit) in all.chain(implicit) {
-            let l = bind_control(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push((l, implicit));
-        }
-        if config.active_source_port_minus_one {
-            for (l, _) in &listeners {
-                check_source_port(l.local_addr()?)?;
-            }
+        for (l, implicit) in bound.sockets {
+            listeners.push((TcpListener::from_std(l)?, implicit));
         }
         let (shutdown_tx, shutdown) = watch::channel(false);
         let ports = PortPool::new(config.passive_ports);
@@ -329,7 +368,7 @@ async fn session_task(session: Box<Session>) {
     session.run().await;
 }
 
-fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_control(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if let SocketAddr::V6(v6) = addr {
@@ -345,7 +384,7 @@ fn bind_control(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_out_of_band_inline(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn check_source_port(control: SocketAddr) -> io::Result<()> {

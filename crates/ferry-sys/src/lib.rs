@@ -1,7 +1,7 @@
 //! The only crate of Ferry that makes raw system calls (an audit point, as vsftpd's
 //! `sysutil.c`). Every system call goes through rustix's safe wrappers, so even here `unsafe`
-//! is denied, but for one call into the C library ([`release_free_memory`]), allowed where it
-//! is made.
+//! is denied, but for two calls into the C library ([`release_free_memory`] and the seccomp
+//! filter's installation in [`privilege`]), allowed where they are made.
 //!
 //! # Layout
 //! - [`sendfile`], [`set_tcp_cork`]: zero-copy file → socket (Linux `sendfile(2)`), in full segments.
@@ -15,6 +15,9 @@
 //! - [`try_lock_exclusive`]: an advisory lock (`flock`) that marks a file as in use.
 //! - [`release_free_memory`]: hand the memory the allocator holds free back to the system.
 //! - [`monotonic_micros`]: `CLOCK_MONOTONIC`, as systemd's notification protocol wants it.
+//! - [`privilege`]: leave root for an account, `no_new_privs`, Landlock, a seccomp deny-list.
+
+pub mod privilege;
 
 use std::io;
 use std::os::fd::AsFd;

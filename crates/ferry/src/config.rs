@@ -28,6 +28,14 @@ pub(crate) struct FileConfig {
     /// Balancers that must send a PROXY protocol header (every protocol's listeners).
     #[serde(default)]
     pub(crate) proxy_protocol_from: Vec<IpNet>,
+    /// Started as root: the account (`USER[:GROUP]`) to serve as once the ports are bound.
+    pub(crate) run_as: Option<String>,
+    /// Started as root without `run_as`: serve as root all the same.
+    pub(crate) allow_root: Option<bool>,
+    /// Confine the process to the served roots with Landlock (default true).
+    pub(crate) landlock: Option<bool>,
+    /// Filter out the system calls a file server never makes (default true).
+    pub(crate) seccomp: Option<bool>,
     #[serde(default)]
     pub(crate) users: Vec<UserSpec>,
     #[serde(default)]

@@ -4,6 +4,7 @@
 //! - `config`: `ferry.toml` parsing and validation.
 //! - `serve`: the `serve` subcommand (quick defaults, flags, startup banner, signals).
 //! - `logformat`: `--log-format json`, the log as JSON lines.
+//! - `lockdown`: who may serve, as which account, confined to what.
 //! - `client`: the FTP client verbs (`ls`, `get`, `put`, `mirror`, `shell`, ...).
 //! - `bench`: `ferry bench`, a load generator for FTP and SFTP servers on loopback.
 //! - `manual`: `ferry completions` and `ferry man`, generated from this command line.
@@ -14,6 +15,7 @@
 mod bench;
 mod client;
 mod config;
+mod lockdown;
 mod logformat;
 mod manual;
 mod notify;
@@ -26,6 +28,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ferry: a secure, fast FTP server and client.
@@ -118,6 +121,9 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::FileConfig::load(file)?;
     cfg.server_config()?;
+    if let Some(spec) = &cfg.run_as {
+        ferry_sys::privilege::resolve_identity(spec).context("run_as")?;
+    }
     ferry_auth::Authenticator::new(cfg.users.clone())?;
     for u in &cfg.users {
         if !u.home.is_dir() {

@@ -79,6 +79,13 @@ pub(crate) struct ServeArgs {
     /// e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Started as root: serve as this account (USER or USER:GROUP) once the ports are bound
+    /// and the keys loaded.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    run_as: Option<String>,
+    /// Started as root without --run-as: serve as root all the same.
+    #[arg(long)]
+    allow_root: bool,
     /// Log filter (tracing syntax), e.g. info, debug, ferry_ftpd=debug. RUST_LOG also works.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
@@ -122,6 +129,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let xferlog = args.xferlog.clone().or(file.xferlog.clone()).map(absolute);
 
     let mut config = file.server_config()?;
+    let mut lock = crate::lockdown::Settings {
+        run_as: args.run_as.clone().or(file.run_as.clone()),
+        allow_root: args.allow_root || file.allow_root.unwrap_or(false),
+        landlock: file.landlock.unwrap_or(true),
+        seccomp: file.seccomp.unwrap_or(true),
+        ..Default::default()
+    };
+    let identity = crate::lockdown::check(&lock)?;
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();
     }
@@ -185,6 +200,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .first()
         .map(|u| u.home.clone())
         .or(config.anonymous_home.clone());
+    let homes: Vec<PathBuf> = users.iter().map(|u| absolute(u.home.clone())).collect();
+    // Read again on SIGHUP: the keys files of every user.
+    let keys_files: Vec<PathBuf> = users
+        .iter()
+        .filter_map(|u| u.authorized_keys_file.clone())
+        .map(absolute)
+        .collect();
     let auth = Arc::new(Authenticator::new(users)?);
 
     // One listing cache for the homes of every protocol: its limit bounds the server.
@@ -234,7 +256,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .or(file.state_dir.clone())
         .unwrap_or_else(default_state_dir);
     let sftp_config = {
-        let mut c = ferry_sftpd::SftpConfig::new(absolute(state_dir));
+        let mut c = ferry_sftpd::SftpConfig::new(absolute(state_dir.clone()));
         c.login_grace = config.login_timeout;
         c.idle_timeout = config.idle_timeout;
         c.limits.idle_timeout = config.idle_timeout;
@@ -242,6 +264,62 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         c.proxy = config.proxy.clone();
         c
     };
+    // Everything that needs privilege or reads what the account served as may not read
+    // happens here, on this one thread: binding, keys. Then the lock-down, then the runtime,
+    // whose threads inherit it.
+    let ftp_listeners = ferry_ftpd::Listeners::bind(&config)?;
+    let mut sftp_sockets = Vec::new();
+    for addr in &sftp_listen {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
+        listener.set_nonblocking(true)?;
+        sftp_sockets.push(listener);
+    }
+    // One context for every protocol: the same users and files, one login throttle and
+    // one set of session limits.
+    let context = ferry_core::ServerContext::new(
+        auth,
+        ferry_core::local_storage_with(listings),
+        ferry_core::SharedLimits {
+            max_sessions: config.max_sessions,
+            max_sessions_per_ip: config.max_sessions_per_ip,
+            max_sessions_per_user: config.max_sessions_per_user,
+            upload_rate: config.upload_rate,
+            download_rate: config.download_rate,
+            max_failed_logins_per_ip: config.max_failed_logins_per_ip,
+            max_failed_logins_per_user: config.max_failed_logins_per_user,
+            failed_login_window: config.failed_login_window,
+            ..ferry_core::SharedLimits::default()
+        },
+    );
+    let sftp = if sftp_sockets.is_empty() {
+        None
+    } else {
+        let sftp = ferry_sftpd::SftpServer::new_in(sftp_config, Arc::clone(&context))
+            .context("starting SFTP")?;
+        Some(Arc::new(sftp))
+    };
+    lock.keep_bind_service = config.active_source_port_minus_one
+        && ftp_listeners.local_addrs().iter().any(|a| a.port() <= 1024);
+    lock.read_write = homes;
+    // Only what was generated at start lives there: one never made is not needed later.
+    if state_dir.exists() {
+        lock.read_write.push(absolute(state_dir.clone()));
+    }
+    lock.read_only
+        .extend(config.anonymous_home.clone().map(absolute));
+    if let Some(t) = &tls {
+        lock.read_only.push(t.cert_path.clone());
+        lock.read_only.push(t.key_path.clone());
+    }
+    // What a reload reads again, and where the transfer log is reopened after rotation.
+    lock.read_only.extend(config_path.clone());
+    lock.read_only.extend(keys_files);
+    if let Some(dir) = xferlog.as_ref().and_then(|p| p.parent()) {
+        lock.read_write.push(dir.to_path_buf());
+    }
+    crate::lockdown::apply(&lock, identity)?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -251,23 +329,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // ends the process).
         let hangup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
         let shutdown = shutdown_signal().context("cannot catch SIGTERM")?;
-        // One context for every protocol: the same users and files, one login throttle and
-        // one set of session limits.
-        let context = ferry_core::ServerContext::new(
-            auth,
-            ferry_core::local_storage_with(listings),
-            ferry_core::SharedLimits {
-                max_sessions: config.max_sessions,
-                max_sessions_per_ip: config.max_sessions_per_ip,
-                max_sessions_per_user: config.max_sessions_per_user,
-                upload_rate: config.upload_rate,
-                download_rate: config.download_rate,
-                max_failed_logins_per_ip: config.max_failed_logins_per_ip,
-                max_failed_logins_per_user: config.max_failed_logins_per_user,
-                failed_login_window: config.failed_login_window,
-                ..ferry_core::SharedLimits::default()
-            },
-        );
         if let Some(path) = &xferlog {
             context
                 .transfer_log
@@ -290,7 +351,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             tokio::spawn(crate::observe::serve(listener, observer));
         }
-        let server = Server::bind_in(config, Arc::clone(&context))?;
+        let server = Server::with_listeners(config, Arc::clone(&context), ftp_listeners)?;
         let mut serving = Vec::new();
         for addr in server.local_addrs() {
             println!("ferry: listening on ftp://{addr}/");
@@ -299,14 +360,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (sftp_stop, sftp_stopped) = tokio::sync::watch::channel(false);
         let mut sftp_addrs = Vec::new();
         let mut sftp_listeners = Vec::new();
-        if !sftp_listen.is_empty() {
-            let sftp = ferry_sftpd::SftpServer::new_in(sftp_config, Arc::clone(&context))
-                .context("starting SFTP")?;
-            let sftp = Arc::new(sftp);
-            for addr in &sftp_listen {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
+        if let Some(sftp) = sftp {
+            for listener in sftp_sockets {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
                 let bound = listener.local_addr()?;
                 println!("ferry: listening on sftp://{bound}/");
                 serving.push(format!("sftp://{bound}"));

@@ -28,6 +28,7 @@ impl Serve {
         let mut cmd = Command::new(BIN);
         cmd.args([
             "serve",
+            "--allow-root",
             "--tls",
             tls,
             "--listen",

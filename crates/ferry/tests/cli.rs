@@ -44,7 +44,7 @@ impl Serve {
         stderr: Stdio,
     ) -> Serve {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        cmd.args(["serve", "--allow-root"])
             .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
@@ -432,7 +432,14 @@ fn a_killed_upload_leaves_nothing_after_a_restart() {
 fn user_flag_requires_the_password_variable() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--user", "bob"])
+        .args([
+            "serve",
+            "--allow-root",
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "bob",
+        ])
         .env_remove("FERRY_PASSWORD")
         .current_dir(dir.path())
         .output()

@@ -61,7 +61,7 @@ impl Server {
         fs::create_dir(&root).unwrap();
         let log = dir.path().join("server.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(["serve", "--allow-root", "--listen", "127.0.0.1:0"]);
         if ipv6 {
             cmd.args(["--listen", "[::1]:0"]);
         }

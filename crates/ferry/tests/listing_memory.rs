@@ -151,6 +151,7 @@ async fn unread_listings_hold_bounded_memory() {
     let mut child = Command::new(bin)
         .args([
             "serve",
+            "--allow-root",
             "--listen",
             "127.0.0.1:0",
             "--user",

@@ -50,12 +50,19 @@ fn serve(nofile: u64) -> Serve {
             .arg(BIN);
         sh
     };
-    cmd.args(["serve", "--tls", "off", "--listen", "127.0.0.1:0"])
-        .args(["--user", "flood", "--log", "warn"])
-        .env("FERRY_PASSWORD", "flood-pw")
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "serve",
+        "--allow-root",
+        "--tls",
+        "off",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--user", "flood", "--log", "warn"])
+    .env("FERRY_PASSWORD", "flood-pw")
+    .current_dir(dir.path())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();

@@ -42,7 +42,7 @@ impl Served {
         let state = dir.path().join("state");
         let log = dir.path().join("server.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(["serve", "--allow-root", "--listen", "127.0.0.1:0"]);
         for addr in sftp {
             cmd.args(["--sftp-listen", addr]);
         }
@@ -323,7 +323,15 @@ fn serve_user_with_authorized_keys_logs_in_by_key() {
 fn serve_user_needs_a_password_or_keys() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--user", USER, "--root"])
+        .args([
+            "serve",
+            "--allow-root",
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            USER,
+            "--root",
+        ])
         .arg(dir.path().join("root"))
         .arg("--state-dir")
         .arg(dir.path().join("state"))
@@ -335,7 +343,7 @@ fn serve_user_needs_a_password_or_keys() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--authorized-keys"), "{stderr}");
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", "--authorized-keys", "/nonexistent"])
+        .args(["serve", "--allow-root", "--authorized-keys", "/nonexistent"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
