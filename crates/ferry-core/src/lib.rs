@@ -7,7 +7,8 @@
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
-//!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it).
+//!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it;
+//!   [`with_s3`]: `s3://BUCKET/PREFIX` homes from a bucket).
 //! - [`userfs`]: [`UserFs`], one logged-in user's view of storage: every file operation of
 //!   every protocol goes through it, and it is the one place where the user's permissions and
 //!   the backend's capabilities are checked.
@@ -23,5 +24,7 @@ pub mod userfs;
 
 pub use context::{ServerContext, SharedLimits};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
-pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
+pub use storage::{
+    ROOT_REUSE, S3Settings, StorageFactory, local_storage, local_storage_with, with_s3,
+};
 pub use userfs::{Operation, UserFs};

@@ -53,6 +53,34 @@ pub(crate) struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StorageSection {
     pub(crate) listing_cache_entries: Option<usize>,
+    /// `[storage.s3]`: how `s3://` homes are reached.
+    #[serde(default)]
+    pub(crate) s3: S3Section,
+}
+
+/// `[storage.s3]`: endpoint, region, URL style and credentials for every `s3://BUCKET/PREFIX`
+/// home; what is missing comes from the `AWS_*` environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct S3Section {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) path_style: Option<bool>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+}
+
+impl S3Section {
+    /// The settings, `endpoint` (a command-line flag) taking precedence.
+    pub(crate) fn settings(&self, endpoint: Option<&str>) -> ferry_core::S3Settings {
+        ferry_core::S3Settings {
+            endpoint: endpoint.map(str::to_string).or(self.endpoint.clone()),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
 }
 
 /// `[ftp]`: FTP and FTPS.

@@ -89,7 +89,12 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     cfg.server_config()?;
     ferry_auth::Authenticator::new(cfg.users.clone())?;
     for u in &cfg.users {
-        if !u.home.is_dir() {
+        let home = u.home.to_string_lossy();
+        if ferry_vfs::S3Config::is_s3_url(&home) {
+            if ferry_vfs::S3Config::from_url(&home).is_none() {
+                anyhow::bail!("user '{}': {home} names no valid bucket", u.name);
+            }
+        } else if !u.home.is_dir() {
             eprintln!(
                 "ferry: warning: user '{}': home {} is not a directory yet",
                 u.name,

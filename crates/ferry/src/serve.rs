@@ -26,8 +26,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// Directory served to the `--user` (or generated) user; created if missing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "storage")]
     root: Option<PathBuf>,
+    /// Serve the `--user` (or generated) user from an S3 bucket instead of --root:
+    /// s3://BUCKET/PREFIX (credentials and region from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, or [storage.s3]).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    storage: Option<String>,
+    /// Endpoint of the S3-compatible store for s3:// homes (path-style URLs), e.g.
+    /// http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
     /// Passive ports, inclusive, e.g. 30000-30099.
     #[arg(long, value_name = "LOW-HIGH")]
     passive_ports: Option<PortRange>,
@@ -121,7 +130,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let anonymous = config.anonymous_home.is_some();
     let mut banner_credentials = None;
-    let quick_root = args.root.clone().unwrap_or_else(default_root);
+    let quick_root = match &args.storage {
+        Some(url) if ferry_vfs::S3Config::from_url(url).is_some() => PathBuf::from(url),
+        Some(url) => bail!("--storage takes s3://BUCKET/PREFIX, not {url}"),
+        None => args.root.clone().unwrap_or_else(default_root),
+    };
     if let Some(name) = &args.user {
         let password = std::env::var("FERRY_PASSWORD")
             .ok()
@@ -139,9 +152,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let password = generate_password();
         users.push(quick_user("ferry", Some(&password), None, &quick_root)?);
         banner_credentials = Some(("ferry".to_string(), password));
-    } else if args.root.is_some() {
+    } else if args.root.is_some() || args.storage.is_some() {
         bail!(
-            "--root applies to the --user (or generated) user; set `home` per user in the config file"
+            "--root and --storage apply to the --user (or generated) user; set `home` per user in the config file"
         );
     }
     let auth = Arc::new(Authenticator::new(users)?);
@@ -208,7 +221,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // one set of session limits.
         let context = ferry_core::ServerContext::new(
             Arc::clone(&auth),
-            ferry_core::local_storage_with(listings),
+            ferry_core::with_s3(
+                ferry_core::local_storage_with(listings),
+                file.storage.s3.settings(args.s3_endpoint.as_deref()),
+            ),
             ferry_core::SharedLimits {
                 max_sessions: config.max_sessions,
                 max_sessions_per_ip: config.max_sessions_per_ip,
@@ -491,7 +507,10 @@ fn quick_user(
     authorized_keys_file: Option<PathBuf>,
     root: &std::path::Path,
 ) -> anyhow::Result<UserSpec> {
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    if !ferry_vfs::S3Config::is_s3_url(&root.to_string_lossy()) {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+    }
     Ok(UserSpec {
         name: name.to_string(),
         password_hash: password.map(ferry_auth::hash_password),
