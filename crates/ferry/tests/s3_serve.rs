@@ -36,6 +36,11 @@ struct Served {
 
 impl Served {
     fn start() -> Option<Served> {
+        Served::start_with(&["--tls", "off"])
+    }
+
+    /// With `extra` arguments (TLS is required unless they say otherwise).
+    fn start_with(extra: &[&str]) -> Option<Served> {
         let moto = moto::endpoint()?;
         let bucket = moto::bucket(moto);
         let dir = tempfile::tempdir().unwrap();
@@ -48,7 +53,8 @@ impl Served {
                 "--sftp-listen",
                 "127.0.0.1:0",
             ])
-            .args(["--tls", "off", "--user", USER, "--log", "debug"])
+            .args(extra)
+            .args(["--user", USER, "--log", "debug"])
             .arg("--storage")
             .arg(format!("s3://{bucket}/home"))
             .arg("--s3-endpoint")
@@ -437,4 +443,41 @@ fn sftp_put_and_get_on_s3() {
     assert_eq!(srv.keys(), ["home/s/", "home/s/moved.bin"]);
     assert!(srv.object("home/s/moved.bin").unwrap() == body);
     srv.wait_no_open_uploads();
+}
+
+#[test]
+fn ftps_with_curl_on_s3() {
+    if !have(&["curl", "timeout"]) {
+        return;
+    }
+    let Some(srv) = Served::start_with(&[]) else {
+        return;
+    };
+    let local = srv.dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let body = payload(9 * 1024 * 1024 + 11, 6);
+    std::fs::write(local.join("up.bin"), &body).unwrap();
+    let curl = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .args(["-k", "5", "120", "curl", "-sS", "--ssl-reqd", "--cacert"])
+            .arg(srv.dir.path().join("state/cert.pem"))
+            .args(["--user", &format!("{USER}:{PASSWORD}")])
+            .args(args)
+            .current_dir(&local)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            srv.log_tail()
+        );
+    };
+    let url = format!("ftp://{}/up.bin", srv.ftp);
+    curl(&["-T", "up.bin", &url]);
+    assert!(srv.object("home/up.bin").unwrap() == body);
+    curl(&["-o", "back.bin", &url]);
+    assert!(std::fs::read(local.join("back.bin")).unwrap() == body);
+    assert_eq!(srv.keys(), ["home/up.bin"]);
 }
