@@ -528,6 +528,23 @@ address = "192.168.1.2"
         assert!(format!("{err:#}").contains("line 3"), "{err:#}");
     }
 
+    #[test]
+    fn s3_settings_come_from_the_file_and_the_endpoint_flag() {
+        let f = FileConfig::parse(
+            "[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\npath_style = false\n",
+        )
+        .unwrap();
+        let s = f.storage.s3.settings(None);
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s.region.as_deref(), s.path_style),
+            (Some("eu-west-1"), Some(false))
+        );
+        let flag = f.storage.s3.settings(Some("http://[::1]:9000"));
+        assert_eq!(flag.endpoint.as_deref(), Some("http://[::1]:9000"));
+        assert!(FileConfig::parse("[storage.s3]\nendpont = \"x\"\n").is_err());
+    }
+
     /// Every TOML example in docs/configuration.md parses and validates, so the reference can't
     /// drift from the code.
     #[test]
