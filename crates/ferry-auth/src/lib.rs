@@ -132,7 +132,7 @@ impl Permissions {
 }
 
 /// One `[[users]]` entry of the configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
     /// Login name.

@@ -14,7 +14,8 @@
 //! - [`rate`]: [`RateLimit`] token buckets (one per user and direction, shared by the user's
 //!   sessions; one per direction for the server) and [`Pace`], what a transfer loop charges.
 //! - [`storage`]: [`StorageFactory`], which storage an account sees ([`local_storage`]: its
-//!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it).
+//!   home, jailed; one listing cache per factory, [`local_storage_with`] to give it;
+//!   [`with_s3`]: `s3://BUCKET/PREFIX` homes from a bucket).
 //! - [`userfs`]: [`UserFs`], one logged-in user's view of storage: every file operation of
 //!   every protocol goes through it, and it is the one place where the user's permissions and
 //!   the backend's capabilities are checked.
@@ -40,6 +41,8 @@ pub use metrics::{Ban, Direction, MeteredStorage, Metrics, RunningTransfer, Tran
 pub use proxy::{ProxyError, ProxyTrust};
 pub use rate::{Pace, RateLimit};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
-pub use storage::{ROOT_REUSE, StorageFactory, local_storage, local_storage_with};
+pub use storage::{
+    ROOT_REUSE, S3Settings, StorageFactory, local_storage, local_storage_with, with_s3,
+};
 pub use userfs::{Operation, UserFs};
 pub use xferlog::{Transfer, TransferInfo, TransferLog};

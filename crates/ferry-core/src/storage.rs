@@ -1,6 +1,7 @@
 //! Which storage a logged-in account sees: [`StorageFactory`], and the default,
 //! [`local_storage`], which serves each account's home directory, jailed, with one listing
-//! cache for every home it opens.
+//! cache for every home it opens; [`with_s3`] serves homes written `s3://BUCKET/PREFIX`
+//! from an S3 bucket instead.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_auth::Account;
-use ferry_vfs::{ListCache, LocalFs, Storage};
+use ferry_vfs::{ListCache, LocalFs, S3Config, S3Fs, Storage};
 
 /// Makes the storage a logged-in account sees (its home). Shared by every protocol, so an
 /// account sees the same files over FTP and SFTP.
@@ -60,11 +61,110 @@ fn factory(listings: Arc<ListCache>, reuse: Duration) -> StorageFactory {
     })
 }
 
+/// How every `s3://` home is reached: endpoint, region, URL style, credentials. What is
+/// left `None` comes from the standard `AWS_*` environment (credentials, region) or
+/// defaults (AWS itself; path-style URLs with an endpoint, virtual-hosted ones without).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Endpoint URL of an S3-compatible store (`http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    /// Region (`AWS_REGION` otherwise).
+    pub region: Option<String>,
+    /// Path-style URLs (`ENDPOINT/BUCKET/KEY`).
+    pub path_style: Option<bool>,
+    /// Access key id (`AWS_ACCESS_KEY_ID` otherwise).
+    pub access_key_id: Option<String>,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY` otherwise).
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Settings {
+    /// The configuration of the bucket a home `s3://BUCKET/PREFIX` names; `None` for a home
+    /// that is not such a URL.
+    pub fn config_for(&self, home: &str) -> Option<S3Config> {
+        let mut config = S3Config::from_url(home)?;
+        config.endpoint.clone_from(&self.endpoint);
+        config.region.clone_from(&self.region);
+        config.path_style = self.path_style.unwrap_or(self.endpoint.is_some());
+        config.access_key_id.clone_from(&self.access_key_id);
+        config.secret_access_key.clone_from(&self.secret_access_key);
+        Some(config)
+    }
+}
+
+/// `local` for homes that are directories; an S3 bucket, reached as `settings` say, for homes
+/// written `s3://BUCKET/PREFIX` (one client per such home, shared by its sessions). A home
+/// that starts with `s3://` but names no valid bucket is refused, never taken as a directory.
+pub fn with_s3(local: StorageFactory, settings: S3Settings) -> StorageFactory {
+    let open: Mutex<HashMap<String, Arc<S3Fs>>> = Mutex::new(HashMap::new());
+    Arc::new(move |account: &Account| {
+        let home = account.home.to_string_lossy();
+        if !S3Config::is_s3_url(&home) {
+            return local(account);
+        }
+        let config = settings
+            .config_for(&home)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid s3:// home"))?;
+        let mut open = open
+            .lock()
+            .map_err(|_| io::Error::other("storage cache poisoned"))?;
+        if let Some(fs) = open.get(home.as_ref()) {
+            return Ok(Arc::clone(fs) as Arc<dyn Storage>);
+        }
+        let fs = Arc::new(S3Fs::new(&config).map_err(|e| io::Error::other(e.message))?);
+        open.insert(home.into_owned(), Arc::clone(&fs));
+        Ok(fs as Arc<dyn Storage>)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn s3_homes_are_buckets_and_other_homes_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = S3Settings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..S3Settings::default()
+        };
+        let config = settings.config_for("s3://bucket-1/a//b/").unwrap();
+        assert_eq!(
+            (config.bucket.as_str(), config.prefix.as_str()),
+            ("bucket-1", "a/b")
+        );
+        assert!(config.path_style, "an endpoint means path-style by default");
+        assert!(
+            !S3Settings::default()
+                .config_for("s3://b-1")
+                .unwrap()
+                .path_style
+        );
+        let factory = with_s3(local_storage(), settings);
+        let mut account = account_on(tmp.path());
+        assert!(factory(&account).unwrap().capabilities().append);
+        account.home = PathBuf::from("s3://bucket-1/users/alice");
+        let s3 = factory(&account).unwrap();
+        assert!(!s3.capabilities().append && !s3.capabilities().write_at);
+        assert!(
+            Arc::ptr_eq(&s3, &factory(&account).unwrap()),
+            "one client per home"
+        );
+        account.home = PathBuf::from("s3://Not_A_Bucket/x");
+        assert!(factory(&account).is_err());
+    }
 
     #[test]
     fn roots_are_reused_for_a_while_then_reopened() {

@@ -175,8 +175,7 @@ impl Connection {
                 if let Some(limit) = filled {
                     let scope = match limit {
                         ferry_auth::Throttled::Address => "address",
-                        ferry_auth::Throttled::User => "user",
-                    };
+                                    };
                     tracing::warn!(
                         event = events::BAN,
                         protocol = "sftp",

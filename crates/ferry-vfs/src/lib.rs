@@ -11,6 +11,8 @@
 //!   share ([`listcache`]).
 //! - `stat`: local metadata as [`Metadata`], for both.
 //! - [`memory`]: [`MemoryFs`], an in-memory tree for fast tests.
+//! - [`s3`]: [`S3Fs`], the objects of an S3 bucket beneath a prefix (ranged GETs, multipart
+//!   uploads, delimiter listings); what objects cannot do it refuses ([`Capabilities`]).
 //! - [`leftovers`]: uploads' temporary files, hidden from every operation, and those a crash
 //!   left removed.
 //!
@@ -23,6 +25,7 @@ pub mod listcache;
 pub mod local;
 pub mod memory;
 mod path;
+pub mod s3;
 mod snapshot;
 mod stat;
 
@@ -38,6 +41,7 @@ pub use listcache::ListCache;
 pub use local::LocalFs;
 pub use memory::MemoryFs;
 pub use path::{MAX_NAME, MAX_PATH, PathError, VPath};
+pub use s3::{S3Config, S3Fs};
 
 /// What went wrong, in terms every protocol can answer (each protocol maps every kind once:
 /// FTP in `ferry-ftpd`'s reply table, SFTP to its status codes).
@@ -226,6 +230,8 @@ pub struct Capabilities {
     pub chmod: bool,
     /// Symbolic links exist (and are followed within the root).
     pub symlinks: bool,
+    /// Modification times can be set ([`Storage::set_mtime`]).
+    pub set_times: bool,
 }
 
 impl Capabilities {
@@ -237,6 +243,7 @@ impl Capabilities {
         directories: true,
         chmod: true,
         symlinks: true,
+        set_times: true,
     };
 }
 

@@ -86,6 +86,34 @@ pub(crate) struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StorageSection {
     pub(crate) listing_cache_entries: Option<usize>,
+    /// `[storage.s3]`: how `s3://` homes are reached.
+    #[serde(default)]
+    pub(crate) s3: S3Section,
+}
+
+/// `[storage.s3]`: endpoint, region, URL style and credentials for every `s3://BUCKET/PREFIX`
+/// home; what is missing comes from the `AWS_*` environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct S3Section {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) path_style: Option<bool>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+}
+
+impl S3Section {
+    /// The settings, `endpoint` (a command-line flag) taking precedence.
+    pub(crate) fn settings(&self, endpoint: Option<&str>) -> ferry_core::S3Settings {
+        ferry_core::S3Settings {
+            endpoint: endpoint.map(str::to_string).or(self.endpoint.clone()),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
 }
 
 /// `[ftp]`: FTP and FTPS.
@@ -549,6 +577,23 @@ address = "192.168.1.2"
     fn bad_port_range_names_its_line() {
         let err = FileConfig::parse("\n[ftp]\npassive_ports = \"9-3\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 3"), "{err:#}");
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_file_and_the_endpoint_flag() {
+        let f = FileConfig::parse(
+            "[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\npath_style = false\n",
+        )
+        .unwrap();
+        let s = f.storage.s3.settings(None);
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s.region.as_deref(), s.path_style),
+            (Some("eu-west-1"), Some(false))
+        );
+        let flag = f.storage.s3.settings(Some("http://[::1]:9000"));
+        assert_eq!(flag.endpoint.as_deref(), Some("http://[::1]:9000"));
+        assert!(FileConfig::parse("[storage.s3]\nendpont = \"x\"\n").is_err());
     }
 
     /// Every TOML example in docs/configuration.md parses and validates, so the reference can't

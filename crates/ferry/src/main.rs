@@ -43,7 +43,7 @@ struct Cli {
 enum Commands {
     /// Run the FTP server. With no arguments: 127.0.0.1:2121, serving ./ferry-data with a
     /// generated password that is printed.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check a configuration file and report every problem with its line.
     CheckConfig {
         /// The file to check.
@@ -98,7 +98,7 @@ enum Commands {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Commands::Serve(args) => serve::run(args),
+        Commands::Serve(args) => serve::run(*args),
         Commands::CheckConfig { file } => check_config(&file),
         Commands::HashPassword => hash_password(),
         Commands::Bench(args) => bench::run(args),
@@ -126,7 +126,12 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     }
     ferry_auth::Authenticator::new(cfg.users.clone())?;
     for u in &cfg.users {
-        if !u.home.is_dir() {
+        let home = u.home.to_string_lossy();
+        if ferry_vfs::S3Config::is_s3_url(&home) {
+            if ferry_vfs::S3Config::from_url(&home).is_none() {
+                anyhow::bail!("user '{}': {home} names no valid bucket", u.name);
+            }
+        } else if !u.home.is_dir() {
             eprintln!(
                 "ferry: warning: user '{}': home {} is not a directory yet",
                 u.name,

@@ -339,6 +339,7 @@ pub(crate) fn health_probe(
                 home,
                 permissions: ferry_auth::Permissions::READ_ONLY,
                 anonymous: true,
+                limits: Default::default(),
             };
             match (context.storage)(&account) {
                 Ok(storage) => storage.metadata(&ferry_vfs::VPath::root()).await.is_ok(),
@@ -361,6 +362,7 @@ pub(crate) fn basic_auth(
             authorized_keys_file: None,
             home: PathBuf::from("/nonexistent"),
             permissions: Vec::new(),
+            ..UserSpec::default()
         }])?))),
         _ => anyhow::bail!("[metrics]: user and password_hash go together"),
     }

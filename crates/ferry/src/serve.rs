@@ -30,8 +30,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// Directory served to the `--user` (or generated) user; created if missing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "storage")]
     root: Option<PathBuf>,
+    /// Serve the `--user` (or generated) user from an S3 bucket instead of --root:
+    /// s3://BUCKET/PREFIX (credentials and region from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, or [storage.s3]).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    storage: Option<String>,
+    /// Endpoint of the S3-compatible store for s3:// homes (path-style URLs), e.g.
+    /// http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
     /// Passive ports, inclusive, e.g. 30000-30099.
     #[arg(long, value_name = "LOW-HIGH")]
     passive_ports: Option<PortRange>,
@@ -172,7 +181,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut banner_credentials = None;
     // The --user (or generated) user, kept as it is now through reloads.
     let mut quick = None;
-    let quick_root = args.root.clone().unwrap_or_else(default_root);
+    let quick_root = match &args.storage {
+        Some(url) if ferry_vfs::S3Config::from_url(url).is_some() => PathBuf::from(url),
+        Some(url) => bail!("--storage takes s3://BUCKET/PREFIX, not {url}"),
+        None => args.root.clone().unwrap_or_else(default_root),
+    };
     if let Some(name) = &args.user {
         let password = std::env::var("FERRY_PASSWORD")
             .ok()
@@ -189,9 +202,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let password = generate_password();
         quick = Some(quick_user("ferry", Some(&password), None, &quick_root)?);
         banner_credentials = Some(("ferry".to_string(), password));
-    } else if args.root.is_some() {
+    } else if args.root.is_some() || args.storage.is_some() {
         bail!(
-            "--root applies to the --user (or generated) user; set `home` per user in the config file"
+            "--root and --storage apply to the --user (or generated) user; set `home` per user in the config file"
         );
     }
     let users = users_with(file.users.clone(), quick.as_ref());
@@ -200,7 +213,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .first()
         .map(|u| u.home.clone())
         .or(config.anonymous_home.clone());
-    let homes: Vec<PathBuf> = users.iter().map(|u| absolute(u.home.clone())).collect();
+    let auth_homes_on_s3 = users
+        .iter()
+        .any(|u| u.home.to_string_lossy().starts_with("s3://"));
+    // Homes on disk (an `s3://` home is reached over the network, not through a path).
+    let homes: Vec<PathBuf> = users
+        .iter()
+        .filter(|u| !u.home.to_string_lossy().starts_with("s3://"))
+        .map(|u| absolute(u.home.clone()))
+        .collect();
     // Read again on SIGHUP: the keys files of every user.
     let keys_files: Vec<PathBuf> = users
         .iter()
@@ -279,7 +300,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // one set of session limits.
     let context = ferry_core::ServerContext::new(
         auth,
-        ferry_core::local_storage_with(listings),
+        ferry_core::with_s3(
+            ferry_core::local_storage_with(listings),
+            file.storage.s3.settings(args.s3_endpoint.as_deref()),
+        ),
         ferry_core::SharedLimits {
             max_sessions: config.max_sessions,
             max_sessions_per_ip: config.max_sessions_per_ip,
@@ -311,6 +335,25 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(t) = &tls {
         lock.read_only.push(t.cert_path.clone());
         lock.read_only.push(t.key_path.clone());
+    }
+    // Homes in a bucket: the store's name is resolved and its certificate checked after
+    // the lock-down, with the system's files for both.
+    let on_s3 = auth_homes_on_s3 || args.storage.is_some();
+    if on_s3 {
+        for path in [
+            "/etc/ssl",
+            "/etc/pki",
+            "/usr/share/ca-certificates",
+            "/etc/resolv.conf",
+            "/etc/hosts",
+            "/etc/nsswitch.conf",
+            "/etc/gai.conf",
+        ] {
+            let path = PathBuf::from(path);
+            if path.exists() {
+                lock.read_only.push(path);
+            }
+        }
     }
     // What a reload reads again, and where the transfer log is reopened after rotation.
     lock.read_only.extend(config_path.clone());
@@ -639,7 +682,10 @@ fn quick_user(
     authorized_keys_file: Option<PathBuf>,
     root: &std::path::Path,
 ) -> anyhow::Result<UserSpec> {
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    if !ferry_vfs::S3Config::is_s3_url(&root.to_string_lossy()) {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+    }
     Ok(UserSpec {
         name: name.to_string(),
         password_hash: password.map(ferry_auth::hash_password),

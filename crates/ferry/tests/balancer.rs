@@ -87,7 +87,7 @@ fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) ->
     .unwrap();
     let (proc, lines) = Proc::spawn(
         Command::new(BIN)
-            .arg("serve")
+            .args(["serve", "--allow-root"])
             .arg("--config")
             .arg(&config)
             .args(["--listen", &format!("{ip}:0")])

@@ -48,7 +48,7 @@ struct Managed {
 impl Managed {
     fn start(dir: &Path, args: &[&str], password: Option<&str>, notify: bool) -> Managed {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        cmd.args(["serve", "--allow-root"])
             .args(args)
             .current_dir(dir)
             .env_remove("NOTIFY_SOCKET")

@@ -41,7 +41,7 @@ fn serve(args: &[&str], config: Option<&str>) -> Serve {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
+    cmd.args(["serve", "--allow-root"])
         .args(["--tls", "off", "--listen", "127.0.0.1:0"])
         .args(["--sftp-listen", "127.0.0.1:0", "--user", "alice"])
         .arg("--root")

@@ -29,7 +29,6 @@ fn log_ban(
 ) {
     let scope = match limit {
         ferry_auth::Throttled::Address => "address",
-        ferry_auth::Throttled::User => "user",
     };
     warn!(
         event = events::BAN,
