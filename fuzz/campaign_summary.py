@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Summarize libFuzzer logs written by fuzz/campaign.sh: a line per log with executions,
+coverage (edges `cov`, features `ft`), corpus size, run time, and when edges and features last
+grew, as a share of the executions (edges that stopped growing early mean a plateau)."""
+import re
+import sys
+
+
+def summary(path):
+    execs = cov = ft = corp = 0
+    last_cov = last_ft = 0
+    secs = None
+    crashed = False
+    for line in open(path, errors="replace"):
+        m = re.match(r"#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)", line)
+        if m:
+            n, c, f, k = int(m[1]), int(m[3]), int(m[4]), int(m[5])
+            if c > cov:
+                last_cov = n
+            if f > ft:
+                last_ft = n
+            execs, cov, ft, corp = n, max(cov, c), max(ft, f), k
+        m = re.search(r"Done (\d+) runs in (\d+) second", line)
+        if m:
+            execs, secs = int(m[1]), int(m[2])
+        if "ERROR: libFuzzer" in line or "panicked at" in line:
+            crashed = True
+    return execs, cov, ft, corp, secs, last_cov, last_ft, crashed
+
+
+def pct(n, total):
+    return f"{100 * n // max(total, 1)}%"
+
+
+print(f"{'target':16} {'execs':>11} {'cov':>6} {'ft':>7} {'corpus':>6} {'time':>6}  edges last grew  features last grew")
+for path in sys.argv[1:]:
+    name = path.rsplit("/", 1)[-1].removesuffix(".log")
+    execs, cov, ft, corp, secs, lc, lf, crashed = summary(path)
+    t = f"{secs}s" if secs is not None else "?"
+    note = "  CRASH (see log)" if crashed else ""
+    print(f"{name:16} {execs:11} {cov:6} {ft:7} {corp:6} {t:>6}  {pct(lc, execs):>15}  {pct(lf, execs):>18}{note}")

@@ -1,0 +1,137 @@
+//! Any bytes as the SFTP stream of one logged-in SSH session (what a client sends on the
+//! `sftp` subsystem's channel, then end of file), on a server whose every login gets a fresh
+//! in-memory tree: the session never panics, and the server closes the channel once the
+//! client has ended its side and every request has been answered (no hang).
+//!
+//! The SSH transport is real (russh on 127.0.0.9), so the target covers the request loop as
+//! it runs: framing over channel data, pipelining, handles, limits.
+#![no_main]
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ferry_auth::{Authenticator, UserSpec};
+use ferry_sftpd::{SftpConfig, SftpServer, StorageFactory};
+use ferry_vfs::{MemoryFs, Storage};
+use libfuzzer_sys::fuzz_target;
+use russh::ChannelMsg;
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+
+const HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+/// Longer than any timer the server is given below, so only a real hang gets here.
+const SESSION_END: Duration = Duration::from_secs(60);
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+struct TrustAll;
+
+impl client::Handler for TrustAll {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let params = argon2::Params::new(8, 1, 1, None).expect("params");
+        let salt = argon2::password_hash::SaltString::encode_b64(b"ferry-fuzz-salt").expect("salt");
+        let hash = argon2::PasswordHasher::hash_password(
+            &argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
+            b"fuzz",
+            &salt,
+        )
+        .expect("hash")
+        .to_string();
+        let users = vec![UserSpec {
+            name: "fuzz".into(),
+            password_hash: Some(hash),
+            authorized_keys: Vec::new(),
+            authorized_keys_file: None,
+            home: "/nonexistent".into(),
+            permissions: vec!["all".into()],
+        }];
+        let auth = Arc::new(Authenticator::new(users).expect("users"));
+        let storage: StorageFactory =
+            Arc::new(|_| Ok(Arc::new(MemoryFs::new()) as Arc<dyn Storage>));
+        let state = tempfile::tempdir().expect("state dir");
+        let mut config = SftpConfig::new(state.path());
+        config.auth_rejection_time = Duration::ZERO;
+        config.max_failed_logins_per_ip = 0;
+        config.idle_timeout = Duration::from_secs(5);
+        config.limits.idle_timeout = Duration::from_secs(5);
+        let server = SftpServer::new(config, auth, storage).expect("server");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(SocketAddr::new(HOST, 0)))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        runtime.spawn(async move { server.serve(listener, std::future::pending::<()>()).await });
+        Harness {
+            runtime,
+            addr,
+            _state: state,
+        }
+    })
+}
+
+async fn session(addr: SocketAddr, data: &[u8]) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(HOST, 0)).expect("bind");
+    let stream = socket.connect(addr).await.expect("connect");
+    let config = Arc::new(client::Config::default());
+    let mut ssh = client::connect_stream(config, stream, TrustAll)
+        .await
+        .expect("ssh handshake");
+    let ok = ssh
+        .authenticate_password("fuzz", "fuzz")
+        .await
+        .expect("login")
+        .success();
+    assert!(ok, "login refused");
+    let mut channel = ssh.channel_open_session().await.expect("channel");
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .expect("subsystem");
+    // The server may end the channel first (a malformed packet): a failed send is fine.
+    let _ = channel.data(data).await;
+    let _ = channel.eof().await;
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Close) | None => break,
+            Some(_) => {}
+        }
+    }
+    let _ = ssh
+        .disconnect(russh::Disconnect::ByApplication, "", "")
+        .await;
+}
+
+fuzz_target!(
+    // Host keys are made here, before the first input (an RSA key takes seconds under the
+    // sanitizer, which would count against that input's time).
+    init: {
+        harness();
+    },
+    |data: &[u8]| {
+    let h = harness();
+    let run = async {
+        if tokio::time::timeout(SESSION_END, session(h.addr, data)).await.is_err() {
+            panic!("the SFTP session did not end after the client closed its side");
+        }
+    };
+    h.runtime.block_on(run);
+}
+);
