@@ -62,6 +62,7 @@ fn harness() -> &'static Harness {
             authorized_keys_file: None,
             home: "/nonexistent".into(),
             permissions: vec!["all".into()],
+            ..UserSpec::default()
         }];
         let auth = Arc::new(Authenticator::new(users).expect("users"));
         let storage: StorageFactory =

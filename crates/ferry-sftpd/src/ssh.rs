@@ -148,7 +148,12 @@ impl Connection {
             },
             None => None,
         };
-        let account = self.server.context.auth().authenticate(user, password).await;
+        let account = self
+            .server
+            .context
+            .auth()
+            .authenticate(user, password)
+            .await;
         // Outside the account's networks, a right password counts as a wrong one.
         let peer = self.permit.info().peer.ip();
         let account = account.filter(|a| self.server.context.allows_from(a, peer));
@@ -175,7 +180,7 @@ impl Connection {
                 if let Some(limit) = filled {
                     let scope = match limit {
                         ferry_auth::Throttled::Address => "address",
-                                    };
+                    };
                     tracing::warn!(
                         event = events::BAN,
                         protocol = "sftp",

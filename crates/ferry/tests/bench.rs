@@ -385,7 +385,14 @@ impl SftpServe {
     /// User `bench` with password `bench-pw` (and `extra` flags) on `root`.
     fn start(root: &std::path::Path, state: &std::path::Path, extra: &[&str]) -> SftpServe {
         let mut child = Command::new(BIN)
-            .args(["serve", "--allow-root", "--tls", "off", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--allow-root",
+                "--tls",
+                "off",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(["--sftp-listen", "127.0.0.1:0", "--user", "bench"])
             .args(["--max-sessions-per-ip", "0", "--log", "warn"])
             .arg("--root")

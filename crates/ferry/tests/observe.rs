@@ -49,7 +49,14 @@ fn start() -> Node {
     )
     .unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--allow-root", "--tls", "off", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--allow-root",
+            "--tls",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--config")
         .arg(&config)
         .args(["--user", "alice", "--log", "warn"])
