@@ -138,14 +138,32 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let xferlog = args.xferlog.clone().or(file.xferlog.clone()).map(absolute);
 
     let mut config = file.server_config()?;
+    // The embedded default (no configuration file, no listen address given) serves loopback
+    // only, a folder it makes: the one run that needs no account chosen first, so that
+    // `ferry serve` works on a fresh machine whoever starts it. Anything configured must say
+    // which account to serve as.
+    let embedded_default = args.config.is_none()
+        && args.listen.is_empty()
+        && args.sftp_listen.is_empty()
+        && args.implicit_tls_listen.is_empty();
+    let allow_root = args.allow_root || file.allow_root.unwrap_or(false);
     let mut lock = crate::lockdown::Settings {
         run_as: args.run_as.clone().or(file.run_as.clone()),
-        allow_root: args.allow_root || file.allow_root.unwrap_or(false),
+        allow_root: allow_root || embedded_default,
         landlock: file.landlock.unwrap_or(true),
         seccomp: file.seccomp.unwrap_or(true),
         ..Default::default()
     };
     let identity = crate::lockdown::check(&lock)?;
+    if identity.is_none()
+        && !allow_root
+        && lock.run_as.is_none()
+        && ferry_sys::privilege::effective_uid() == 0
+    {
+        tracing::warn!(
+            "serving the loopback-only default as root (confined to its folders); a configured server needs run_as (--run-as) or allow_root"
+        );
+    }
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();
     }
@@ -356,8 +374,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     // What a reload reads again, and where the transfer log is reopened after rotation.
-    lock.read_only.extend(config_path.clone());
-    lock.read_only.extend(keys_files);
+    // Files are replaced by renaming a new one over them (editors, certbot's links), which
+    // a rule on the file itself would not follow: their directories are readable instead.
+    let mut reread: Vec<PathBuf> = Vec::new();
+    if let Some(t) = &tls {
+        reread.push(t.cert_path.clone());
+        reread.push(t.key_path.clone());
+    }
+    reread.extend(config_path.clone());
+    reread.extend(keys_files);
+    for file in reread {
+        let target = std::fs::canonicalize(&file).ok();
+        for path in std::iter::once(file).chain(target) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                lock.read_only.push(dir.to_path_buf());
+            }
+        }
+    }
     if let Some(dir) = xferlog.as_ref().and_then(|p| p.parent()) {
         lock.read_write.push(dir.to_path_buf());
     }

@@ -303,3 +303,38 @@ fn check_config_names_an_unknown_run_as_account() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The embedded default (no configuration, no listen address) is the one run that serves as
+/// root when started as root, loopback only, with a warning: `ferry serve` on a fresh machine.
+#[test]
+fn the_embedded_default_serves_as_root_with_a_warning() {
+    if !is_root() {
+        eprintln!("SKIPPED the_embedded_default_serves_as_root_with_a_warning: needs root");
+        return;
+    }
+    for port in [2121, 2222] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "this test needs 127.0.0.1:{port}, the default ports, free"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Killed(
+        Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ferry: listening on ftp://"));
+    let line = listening.expect("the default serves as root");
+    assert!(line.contains("127.0.0.1:"), "{line}");
+}

@@ -257,7 +257,9 @@ fn keygen(dir: &Path) -> Option<PathBuf> {
 fn notifies_readiness_and_reloads_users_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (alice_home, bob_home) = (d.join("alice"), d.join("bob"));
+    // Bob, added by the reload, lives within a root served from the start: the confinement
+    // (Landlock) admits no new root before a restart.
+    let (alice_home, bob_home) = (d.join("alice"), d.join("alice").join("bob"));
     std::fs::create_dir_all(&alice_home).unwrap();
     std::fs::create_dir_all(&bob_home).unwrap();
     std::fs::write(alice_home.join("a.txt"), "alice's").unwrap();
@@ -468,14 +470,21 @@ fn reloads_leave_no_threads_behind() {
     )
     .unwrap();
     let served = Managed::start(d, &["--config", "ferry.toml"], None, false);
-    served.listening("ferry: listening on ftp://");
+    let addr = served.listening("ferry: listening on ftp://");
     let pid = served.child.id();
+    // The users' hashing threads start with their first login.
+    let log_in = || {
+        let (_c, r) = Ctrl::login(addr, "alice", "pw");
+        assert!(r.starts_with("230"), "{r}");
+    };
+    log_in();
     // One per core (docs/security.md), each named by itself once it runs.
     let per_users = std::thread::available_parallelism().unwrap().get();
-    wait_for_hash_threads(pid, per_users, "at start");
+    wait_for_hash_threads(pid, per_users, "after the first login");
     for _ in 0..5 {
         served.signal("-HUP");
         served.logged("users reloaded");
+        log_in();
     }
     // A setting that waits for a restart is said to.
     let text = std::fs::read_to_string(d.join("ferry.toml")).unwrap();
@@ -486,6 +495,7 @@ fn reloads_leave_no_threads_behind() {
     .unwrap();
     served.signal("-HUP");
     served.logged("take effect at the next restart");
+    log_in();
     wait_for_hash_threads(pid, per_users, "after 6 reloads");
 }
 
