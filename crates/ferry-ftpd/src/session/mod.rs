@@ -665,8 +665,8 @@ impl Session {
 /// `Box::pin`s in `serve`): the bytes are read into a stack buffer that lives only within one
 /// poll. Plain sessions read through `poll_read` (not `readable` + `try_read`), which lets the
 /// runtime take a short read as "drained" and saves a `recvfrom` that would only say `EAGAIN`
-/// per command; TLS sessions read through rustls the same way (a 4 KiB buffer held across the
-/// wait would cost every idle TLS session 4 KiB).
+/// per command; TLS sessions read through rustls the same way (a buffer held across the wait
+/// would stay allocated, 4 KiB per idle TLS connection).
 async fn read_control(control: &mut Stream, lines: &mut LineBuffer) -> io::Result<usize> {
     std::future::poll_fn(|cx| {
         let mut buf = [0u8; 4096];
