@@ -7,13 +7,14 @@
 //! fuzzing client both sit on 127.0.0.9, where nothing else listens, so `PORT`/`EPRT` (which
 //! must name the client's address) can only reach this server's own ports.
 #![no_main]
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use ferry_auth::{Authenticator, UserSpec};
 use ferry_ftpd::{Server, ServerConfig};
-use ferry_vfs::{MemoryFs, Storage};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -30,32 +31,9 @@ struct Harness {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let params = argon2::Params::new(8, 1, 1, None).expect("params");
-        let salt = argon2::password_hash::SaltString::encode_b64(b"ferry-fuzz-salt").expect("salt");
-        let hash = argon2::PasswordHasher::hash_password(
-            &argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
-            b"fuzz",
-            &salt,
-        )
-        .expect("hash")
-        .to_string();
-        let users = vec![UserSpec {
-            name: "fuzz".into(),
-            password_hash: Some(hash),
-            authorized_keys: Vec::new(),
-            authorized_keys_file: None,
-            home: "/nonexistent".into(),
-            permissions: vec!["all".into()],
-            ..UserSpec::default()
-        }];
-        let auth = Arc::new(Authenticator::new(users).expect("users"));
-        let storage: ferry_ftpd::StorageFactory =
-            Arc::new(|_| Ok(Arc::new(MemoryFs::new()) as Arc<dyn Storage>));
+        let runtime = common::runtime();
+        let auth = common::users();
+        let storage = common::memory_storage();
         let config = ServerConfig {
             listen: vec![SocketAddr::new(HOST, 0)],
             data_connect_timeout: Duration::from_millis(200),
@@ -67,9 +45,7 @@ fn harness() -> &'static Harness {
             max_sessions_per_ip: 0,
             ..ServerConfig::default()
         };
-        let server = runtime.block_on(async {
-            Server::bind(config, auth, storage).expect("bind")
-        });
+        let server = runtime.block_on(async { Server::bind(config, auth, storage).expect("bind") });
         let addr = server.local_addrs()[0];
         runtime.spawn(server.run(std::future::pending::<()>()));
         Harness { runtime, addr }

@@ -6,13 +6,14 @@
 //! The SSH transport is real (russh on 127.0.0.9), so the target covers the request loop as
 //! it runs: framing over channel data, pipelining, handles, limits.
 #![no_main]
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferry_auth::{Authenticator, UserSpec};
-use ferry_sftpd::{SftpConfig, SftpServer, StorageFactory};
-use ferry_vfs::{MemoryFs, Storage};
+use ferry_sftpd::{SftpConfig, SftpServer};
 use libfuzzer_sys::fuzz_target;
 use russh::ChannelMsg;
 use russh::client;
@@ -33,7 +34,10 @@ struct TrustAll;
 impl client::Handler for TrustAll {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, _key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        _key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         Ok(true)
     }
 }
@@ -41,32 +45,9 @@ impl client::Handler for TrustAll {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let params = argon2::Params::new(8, 1, 1, None).expect("params");
-        let salt = argon2::password_hash::SaltString::encode_b64(b"ferry-fuzz-salt").expect("salt");
-        let hash = argon2::PasswordHasher::hash_password(
-            &argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params),
-            b"fuzz",
-            &salt,
-        )
-        .expect("hash")
-        .to_string();
-        let users = vec![UserSpec {
-            name: "fuzz".into(),
-            password_hash: Some(hash),
-            authorized_keys: Vec::new(),
-            authorized_keys_file: None,
-            home: "/nonexistent".into(),
-            permissions: vec!["all".into()],
-            ..UserSpec::default()
-        }];
-        let auth = Arc::new(Authenticator::new(users).expect("users"));
-        let storage: StorageFactory =
-            Arc::new(|_| Ok(Arc::new(MemoryFs::new()) as Arc<dyn Storage>));
+        let runtime = common::runtime();
+        let auth = common::users();
+        let storage = common::memory_storage();
         let state = tempfile::tempdir().expect("state dir");
         let mut config = SftpConfig::new(state.path());
         config.auth_rejection_time = Duration::ZERO;
@@ -96,7 +77,7 @@ async fn session(addr: SocketAddr, data: &[u8]) {
         .await
         .expect("ssh handshake");
     let ok = ssh
-        .authenticate_password("fuzz", "fuzz")
+        .authenticate_password(common::USER, common::USER)
         .await
         .expect("login")
         .success();
