@@ -445,6 +445,10 @@ impl Storage for MeteredStorage {
             .await
     }
 
+    async fn check(&self) -> Result<()> {
+        self.timed("check", self.inner.check()).await
+    }
+
     async fn statvfs(&self, path: &VPath) -> Result<FsSpace> {
         self.timed("statvfs", self.inner.statvfs(path)).await
     }

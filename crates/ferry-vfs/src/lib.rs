@@ -439,6 +439,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Set the modification time (MFMT).
     async fn set_mtime(&self, path: &VPath, unix_secs: i64) -> Result<()>;
 
+    /// Whether the store answers, with one cheap request that reaches it (the node's
+    /// `/healthz`). The default reads the root's metadata.
+    async fn check(&self) -> Result<()> {
+        self.metadata(&VPath::root()).await.map(drop)
+    }
+
     /// Size, free space and limits of the file system holding `path` (SFTP's
     /// `statvfs@openssh.com`). Backends that have no such figures refuse
     /// ([`ErrorKind::Unsupported`], the default).

@@ -863,6 +863,12 @@ impl Storage for S3Fs {
         }
     }
 
+    /// The root's metadata needs no request (the prefix always exists), so the check lists
+    /// one key beneath it.
+    async fn check(&self) -> Result<()> {
+        self.peek_dir(&VPath::root(), 1).await.map(drop)
+    }
+
     async fn list(&self, path: &VPath) -> Result<Vec<Entry>> {
         let key = dir_key(path);
         let mut lister = self.op.lister(&key).await.map_err(|e| map_err(&e))?;

@@ -673,6 +673,13 @@ async fn statvfs_figures(fs: Fs) {
     }
 }
 
+/// The health check answers on a working store, empty or not.
+async fn check_answers(fs: Fs) {
+    fs.check().await.unwrap();
+    put(&fs, "/f", WriteMode::Replace, b"x").await;
+    fs.check().await.unwrap();
+}
+
 /// Runs futures at once (all in flight), in order of results.
 async fn futures_join<F: std::future::Future>(futures: [F; 6]) -> Vec<F::Output> {
     let [a, b, c, d, e, f] = futures;
@@ -732,6 +739,7 @@ suite!(
     positional_writes_in_place,
     capabilities_hold,
     statvfs_figures,
+    check_answers,
 );
 
 mod local_only {
@@ -1143,6 +1151,23 @@ mod s3_only {
             c.part_size = 5 * 1024 * 1024;
             c.concurrency = 2;
         })
+    }
+
+    /// The health check reaches the store: a bucket that does not exist fails it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_fails_without_the_bucket() {
+        let Some(addr) = moto::endpoint() else { return };
+        let mut config = ferry_vfs::S3Config::from_url("s3://no-such-bucket/home").unwrap();
+        config.endpoint = Some(format!("http://{addr}"));
+        config.region = Some(moto::REGION.into());
+        config.access_key_id = Some(moto::ACCESS_KEY.into());
+        config.secret_access_key = Some(moto::SECRET_KEY.into());
+        let fs = ferry_vfs::S3Fs::new(&config).unwrap();
+        assert!(fs.check().await.is_err());
+        assert!(
+            fs.metadata(&VPath::root()).await.is_ok(),
+            "the root needs no request"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

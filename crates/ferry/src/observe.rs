@@ -342,7 +342,7 @@ pub(crate) fn health_probe(
                 limits: Default::default(),
             };
             match (context.storage)(&account) {
-                Ok(storage) => storage.metadata(&ferry_vfs::VPath::root()).await.is_ok(),
+                Ok(storage) => storage.check().await.is_ok(),
                 Err(_) => false,
             }
         })

@@ -362,6 +362,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "/etc/ssl",
             "/etc/pki",
             "/usr/share/ca-certificates",
+            // Local authorities: /etc/ssl/certs links point here.
+            "/usr/local/share/ca-certificates",
+            "/etc/ca-certificates",
             "/etc/resolv.conf",
             "/etc/hosts",
             "/etc/nsswitch.conf",

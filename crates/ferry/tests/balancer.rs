@@ -1,9 +1,12 @@
-//! Two `ferry serve` nodes on one shared root behind HAProxy (`send-proxy-v2`) on loopback:
-//! FTP control and each node's passive range go through the balancer, and so does SFTP. The
-//! client is bound to 127.0.0.2, so the nodes can only tell who it is from the PROXY header.
+//! Two `ferry serve` nodes behind HAProxy (`send-proxy-v2`) on loopback, on one shared root
+//! or on one S3 bucket (a moto server): FTP control and each node's passive range go through
+//! the balancer, and so does SFTP. The client is bound to 127.0.0.2, so the nodes can only
+//! tell who it is from the PROXY header.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../../ferry-vfs/tests/moto/mod.rs"]
+mod moto;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -76,15 +79,36 @@ struct Node {
     metrics: SocketAddr,
 }
 
-fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) -> Node {
+/// Where a node's user lives: `--root DIR`, or `--storage s3://... --s3-endpoint URL`.
+enum Home<'a> {
+    Root(&'a Path),
+    S3 {
+        endpoint: SocketAddr,
+        bucket: &'a str,
+    },
+}
+
+fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), home: &Home) -> Node {
     let config = dir.join(format!("{name}.toml"));
-    // Clients are told the balancer's address in 227, and a refused data connection ends in
-    // 425 soon.
+    // Clients are told the balancer's address in 227, a refused data connection ends in 425
+    // soon, and the greeting names the node.
     std::fs::write(
         &config,
-        "[ftp]\nmasquerade_address = \"127.0.0.1\"\ndata_connect_timeout = 3\n",
+        format!(
+            "[ftp]\nmasquerade_address = \"127.0.0.1\"\ndata_connect_timeout = 3\n\
+             greeting = \"Ferry node {name}\"\n"
+        ),
     )
     .unwrap();
+    let home_args: Vec<String> = match home {
+        Home::Root(root) => vec!["--root".into(), root.display().to_string()],
+        Home::S3 { endpoint, bucket } => vec![
+            "--storage".into(),
+            format!("s3://{bucket}/home"),
+            "--s3-endpoint".into(),
+            format!("http://{endpoint}"),
+        ],
+    };
     let (proc, lines) = Proc::spawn(
         Command::new(BIN)
             .args(["serve", "--allow-root"])
@@ -96,12 +120,14 @@ fn node(dir: &Path, name: &str, ip: Ipv4Addr, range: (u16, u16), root: &Path) ->
             .args(["--passive-ports", &format!("{}-{}", range.0, range.1)])
             .args(["--proxy-protocol-from", "127.0.0.1/32"])
             .args(["--tls", "off", "--user", USER, "--log", "debug"])
-            .arg("--root")
-            .arg(root)
+            .args(&home_args)
             .arg("--state-dir")
             .arg(dir.join(format!("{name}-state")))
             .current_dir(dir)
             .env_remove("RUST_LOG")
+            .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_KEY)
+            .env("AWS_REGION", moto::REGION)
             .env("FERRY_PASSWORD", PASSWORD),
     );
     let (mut ftp, mut sftp, mut metrics) = (None, None, None);
@@ -224,17 +250,239 @@ fn closed_unanswered(mut stream: TcpStream, hello: &[u8]) {
 
 /// The node's `/metrics`.
 fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Two nodes on 127.0.0.11 and 127.0.0.12 behind HAProxy on 127.0.0.1: FTP control on
+/// `front`, SFTP on `sftp`, each node's passive range forwarded to it.
+struct Cluster {
+    nodes: [Node; 2],
+    front: SocketAddr,
+    sftp: SocketAddr,
+    balancer: Proc,
+}
+
+impl Cluster {
+    fn start(haproxy: &str, dir: &Path, home: &Home) -> Cluster {
+        let ips = [Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12)];
+        // Every port the balancer binds from one free block, so that no two of its frontends
+        // share a port (HAProxy binds with SO_REUSEPORT, and would split the connections).
+        let (low, _) = free_range(&[PROXY, ips[0], ips[1]], 18);
+        let (r1, r2) = ((low, low + 7), (low + 8, low + 15));
+        let (control, sftp) = (low + 16, low + 17);
+        let n1 = node(dir, "n1", ips[0], r1, home);
+        let n2 = node(dir, "n2", ips[1], r2, home);
+        let cfg = dir.join("haproxy.cfg");
+        let nodes = [(&n1, ips[0], r1), (&n2, ips[1], r2)];
+        std::fs::write(&cfg, haproxy_config(control, sftp, &nodes)).unwrap();
+        let (balancer, _) = Proc::spawn(Command::new(haproxy).arg("-db").arg("-f").arg(&cfg));
+        let front = SocketAddr::from((PROXY, control));
+        let started = Instant::now();
+        while TcpStream::connect(front).is_err() {
+            assert!(started.elapsed() < WAIT, "haproxy: {}", balancer.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Cluster {
+            nodes: [n1, n2],
+            front,
+            sftp: SocketAddr::from((PROXY, sftp)),
+            balancer,
+        }
+    }
+}
+
+/// An HTTP GET to a node's metrics listener: status and body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The value of one series in a node's `/metrics` (0 when absent).
+fn counter(node: &Node, series: &str) -> u64 {
+    let metrics = scrape(node.metrics);
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// A logged-in FTP session from 127.0.0.2 through the balancer, on the node `name` (its
+/// greeting says which node took the connection; the balancer alternates, and a connection
+/// it cannot pass on, to a node that is down, is closed and tried again, a bounded number
+/// of times).
+fn ftp_on(front: SocketAddr, name: &str) -> BufReader<TcpStream> {
+    for _ in 0..12 {
+        let mut c = BufReader::new(connect_from(CLIENT, front));
+        let mut greeting = String::new();
+        if c.read_line(&mut greeting).unwrap_or(0) == 0 {
+            continue;
+        }
+        if !greeting.contains(&format!("Ferry node {name}")) {
+            continue;
+        }
+        assert!(cmd(&mut c, &format!("USER {USER}")).starts_with("331"));
+        assert!(cmd(&mut c, &format!("PASS {PASSWORD}")).starts_with("230"));
+        assert!(cmd(&mut c, "TYPE I").starts_with("200"));
+        return c;
+    }
+    panic!("the balancer never passed a connection to {name}");
+}
+
+/// A passive data connection from 127.0.0.2 through the balancer.
+fn pasv(c: &mut BufReader<TcpStream>) -> TcpStream {
+    let reply = cmd(c, "PASV");
+    let (_, hp) = reply.split_once('(').unwrap();
+    let hp = hp.trim_end_matches(|c| c != ')').trim_end_matches(')');
+    let p: Vec<u16> = hp.split(',').map(|v| v.trim().parse().unwrap()).collect();
+    assert_eq!(&p[..4], &[127, 0, 0, 1], "{reply}");
+    connect_from(CLIENT, SocketAddr::from((PROXY, p[4] * 256 + p[5])))
+}
+
+fn stor(c: &mut BufReader<TcpStream>, path: &str, body: &[u8]) {
+    let mut data = pasv(c);
+    let first = cmd(c, &format!("STOR {path}"));
+    assert!(first.starts_with("150"), "{first}");
+    data.write_all(body).unwrap();
+    drop(data);
+    let last = reply(c);
+    assert!(last.starts_with("226"), "{last}");
+}
+
+fn retr(c: &mut BufReader<TcpStream>, path: &str) -> Vec<u8> {
+    let mut data = pasv(c);
+    let first = cmd(c, &format!("RETR {path}"));
+    assert!(first.starts_with("150"), "{first}");
+    let mut body = Vec::new();
+    data.read_to_end(&mut body).unwrap();
+    let last = reply(c);
+    assert!(last.starts_with("226"), "{last}");
+    body
+}
+
+fn mlsd(c: &mut BufReader<TcpStream>, path: &str) -> String {
+    let mut data = pasv(c);
+    let first = cmd(c, &format!("MLSD {path}"));
+    assert!(first.starts_with("150"), "{first}");
+    let mut listing = String::new();
+    data.read_to_string(&mut listing).unwrap();
+    assert!(reply(c).starts_with("226"));
+    listing
+}
+
+/// OpenSSH's `sftp` from 127.0.0.2 through the balancer, with a batch of commands run in
+/// `local`; its standard output. A failure shows the logs of `nodes`.
+fn sftp_via(at: SocketAddr, batch: &str, local: &Path, nodes: &[&Node]) -> String {
+    let file = local.join(".batch");
+    std::fs::write(&file, batch).unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            "120",
+            "sshpass",
+            "-p",
+            PASSWORD,
+            "sftp",
+            "-F",
+            "/dev/null",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "PreferredAuthentications=password",
+        ])
+        .args(["-o", "PubkeyAuthentication=no", "-o", "BatchMode=no"])
+        .args(["-o", "BindAddress=127.0.0.2"])
+        .arg("-b")
+        .arg(&file)
+        .args(["-P", &at.port().to_string()])
+        .arg(format!("{USER}@{}", at.ip()))
+        .current_dir(local)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sftp failed: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        nodes
+            .iter()
+            .map(|n| n.proc.log())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What boto3 sees in `bucket`: a line "KEY SIZE SHA256" per object.
+fn boto3_objects(endpoint: SocketAddr, bucket: &str) -> Vec<String> {
+    let script = r#"
+import boto3, hashlib, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
+    for o in page.get("Contents", []):
+        body = s3.get_object(Bucket=sys.argv[2], Key=o["Key"])["Body"].read()
+        print(o["Key"], len(body), hashlib.sha256(body).hexdigest())
+"#;
+    let out = ok(run(
+        Command::new("python3")
+            .args(["-c", script, &format!("http://{endpoint}"), bucket])
+            .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", moto::REGION),
+        b"",
+        Duration::from_secs(60),
+    ));
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file name beneath `dir`, recursively.
+fn local_files(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        if entry.file_type().unwrap().is_dir() {
+            names.extend(local_files(&entry.path()));
+        } else {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
 }
 
 fn haproxy() -> Option<&'static str> {
@@ -259,24 +507,13 @@ fn two_nodes_behind_haproxy_see_the_client_the_proxy_header_names() {
     let body = content(3 << 20, 16);
     std::fs::write(root.join("big.bin"), &body).unwrap();
 
-    let ips = [Ipv4Addr::new(127, 0, 0, 11), Ipv4Addr::new(127, 0, 0, 12)];
-    // Every port the balancer binds from one free block, so that no two of its frontends
-    // share a port (HAProxy binds with SO_REUSEPORT, and would split the connections).
-    let (low, _) = free_range(&[PROXY, ips[0], ips[1]], 18);
-    let (r1, r2) = ((low, low + 7), (low + 8, low + 15));
-    let (control, sftp) = (low + 16, low + 17);
-    let n1 = node(dir.path(), "n1", ips[0], r1, &root);
-    let n2 = node(dir.path(), "n2", ips[1], r2, &root);
-    let cfg = dir.path().join("haproxy.cfg");
-    let nodes = [(&n1, ips[0], r1), (&n2, ips[1], r2)];
-    std::fs::write(&cfg, haproxy_config(control, sftp, &nodes)).unwrap();
-    let (balancer, _) = Proc::spawn(Command::new(haproxy).arg("-db").arg("-f").arg(&cfg));
-    let front = SocketAddr::from((PROXY, control));
-    let started = Instant::now();
-    while TcpStream::connect(front).is_err() {
-        assert!(started.elapsed() < WAIT, "haproxy: {}", balancer.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let Cluster {
+        nodes: [n1, n2],
+        front,
+        sftp,
+        balancer: _balancer,
+    } = Cluster::start(haproxy, dir.path(), &Home::Root(&root));
+    let control = front.port();
 
     // Python's ftplib binds control and data connections to 127.0.0.2; two sessions, one
     // per node (round robin), each downloads through the balancer (PASV, data through the
@@ -352,8 +589,145 @@ for _ in range(2):
     closed_unanswered(connect_from(PROXY, n1.sftp), b"SSH-2.0-test\r\n");
 
     // SFTP through the balancer: the node's SSH banner, once the header is read.
-    let mut ssh = BufReader::new(connect_from(CLIENT, SocketAddr::from((PROXY, sftp))));
+    let mut ssh = BufReader::new(connect_from(CLIENT, sftp));
     let mut banner = String::new();
     ssh.read_line(&mut banner).unwrap();
     assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+}
+
+#[test]
+fn two_nodes_on_one_bucket_serve_each_others_uploads_and_survive_a_kill() {
+    let Some(haproxy) = haproxy() else { return };
+    if !have(&["sftp", "sshpass", "timeout"]) {
+        return;
+    }
+    let Some(endpoint) = moto::endpoint() else {
+        return;
+    };
+    let bucket = moto::bucket(endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::S3 {
+        endpoint,
+        bucket: &bucket,
+    };
+    let Cluster {
+        nodes: [mut n1, n2],
+        front,
+        sftp,
+        balancer: _balancer,
+    } = Cluster::start(haproxy, dir.path(), &home);
+    for n in [&n1, &n2] {
+        assert_eq!(http_get(n.metrics, "/healthz"), (200, "ok\n".to_string()));
+    }
+
+    // FTP: uploaded through node 1 (multipart: larger than a part), listed and downloaded
+    // through node 2.
+    let body = content((20 << 20) + 5, 41);
+    let mut c1 = ftp_on(front, "n1");
+    assert!(cmd(&mut c1, "MKD /shared").starts_with("257"));
+    stor(&mut c1, "/shared/up.bin", &body);
+    assert!(cmd(&mut c1, "QUIT").starts_with("221"));
+    let mut c2 = ftp_on(front, "n2");
+    let listing = mlsd(&mut c2, "/shared");
+    assert!(
+        listing.contains(&format!("size={};", body.len())) && listing.contains(" up.bin\r\n"),
+        "{listing}"
+    );
+    assert!(retr(&mut c2, "/shared/up.bin") == body);
+    assert!(cmd(&mut c2, "QUIT").starts_with("221"));
+    let upload = "ferry_transfer_bytes_total{protocol=\"ftp\",direction=\"upload\"}";
+    let download = "ferry_transfer_bytes_total{protocol=\"ftp\",direction=\"download\"}";
+    assert_eq!(counter(&n1, upload), body.len() as u64);
+    assert_eq!(counter(&n2, download), body.len() as u64);
+    assert_eq!(counter(&n1, download) + counter(&n2, upload), 0);
+
+    // SFTP: put through whichever node the balancer picks, then listed and fetched until the
+    // other node has served it (the balancer alternates).
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let small = content((3 << 20) + 1, 42);
+    std::fs::write(local.join("s.bin"), &small).unwrap();
+    sftp_via(sftp, "put s.bin /shared/s.bin\n", &local, &[&n1, &n2]);
+    let put = "ferry_transfer_bytes_total{protocol=\"sftp\",direction=\"upload\"}";
+    let get = "ferry_transfer_bytes_total{protocol=\"sftp\",direction=\"download\"}";
+    let (uploader, other) = if counter(&n1, put) > 0 {
+        (&n1, &n2)
+    } else {
+        (&n2, &n1)
+    };
+    assert_eq!(counter(uploader, put), small.len() as u64);
+    let mut fetched = false;
+    for _ in 0..6 {
+        let batch = "ls -l /shared\nget /shared/s.bin back.bin\n";
+        let listing = sftp_via(sftp, batch, &local, &[&n1, &n2]);
+        assert!(
+            listing.contains("up.bin") && listing.contains("s.bin"),
+            "{listing}"
+        );
+        assert!(std::fs::read(local.join("back.bin")).unwrap() == small);
+        if counter(other, get) > 0 {
+            fetched = true;
+            break;
+        }
+    }
+    assert!(fetched, "the other node never served the SFTP download");
+
+    // The files are objects in the bucket, as boto3 reads them, and nowhere on local disk.
+    let objects = boto3_objects(endpoint, &bucket);
+    assert_eq!(
+        objects,
+        [
+            format!("home/shared/ 0 {}", hex(&sha256(b""))),
+            format!("home/shared/s.bin {} {}", small.len(), hex(&sha256(&small))),
+            format!("home/shared/up.bin {} {}", body.len(), hex(&sha256(&body))),
+        ]
+    );
+    let on_disk = local_files(dir.path());
+    assert!(
+        !on_disk.iter().any(|n| n == "up.bin"),
+        "a copy on local disk: {on_disk:?}"
+    );
+
+    // A node killed (SIGKILL) while an upload replaces an object: the old object stays, and
+    // the other node serves it.
+    let mut c1 = ftp_on(front, "n1");
+    let mut data = pasv(&mut c1);
+    let first = cmd(&mut c1, "STOR /shared/up.bin");
+    assert!(first.starts_with("150"), "{first}");
+    let chunk = content(1 << 20, 43);
+    let mut sent = 0;
+    while moto::open_uploads(endpoint, &bucket) == 0 {
+        assert!(sent < 64, "no multipart upload under way after 64 MiB");
+        data.write_all(&chunk).unwrap();
+        sent += 1;
+    }
+    n1.proc.child.kill().unwrap();
+    n1.proc.child.wait().unwrap();
+    drop(data);
+    drop(c1);
+    assert_eq!(boto3_objects(endpoint, &bucket), objects);
+    let mut c2 = ftp_on(front, "n2");
+    assert!(retr(&mut c2, "/shared/up.bin") == body);
+    assert!(cmd(&mut c2, "QUIT").starts_with("221"));
+}
+
+#[test]
+fn healthz_on_s3_says_so_when_the_store_does_not_answer() {
+    // An endpoint nobody listens on: the node starts (the store is reached lazily) and
+    // reports its storage down.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let range = free_range(&[Ipv4Addr::new(127, 0, 0, 13)], 2);
+    let home = Home::S3 {
+        endpoint: closed,
+        bucket: "nowhere",
+    };
+    let n = node(dir.path(), "n1", Ipv4Addr::new(127, 0, 0, 13), range, &home);
+    assert_eq!(
+        http_get(n.metrics, "/healthz"),
+        (503, "storage unavailable\n".to_string())
+    );
 }

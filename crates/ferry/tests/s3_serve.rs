@@ -7,6 +7,7 @@
 //! a test skips with a note; `FERRY_REQUIRE_INTEROP=1` (as in CI) makes that a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 #[path = "../../ferry-vfs/tests/moto/mod.rs"]
 mod moto;
 
@@ -17,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::have;
 use tempfile::TempDir;
 
 const USER: &str = "tester";
@@ -356,28 +358,6 @@ fn an_upload_cut_off_leaves_the_old_object() {
     srv.wait_no_open_uploads();
     assert_eq!(srv.object("home/k").unwrap(), b"old content");
     assert_eq!(srv.keys(), ["home/k"]);
-}
-
-fn have(tools: &[&str]) -> bool {
-    let missing: Vec<&&str> = tools
-        .iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "{missing:?} not installed and FERRY_REQUIRE_INTEROP=1"
-    );
-    eprintln!("SKIP: {missing:?} not installed");
-    false
 }
 
 fn sftp_batch(srv: &Served, batch: &str, local: &Path) {

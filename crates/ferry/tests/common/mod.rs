@@ -286,3 +286,27 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Whether every one of `tools` is on the PATH; when one is not, the calling test skips (saying
+/// so on stderr), or fails under `FERRY_REQUIRE_INTEROP=1`.
+pub fn have(tools: &[&str]) -> bool {
+    let missing: Vec<&&str> = tools
+        .iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("FERRY_REQUIRE_INTEROP").as_deref() != Ok("1"),
+        "{missing:?} not installed and FERRY_REQUIRE_INTEROP=1"
+    );
+    eprintln!("SKIP: {missing:?} not installed");
+    false
+}
