@@ -108,6 +108,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Buffers of 1 MiB and more (S3 parts, large listings) go back to the system when freed.
+    ferry_sys::map_large_allocations(1 << 20);
     // Read again on SIGHUP, from the same file whatever the directory then.
     let config_path = args.config.clone().map(absolute);
     let file = match &config_path {

@@ -462,3 +462,34 @@ fn ftps_with_curl_on_s3() {
     assert!(std::fs::read(local.join("back.bin")).unwrap() == body);
     assert_eq!(srv.keys(), ["home/up.bin"]);
 }
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// An upload's parts (8 MiB buffers) go back to the system once it ends: without that, glibc
+/// keeps buffers that size in its arenas after the first is freed, and the server stays as
+/// large as at its busiest upload.
+#[test]
+fn memory_an_upload_held_is_given_back() {
+    let Some(srv) = Served::start() else { return };
+    let mut ftp = Ftp::login(srv.ftp);
+    assert_eq!(ftp.stor("STOR", "/warm", b"warm").0, 226);
+    let before = rss_kib(srv.child.id());
+    let body = payload(48 << 20, 3);
+    for round in 0..2 {
+        assert_eq!(ftp.stor("STOR", &format!("/big{round}"), &body).0, 226);
+    }
+    srv.wait_no_open_uploads();
+    let after = rss_kib(srv.child.id());
+    assert!(
+        after < before + 16 * 1024,
+        "resident memory {before} KiB before two 48 MiB uploads, {after} KiB after"
+    );
+}
