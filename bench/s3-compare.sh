@@ -2,8 +2,9 @@
 # RETR/STOR of SIZE_MIB (default 1024) through `ferry serve --storage s3://...` against a
 # direct S3 client (boto3, its default multipart settings) on the same store: a moto server
 # started here on 127.0.0.1 (or S3_ENDPOINT with a bucket S3_BUCKET that exists, credentials
-# in AWS_*). Prints seconds and MiB/s for each, the ratio ferry/direct, and ferry's peak
-# resident memory. Needs python3 with boto3 and moto[server], and curl.
+# in AWS_*). ROUNDS (default 3) rounds, alternating which client goes first; prints seconds
+# and MiB/s for each, the ratio direct/ferry (above 1: Ferry is faster) and its median, and
+# Ferry's resident memory (idle, peak, after). Needs python3 with boto3 and moto[server], curl.
 #
 #   bench/s3-compare.sh                 # builds ferry (release) from HEAD, see ferry-bin.sh
 #   FERRY_BIN=target/release/ferry SIZE_MIB=256 bench/s3-compare.sh
@@ -13,6 +14,7 @@ log() { printf '%s\n' "$*" >&2; }
 . bench/ferry-bin.sh
 
 SIZE_MIB=${SIZE_MIB:-1024}
+ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/ferry-s3-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -68,18 +70,32 @@ FTP=$(grep -o 'ftp://[0-9.:]*' "$WORK/serve.out" | head -n 1)
 
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 rate() { echo "scale=1; $SIZE_MIB / $1" | bc; }
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$FERRY_PID/status"; }
 
-direct_put=$(python3 "$WORK/direct.py" "$S3_ENDPOINT" "$S3_BUCKET" put "$WORK/file.bin")
-ferry_put=$(seconds curl -sS --user bench:bench -T "$WORK/file.bin" "$FTP/file.bin")
-direct_get=$(python3 "$WORK/direct.py" "$S3_ENDPOINT" "$S3_BUCKET" get "$WORK/direct.bin")
-ferry_get=$(seconds curl -sS --user bench:bench -o "$WORK/back.bin" "$FTP/file.bin")
-cmp -s "$WORK/file.bin" "$WORK/back.bin" || { log "ferry's download differs"; exit 1; }
-
-printf 'ferry %s, %s MiB, store %s\n' "$COMMIT" "$SIZE_MIB" "$S3_ENDPOINT"
-printf '%-6s %10s %10s %10s %10s %8s\n' op direct_s direct_MiBs ferry_s ferry_MiBs ratio
-for op in put get; do
-  d=direct_$op f=ferry_$op
-  printf '%-6s %10.2f %10s %10.2f %10s %8s\n' "$op" "${!d}" "$(rate "${!d}")" "${!f}" \
-    "$(rate "${!f}")" "$(echo "scale=2; ${!d} / ${!f}" | bc)"
+# Rounds: each puts and gets once directly and once through Ferry, the order flipped from
+# round to round; the ratio is direct time / Ferry time within a round (above 1: Ferry is
+# faster), and the summary is the median of the rounds' ratios.
+printf 'ferry %s, %s MiB, store %s, %s rounds\n' "$COMMIT" "$SIZE_MIB" "$S3_ENDPOINT" "$ROUNDS"
+printf '%-6s %-5s %10s %10s %10s %10s %8s\n' round op direct_s direct_MiBs ferry_s ferry_MiBs ratio
+rss_idle=$(rss)
+ratios_put=(); ratios_get=()
+for round in $(seq 1 "$ROUNDS"); do
+  for op in put get; do
+    direct() {
+      if [ "$op" = put ]; then python3 "$WORK/direct.py" "$S3_ENDPOINT" "$S3_BUCKET" put "$WORK/file.bin"
+      else python3 "$WORK/direct.py" "$S3_ENDPOINT" "$S3_BUCKET" get "$WORK/direct.bin"; fi
+    }
+    through_ferry() {
+      if [ "$op" = put ]; then seconds curl -sS --user bench:bench -T "$WORK/file.bin" "$FTP/file.bin"
+      else seconds curl -sS --user bench:bench -o "$WORK/back.bin" "$FTP/file.bin"; fi
+    }
+    if [ $((round % 2)) = 1 ]; then d=$(direct); f=$(through_ferry); else f=$(through_ferry); d=$(direct); fi
+    r=$(echo "scale=3; $d / $f" | bc)
+    if [ "$op" = put ]; then ratios_put+=("$r"); else ratios_get+=("$r"); fi
+    printf '%-6s %-5s %10.2f %10s %10.2f %10s %8s\n' "$round" "$op" "$d" "$(rate "$d")" "$f" "$(rate "$f")" "$r"
+  done
+  cmp -s "$WORK/file.bin" "$WORK/back.bin" || { log "ferry's download differs"; exit 1; }
 done
-grep VmHWM "/proc/$FERRY_PID/status"
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo "median ratio direct/ferry: put $(median "${ratios_put[@]}"), get $(median "${ratios_get[@]}")"
+echo "ferry resident memory: idle ${rss_idle} KiB, peak $(awk '/^VmHWM/ {print $2}' "/proc/$FERRY_PID/status") KiB, now $(rss) KiB"
