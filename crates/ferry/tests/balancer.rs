@@ -688,6 +688,10 @@ fn two_nodes_on_one_bucket_serve_each_others_uploads_and_survive_a_kill() {
         "a copy on local disk: {on_disk:?}"
     );
 
+    // Straight to a node, skipping the balancer: no header, no service.
+    closed_unanswered(connect_from(CLIENT, n1.ftp), b"USER alice\r\n");
+    closed_unanswered(connect_from(CLIENT, n2.sftp), b"SSH-2.0-test\r\n");
+
     // A node killed (SIGKILL) while an upload replaces an object: the old object stays, and
     // the other node serves it.
     let mut c1 = ftp_on(front, "n1");
