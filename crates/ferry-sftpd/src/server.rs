@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::hostkey;
 use crate::sftp::SftpLimits;
-use crate::ssh::Connection;
+use crate::ssh::{Connection, State};
 
 pub use ferry_core::{StorageFactory, local_storage};
 
@@ -284,7 +284,7 @@ fn admit(
 }
 
 /// One connection: the SSH session, the login grace timer, and its part in a shutdown.
-async fn connection(
+pub(crate) async fn connection(
     inner: Arc<Inner>,
     ssh: Arc<russh::server::Config>,
     stream: TcpStream,
@@ -294,7 +294,7 @@ async fn connection(
 ) {
     let authenticated = Arc::new(AtomicBool::new(false));
     let sessions = Arc::new(Running::default());
-    let handler = Connection {
+    let handler = Connection::new(State {
         server: Arc::clone(&inner),
         peer: Some(peer),
         account: None,
@@ -304,7 +304,7 @@ async fn connection(
         sessions: Arc::clone(&sessions),
         shutdown: shutdown.clone(),
         permit,
-    };
+    });
     let grace = inner.config.login_grace;
     let deadline = tokio::time::Instant::now() + grace;
     // Boxed: the handshake's state is large and done with once the session runs; inline, it
@@ -328,9 +328,11 @@ async fn connection(
     };
     let handle = session.handle();
     tokio::pin!(session);
+    // Boxed, as every wait but the idle one below: this task lives as long as the connection,
+    // and its size is that of its largest wait.
     let disconnect = |why: &'static str| {
         let handle = handle.clone();
-        async move {
+        Box::pin(async move {
             let _ = handle
                 .disconnect(
                     russh::Disconnect::ByApplication,
@@ -338,7 +340,7 @@ async fn connection(
                     "en".to_string(),
                 )
                 .await;
-        }
+        })
     };
     let ended = |r: Result<(), russh::Error>| {
         if let Err(e) = r {

@@ -261,7 +261,9 @@ pub(crate) async fn serve(
                 Ok(ClientMessage::Init { version, .. }) if !initialized => {
                     initialized = true;
                     tracing::debug!(client_version = version, "sftp: init");
-                    shared.send(version_packet(), slot, None).await;
+                    // Boxed (here and below): the session's task is as large as its largest
+                    // wait, and it lives as long as the session; only the idle wait stays inline.
+                    Box::pin(shared.send(version_packet(), slot, None)).await;
                 }
                 Ok(ClientMessage::Request { id, request }) if initialized => {
                     dispatch(&shared, id, request, slot);
@@ -274,7 +276,7 @@ pub(crate) async fn serve(
                 Err(e) => match e.id() {
                     Some(id) if initialized => {
                         let status = Status::new(e.status_code(), e.to_string());
-                        shared.send(status_packet(id, status), slot, None).await;
+                        Box::pin(shared.send(status_packet(id, status), slot, None)).await;
                     }
                     _ => {
                         tracing::info!("sftp: {e}; closing the channel");
@@ -314,6 +316,12 @@ pub(crate) async fn serve(
             Some(_) => {}
         }
     }
+    Box::pin(end(&shared, &slots, limits, exit_status)).await;
+}
+
+/// The end of a session: files left open are given up, the requests still running answered,
+/// then the channel is closed with `exit_status`.
+async fn end(shared: &Shared, slots: &Semaphore, limits: SftpLimits, exit_status: u32) {
     shared.abort_all().await;
     // Every request still running has sent its reply once all the slots are back.
     let _ = slots.acquire_many(limits.max_in_flight as u32).await;

@@ -38,8 +38,32 @@ or scp from OpenSSH 9.0 or later without -O (it copies over SFTP).\r\n";
 /// The one keyboard-interactive prompt.
 const PASSWORD_PROMPT: &str = "Password: ";
 
-/// The per-connection handler russh calls.
-pub(crate) struct Connection {
+/// The per-connection handler russh calls: its state, boxed. russh keeps the handler by value
+/// in the connection's session task, where it takes four times its size (the task stores its
+/// future twice, and the future its handler twice), for the connection's whole life.
+pub(crate) struct Connection(Box<State>);
+
+impl Connection {
+    pub(crate) fn new(state: State) -> Connection {
+        Connection(Box::new(state))
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What a connection's handler knows.
+pub(crate) struct State {
     pub(crate) server: Arc<Inner>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) account: Option<Arc<Account>>,
@@ -71,7 +95,7 @@ fn shown(user: &str) -> String {
     user.chars().take(64).collect()
 }
 
-impl Connection {
+impl State {
     /// The answer to a refused attempt: the methods this server offers to the users of now
     /// (a reload may have given the first key or password to someone).
     fn again(&self) -> Auth {
@@ -220,6 +244,16 @@ impl Connection {
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    /// Take a session channel out of those waiting; the map's storage goes with the last one
+    /// (a connection usually opens one channel, and then holds none for the rest of its life).
+    fn take_channel(&mut self, channel: ChannelId) -> Option<Channel<Msg>> {
+        let ch = self.channels.remove(&channel);
+        if self.channels.is_empty() {
+            self.channels = HashMap::new();
+        }
+        ch
+    }
 }
 
 impl russh::server::Handler for Connection {
@@ -357,7 +391,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.remove(&channel);
+        self.take_channel(channel);
         Ok(())
     }
 
@@ -374,8 +408,7 @@ impl russh::server::Handler for Connection {
             );
             return self.refuse(channel, &message, session);
         }
-        let (Some(account), Some(ch)) = (self.account.clone(), self.channels.remove(&channel))
-        else {
+        let (Some(account), Some(ch)) = (self.account.clone(), self.take_channel(channel)) else {
             session.channel_failure(channel)?;
             return Ok(());
         };
@@ -481,5 +514,140 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Sizes of what an idle connection keeps in its tasks for its whole life. russh's session
+    //! task holds the handler and, inlined at its await points, the futures of the handler's
+    //! methods; that task stores its future twice, so each byte here counts up to four times.
+    //! The bounds hold in debug and release builds.
+    #![allow(unreachable_code, clippy::diverging_sub_expression)]
+
+    use super::*;
+    use russh::server::Handler;
+    use std::future::Future;
+
+    /// The size of the future `make` returns (`make` is never called).
+    fn future_size<F: Future>(_make: impl FnOnce() -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// The largest future of a handler method: russh's own largest login step (its public-key
+    /// check, 1,856 bytes in a release build) is larger, so these add nothing to its task.
+    const HANDLER_FUTURE_MAX: usize = 1536;
+
+    /// Ferry's own long-lived tasks (the connection's and the SFTP request loop's): each is as
+    /// large as its largest wait, and every wait but the idle one is boxed.
+    const TASK_FUTURE_MAX: usize = 1024;
+
+    #[test]
+    fn the_handler_is_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<Connection>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn handler_futures_stay_small() {
+        macro_rules! size {
+            (|$c:ident, $s:ident, $id:ident| $call:expr) => {
+                future_size(|| {
+                    let ($c, $s, $id): (&mut Connection, &mut Session, ChannelId) = unreachable!();
+                    let _ = (&$s, &$id);
+                    $call
+                })
+            };
+        }
+        let sizes = [
+            ("auth_none", size!(|c, s, id| c.auth_none(""))),
+            ("auth_password", size!(|c, s, id| c.auth_password("", ""))),
+            (
+                "auth_publickey_offered",
+                size!(|c, s, id| c.auth_publickey_offered("", unreachable!())),
+            ),
+            (
+                "auth_publickey",
+                size!(|c, s, id| c.auth_publickey("", unreachable!())),
+            ),
+            (
+                "auth_keyboard_interactive",
+                size!(|c, s, id| c.auth_keyboard_interactive("", "", None)),
+            ),
+            (
+                "channel_open_session",
+                size!(|c, s, id| c.channel_open_session(unreachable!(), unreachable!(), s)),
+            ),
+            (
+                "channel_open_direct_tcpip",
+                size!(|c, s, id| c.channel_open_direct_tcpip(
+                    unreachable!(),
+                    "",
+                    0,
+                    "",
+                    0,
+                    unreachable!(),
+                    s
+                )),
+            ),
+            ("channel_close", size!(|c, s, id| c.channel_close(id, s))),
+            (
+                "subsystem_request",
+                size!(|c, s, id| c.subsystem_request(id, "", s)),
+            ),
+            ("shell_request", size!(|c, s, id| c.shell_request(id, s))),
+            ("exec_request", size!(|c, s, id| c.exec_request(id, b"", s))),
+            (
+                "pty_request",
+                size!(|c, s, id| c.pty_request(id, "", 0, 0, 0, 0, &[], s)),
+            ),
+            (
+                "x11_request",
+                size!(|c, s, id| c.x11_request(id, false, "", "", 0, s)),
+            ),
+            (
+                "env_request",
+                size!(|c, s, id| c.env_request(id, "", "", s)),
+            ),
+            ("agent_request", size!(|c, s, id| c.agent_request(id, s))),
+        ];
+        for (name, size) in sizes {
+            assert!(
+                size <= HANDLER_FUTURE_MAX,
+                "{name}: a {size}-byte future (at most {HANDLER_FUTURE_MAX})"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lived_task_futures_stay_small() {
+        let serve = future_size(|| {
+            crate::sftp::serve(
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+            )
+        });
+        let connection = future_size(|| {
+            crate::server::connection(
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+                unreachable!(),
+            )
+        });
+        for (name, size) in [("sftp::serve", serve), ("server::connection", connection)] {
+            assert!(
+                size <= TASK_FUTURE_MAX,
+                "{name}: a {size}-byte future (at most {TASK_FUTURE_MAX})"
+            );
+        }
     }
 }
