@@ -121,6 +121,8 @@ impl Harness {
             allowed_networks: setup.allowed_networks,
             upload_rate: setup.upload_rate,
             download_rate: setup.download_rate,
+            quota_bytes: None,
+            quota_files: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
