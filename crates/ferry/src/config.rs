@@ -668,7 +668,7 @@ address = "192.168.1.2"
         for (text, says) in [
             ("[limits]\nquota_bytes = -5\n", "a size can't be negative"),
             ("[limits]\nquota_bytes = 1.5\n", "a size such as"),
-            ("[limits]\nquota_files = -1\n", "quota_files"),
+            ("[limits]\nquota_files = -1\n", "integer `-1`"),
             ("[limits]\nquota_file = 3\n", "quota_file"),
         ] {
             let e = format!("{:#}", FileConfig::parse(text).unwrap_err());
