@@ -14,8 +14,8 @@
 //! Only regular files count, by their size (as listed: the length of a file, holes
 //! included) and their number; directories and symbolic links don't.
 //!
-//! An upload is admitted when the user is below the bytes quota (or replaces a file, which it
-//! may rewrite at the same size), and, for a new file, below the files quota. Its writes are
+//! An upload is admitted when the user is below the bytes quota (or writes over an existing
+//! file, which it may do up to that file's size), and, for a new file, below the files quota. Its writes are
 //! then charged as they come: the file may grow only while the user's total stays within the
 //! quota, and a write that would pass it is refused, nothing of it beyond the quota written.
 
@@ -255,8 +255,8 @@ impl Quota {
     }
 
     /// Before an upload of `path` in `mode` through `storage`: counted if due, then refused
-    /// when the user is at the bytes quota (unless the upload rewrites a file, which it may
-    /// do up to that file's size) or, for a new file, at the files quota. The grant its
+    /// when the user is at the bytes quota (unless the upload writes over a file, which it
+    /// may do up to that file's size) or, for a new file, at the files quota. The grant its
     /// writes are charged to.
     pub(crate) async fn admit(
         &self,
@@ -308,7 +308,11 @@ impl Quota {
             if let Some(limit) = self.limits.bytes {
                 let used = bytes.saturating_add(s.reserved_bytes);
                 // What of the old file this upload may write again without growing it.
-                let rewritable = size.saturating_sub(start);
+                let rewritable = match mode {
+                    WriteMode::Replace | WriteMode::Update => size,
+                    WriteMode::At(offset) => size.saturating_sub(offset),
+                    WriteMode::Append | WriteMode::CreateNew => 0,
+                };
                 if used >= limit && rewritable == 0 {
                     return Err(exceeded("bytes", used, limit));
                 }
@@ -366,9 +370,13 @@ impl Grant {
     }
 
     /// Grows (or shrinks) the file to `extent`: refused when the growth past the old size
-    /// does not fit in the quota.
-    fn resize(&self, extent: u64) -> Result<()> {
-        let mut g = self.lock();
+    /// does not fit in the quota. Takes the grant's state locked, so that what was read of
+    /// it and the change are one step (pipelined SFTP writes come several at once).
+    fn resize_locked(&self, g: &mut GrantState, extent: u64) -> Result<()> {
+        if g.settled {
+            // Over: what it wrote has been counted already.
+            return Ok(());
+        }
         let want = extent.saturating_sub(g.old);
         let mut u = self.usage.lock();
         if want > g.charged {
@@ -391,53 +399,64 @@ impl Grant {
         Ok(())
     }
 
+    /// [`Grant::resize_locked`] to exactly `extent` (a size set).
+    fn resize(&self, extent: u64) -> Result<()> {
+        let mut g = self.lock();
+        self.resize_locked(&mut g, extent)
+    }
+
     /// Grow the file by as much of `n` bytes at its end as the quota allows (at least 1
     /// unless `n` is 0): how many. Refused when not one more byte fits.
     fn extend(&self, n: u64) -> Result<u64> {
         if n == 0 {
             return Ok(0);
         }
-        let (extent, room) = {
-            let g = self.lock();
-            let u = self.usage.lock();
-            let room = match self.limit {
-                None => n,
-                Some(limit) => {
-                    let used = u
-                        .counted
-                        .map_or(0, |c| c.bytes)
-                        .saturating_add(u.reserved_bytes);
-                    // Bytes of the old file not yet written again, then the quota's room.
-                    let slack = g.old.saturating_sub(g.extent);
-                    let room = slack.saturating_add(limit.saturating_sub(used));
-                    if room == 0 {
-                        return Err(exceeded("bytes", used, limit));
-                    }
-                    room.min(n)
+        let mut g = self.lock();
+        let room = match self.limit {
+            None => n,
+            Some(limit) => {
+                let u = self.usage.lock();
+                let used = u
+                    .counted
+                    .map_or(0, |c| c.bytes)
+                    .saturating_add(u.reserved_bytes);
+                // Bytes of the old file not yet written again, then the quota's room.
+                let slack = g.old.saturating_sub(g.extent);
+                let room = slack.saturating_add(limit.saturating_sub(used));
+                if room == 0 {
+                    return Err(exceeded("bytes", used, limit));
                 }
-            };
-            (g.extent, room)
+                room.min(n)
+            }
         };
-        // Writes at the end come one at a time per upload: nobody moved `extent` meanwhile,
-        // and another upload taking the room first is refused here.
-        self.resize(extent.saturating_add(room))?;
+        let extent = g.extent.saturating_add(room);
+        self.resize_locked(&mut g, extent)?;
         Ok(room)
     }
 
     /// The last `n` bytes [`Grant::extend`] allowed were not written after all.
     fn retract(&self, n: u64) {
-        let extent = self.lock().extent;
+        let mut g = self.lock();
+        let extent = g.extent.saturating_sub(n);
         // Shrinking always fits.
-        let _ = self.resize(extent.saturating_sub(n));
+        let _ = self.resize_locked(&mut g, extent);
     }
 
-    /// Grow the file so that it reaches `end` (a write at an offset): all or nothing.
+    /// Grow the file so that it reaches `end` (a write at an offset): all or nothing; a
+    /// file that reaches further already stays as it is.
     fn reach(&self, end: u64) -> Result<()> {
-        let extent = self.lock().extent;
-        if end <= extent {
+        let mut g = self.lock();
+        if end <= g.extent {
             return Ok(());
         }
-        self.resize(end)
+        self.resize_locked(&mut g, end)
+    }
+
+    /// Grow the file by `n` bytes at its end (an append): all or nothing.
+    fn grow(&self, n: u64) -> Result<()> {
+        let mut g = self.lock();
+        let extent = g.extent.saturating_add(n);
+        self.resize_locked(&mut g, extent)
     }
 
     /// The upload is over: `kept`, what it wrote is the file now (the usage takes its net
@@ -597,8 +616,7 @@ impl FileHandle for QuotaFile {
     async fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         let len = data.len() as u64;
         if self.append {
-            let extent = self.grant.lock().extent;
-            self.grant.reach(extent.saturating_add(len))?;
+            self.grant.grow(len)?;
         } else {
             self.grant.reach(offset.saturating_add(len))?;
         }
@@ -831,6 +849,25 @@ mod tests {
         f.close().await.unwrap();
         assert_eq!(fs.metadata(&p("/a")).await.unwrap().size, 10);
         assert_eq!(usage.figures(), Some((60, 2)));
+        // At the quota a file may be written over in place, up to its size.
+        upload(&u, "/fill", 240).await.unwrap();
+        let f = u.open_file(&p("/a"), access).await.unwrap();
+        f.write_at(0, &[5u8; 10]).await.unwrap();
+        assert!(f.write_at(10, b"x").await.is_err());
+        f.close().await.unwrap();
+        u.remove_file(&p("/fill")).await.unwrap();
+        // Appends through a handle are charged by what they add.
+        let appending = FileAccess {
+            read: false,
+            write: Some(WriteMode::Append),
+        };
+        let f = u.open_file(&p("/a"), appending).await.unwrap();
+        f.write_at(0, &[6u8; 200]).await.unwrap();
+        assert!(f.write_at(0, &[6u8; 41]).await.is_err());
+        f.write_at(0, &[6u8; 40]).await.unwrap();
+        f.close().await.unwrap();
+        assert_eq!(usage.figures(), Some((300, 2)));
+        u.set_len(&p("/a"), 10).await.unwrap();
         // At the quota a file can still be cut, not grown.
         upload(&u, "/fill", 240).await.unwrap();
         assert!(u.set_len(&p("/fill"), 241).await.is_err());
