@@ -168,6 +168,68 @@ pub struct UserSpec {
     /// Download bandwidth of all this user's sessions together, per second.
     #[serde(default)]
     pub download_rate: Option<String>,
+    /// Most bytes the user's files may hold together (`"10GiB"`, a number of bytes; see
+    /// [`parse_size`]); `0` or `"none"`: no quota, whatever the server's default; `None`:
+    /// the server's default.
+    #[serde(default)]
+    pub quota_bytes: Option<SizeValue>,
+    /// Most files the user may hold (`0`: no quota, whatever the server's default; `None`:
+    /// the server's default).
+    #[serde(default)]
+    pub quota_files: Option<u64>,
+}
+
+/// A size as written in the configuration file: a number of bytes, or text with a unit
+/// (`"10GiB"`, `"500MB"`, `"none"`); read by [`parse_size`] when the users are built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeValue {
+    /// A bare number: bytes.
+    Bytes(u64),
+    /// Text, checked by [`parse_size`].
+    Text(String),
+}
+
+impl SizeValue {
+    /// The size in bytes (`0`: none), or `None` if the text is not a size.
+    pub fn bytes(&self) -> Option<u64> {
+        match self {
+            SizeValue::Bytes(n) => Some(*n),
+            SizeValue::Text(t) => parse_size(t),
+        }
+    }
+}
+
+impl fmt::Display for SizeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeValue::Bytes(n) => write!(f, "{n}"),
+            SizeValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"10GiB\" or \"500MB\", a number of bytes, or \"none\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Bytes(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                u64::try_from(v)
+                    .map(SizeValue::Bytes)
+                    .map_err(|_| E::custom(format!("{v}: a size can't be negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A rate in bytes per second from `"10MiB"`, `"10 MiB/s"`, `"500kB"`, `"1G"` or `"4096"`:
@@ -176,6 +238,21 @@ pub struct UserSpec {
 pub fn parse_rate(text: &str) -> Option<u64> {
     let t = text.trim();
     let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
+    amount(t).filter(|r| *r > 0)
+}
+
+/// A size in bytes from `"10GiB"`, `"500MB"`, `"1G"` or `"4096"`, with the units of
+/// [`parse_rate`] (no `/s`); `"0"` and `"none"` are 0 (no limit). `None` if malformed.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Some(0);
+    }
+    amount(t)
+}
+
+/// A number with an optional unit (`k`, `Mi`, ...) and an optional `B`.
+fn amount(t: &str) -> Option<u64> {
     let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(digits);
@@ -190,7 +267,7 @@ pub fn parse_rate(text: &str) -> Option<u64> {
         "Gi" => 1 << 30,
         _ => return None,
     };
-    number.checked_mul(factor).filter(|r| *r > 0)
+    number.checked_mul(factor)
 }
 
 fn default_permissions() -> Vec<String> {
@@ -222,6 +299,10 @@ pub struct AccountLimits {
     pub upload_rate: Option<u64>,
     /// Download bytes per second, all its sessions together (`None`: unlimited).
     pub download_rate: Option<u64>,
+    /// Most bytes its files may hold (`None`: the server's default; `Some(0)`: no quota).
+    pub quota_bytes: Option<u64>,
+    /// Most files it may hold (`None`: the server's default; `Some(0)`: no quota).
+    pub quota_files: Option<u64>,
 }
 
 impl AccountLimits {
@@ -259,6 +340,10 @@ pub enum AuthError {
         key: &'static str,
         value: String,
     },
+    #[error(
+        "user '{user}': quota_bytes: '{value}' is not a size (e.g. \"10GiB\", \"500MB\", a number of bytes, or \"none\")"
+    )]
+    BadSize { user: String, value: String },
     #[error("user '{0}' has neither password_hash nor authorized keys: nobody could log in as it")]
     NoCredentials(String),
     #[error("user '{user}': {source}: line {line} of its authorized keys")]
@@ -543,6 +628,14 @@ impl Authenticator {
                 allowed_networks: parse_networks(&spec.name, &spec.allowed_networks)?,
                 upload_rate: rate("upload_rate", &spec.upload_rate)?,
                 download_rate: rate("download_rate", &spec.download_rate)?,
+                quota_bytes: match &spec.quota_bytes {
+                    None => None,
+                    Some(v) => Some(v.bytes().ok_or_else(|| AuthError::BadSize {
+                        user: spec.name.clone(),
+                        value: v.to_string(),
+                    })?),
+                },
+                quota_files: spec.quota_files,
             };
             let account = Arc::new(Account {
                 name: spec.name.clone(),
@@ -735,6 +828,8 @@ mod tests {
             allowed_networks: Vec::new(),
             upload_rate: None,
             download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
         }
     }
 
@@ -779,6 +874,46 @@ mod tests {
         for bad in ["", "0", "fast", "10 parsecs", "-5", "99999999999999999999G"] {
             assert_eq!(parse_rate(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes_have_units_and_zero_is_none() {
+        for (text, size) in [
+            ("4096", 4096),
+            ("10GiB", 10 << 30),
+            ("500MB", 500_000_000),
+            ("1 Ki", 1024),
+            ("0", 0),
+            ("none", 0),
+            ("None", 0),
+        ] {
+            assert_eq!(parse_size(text), Some(size), "{text}");
+        }
+        for bad in ["", "big", "10 MiB/s", "-5", "1.5G", "99999999999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn quotas_are_read_and_bad_sizes_refused() {
+        let mut spec = user("q", "pw");
+        spec.quota_bytes = Some(SizeValue::Text("10MiB".into()));
+        spec.quota_files = Some(100);
+        let auth = Authenticator::new(vec![spec.clone()]).unwrap();
+        let limits = &auth.users["q"].account.limits;
+        assert_eq!(
+            (limits.quota_bytes, limits.quota_files),
+            (Some(10 << 20), Some(100))
+        );
+        spec.quota_bytes = Some(SizeValue::Bytes(0));
+        let auth = Authenticator::new(vec![spec.clone()]).unwrap();
+        assert_eq!(auth.users["q"].account.limits.quota_bytes, Some(0));
+        spec.quota_bytes = Some(SizeValue::Text("lots".into()));
+        let e = Authenticator::new(vec![spec]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "user 'q': quota_bytes: 'lots' is not a size (e.g. \"10GiB\", \"500MB\", a number of bytes, or \"none\")"
+        );
     }
 
     #[test]

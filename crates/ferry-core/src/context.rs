@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ferry_auth::{Account, Authenticator, LoginThrottle};
 
 use crate::metrics::{MeteredStorage, Metrics};
+use crate::quota::{Quota, QuotaLimits, Usage};
 use crate::rate::{Pace, RateLimit};
 use crate::sessions::{SessionPermit, SessionRegistry};
 use crate::storage::StorageFactory;
@@ -39,6 +41,12 @@ pub struct SharedLimits {
     pub failed_login_backoff: Duration,
     /// See `max_failed_logins_per_ip`.
     pub failed_login_window: Duration,
+    /// Most bytes each user's files may hold, unless the user's own `quota_bytes` says
+    /// otherwise (`None` or 0: no quota).
+    pub quota_bytes: Option<u64>,
+    /// Most files each user may hold, unless the user's own `quota_files` says otherwise
+    /// (`None` or 0: no quota).
+    pub quota_files: Option<u64>,
 }
 
 impl Default for SharedLimits {
@@ -53,6 +61,8 @@ impl Default for SharedLimits {
             max_failed_logins_per_user: 0,
             failed_login_window: Duration::from_secs(300),
             failed_login_backoff: ferry_auth::DEFAULT_BACKOFF,
+            quota_bytes: None,
+            quota_files: None,
         }
     }
 }
@@ -80,6 +90,11 @@ pub struct ServerContext {
     /// Each user's bandwidth while any of its sessions holds it, by name and direction
     /// (0 upload, 1 download).
     per_user: Mutex<HashMap<(String, usize), Weak<RateLimit>>>,
+    /// Quotas of the accounts that set none of their own.
+    quota_defaults: QuotaLimits,
+    /// What each user with a quota stores, by name and home, shared by its sessions and kept
+    /// (counting a home is costly) for as long as the process runs.
+    usage: Mutex<HashMap<(String, PathBuf), Arc<Usage>>>,
 }
 
 /// Why an account whose credentials were right is not logged in; the text is fit for the
@@ -132,6 +147,11 @@ impl ServerContext {
             max_sessions_per_user: limits.max_sessions_per_user,
             overall: [limits.upload_rate, limits.download_rate].map(|r| r.map(RateLimit::new)),
             per_user: Mutex::new(HashMap::new()),
+            quota_defaults: QuotaLimits {
+                bytes: limits.quota_bytes.filter(|n| *n > 0),
+                files: limits.quota_files.filter(|n| *n > 0),
+            },
+            usage: Mutex::new(HashMap::new()),
         })
     }
 
@@ -146,7 +166,37 @@ impl ServerContext {
     /// in already are not touched. Returns the users replaced.
     pub fn replace_auth(&self, auth: Arc<Authenticator>) -> Arc<Authenticator> {
         let mut current = self.auth.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *current, auth)
+        let old = std::mem::replace(&mut *current, auth);
+        drop(current);
+        // Files may have changed beside Ferry: count them again at the next upload.
+        for usage in self.usage_map().values() {
+            usage.mark_stale();
+        }
+        old
+    }
+
+    fn usage_map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, PathBuf), Arc<Usage>>> {
+        self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `account`'s quotas (its own, else the server's defaults; 0: none) with the usage its
+    /// sessions share; `None` when it has none.
+    pub fn quota_for(&self, account: &Account) -> Option<Quota> {
+        let pick = |own: Option<u64>, default: Option<u64>| match own {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => default,
+        };
+        let limits = QuotaLimits {
+            bytes: pick(account.limits.quota_bytes, self.quota_defaults.bytes),
+            files: pick(account.limits.quota_files, self.quota_defaults.files),
+        };
+        if limits.is_unlimited() {
+            return None;
+        }
+        let key = (account.name.clone(), account.home.clone());
+        let usage = Arc::clone(self.usage_map().entry(key).or_default());
+        Some(Quota::new(limits, usage))
     }
 
     /// What `account`'s transfers in `direction` (0 upload, 1 download) are charged to: its
@@ -201,6 +251,9 @@ impl ServerContext {
         let storage = (self.storage)(&account)?;
         let storage = MeteredStorage::wrap(storage, Arc::clone(&self.metrics));
         let (upload, download) = (self.pace(&account, 0), self.pace(&account, 1));
-        Ok(UserFs::new(account, storage).with_pace(upload, download))
+        let quota = self.quota_for(&account);
+        Ok(UserFs::new(account, storage)
+            .with_pace(upload, download)
+            .with_quota(quota))
     }
 }

@@ -29,9 +29,12 @@ pub const PERMISSION_DENIED: &str = "permission_denied";
 /// Storage refused a path: a link leading out of the home, a special file, or the file
 /// system's own permissions.
 pub const JAIL_REFUSED: &str = "jail_refused";
+/// An upload was refused before it began because the user is at a quota (`reason` says
+/// which, and how full).
+pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 
 /// Every event name, for documentation tests.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     LOGIN_OK,
     LOGIN_FAILED,
     LOGIN_REFUSED,
@@ -42,6 +45,7 @@ pub const ALL: [&str; 10] = [
     DATA_TLS_REFUSED,
     PERMISSION_DENIED,
     JAIL_REFUSED,
+    QUOTA_EXCEEDED,
 ];
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //!   [`MeteredStorage`], which times storage requests.
 //! - [`proxy`]: [`ProxyTrust`], PROXY protocol v1/v2 on accept: which balancers announce the
 //!   client, and reading their header.
+//! - [`quota`]: [`Quota`], what a user may store (bytes, files) against its [`Usage`], one
+//!   per user shared by its sessions: counted by walking its home, then kept up to date.
 //! - [`sessions`]: [`SessionRegistry`], every protocol's sessions against one set of limits
 //!   (overall and per address), listed, and waited for at shutdown.
 //! - [`rate`]: [`RateLimit`] token buckets (one per user and direction, shared by the user's
@@ -30,6 +32,7 @@ pub mod context;
 pub mod events;
 pub mod metrics;
 pub mod proxy;
+pub mod quota;
 pub mod rate;
 pub mod sessions;
 pub mod storage;
@@ -39,6 +42,7 @@ pub mod xferlog;
 pub use context::{LoginRefusal, ServerContext, SharedLimits};
 pub use metrics::{Ban, Direction, MeteredStorage, Metrics, RunningTransfer, TransferGuard};
 pub use proxy::{ProxyError, ProxyTrust};
+pub use quota::{Quota, QuotaExceeded, QuotaLimits, Usage, quota_refusal};
 pub use rate::{Pace, RateLimit};
 pub use sessions::{Protocol, Refusal, SessionInfo, SessionPermit, SessionRegistry};
 pub use storage::{

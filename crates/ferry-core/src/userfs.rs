@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ferry_auth::{Account, Permissions};
 
+use crate::quota::{Grant, Quota, QuotaFile, QuotaUpload};
 use crate::rate::Pace;
 use ferry_vfs::{
     EntryKind, EntryStream, Error, ErrorKind, FileAccess, FileHandle, FsSpace, Metadata,
@@ -113,6 +114,8 @@ struct Who {
     account: Arc<Account>,
     upload: Pace,
     download: Pace,
+    /// What the account may store, shared with its other sessions (`None`: no quota).
+    quota: Option<Quota>,
 }
 
 impl std::fmt::Debug for UserFs {
@@ -130,6 +133,7 @@ impl UserFs {
             account,
             upload: Pace::default(),
             download: Pace::default(),
+            quota: None,
         };
         UserFs {
             who: Arc::new(who),
@@ -151,11 +155,75 @@ impl UserFs {
             account: Arc::clone(&self.who.account),
             upload,
             download,
+            quota: self.who.quota.clone(),
         };
         UserFs {
             who: Arc::new(who),
             storage: self.storage,
             client: self.client,
+        }
+    }
+
+    /// The same, its uploads held to `quota` (see [`crate::quota`]).
+    pub fn with_quota(self, quota: Option<Quota>) -> Self {
+        let who = Who {
+            account: Arc::clone(&self.who.account),
+            upload: self.who.upload.clone(),
+            download: self.who.download.clone(),
+            quota,
+        };
+        UserFs {
+            who: Arc::new(who),
+            storage: self.storage,
+            client: self.client,
+        }
+    }
+
+    /// The account's quota, if it has one.
+    pub fn quota(&self) -> Option<&Quota> {
+        self.who.quota.as_ref()
+    }
+
+    /// The quota's grant for a write to `path` in `mode` (`None`: no quota), logged when
+    /// refused.
+    async fn admit(&self, path: &VPath, mode: WriteMode) -> Result<Option<Arc<Grant>>> {
+        let Some(quota) = &self.who.quota else {
+            return Ok(None);
+        };
+        match quota.admit(self.storage.as_ref(), path, mode).await {
+            Ok(grant) => Ok(Some(grant)),
+            Err(e) => {
+                if e.kind == ErrorKind::InsufficientStorage {
+                    let (protocol, peer) = self.client_fields();
+                    tracing::info!(
+                        event = crate::events::QUOTA_EXCEEDED,
+                        protocol,
+                        peer,
+                        user = %self.who.account.name,
+                        %path,
+                        reason = %e.message,
+                        "upload refused by the quota"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The size of the file at `path` if there is a quota to tell of its removal (`None`: no
+    /// quota, or not a file).
+    async fn quota_size(&self, path: &VPath) -> Option<u64> {
+        self.who.quota.as_ref()?;
+        match self.storage.metadata(path).await {
+            Ok(md) if md.kind == EntryKind::File => Some(md.size),
+            _ => None,
+        }
+    }
+
+    /// The file of `size` bytes (if [`UserFs::quota_size`] found one) is gone.
+    fn quota_removed(&self, size: Option<u64>) {
+        if let (Some(quota), Some(size)) = (&self.who.quota, size) {
+            quota.usage().removed(size);
         }
     }
 
@@ -318,12 +386,23 @@ impl UserFs {
         let asked = mode;
         let mode = self.create_only(mode)?;
         self.check_mode(mode)?;
+        let grant = self.admit(path, mode).await?;
         let opened = storage.open_write(path, mode).await;
-        self.noted(
+        let opened = self.noted(
             Operation::Write,
             path,
             opened.map_err(|e| name_taken(e, asked, mode)),
-        )
+        );
+        match (opened, grant) {
+            (Ok(upload), Some(grant)) => Ok(Box::new(QuotaUpload::new(upload, grant))),
+            (Ok(upload), None) => Ok(upload),
+            (Err(e), grant) => {
+                if let Some(grant) = grant {
+                    grant.cancel();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// [`Operation::Read`] and/or [`Operation::Write`], as `access` asks: a handle for reads
@@ -345,12 +424,64 @@ impl UserFs {
         } else {
             Operation::Read
         };
+        let grant = match access.write {
+            Some(mode) => self.admit(path, mode).await?,
+            None => None,
+        };
         let opened = self.storage.open_file(path, access).await;
         let opened = opened.map_err(|e| match (asked, access.write) {
             (Some(asked), Some(mode)) => name_taken(e, asked, mode),
             _ => e,
         });
-        self.noted(op, path, opened)
+        match (self.noted(op, path, opened), grant) {
+            (Ok(file), Some(grant)) => {
+                let append = access.write == Some(WriteMode::Append);
+                Ok(Box::new(QuotaFile::new(file, grant, append)))
+            }
+            (Ok(file), None) => Ok(file),
+            (Err(e), grant) => {
+                if let Some(grant) = grant {
+                    grant.cancel();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Operation::Write`]: cut or extend the existing file at `path` to `len` bytes, in
+    /// place. A quota refuses the growth beyond it, never a cut (a user at the quota can
+    /// shrink a file).
+    pub async fn set_len(&self, path: &VPath, len: u64) -> Result<()> {
+        let storage = self.storage_for(Operation::Write)?;
+        let mode = self.create_only(WriteMode::Update)?;
+        self.check_mode(mode)?;
+        let md = self.noted(Operation::Write, path, storage.metadata(path).await)?;
+        if md.kind == EntryKind::Dir {
+            return Err(Error::new(ErrorKind::IsADirectory, "Is a directory"));
+        }
+        let grant = match &self.who.quota {
+            Some(quota) => Some(quota.admit_resize(storage.as_ref(), md.size).await?),
+            None => None,
+        };
+        let access = FileAccess {
+            read: false,
+            write: Some(mode),
+        };
+        let opened = storage.open_file(path, access).await;
+        let handle = match (self.noted(Operation::Write, path, opened), grant) {
+            (Ok(file), Some(grant)) => Box::new(QuotaFile::new(file, grant, false)),
+            (Ok(file), None) => file,
+            (Err(e), grant) => {
+                if let Some(grant) = grant {
+                    grant.cancel();
+                }
+                return Err(e);
+            }
+        };
+        let cut = handle.set_len(len).await;
+        let closed = handle.close().await;
+        cut?;
+        closed
     }
 
     /// [`Operation::MakeDir`].
@@ -372,10 +503,17 @@ impl UserFs {
         self.noted(Operation::Delete, path, r)
     }
 
-    /// [`Operation::Delete`] of a file.
+    /// [`Operation::Delete`] of a file (its bytes and the file itself no longer count
+    /// against a quota).
     pub async fn remove_file(&self, path: &VPath) -> Result<()> {
-        let r = self.storage_for(Operation::Delete)?.remove_file(path).await;
-        self.noted(Operation::Delete, path, r)
+        let storage = self.storage_for(Operation::Delete)?;
+        let size = self.quota_size(path).await;
+        let r = storage.remove_file(path).await;
+        let r = self.noted(Operation::Delete, path, r);
+        if r.is_ok() {
+            self.quota_removed(size);
+        }
+        r
     }
 
     /// [`Operation::Rename`]: checks that `from` exists (and is not the root), for protocols
@@ -401,8 +539,18 @@ impl UserFs {
                 "Cannot rename the root directory",
             ));
         }
+        // A file replaced by the rename no longer counts against a quota.
+        let replaced = if from == to {
+            None
+        } else {
+            self.quota_size(to).await
+        };
         let r = storage.rename(from, to).await;
-        self.noted(Operation::Rename, to, r)
+        let r = self.noted(Operation::Rename, to, r);
+        if r.is_ok() {
+            self.quota_removed(replaced);
+        }
+        r
     }
 
     /// [`Operation::SetAttributes`]: the modification time.

@@ -34,6 +34,8 @@ fn serve(home: &Path, listings: Arc<ListCache>) -> (SocketAddr, oneshot::Sender<
         allowed_networks: Vec::new(),
         upload_rate: None,
         download_rate: None,
+        quota_bytes: None,
+        quota_files: None,
     };
     let auth = Arc::new(Authenticator::new(vec![user]).unwrap());
     let server = Server::bind(config, auth, ferry_core::local_storage_with(listings)).unwrap();

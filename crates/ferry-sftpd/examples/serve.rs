@@ -34,6 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         allowed_networks: Vec::new(),
         upload_rate: None,
         download_rate: None,
+        quota_bytes: None,
+        quota_files: None,
     }])?;
     let server = SftpServer::new(SftpConfig::new(state), Arc::new(auth), local_storage())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

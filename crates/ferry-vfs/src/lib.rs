@@ -2,7 +2,8 @@
 //! errors that map once onto protocol replies.
 //!
 //! # Layout
-//! - [`Storage`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] live here.
+//! - [`Storage`], [`Error`]/[`ErrorKind`], [`ReadHandle`], [`Upload`] (and the
+//!   [`WriteLimit`] a wrapped upload's direct writes ask first) live here.
 //! - `entry`: [`Metadata`] and directory [`Entry`]s, as every protocol sees them.
 //! - `path`: [`VPath`], an absolute normalised virtual path that `..` can never climb above.
 //! - [`local`]: [`LocalFs`], a directory jail (cap-std: no `..` or symlink escape), blocking
@@ -326,6 +327,23 @@ pub trait Upload: AsyncWrite + Send + Unpin {
     fn local_file(&self) -> Option<&std::fs::File> {
         None
     }
+
+    /// What bounds the bytes written through [`Upload::local_file`]: the caller asks it
+    /// before each write and writes no more than it allows. `None` (the default): nothing
+    /// does. An upload wrapped to count what it writes against a limit (a user's quota)
+    /// returns one, since bytes written to the file directly pass beside its `AsyncWrite`.
+    fn write_limit(&self) -> Option<std::sync::Arc<dyn WriteLimit>> {
+        None
+    }
+}
+
+/// A bound on what an upload may still write, shared by its writers (see
+/// [`Upload::write_limit`]).
+pub trait WriteLimit: Send + Sync {
+    /// Of the next `n` bytes, how many may be written now: between 1 and `n` (`n` is 0:
+    /// 0), counted as written from then on; an error when not one more may be (its message
+    /// is fit for the client, its kind `std::io::ErrorKind::Other`).
+    fn allow(&self, n: u64) -> std::io::Result<u64>;
 }
 
 /// Entries handed out per chunk by [`EntryStream::from_entries`].

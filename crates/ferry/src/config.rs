@@ -72,6 +72,10 @@ pub(crate) struct LimitsSection {
     pub(crate) upload_rate: Option<String>,
     /// The whole server's download bandwidth.
     pub(crate) download_rate: Option<String>,
+    /// Each user's bytes quota unless its own `quota_bytes` says otherwise (0/"none": none).
+    pub(crate) quota_bytes: Option<ferry_auth::SizeValue>,
+    /// Each user's files quota unless its own `quota_files` says otherwise (0: none).
+    pub(crate) quota_files: Option<u64>,
     pub(crate) max_login_attempts: Option<u32>,
     pub(crate) login_failure_delay_ms: Option<u64>,
     pub(crate) max_failed_logins_per_ip: Option<u32>,
@@ -303,8 +307,26 @@ impl FileConfig {
         Ok(cfg)
     }
 
+    /// `[limits]`' quotas, every user's unless its own keys say otherwise: bytes and files
+    /// (`None`: no quota).
+    pub(crate) fn quota_defaults(&self) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+        let bytes = match &self.limits.quota_bytes {
+            None => None,
+            Some(v) => match v.bytes() {
+                Some(n) => Some(n),
+                None => bail!(
+                    "quota_bytes: '{v}' is not a size (e.g. \"10GiB\", \"500MB\", a number of bytes, or \"none\")"
+                ),
+            },
+        };
+        let files = self.limits.quota_files;
+        Ok((bytes.filter(|n| *n > 0), files.filter(|n| *n > 0)))
+    }
+
     /// Apply the file onto the server defaults.
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        // Checked here too, so that check-config and a reload refuse what a start would.
+        self.quota_defaults()?;
         let mut c = ServerConfig {
             proxy: ferry_core::ProxyTrust::new(self.proxy_protocol_from.clone()),
             ..ServerConfig::default()
@@ -613,6 +635,45 @@ address = "192.168.1.2"
             blocks += 1;
         }
         assert!(blocks >= 2);
+    }
+
+    #[test]
+    fn quotas_are_read_and_bad_values_refused() {
+        let text = "[limits]\nquota_bytes = \"10GiB\"\nquota_files = 10000\n[[users]]\n\
+                    name = \"a\"\npassword_hash = \"x\"\nhome = \"/tmp\"\nquota_bytes = 1000\n\
+                    quota_files = 0\n[[users]]\nname = \"b\"\npassword_hash = \"x\"\n\
+                    home = \"/tmp\"\nquota_bytes = \"none\"\n";
+        let f = FileConfig::parse(text).unwrap();
+        f.server_config().unwrap();
+        assert_eq!(f.quota_defaults().unwrap(), (Some(10 << 30), Some(10_000)));
+        let a = &f.users[0];
+        assert_eq!(
+            (
+                a.quota_bytes.as_ref().and_then(|v| v.bytes()),
+                a.quota_files
+            ),
+            (Some(1000), Some(0))
+        );
+        assert_eq!(
+            f.users[1].quota_bytes.as_ref().and_then(|v| v.bytes()),
+            Some(0)
+        );
+        // 0 and "none" in [limits]: no quota.
+        let none = FileConfig::parse("[limits]\nquota_bytes = 0\nquota_files = 0\n").unwrap();
+        assert_eq!(none.quota_defaults().unwrap(), (None, None));
+
+        let bad = FileConfig::parse("[limits]\nquota_bytes = \"lots\"\n").unwrap();
+        let e = format!("{:#}", bad.server_config().unwrap_err());
+        assert!(e.contains("quota_bytes: 'lots' is not a size"), "{e}");
+        for (text, says) in [
+            ("[limits]\nquota_bytes = -5\n", "a size can't be negative"),
+            ("[limits]\nquota_bytes = 1.5\n", "a size such as"),
+            ("[limits]\nquota_files = -1\n", "integer `-1`"),
+            ("[limits]\nquota_file = 3\n", "quota_file"),
+        ] {
+            let e = format!("{:#}", FileConfig::parse(text).unwrap_err());
+            assert!(e.contains(says) && e.contains("line 2"), "{text}: {e}");
+        }
     }
 
     #[test]

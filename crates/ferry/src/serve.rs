@@ -77,6 +77,25 @@ pub(crate) struct ServeArgs {
     /// Most concurrent control connections from one IP address (default 50; 0: no limit).
     #[arg(long, value_name = "N")]
     max_sessions_per_ip: Option<usize>,
+    /// Most sessions one user may hold at once, every protocol together (0: no limit).
+    #[arg(long, value_name = "N")]
+    max_sessions_per_user: Option<usize>,
+    /// Upload bandwidth of the whole server, every protocol, per second (e.g. 100MiB, 500kB).
+    #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+    upload_rate: Option<u64>,
+    /// Download bandwidth of the whole server, every protocol, per second.
+    #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+    download_rate: Option<u64>,
+    /// A client network (CIDR, or an address) the --user (or generated) user may log in
+    /// from; repeatable. Without it: any.
+    #[arg(long, value_name = "CIDR", value_parser = network_arg)]
+    allowed_network: Vec<String>,
+    /// Most bytes the --user's (or generated user's) files may hold (e.g. 10GiB; 0: none).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    quota_bytes: Option<u64>,
+    /// Most files the --user (or generated user) may hold (0: none).
+    #[arg(long, value_name = "N")]
+    quota_files: Option<u64>,
     /// Directory for generated state (self-signed certificate). Default ./ferry-state.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -178,6 +197,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_sessions_per_ip {
         config.max_sessions_per_ip = n;
     }
+    if let Some(n) = args.max_sessions_per_user {
+        config.max_sessions_per_user = n;
+    }
+    if let Some(rate) = args.upload_rate {
+        config.upload_rate = Some(rate);
+    }
+    if let Some(rate) = args.download_rate {
+        config.download_rate = Some(rate);
+    }
+    let (quota_bytes, quota_files) = file.quota_defaults()?;
     if !args.proxy_protocol_from.is_empty() {
         config.proxy = ferry_core::ProxyTrust::new(args.proxy_protocol_from.clone());
     }
@@ -226,6 +255,22 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!(
             "--root and --storage apply to the --user (or generated) user; set `home` per user in the config file"
         );
+    }
+    match &mut quick {
+        Some(user) => {
+            user.allowed_networks = args.allowed_network.clone();
+            user.quota_bytes = args.quota_bytes.map(ferry_auth::SizeValue::Bytes);
+            user.quota_files = args.quota_files;
+        }
+        None if !args.allowed_network.is_empty()
+            || args.quota_bytes.is_some()
+            || args.quota_files.is_some() =>
+        {
+            bail!(
+                "--allowed-network, --quota-bytes and --quota-files apply to the --user (or generated) user; set them per user in the config file"
+            );
+        }
+        None => {}
     }
     let users = users_with(file.users.clone(), quick.as_ref());
     // The home `/healthz` checks the storage with.
@@ -333,6 +378,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_failed_logins_per_ip: config.max_failed_logins_per_ip,
             max_failed_logins_per_user: config.max_failed_logins_per_user,
             failed_login_window: config.failed_login_window,
+            quota_bytes,
+            quota_files,
             ..ferry_core::SharedLimits::default()
         },
     );
@@ -735,7 +782,33 @@ fn quick_user(
         allowed_networks: Vec::new(),
         upload_rate: None,
         download_rate: None,
+        quota_bytes: None,
+        quota_files: None,
     })
+}
+
+/// `--upload-rate` and `--download-rate`: bytes per second with a unit.
+fn rate_arg(text: &str) -> Result<u64, String> {
+    ferry_auth::parse_rate(text)
+        .ok_or_else(|| format!("'{text}' is not a rate (e.g. 100MiB, 500kB: bytes per second)"))
+}
+
+/// `--quota-bytes`: a size with a unit (0 or none: no quota).
+fn size_arg(text: &str) -> Result<u64, String> {
+    ferry_auth::parse_size(text)
+        .ok_or_else(|| format!("'{text}' is not a size (e.g. 10GiB, 500MB, a number of bytes)"))
+}
+
+/// `--allowed-network`: a CIDR network or a single address.
+fn network_arg(text: &str) -> Result<String, String> {
+    let ok = text.parse::<ipnet::IpNet>().is_ok() || text.parse::<std::net::IpAddr>().is_ok();
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "'{text}' is not a network (CIDR, e.g. 192.0.2.0/24) nor an address"
+        ))
+    }
 }
 
 fn generate_password() -> String {

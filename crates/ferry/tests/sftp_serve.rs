@@ -163,6 +163,23 @@ impl Served {
         self.run("timeout", &args, local)
     }
 
+    /// Run an `sftp` batch with the password, in `local`, whatever its outcome.
+    fn try_sftp_password(&self, addr: SocketAddr, batch: &str, local: &Path) -> Output {
+        let file = local.join(".batch");
+        std::fs::write(&file, batch).unwrap();
+        let mut args: Vec<String> = ["-k", "5", "120", "sshpass", "-p", PASSWORD, "sftp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(self.sftp_args(addr, "password", &[], &file));
+        Command::new("timeout")
+            .args(&args)
+            .current_dir(local)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     fn run(&self, program: &str, args: &[String], dir: &Path) -> Output {
         let out = Command::new(program)
             .args(args)
@@ -183,6 +200,19 @@ impl Served {
 
     /// curl over FTPS (TLS required, the generated certificate trusted) with `args`.
     fn curl(&self, args: &[&str], dir: &Path) -> Output {
+        let out = self.try_curl(args, dir);
+        assert!(
+            out.status.success(),
+            "curl {args:?} failed: {}\nstderr:\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        out
+    }
+
+    /// [`Served::curl`], whatever its outcome.
+    fn try_curl(&self, args: &[&str], dir: &Path) -> Output {
         let cacert = self.state.join("cert.pem").display().to_string();
         let mut all: Vec<String> = ["-k", "5", "120", "curl", "-sS", "--ssl-reqd", "--cacert"]
             .iter()
@@ -191,7 +221,12 @@ impl Served {
         all.push(cacert);
         all.extend(["--user".to_string(), format!("{USER}:{PASSWORD}")]);
         all.extend(args.iter().map(|s| s.to_string()));
-        self.run("timeout", &all, dir)
+        Command::new("timeout")
+            .args(&all)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 }
 
@@ -482,4 +517,51 @@ fn ftp_and_sftp_sessions_share_the_per_address_cap() {
         std::thread::yield_now();
     }
     drop(second);
+}
+
+#[test]
+fn one_quota_holds_the_users_ftps_and_sftp_uploads_together() {
+    if !have_tools("sftp_ftps_quota", &["sftp", "sshpass", "curl"]) {
+        return;
+    }
+    let srv = Served::start(
+        &["127.0.0.1:0"],
+        Some(PASSWORD),
+        &["--quota-bytes", "3MiB", "--quota-files", "10"],
+    );
+    let local = srv.local("local");
+    let mib = 1024 * 1024;
+    std::fs::write(local.join("a.bin"), payload(2 * mib, 1)).unwrap();
+    std::fs::write(local.join("b.bin"), payload(2 * mib, 2)).unwrap();
+    std::fs::write(local.join("c.bin"), payload(mib / 2, 3)).unwrap();
+
+    // 2 MiB over SFTP: 1 MiB left for FTPS, which a 2 MiB upload crosses (552).
+    srv.sftp_password(srv.sftp[0], "put a.bin\n", &local);
+    let url = format!("ftp://{}/b.bin", srv.ftp);
+    let out = srv.try_curl(&["-T", "b.bin", &url], &local);
+    assert!(
+        !out.status.success(),
+        "a 2 MiB FTPS upload passed a 1 MiB room"
+    );
+    assert!(!srv.root.join("b.bin").exists());
+    // What FTPS writes within the room counts for SFTP too.
+    let url = format!("ftp://{}/c.bin", srv.ftp);
+    srv.curl(&["-T", "c.bin", &url], &local);
+    let out = srv.try_sftp_password(srv.sftp[0], "put b.bin\n", &local);
+    assert!(
+        !out.status.success(),
+        "a 2 MiB SFTP upload passed a 0.5 MiB room"
+    );
+    assert!(
+        std::fs::metadata(srv.root.join("b.bin")).map_or(0, |m| m.len()) <= (mib / 2) as u64,
+        "SFTP wrote past the quota"
+    );
+    // Removing over SFTP frees room for FTPS.
+    srv.sftp_password(srv.sftp[0], "rm a.bin\n-rm b.bin\n", &local);
+    let url = format!("ftp://{}/b.bin", srv.ftp);
+    srv.curl(&["-T", "b.bin", &url], &local);
+    assert_eq!(
+        std::fs::read(srv.root.join("b.bin")).unwrap(),
+        payload(2 * mib, 2)
+    );
 }

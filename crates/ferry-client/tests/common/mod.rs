@@ -55,6 +55,8 @@ impl TestServer {
             allowed_networks: Vec::new(),
             upload_rate: None,
             download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
         }];
         let auth = Authenticator::new(users).unwrap();
         let server = Server::bind(config, Arc::new(auth), local_storage()).unwrap();

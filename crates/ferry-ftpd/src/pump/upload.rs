@@ -10,6 +10,7 @@ use super::PumpError;
 use super::write_queue::{WRITE_BUFFERS, Writes};
 use crate::budget::{BufferBudget, Reservation};
 use crate::counters::TransferCounters;
+use ferry_vfs::WriteLimit;
 
 /// Upload into a local file: read the data connection (plain or TLS) into large buffers and
 /// write them to `file` at its current position, as page-cache writes, until the client
@@ -30,9 +31,13 @@ use crate::counters::TransferCounters;
 /// 256 KiB, and for the pipelined part 4 MiB buffers another 15-20% (less server CPU too; 2 MiB
 /// +12%, 8 MiB no better), within the server's budget for large buffers (`budget`). The
 /// buffers live for the transfer only.
+///
+/// `limit` (the user's quota) is asked before each write, and no byte it does not allow is
+/// written: the upload ends with its refusal ([`PumpError::Local`]) once what arrived passes it.
 pub(crate) async fn receive_file<R>(
     reader: &mut R,
     file: &std::fs::File,
+    limit: Option<&dyn WriteLimit>,
     progress: &Arc<AtomicU64>,
     counters: &Arc<TransferCounters>,
     budget: &Arc<BufferBudget>,
@@ -47,7 +52,13 @@ where
     // resuming an upload in place goes on from what the file holds).
     loop {
         let (n, failed) = fill(reader, &mut buf, progress, total).await;
-        (&*file).write_all(&buf[..n]).map_err(PumpError::Local)?;
+        let allowed = allowed(limit, n);
+        let k = allowed.as_ref().map_or(n, |(k, _)| *k);
+        (&*file).write_all(&buf[..k]).map_err(PumpError::Local)?;
+        if let Some((_, Some(refused))) = allowed {
+            counters.add_direct_upload(k as u64);
+            return Err(PumpError::Local(refused));
+        }
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
         counters.add_direct_upload(n as u64);
@@ -69,6 +80,11 @@ where
     loop {
         let mut buf = writes.free_buffer(size).await.map_err(PumpError::Local)?;
         let (n, failed) = fill(reader, &mut buf, progress, total).await;
+        if let Some((k, Some(refused))) = allowed(limit, n) {
+            writes.queue(buf, k).map_err(PumpError::Local)?;
+            writes.finish().await.map_err(PumpError::Local)?;
+            return Err(PumpError::Local(refused));
+        }
         writes.queue(buf, n).map_err(PumpError::Local)?;
         total += n as u64;
         progress.store(total, Ordering::Relaxed);
@@ -80,6 +96,21 @@ where
             };
         }
     }
+}
+
+/// Of `n` bytes received, how many `limit` lets be written, and its refusal of the rest (if
+/// it refuses any); `None` without a limit.
+fn allowed(limit: Option<&dyn WriteLimit>, n: usize) -> Option<(usize, Option<io::Error>)> {
+    let limit = limit?;
+    let mut k = 0usize;
+    while k < n {
+        match limit.allow((n - k) as u64) {
+            Ok(0) => break,
+            Ok(more) => k += usize::try_from(more).unwrap_or(n - k).min(n - k),
+            Err(e) => return Some((k, Some(e))),
+        }
+    }
+    Some((k, None))
 }
 
 /// Uploads larger than this hand their writes to a thread (see [`receive_file`]).

@@ -386,11 +386,14 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let job = move |mut stream: Stream, progress: Arc<AtomicU64>| async move {
             let mut upload = upload;
+            // A quota bounds what is written straight into the file too.
+            let limit = upload.write_limit();
             let received = match (upload.local_file(), ascii) {
                 // Binary upload to a local file: straight into it, plain or TLS.
                 (Some(file), false) if !pace.is_limited() => {
                     let (counters, buffers) = (&shared.counters, &shared.buffers);
-                    pump::receive_file(&mut stream, file, &progress, counters, buffers).await
+                    let limit = limit.as_deref();
+                    pump::receive_file(&mut stream, file, limit, &progress, counters, buffers).await
                 }
                 _ => pump::receive(&mut stream, &mut upload, ascii, &progress, &pace).await,
             };
@@ -595,6 +598,19 @@ fn final_reply(
                     426,
                     format!("Data connection closed; transfer aborted: {e}."),
                 ),
+                after: None,
+            }
+        }
+        Err(PumpError::Local(e)) if ferry_core::quota_refusal(&e).is_some() => {
+            let why = ferry_core::quota_refusal(&e).unwrap_or_default();
+            info!(
+                reason = why,
+                bytes = progress,
+                what,
+                "transfer stopped by the quota"
+            );
+            Outcome {
+                reply: Reply::new(552, format!("{why}; transfer aborted.")),
                 after: None,
             }
         }

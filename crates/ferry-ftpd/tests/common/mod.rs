@@ -80,6 +80,8 @@ impl TestServer {
                 allowed_networks: Vec::new(),
                 upload_rate: None,
                 download_rate: None,
+                quota_bytes: None,
+                quota_files: None,
             },
             UserSpec {
                 name: READER.into(),
@@ -92,6 +94,8 @@ impl TestServer {
                 allowed_networks: Vec::new(),
                 upload_rate: None,
                 download_rate: None,
+                quota_bytes: None,
+                quota_files: None,
             },
             UserSpec {
                 name: SECURE.into(),
@@ -104,6 +108,8 @@ impl TestServer {
                 allowed_networks: Vec::new(),
                 upload_rate: None,
                 download_rate: None,
+                quota_bytes: None,
+                quota_files: None,
             },
         ];
         edit_users(&mut users);

@@ -60,6 +60,9 @@ pub struct Setup {
     /// The user's `upload_rate` and `download_rate`.
     pub upload_rate: Option<String>,
     pub download_rate: Option<String>,
+    /// The user's `quota_bytes` and `quota_files`.
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
     /// Storage other than the local root.
     pub storage: Option<StorageFactory>,
 }
@@ -76,6 +79,8 @@ impl Default for Setup {
             allowed_networks: Vec::new(),
             upload_rate: None,
             download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
             storage: None,
         }
     }
@@ -121,6 +126,8 @@ impl Harness {
             allowed_networks: setup.allowed_networks,
             upload_rate: setup.upload_rate,
             download_rate: setup.download_rate,
+            quota_bytes: setup.quota_bytes.map(ferry_auth::SizeValue::Bytes),
+            quota_files: setup.quota_files,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());

@@ -112,6 +112,8 @@ impl Srv {
             allowed_networks: Vec::new(),
             upload_rate: None,
             download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
         }];
         let auth = Arc::new(Authenticator::new(users).unwrap());
         let mut config = ServerConfig {

@@ -39,6 +39,8 @@ impl SftpSrv {
             allowed_networks: Vec::new(),
             upload_rate: None,
             download_rate: None,
+            quota_bytes: None,
+            quota_files: None,
         }])
         .unwrap();
         let mut config = SftpConfig::new(state.path());
