@@ -396,42 +396,8 @@ fn mlsd(c: &mut BufReader<TcpStream>, path: &str) -> String {
 /// OpenSSH's `sftp` from 127.0.0.2 through the balancer, with a batch of commands run in
 /// `local`; its standard output. A failure shows the logs of `nodes`.
 fn sftp_via(at: SocketAddr, batch: &str, local: &Path, nodes: &[&Node]) -> String {
-    let file = local.join(".batch");
-    std::fs::write(&file, batch).unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "120",
-            "sshpass",
-            "-p",
-            PASSWORD,
-            "sftp",
-            "-F",
-            "/dev/null",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "PreferredAuthentications=password",
-        ])
-        .args(["-o", "PubkeyAuthentication=no", "-o", "BatchMode=no"])
-        .args(["-o", "BindAddress=127.0.0.2"])
-        .arg("-b")
-        .arg(&file)
-        .args(["-P", &at.port().to_string()])
-        .arg(format!("{USER}@{}", at.ip()))
-        .current_dir(local)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let options = ["BindAddress=127.0.0.2"];
+    let out = openssh_sftp(at, (USER, PASSWORD), batch, local, &options);
     assert!(
         out.status.success(),
         "sftp failed: {}\n{}\n{}",

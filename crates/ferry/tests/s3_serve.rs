@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::have;
+use common::{have, openssh_sftp};
 use tempfile::TempDir;
 
 const USER: &str = "tester";
@@ -361,41 +361,7 @@ fn an_upload_cut_off_leaves_the_old_object() {
 }
 
 fn sftp_batch(srv: &Served, batch: &str, local: &Path) {
-    let file = local.join(".batch");
-    std::fs::write(&file, batch).unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "120",
-            "sshpass",
-            "-p",
-            PASSWORD,
-            "sftp",
-            "-F",
-            "/dev/null",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "PreferredAuthentications=password",
-        ])
-        .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
-        .arg("-b")
-        .arg(&file)
-        .args(["-P", &srv.sftp.port().to_string()])
-        .arg(format!("{USER}@127.0.0.1"))
-        .current_dir(local)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = openssh_sftp(srv.sftp, (USER, PASSWORD), batch, local, &[]);
     assert!(
         out.status.success(),
         "sftp failed: {}\n{}\n{}",

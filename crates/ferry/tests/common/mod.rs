@@ -312,3 +312,50 @@ pub fn have(tools: &[&str]) -> bool {
     eprintln!("SKIP: {missing:?} not installed");
     false
 }
+
+/// OpenSSH's `sftp` logging in to `at` as `user` with `password` (through `sshpass`, host keys
+/// not checked), running the commands of `batch` in `local`, within 120 s; `options` are more
+/// `-o` settings. Its output, to be judged by the caller.
+pub fn openssh_sftp(
+    at: SocketAddr,
+    (user, password): (&str, &str),
+    batch: &str,
+    local: &Path,
+    options: &[&str],
+) -> std::process::Output {
+    let file = local.join(".batch");
+    std::fs::write(&file, batch).unwrap();
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "-k",
+        "5",
+        "120",
+        "sshpass",
+        "-p",
+        password,
+        "sftp",
+        "-F",
+        "/dev/null",
+    ]);
+    for option in [
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        "PreferredAuthentications=password",
+        "PubkeyAuthentication=no",
+        "BatchMode=no",
+    ]
+    .iter()
+    .chain(options)
+    {
+        cmd.args(["-o", option]);
+    }
+    cmd.arg("-b")
+        .arg(&file)
+        .args(["-P", &at.port().to_string()])
+        .arg(format!("{user}@{}", at.ip()))
+        .current_dir(local)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
