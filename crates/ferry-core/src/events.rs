@@ -29,8 +29,8 @@ pub const PERMISSION_DENIED: &str = "permission_denied";
 /// Storage refused a path: a link leading out of the home, a special file, or the file
 /// system's own permissions.
 pub const JAIL_REFUSED: &str = "jail_refused";
-/// An upload was refused before it began because the user is at a quota (`reason` says
-/// which, and how full).
+/// An upload was refused before it began because the user is at a quota, or stopped when
+/// it reached one (`reason` says which, and how full; once per upload).
 pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 
 /// Every event name, for documentation tests.

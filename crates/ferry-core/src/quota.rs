@@ -20,7 +20,8 @@
 //! quota, and a write that would pass it is refused, nothing of it beyond the quota written.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use std::{fmt, io, pin::Pin};
@@ -334,13 +335,17 @@ impl Quota {
                 new_file,
                 settled: false,
             }),
+            on_refusal: OnceLock::new(),
+            reported: AtomicBool::new(false),
         }))
     }
 }
 
+/// What a grant calls with the reason when its first write is refused.
+type Report = Box<dyn Fn(&str) + Send + Sync>;
+
 /// One upload's share of its user's quota: the size its file has reached (`extent`), and what
 /// that adds to the user's usage while the upload is in progress.
-#[derive(Debug)]
 pub(crate) struct Grant {
     usage: Arc<Usage>,
     limit: Option<u64>,
@@ -348,6 +353,19 @@ pub(crate) struct Grant {
     /// is discarded).
     in_place: bool,
     state: Mutex<GrantState>,
+    /// Told once, the first time a write is refused (the session logs the event).
+    on_refusal: OnceLock<Report>,
+    reported: AtomicBool,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("limit", &self.limit)
+            .field("in_place", &self.in_place)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -363,6 +381,22 @@ struct GrantState {
 }
 
 impl Grant {
+    /// Calls `report` with the reason the first time one of this grant's writes is refused.
+    pub(crate) fn on_refusal(&self, report: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.on_refusal.set(Box::new(report));
+    }
+
+    /// `e`, a write refused by the quota, reported the first time.
+    fn refused(&self, e: Error) -> Error {
+        // Once: a refused transfer's further writes say nothing new.
+        if !self.reported.swap(true, Ordering::Relaxed) {
+            if let Some(report) = self.on_refusal.get() {
+                report(&e.message);
+            }
+        }
+        e
+    }
+
     fn lock(&self) -> MutexGuard<'_, GrantState> {
         self.state
             .lock()
@@ -387,7 +421,7 @@ impl Grant {
                     .map_or(0, |c| c.bytes)
                     .saturating_add(u.reserved_bytes);
                 if used.saturating_add(need) > limit {
-                    return Err(exceeded("bytes", used, limit));
+                    return Err(self.refused(exceeded("bytes", used, limit)));
                 }
             }
             u.reserved_bytes += need;
@@ -424,7 +458,7 @@ impl Grant {
                 let slack = g.old.saturating_sub(g.extent);
                 let room = slack.saturating_add(limit.saturating_sub(used));
                 if room == 0 {
-                    return Err(exceeded("bytes", used, limit));
+                    return Err(self.refused(exceeded("bytes", used, limit)));
                 }
                 room.min(n)
             }

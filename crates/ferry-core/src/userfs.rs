@@ -191,7 +191,24 @@ impl UserFs {
             return Ok(None);
         };
         match quota.admit(self.storage.as_ref(), path, mode).await {
-            Ok(grant) => Ok(Some(grant)),
+            Ok(grant) => {
+                // A write the quota cuts short is the same event, told once per upload.
+                let (protocol, peer) = self.client_fields();
+                let user = self.who.account.name.clone();
+                let path = path.to_string();
+                grant.on_refusal(move |reason| {
+                    tracing::info!(
+                        event = crate::events::QUOTA_EXCEEDED,
+                        protocol,
+                        peer,
+                        user = %user,
+                        path = %path,
+                        reason,
+                        "upload stopped by the quota"
+                    );
+                });
+                Ok(Some(grant))
+            }
             Err(e) => {
                 if e.kind == ErrorKind::InsufficientStorage {
                     let (protocol, peer) = self.client_fields();

@@ -20,6 +20,8 @@ struct Serve {
     child: Child,
     addr: SocketAddr,
     root: PathBuf,
+    /// The server's standard error (its log, at `info`).
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -34,6 +36,7 @@ fn serve(flags: &[&str]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
+    let log = dir.path().join("server.log");
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -45,14 +48,14 @@ fn serve(flags: &[&str]) -> Serve {
         ])
         .arg("--root")
         .arg(&root)
-        .args(["--user", USER, "--log", "warn"])
+        .args(["--user", USER, "--log", "info"])
         .args(flags)
         .env("FERRY_PASSWORD", PASSWORD)
         .env_remove("RUST_LOG")
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -70,6 +73,7 @@ fn serve(flags: &[&str]) -> Serve {
         child,
         addr,
         root,
+        log,
         _dir: dir,
     }
 }
@@ -210,7 +214,14 @@ fn allowed_network_keeps_the_user_to_its_networks() {
 
 #[test]
 fn quota_flags_hold_the_users_bytes_and_files() {
-    let s = serve(&["--quota-bytes", "1000", "--quota-files", "2"]);
+    let s = serve(&[
+        "--quota-bytes",
+        "1000",
+        "--quota-files",
+        "2",
+        "--log-format",
+        "json",
+    ]);
     std::fs::write(s.root.join("one"), vec![1u8; 300]).unwrap();
     let mut c = Ftp::logged_in(s.addr);
     // Crossing the bytes quota: cut, nothing kept.
@@ -227,6 +238,23 @@ fn quota_flags_hold_the_users_bytes_and_files() {
     );
     assert_eq!(c.cmd("DELE one").0, 250);
     assert_eq!(c.stor("three", &[3u8; 300]).0, 226);
+    // Both refusals are security events: the cut upload once, the one refused up front.
+    let started = std::time::Instant::now();
+    let events = loop {
+        let log = std::fs::read_to_string(&s.log).unwrap();
+        let events: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("\"event\":\"quota_exceeded\""))
+            .map(str::to_string)
+            .collect();
+        if events.len() >= 2 || started.elapsed() > std::time::Duration::from_secs(10) {
+            break events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0].contains("Quota exceeded: bytes") && events[0].contains("/two"));
+    assert!(events[1].contains("Quota exceeded: files (2 of 2 used)"));
 }
 
 #[test]
