@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarize libFuzzer logs written by fuzz/campaign.sh: a line per log with executions,
-coverage (edges `cov`, features `ft`), corpus size, run time, and when edges and features last
-grew, as a share of the executions (edges that stopped growing early mean a plateau)."""
+coverage (edges `cov`, features `ft`), corpus size, run time, the edges the run began with (its
+corpus loaded) and how many it added, and when edges and features last grew, as a share of the
+executions (edges that stopped growing early, or a run from the last one's corpus that adds
+next to none, mean a plateau)."""
 import re
 import sys
 
@@ -9,12 +11,15 @@ import sys
 def summary(path):
     execs = cov = ft = corp = 0
     last_cov = last_ft = 0
+    start_cov = None
     secs = None
     crashed = False
     for line in open(path, errors="replace"):
         m = re.match(r"#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)", line)
         if m:
             n, c, f, k = int(m[1]), int(m[3]), int(m[4]), int(m[5])
+            if m[2] == "INITED" and start_cov is None:
+                start_cov = c
             if c > cov:
                 last_cov = n
             if f > ft:
@@ -25,17 +30,18 @@ def summary(path):
             execs, secs = int(m[1]), int(m[2])
         if "ERROR: libFuzzer" in line or "panicked at" in line:
             crashed = True
-    return execs, cov, ft, corp, secs, last_cov, last_ft, crashed
+    return execs, cov, ft, corp, secs, start_cov, last_cov, last_ft, crashed
 
 
 def pct(n, total):
     return f"{100 * n // max(total, 1)}%"
 
 
-print(f"{'target':16} {'execs':>11} {'cov':>6} {'ft':>7} {'corpus':>6} {'time':>6}  edges last grew  features last grew")
+print(f"{'target':16} {'execs':>11} {'cov':>6} {'added':>6} {'ft':>7} {'corpus':>6} {'time':>6}  edges last grew  features last grew")
 for path in sys.argv[1:]:
     name = path.rsplit("/", 1)[-1].removesuffix(".log")
-    execs, cov, ft, corp, secs, lc, lf, crashed = summary(path)
+    execs, cov, ft, corp, secs, start, lc, lf, crashed = summary(path)
     t = f"{secs}s" if secs is not None else "?"
+    added = "?" if start is None else str(cov - start)
     note = "  CRASH (see log)" if crashed else ""
-    print(f"{name:16} {execs:11} {cov:6} {ft:7} {corp:6} {t:>6}  {pct(lc, execs):>15}  {pct(lf, execs):>18}{note}")
+    print(f"{name:16} {execs:11} {cov:6} {added:>6} {ft:7} {corp:6} {t:>6}  {pct(lc, execs):>15}  {pct(lf, execs):>18}{note}")
