@@ -4,6 +4,8 @@
 //! Rates are checked as lower bounds only (N bytes at a rate take at least 0.8 N / rate).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -58,17 +60,7 @@ fn serve(flags: &[&str]) -> Serve {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .strip_prefix("ferry: listening on ftp://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = common::announced_ftp_address(&mut child);
     Serve {
         child,
         addr,

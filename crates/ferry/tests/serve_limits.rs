@@ -3,7 +3,9 @@
 //! the server does not serve is told so (`421`) instead of waiting unanswered.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,17 +66,7 @@ fn serve(nofile: u64) -> Serve {
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .strip_prefix("ferry: listening on ftp://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = common::announced_ftp_address(&mut child);
     Serve {
         child,
         addr,

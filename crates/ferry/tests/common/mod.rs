@@ -359,3 +359,19 @@ pub fn openssh_sftp(
         .output()
         .unwrap()
 }
+
+/// The FTP address a spawned `ferry serve` (stdout piped) announces on its first line; the
+/// rest of its standard output is drained on a thread of its own.
+pub fn announced_ftp_address(child: &mut std::process::Child) -> SocketAddr {
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    line.trim()
+        .strip_prefix("ferry: listening on ftp://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
