@@ -587,18 +587,21 @@ impl S3Upload {
     async fn commit_inner(&mut self) -> Result<()> {
         let mut writer = self.finish_parts().await?;
         let last = self.part.split().freeze();
-        let result = async {
-            if !last.is_empty() {
-                writer.write(last).await?;
+        to_the_end(async move {
+            let result = async {
+                if !last.is_empty() {
+                    writer.write(last).await?;
+                }
+                writer.close().await
             }
-            writer.close().await
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = writer.abort().await;
-            return Err(map_err(&e));
-        }
-        Ok(())
+            .await;
+            if let Err(e) = result {
+                let _ = writer.abort().await;
+                return Err(map_err(&e));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn abort_inner(&mut self) -> Result<()> {
@@ -607,7 +610,24 @@ impl S3Upload {
             Ok(writer) => writer,
             Err(_) => return Ok(()),
         };
-        writer.abort().await.map_err(|e| map_err(&e))
+        to_the_end(async move { writer.abort().await.map_err(|e| map_err(&e)) }).await
+    }
+}
+
+/// Runs `step` to its end even if the caller stops waiting: a session that ends while its
+/// upload is being completed or aborted (its task dropped) must not leave the multipart
+/// upload open in the bucket, where it would hold its parts until a lifecycle rule removes
+/// them.
+async fn to_the_end<F>(step: F) -> Result<()>
+where
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn(step)
+            .await
+            .unwrap_or_else(|e| Err(Error::new(ErrorKind::Other, e.to_string()))),
+        Err(_) => step.await,
     }
 }
 

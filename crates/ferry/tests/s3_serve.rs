@@ -130,7 +130,11 @@ impl Served {
     fn wait_no_open_uploads(&self) {
         let until = Instant::now() + WAIT;
         while moto::open_uploads(self.moto, &self.bucket) != 0 {
-            assert!(Instant::now() < until, "a multipart upload was left open");
+            assert!(
+                Instant::now() < until,
+                "a multipart upload was left open\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
