@@ -1254,6 +1254,53 @@ mod s3_only {
         assert_eq!(moto::keys(addr, &bucket), ["home/user/f"]);
     }
 
+    /// Waits (bounded) until the bucket holds no multipart upload.
+    async fn no_open_uploads(addr: std::net::SocketAddr, bucket: &str, what: &str) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while moto::open_uploads(addr, bucket) != 0 {
+            assert!(std::time::Instant::now() < until, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// An abort or a commit the caller stops waiting for (the session ended while its upload
+    /// was being finished) still runs to its end: no multipart upload is left open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_finished_by_a_caller_who_leaves_is_not_left_open() {
+        use futures_util::future::poll_immediate;
+        let Some((fs, addr, bucket)) = small_parts() else {
+            return;
+        };
+        put(&fs, "/f", WriteMode::Replace, b"keep me").await;
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(&pattern(11 * 1024 * 1024, 5)).await.unwrap();
+        up.flush().await.unwrap();
+        assert_eq!(moto::open_uploads(addr, &bucket), 1);
+        // Polled once (the abort's request is under way), then dropped.
+        assert!(poll_immediate(up.abort()).await.is_none());
+        no_open_uploads(
+            addr,
+            &bucket,
+            "an abort given up half-way left the upload open",
+        )
+        .await;
+        assert_eq!(get(&fs, "/f").await, b"keep me");
+
+        let data = pattern(11 * 1024 * 1024 + 17, 6);
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(&data).await.unwrap();
+        up.flush().await.unwrap();
+        assert!(poll_immediate(up.commit()).await.is_none());
+        no_open_uploads(
+            addr,
+            &bucket,
+            "a commit given up half-way left the upload open",
+        )
+        .await;
+        assert!(get(&fs, "/f").await == data, "the commit was not completed");
+        assert_eq!(moto::keys(addr, &bucket), ["home/user/f"]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_download_never_mixes_two_versions() {
         let Some((fs, _, _)) = small_parts() else {
