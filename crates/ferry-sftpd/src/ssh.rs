@@ -111,6 +111,22 @@ impl State {
     }
 
     fn logged_in(&mut self, account: Arc<Account>, how: &str) -> Auth {
+        // A login that arrives while the server shuts down (before the connection is told to
+        // leave) starts no session: nothing new begins once a shutdown has.
+        if self.stopping() {
+            tracing::info!(
+                event = events::LOGIN_REFUSED,
+                protocol = "sftp",
+                peer = self.peer_field(),
+                user = %shown(&account.name),
+                reason = "the server is shutting down",
+                "ssh: login refused: the server is shutting down"
+            );
+            return Auth::Reject {
+                proceed_with_methods: None,
+                partial_success: false,
+            };
+        }
         // Outside the account's networks or over its session cap: refused as any failed
         // method is (SSH has no way to say why), and logged.
         if let Err(why) = self.server.context.log_in(&self.permit, &account) {

@@ -602,6 +602,12 @@ mod tests {
             "the dup still holds it"
         );
         drop(dup);
-        assert!(try_lock_exclusive(&other).unwrap());
+        // Free now; waited for (bounded), as a process another test forks in this moment
+        // holds a copy of every descriptor until it execs.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !try_lock_exclusive(&other).unwrap() {
+            assert!(std::time::Instant::now() < until, "still locked");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }

@@ -235,7 +235,12 @@ impl Session {
         let mut last_activity = Instant::now();
         let mut shutdown = self.shared.shutdown.clone();
         loop {
-            // Answer whatever is complete first.
+            // Answer whatever is complete first, unless a shutdown has begun: then nothing
+            // new starts (a PASS read together with the shutdown logs no one in).
+            if self.transfer.is_none() && *shutdown.borrow() {
+                self.send(&Reply::new(421, SHUTTING_DOWN)).await?;
+                return Ok(());
+            }
             if self.transfer.is_none() {
                 while let Some(line) = self.next_pending_line() {
                     last_activity = Instant::now();
@@ -328,7 +333,7 @@ impl Session {
                     return Ok(());
                 }
                 _ = shutdown.changed(), if !in_transfer => {
-                    self.send(&Reply::new(421, "Server shutting down, closing control connection.")).await?;
+                    self.send(&Reply::new(421, SHUTTING_DOWN)).await?;
                     return Ok(());
                 }
             }
@@ -748,3 +753,6 @@ fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// The reply to every session a shutdown ends.
+const SHUTTING_DOWN: &str = "Server shutting down, closing control connection.";
