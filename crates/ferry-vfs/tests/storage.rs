@@ -940,11 +940,13 @@ mod local_only {
     async fn replacing_leaves_freeing_the_old_file_for_later() {
         let (_tmp, root, fs) = setup();
         // A new file: nothing to reclaim.
+        let old = vec![7u8; 2 << 20];
         let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
-        up.write_all(b"old").await.unwrap();
+        up.write_all(&old).await.unwrap();
         assert!(up.commit_then_reclaim().await.unwrap().is_none());
-        // Replacing: the new content is in place at once; the old file's storage is freed
-        // by the work handed back (the caller runs it after answering the client).
+        // Replacing a large file: the new content is in place at once; the old file's
+        // storage is freed by the work handed back (the caller runs it after answering the
+        // client).
         let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
         up.write_all(b"new").await.unwrap();
         let reclaim = up.commit_then_reclaim().await.unwrap();
@@ -952,6 +954,11 @@ mod local_only {
         assert_eq!(host_names(&root), ["f"]);
         reclaim.expect("the replaced file is held for later")();
         assert_eq!(get(&fs, "/f").await, b"new");
+        // A small one is freed with the rename: nothing is left to do after the reply.
+        let mut up = fs.open_write(&p("/f"), WriteMode::Replace).await.unwrap();
+        up.write_all(b"newer").await.unwrap();
+        assert!(up.commit_then_reclaim().await.unwrap().is_none());
+        assert_eq!(get(&fs, "/f").await, b"newer");
     }
 
     #[tokio::test]
