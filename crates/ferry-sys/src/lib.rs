@@ -97,6 +97,56 @@ pub fn open_read_cached<D: AsFd>(
     Ok((std::fs::File::from(fd), kind, st.stx_size))
 }
 
+/// What [`stat_cached`] found at a path (symbolic links followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedStat {
+    pub kind: OpenedKind,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: i64,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    pub nlink: u64,
+    /// `st_dev` as `stat(2)` gives it.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The metadata of `path` (relative, resolved beneath `dir` as [`open_read_cached`] does,
+/// symbolic links followed), but only if the kernel can tell it from its caches: `WouldBlock`
+/// when a lookup would wait for storage. As with [`open_read_cached`], any error means "take
+/// the slow path" (on a thread that may block), which gives the authoritative answer.
+pub fn stat_cached<D: AsFd>(dir: D, path: &str) -> io::Result<CachedStat> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
+    let fd = rustix::fs::openat2(
+        dir,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED,
+    )?;
+    let st = rustix::fs::statx(
+        &fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::BASIC_STATS,
+    )?;
+    let kind = match FileType::from_raw_mode(u32::from(st.stx_mode)) {
+        FileType::RegularFile => OpenedKind::File,
+        FileType::Directory => OpenedKind::Directory,
+        _ => OpenedKind::Other,
+    };
+    Ok(CachedStat {
+        kind,
+        size: st.stx_size,
+        mtime: st.stx_mtime.tv_sec,
+        mode: u32::from(st.stx_mode) & 0o7777,
+        nlink: u64::from(st.stx_nlink),
+        dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+    })
+}
+
 /// The `O_NONBLOCK` open flag, for opening something that might be a FIFO without blocking.
 pub const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 
@@ -573,6 +623,59 @@ mod tests {
             e.kind(),
             io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
         ));
+    }
+
+    #[test]
+    fn cached_stat_matches_stat_and_stays_beneath() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), b"12345").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("sub/f"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4640),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../..", dir.path().join("sub/up")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("sub/rel")).unwrap();
+        let root = std::fs::File::open(dir.path()).unwrap();
+        let cached = |path: &str| {
+            let _ = std::fs::metadata(dir.path().join(path));
+            let mut tries = 0;
+            loop {
+                match stat_cached(&root, path) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 10 => tries += 1,
+                    r => break r.unwrap(),
+                }
+            }
+        };
+        for (path, kind) in [
+            ("sub/f", OpenedKind::File),
+            ("sub", OpenedKind::Directory),
+            ("sub/rel", OpenedKind::File),
+        ] {
+            let host = std::fs::metadata(dir.path().join(path)).unwrap();
+            let expected = CachedStat {
+                kind,
+                size: host.len(),
+                mtime: host.mtime(),
+                mode: host.mode() & 0o7777,
+                nlink: host.nlink(),
+                dev: host.dev(),
+                ino: host.ino(),
+            };
+            assert_eq!(cached(path), expected, "{path}");
+        }
+        for escape in ["abs", "sub/up/etc/passwd", "../etc/passwd", "/etc/passwd"] {
+            let e = stat_cached(&root, escape).unwrap_err();
+            let code = e.raw_os_error();
+            assert!(
+                code == Some(rustix::io::Errno::XDEV.raw_os_error())
+                    || e.kind() == io::ErrorKind::WouldBlock,
+                "{escape}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -677,6 +677,11 @@ impl Storage for LocalFs {
             return Err(leftovers::not_found());
         }
         let rel = rel(path);
+        // Fast path, as for `open_read`: a path the kernel has cached is looked at here, on
+        // the async worker (an SFTP `get` or `put` begins with one or two of these).
+        if let Ok(st) = ferry_sys::stat_cached(&*self.dir, &rel) {
+            return Ok(crate::stat::from_cached(&st));
+        }
         self.run(move |dir| Ok(convert(&dir.metadata(&rel)?))).await
     }
 

@@ -29,3 +29,23 @@ pub(crate) fn convert(md: &cap_std::fs::Metadata) -> Metadata {
         }),
     }
 }
+
+/// [`convert`] for what `ferry_sys::stat_cached` found (links followed, so never a link).
+pub(crate) fn from_cached(st: &ferry_sys::CachedStat) -> Metadata {
+    let kind = match st.kind {
+        ferry_sys::OpenedKind::File => EntryKind::File,
+        ferry_sys::OpenedKind::Directory => EntryKind::Dir,
+        ferry_sys::OpenedKind::Other => EntryKind::Other,
+    };
+    Metadata {
+        kind,
+        size: st.size,
+        mtime: st.mtime,
+        mode: st.mode,
+        nlink: st.nlink,
+        unique: Some(crate::Unique::DevIno {
+            dev: st.dev,
+            ino: st.ino,
+        }),
+    }
+}

@@ -973,6 +973,33 @@ mod local_only {
         assert_eq!(rest, "6789");
     }
 
+    /// Paths the kernel has cached are looked at and opened on the async worker: the call is
+    /// done at its first poll, with no round trip through the blocking pool.
+    #[tokio::test]
+    async fn cached_paths_need_no_blocking_thread() {
+        use futures_util::future::poll_immediate;
+        let (_tmp, root, fs) = setup();
+        std::fs::write(root.join("f"), b"x").unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        for path in ["/f", "/d"] {
+            let mut at_once = false;
+            for _ in 0..10 {
+                let _ = std::fs::metadata(root.join(&path[1..]));
+                if let Some(md) = poll_immediate(fs.metadata(&p(path))).await {
+                    md.unwrap();
+                    at_once = true;
+                    break;
+                }
+            }
+            assert!(at_once, "{path}: metadata went through the blocking pool");
+        }
+        let opened = poll_immediate(fs.open_read(&p("/f"), 0)).await;
+        assert!(
+            opened.is_some_and(|h| h.is_ok()),
+            "open_read went through the pool"
+        );
+    }
+
     #[tokio::test]
     async fn unique_is_dev_and_inode() {
         use std::os::unix::fs::MetadataExt;
