@@ -509,13 +509,31 @@ fn check_sftp_report(report: &Value, stdout: &str, root: &std::path::Path) {
             p.display()
         );
     }
-    let p = root.join("ferry-bench/small-put/w0-00000");
-    assert_eq!(
-        std::fs::metadata(&p).unwrap().len(),
-        1000,
-        "{}",
-        p.display()
-    );
+    // Each session writes its own names in turn (w<session>-00000, -00001, ...), whichever
+    // transfers it took: every session's names start at 00000 and have no gap.
+    let dir = root.join("ferry-bench/small-put");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in &names {
+        let (session, nth) = name
+            .strip_prefix('w')
+            .and_then(|n| n.split_once('-'))
+            .unwrap_or_else(|| panic!("unexpected name {name} in {names:?}"));
+        let nth: u32 = nth.parse().unwrap();
+        for before in 0..nth {
+            let earlier = format!("w{session}-{before:05}");
+            assert!(names.contains(&earlier), "{earlier} missing: {names:?}");
+        }
+        assert_eq!(
+            std::fs::metadata(dir.join(name)).unwrap().len(),
+            1000,
+            "{name}"
+        );
+    }
+    assert!(names.len() >= 5, "{names:?}");
     assert!(!root.join("ferry-bench/large.bin").exists());
 }
 

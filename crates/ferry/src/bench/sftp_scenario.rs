@@ -455,20 +455,25 @@ async fn small(ctx: &SftpCtx, dir: Dir) -> Result<Outcome> {
         };
         let timeout = ctx.timeout();
         let openssh = ctx.openssh();
-        let remote = move |i: u64| match dir {
+        // Downloads by ticket; uploads by this session's own count, so that each session
+        // writes its names in turn whichever tickets it happens to take.
+        let remote = move |i: u64, nth: u64| match dir {
             Dir::Down => format!("{remote_dir}/s{:05}", i % files),
-            Dir::Up => format!("{remote_dir}/w{worker}-{:05}", i % files),
+            Dir::Up => format!("{remote_dir}/w{worker}-{:05}", nth % files),
         };
         tasks.spawn(async move {
+            let mut nth = 0u64;
             loop {
                 let r: Result<()> = match &mut conn {
                     Conn::Openssh(b) => {
                         let mut commands = Vec::with_capacity(CHUNK);
                         while commands.len() < CHUNK {
                             let Some(i) = tickets.take() else { break };
+                            let path = remote(i, nth);
+                            nth += 1;
                             commands.push(match dir {
-                                Dir::Down => format!("get {} {}", quote(&remote(i)), quote(&local)),
-                                Dir::Up => format!("put {} {}", quote(&source), quote(&remote(i))),
+                                Dir::Down => format!("get {} {}", quote(&path), quote(&local)),
+                                Dir::Up => format!("put {} {}", quote(&source), quote(&path)),
                             });
                         }
                         if commands.is_empty() {
@@ -493,7 +498,8 @@ async fn small(ctx: &SftpCtx, dir: Dir) -> Result<Outcome> {
                     }
                     Conn::Ferry(c) => {
                         let Some(i) = tickets.take() else { break };
-                        let path = remote(i);
+                        let path = remote(i, nth);
+                        nth += 1;
                         let r = match dir {
                             Dir::Down => c
                                 .download(&path, 0, &mut tokio::io::sink(), &mut |_| {})
