@@ -17,7 +17,6 @@ use std::time::Duration;
 use ferry_ftpd::{Server, ServerConfig};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 
 const HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
 /// Longer than any timer the server is given below, so only a real hang gets here.
@@ -53,8 +52,7 @@ fn harness() -> &'static Harness {
 }
 
 async fn session(addr: SocketAddr, data: &[u8]) {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::new(HOST, 0)).expect("bind");
+    let socket = common::client_socket(HOST);
     let mut stream = socket.connect(addr).await.expect("connect");
     let (login, input) = match data.split_first() {
         Some((first, rest)) => (first % 2 == 1, rest),

@@ -3,7 +3,7 @@
 //! in-memory tree: the session never panics, and the server closes the channel once the
 //! client has ended its side and every request has been answered (no hang).
 //!
-//! The SSH transport is real (russh on 127.0.0.9), so the target covers the request loop as
+//! The SSH transport is real (russh on 127.0.0.10), so the target covers the request loop as
 //! it runs: framing over channel data, pipelining, handles, limits.
 #![no_main]
 #[path = "common/mod.rs"]
@@ -19,7 +19,8 @@ use russh::ChannelMsg;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
-const HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+/// Its own loopback address, apart from `ftp_session`'s, so that the two can run side by side.
+const HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10));
 /// Longer than any timer the server is given below, so only a real hang gets here.
 const SESSION_END: Duration = Duration::from_secs(60);
 
@@ -69,8 +70,7 @@ fn harness() -> &'static Harness {
 }
 
 async fn session(addr: SocketAddr, data: &[u8]) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind(SocketAddr::new(HOST, 0)).expect("bind");
+    let socket = common::client_socket(HOST);
     let stream = socket.connect(addr).await.expect("connect");
     // As real clients do: without it, each small write waits for the last one's delayed
     // acknowledgement, and a run spends most of its time idle.

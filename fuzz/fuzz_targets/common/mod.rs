@@ -44,3 +44,32 @@ pub fn users() -> Arc<Authenticator> {
 pub fn memory_storage() -> StorageFactory {
     Arc::new(|_| Ok(Arc::new(MemoryFs::new()) as Arc<dyn Storage>))
 }
+
+/// Client ports the session targets bind before connecting, below the kernel's ephemeral
+/// range (so no listener the server opens there takes one).
+const CLIENT_PORTS: std::ops::Range<u16> = 10_000..30_000;
+static NEXT_CLIENT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// A socket bound to `host` for the fuzzing client. Letting the kernel pick the port at `bind`
+/// fails once hundreds of runs a second have left every ephemeral port in TIME_WAIT; here the
+/// ports are taken in turn, with `SO_REUSEADDR` so that a port whose last connection is in
+/// TIME_WAIT can be bound again (loopback reuses the connection slot, `tcp_tw_reuse`), and one
+/// in use otherwise is skipped.
+pub fn client_socket(host: std::net::IpAddr) -> tokio::net::TcpSocket {
+    let span = CLIENT_PORTS.end - CLIENT_PORTS.start;
+    let mut last = None;
+    for _ in 0..256 {
+        let n = NEXT_CLIENT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let socket = match host {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        match socket.bind(std::net::SocketAddr::new(host, CLIENT_PORTS.start + n)) {
+            Ok(()) => return socket,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no client port free on {host}: {last:?}");
+}
