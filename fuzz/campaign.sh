@@ -6,6 +6,10 @@
 #
 #   fuzz/campaign.sh [TARGET...]           # FUZZ_SECONDS=600 WORK=/tmp/ferry-fuzz by default
 #
+# MERGE=1 then folds each target's working corpus back into corpus/TARGET (libFuzzer's
+# -merge=1: only inputs that add coverage to what is there are copied in, named by their
+# SHA-1), so that the next campaign, on any machine, starts where this one ended.
+#
 # Needs nightly and cargo-fuzz (`cargo install cargo-fuzz`). A crash stops the target and
 # leaves the input under fuzz/artifacts/TARGET/; make it a regression test.
 set -euo pipefail
@@ -27,4 +31,11 @@ for t in "${targets[@]}"; do
   set -e
   if [ "$rc" != 0 ]; then echo "$t: libFuzzer exited with $rc (a crash?): see $log" >&2; fi
 done
+if [ "${MERGE:-0}" = 1 ]; then
+  triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
+  for t in "${targets[@]}"; do
+    "target/$triple/release/$t" -merge=1 "corpus/$t" "$WORK/$t" >"$WORK/$t.merge.log" 2>&1 \
+      || echo "$t: merging into corpus/$t failed: see $WORK/$t.merge.log" >&2
+  done
+fi
 logs=(); for t in "${targets[@]}"; do logs+=("$WORK/$t.log"); done; python3 campaign_summary.py "${logs[@]}" || true
