@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run every fuzz target (or those named) for up to FUZZ_SECONDS each, one after another at low CPU
-# priority, starting from the checked-in seeds in corpus/TARGET and growing a working corpus
+# priority, starting from the checked-in corpus in corpus/TARGET and growing a working corpus
 # outside the repository, then print a line per target: executions, coverage (edges, features),
 # corpus size, and when coverage last grew (a plateau: growth stopped well before the end).
 #
